@@ -1,0 +1,88 @@
+"""Events: what happened, as small immutable values fed to ``step``.
+
+Runners, timers and people produce events; ``step`` consumes them. Each carries ``at``, the time
+in seconds the runner supplies (wall clock or virtual), so the core never reads a clock. Events
+name instances by node id and item path so they can be stored and replayed as plain data.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted:
+    at: float
+    trigger: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class NodeStarted:
+    """Optional: a runner whose starts lag the command (a cluster queue) reports the real start."""
+    node: str
+    item: tuple = ()
+    attempt: int
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class NodeSucceeded:
+    node: str
+    item: tuple = ()
+    attempt: int
+    at: float
+    ports: dict
+    started_at: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class NodeFailed:
+    node: str
+    item: tuple = ()
+    attempt: int
+    at: float
+    error_type: str
+    message: str
+    started_at: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TimerFired:
+    timer: str
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class InputProvided:
+    node: str
+    item: tuple = ()
+    at: float
+    value: Any = None
+    port: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CancelRequested:
+    at: float
+    reason: str = "cancel requested"
+
+
+@attrs.frozen(kw_only=True)
+class CancelConfirmed:
+    """A cancelled or timed-out attempt really stopped (or its runner gave up on it)."""
+    node: str
+    item: tuple = ()
+    attempt: int
+    at: float
+    abandoned: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Resumed:
+    """A new process took over the run: re-issue in-flight starts, timers and waits."""
+    at: float
+
+
+EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, NodeStarted, NodeSucceeded, NodeFailed, TimerFired,
+                                             InputProvided, CancelRequested, CancelConfirmed, Resumed)}

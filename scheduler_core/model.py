@@ -1,0 +1,84 @@
+"""The workflow model: what a workflow is, as immutable values.
+
+A ``Workflow`` is nodes, edges (connections) and settings, exactly as declared. It knows nothing
+about files (adapters parse those) or about execution (``graph.compile_workflow`` turns it into the
+indexed form the scheduler uses). Nothing here does I/O.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import attrs
+
+# Node types the scheduler itself gives meaning to. Every other type is a task that a runner
+# executes; `if` and `foreach` are tasks too, whose output ports the core routes on.
+PARKING_TYPES = frozenset({"delay", "wait", "hil"})
+FOREACH = "foreach"
+ITERATION = "iteration"
+
+# Output ports of the built-in types, used to reject edges that read a port that never exists.
+# A type missing here (python and plugins) may produce any port.
+KNOWN_PORTS = {
+    "if": frozenset({"true", "false"}),
+    "foreach": frozenset({"result", "iteration"}),
+    "merge": frozenset({"result"}),
+    "noop": frozenset({"result"}),
+    "delay": frozenset({"result"}),
+    "wait": frozenset({"result", "completed", "timeout"}),
+}
+
+ON_ERROR = ("fail_fast", "continue")
+
+
+def _frozen_mapping(value) -> Mapping:
+    return MappingProxyType(dict(value or {}))
+
+
+@attrs.frozen
+class Retry:
+    """How often a failed attempt is tried again and how long to wait in between."""
+
+    max_attempts: int = 1
+    delay: float = 0.0
+    backoff: float = 1.0
+
+    def wait_after(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return self.delay * (self.backoff ** (attempt - 1))
+
+
+@attrs.frozen(eq=False)
+class Node:
+    id: str
+    type: str
+    config: Mapping = attrs.field(factory=dict, converter=_frozen_mapping)
+    timeout: float | None = None
+    retry: Retry = Retry()
+    pool: str | None = None
+    estimate: float = 1.0
+
+
+@attrs.frozen
+class Edge:
+    source: str
+    target: str
+    port: str = "result"
+    map: bool = False
+    select: str | None = None
+
+
+@attrs.frozen(eq=False)
+class Settings:
+    runner: str | None = None
+    max_parallel: int | None = None
+    on_error: str = "fail_fast"
+    pools: Mapping = attrs.field(factory=dict, converter=_frozen_mapping)
+
+
+@attrs.frozen(eq=False)
+class Workflow:
+    name: str
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    settings: Settings = Settings()

@@ -1,0 +1,585 @@
+"""step(state, events) -> (state, commands): every scheduling decision flowcore makes.
+
+Theory of operation
+-------------------
+A run is a set of node *instances*, keyed by ``(node index, item path)``. The item path is ``()``
+outside any fan-out and grows by one index per ``foreach`` an instance runs inside of.
+
+Edges *resolve*: when an instance ends, each of its outgoing edges either delivers a value (its
+port is in the result) or is *dead* (the port is absent, or the instance failed or was skipped).
+An instance becomes ready when every incoming edge has resolved; it runs if at least one
+delivered and is skipped otherwise, and a skip resolves its own edges as dead, so skips spread
+until they reach a join that something else feeds. Edges come in four kinds, fixed at compile
+time: *plain* (same path), *iteration* (a foreach's items: one resolution per item, path + (i,)),
+*map* (per item, path unchanged) and *gather* (out of a per-item node: collected per fan-out and
+delivered once, as a list in item order, when every item has resolved). A fan-out that never
+expands (an empty list, a skipped or failed foreach) resolves its per-item nodes at the
+foreach's own path, which is the one "unexpanded" record those nodes keep.
+
+Ready task instances wait in persistent heaps, one per (pool, fan-out group), ordered by
+priority: longest remaining path to a sink first, then declaration order, then item path. After
+all events of a step are applied, free slots are filled from the best heap whose caps have room,
+so ``max_parallel``, pools and a foreach's ``max_parallel`` hold by construction. ``delay``,
+``wait`` and ``hil`` instances never take a slot: they park, asking for a timer or for input.
+
+Time arrives in events. Timeouts, retry backoff, delays and wait timeouts are timers the core
+asks for with ``StartTimer`` and hears back about as ``TimerFired``. A timed-out attempt is told
+to stop, and its retry waits until the runner confirms it stopped: two attempts of one instance
+are never in flight. Results of attempts that are no longer current are ignored.
+
+Under fail-fast the first final failure ends the run: every in-flight instance is cancelled and
+every instance that had not ended is recorded ``cancelled``. Under ``continue`` a failure
+resolves the instance's edges as dead and the run fails once nothing is left to do.
+
+Every handler touches only the instances the event concerns and their neighbours: a step costs
+O(what changed). The given state is never modified; the new one shares all untouched structure.
+"""
+from __future__ import annotations
+
+import attrs
+from immutables import Map
+from jmespath.exceptions import JMESPathError
+
+from . import heap
+from .commands import AwaitInput, CancelNode, CancelTimer, RunFinished, StartNode, StartTimer
+from .events import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeStarted, NodeSucceeded,
+                     Resumed, RunStarted, TimerFired)
+from .graph import FAN_OUT, GATHER
+from .model import FOREACH, ITERATION
+from .state import (CANCELLED, FAILED, PENDING, RUNNING, SKIPPED, SUCCEEDED, WAITING, Payload, Record, State,
+                    Timer)
+
+DEAD = object()  # an edge that resolved without a value
+
+
+class InvalidEvent(ValueError):
+    """An event that does not fit the run (a node that is not waiting, an unknown node...)."""
+
+
+@attrs.frozen
+class SelectFailed:
+    """An edge's ``select`` expression raised; the instance it feeds fails instead of starting."""
+    message: str
+
+
+def step(state: State, events) -> tuple[State, tuple]:
+    """Apply ``events`` in order, then start what the caps allow. Pure: ``state`` is not changed."""
+    tx = _Transition(state)
+    for event in events:
+        tx.apply(event)
+    tx.fill_slots()
+    tx.finish_if_done()
+    return tx.result()
+
+
+def input_problem(state: State, node: str, item=(), port=None) -> str | None:
+    """Why ``InputProvided(node, item, port)`` would be refused, or None if it would be accepted."""
+    return _input_problem(state.graph, state.awaiting, state.finished, node, tuple(item or ()), port)
+
+
+def _input_problem(g, awaiting, finished, node, item, port):
+    if finished:
+        return "the run has already finished"
+    n = g.index.get(node)
+    if n is None:
+        return f"there is no node {node!r} in this workflow"
+    if awaiting.get((n, item)) is None:
+        where = f"{node}{''.join(f'[{i}]' for i in item)}"
+        return f"node {where} is not waiting for input"
+    spec = g.nodes[n]
+    choices = tuple(spec.config.get("choices") or ()) if spec.type == "hil" else ()
+    if choices and port not in choices:
+        return f"node {node!r} needs one of the choices {', '.join(choices)} (got {port!r})"
+    if not choices and port is not None:
+        return f"node {node!r} offers no choices; answer it without a port"
+    return None
+
+
+class _Transition:
+    """One step in the making: mutable views of the state's maps, and the commands so far."""
+
+    def __init__(self, state: State):
+        self.state = state
+        self.g = state.graph
+        for name in _MAPS:
+            setattr(self, name, getattr(state, name).mutate())
+        for name in _SCALARS:
+            setattr(self, name, getattr(state, name))
+        self.ready = dict(state.ready.items())
+        self.commands = []
+        self.ended = False
+
+    def result(self) -> tuple[State, tuple]:
+        changes = {name: getattr(self, name).finish() for name in _MAPS}
+        changes.update({name: getattr(self, name) for name in _SCALARS})
+        changes["ready"] = Map(self.ready)
+        if self.ended:
+            self.commands.append(RunFinished(status=self.status, error=self.error))
+        return attrs.evolve(self.state, **changes), tuple(self.commands)
+
+    def snapshot(self, name: str) -> Map:
+        """Freeze one map to iterate it (rare: ends of runs and resumes), then keep mutating."""
+        frozen = getattr(self, name).finish()
+        setattr(self, name, frozen.mutate())
+        return frozen
+
+    # -- events -----------------------------------------------------------------------------
+
+    def apply(self, event) -> None:
+        self.now = event.at
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            raise InvalidEvent(f"unknown event {event!r}")
+        if self.status in (SUCCEEDED, FAILED, CANCELLED) and type(event) is not RunStarted:
+            return  # late results, timers and confirmations after the end change nothing
+        handler(self, event)
+
+    def key_of(self, event) -> tuple:
+        n = self.g.index.get(event.node)
+        if n is None:
+            raise InvalidEvent(f"event for unknown node {event.node!r}")
+        return (n, tuple(event.item))
+
+    def on_run_started(self, ev: RunStarted) -> None:
+        if self.status != PENDING:
+            raise InvalidEvent("the run has already started")
+        self.status, self.started_at, self.trigger = RUNNING, ev.at, ev.trigger
+        for root in self.g.roots:
+            self.make_ready((root, ()), Payload(input=ev.trigger, values=(ev.trigger,), inputs={}))
+
+    def on_node_started(self, ev: NodeStarted) -> None:
+        key = self.key_of(ev)
+        if self.is_current(key, ev.attempt):
+            self.records[key] = attrs.evolve(self.records[key], started_at=ev.at)
+
+    def on_node_succeeded(self, ev: NodeSucceeded) -> None:
+        key = self.key_of(ev)
+        if not self.is_current(key, ev.attempt):
+            return
+        self.release(key)
+        self.clear_timer(key)
+        if ev.started_at is not None:
+            self.records[key] = attrs.evolve(self.records[key], started_at=ev.started_at)
+        self.succeed(key, ev.ports)
+
+    def on_node_failed(self, ev: NodeFailed) -> None:
+        key = self.key_of(ev)
+        if not self.is_current(key, ev.attempt):
+            return
+        self.release(key)
+        self.clear_timer(key)
+        if ev.started_at is not None:
+            self.records[key] = attrs.evolve(self.records[key], started_at=ev.started_at)
+        self.attempt_failed(key, (ev.error_type, ev.message))
+
+    def on_timer_fired(self, ev: TimerFired) -> None:
+        timer = self.timers.get(ev.timer)
+        if timer is None:
+            return  # cancelled meanwhile, or fired twice
+        self.timers.pop(ev.timer)
+        if self.instance_timer.get(timer.key) == ev.timer:
+            self.instance_timer.pop(timer.key)
+        _TIMER_HANDLERS[timer.kind](self, timer)
+
+    def on_timeout(self, timer: Timer) -> None:
+        key = timer.key
+        if not self.is_current(key, timer.attempt):
+            return
+        self.release(key)
+        node = self.g.nodes[key[0]]
+        self.stopping[key] = timer.attempt
+        self.commands.append(CancelNode(node=node.id, item=key[1], attempt=timer.attempt, reason="timeout"))
+        self.attempt_failed(key, ("timeout", f"node {node.id!r} did not finish within its timeout of "
+                                             f"{node.timeout:g} s (attempt {timer.attempt})"))
+
+    def on_retry_due(self, timer: Timer) -> None:
+        if self.stopping.get(timer.key) is not None:
+            self.held[timer.key] = timer.attempt  # starts once the timed-out attempt has stopped
+        else:
+            self.requeue(timer.key)
+
+    def on_delay_over(self, timer: Timer) -> None:
+        self.succeed(timer.key, {"result": self.payloads[timer.key].input})
+
+    def on_wait_timeout(self, timer: Timer) -> None:
+        self.awaiting.pop(timer.key)
+        self.succeed(timer.key, {"timeout": self.payloads[timer.key].input})
+
+    def on_input_provided(self, ev: InputProvided) -> None:
+        problem = _input_problem(self.g, self.awaiting, False, ev.node, tuple(ev.item), ev.port)
+        if problem:
+            raise InvalidEvent(problem)
+        key = self.key_of(ev)
+        self.awaiting.pop(key)
+        self.clear_timer(key)
+        node = self.g.nodes[key[0]]
+        extra = "completed" if node.type == "wait" else ev.port
+        ports = {"result": ev.value} if extra is None else {extra: ev.value, "result": ev.value}
+        self.succeed(key, ports)
+
+    def on_cancel_requested(self, ev: CancelRequested) -> None:
+        self.end_run(CANCELLED, {"node": None, "type": "cancelled", "message": ev.reason})
+
+    def on_cancel_confirmed(self, ev: CancelConfirmed) -> None:
+        key = self.key_of(ev)
+        if self.stopping.get(key) != ev.attempt:
+            return
+        self.stopping.pop(key)
+        if self.held.get(key) is not None:
+            self.held.pop(key)
+            self.requeue(key)
+
+    def on_resumed(self, ev: Resumed) -> None:
+        """A new process drives the run: nothing of the old one is running any more."""
+        for key in self.snapshot("stopping"):
+            self.stopping.pop(key)
+            if self.held.get(key) is not None:
+                self.held.pop(key)
+                self.requeue(key)
+        for tid, timer in self.snapshot("timers").items():
+            if timer.kind != "timeout":  # timeouts belong to running attempts, which get fresh ones
+                self.commands.append(StartTimer(timer=tid, due=timer.due))
+        for key, attempt in self.snapshot("running").items():
+            self.clear_timer(key, announce=False)
+            self.dispatch(key, attempt, redispatch=True)
+        for key, kind in self.snapshot("awaiting").items():
+            self.announce_wait(key, self.g.nodes[key[0]])
+
+    # -- readiness ----------------------------------------------------------------------------
+
+    def resolve(self, work: list) -> None:
+        """Resolve edges ``(edge, path, value or DEAD)``; what becomes ready is queued or skipped."""
+        g = self.g
+        while work:
+            e, path, value = work.pop()
+            if e.kind == GATHER and len(path) == g.depth[e.source]:
+                gathered = self.collect(e, path, value)
+                if gathered is None:
+                    continue
+                path, value = gathered
+            elif value is not DEAD and e.select is not None:
+                value = _select(e, value)
+            key = (e.target, path)
+            remaining, got = self.arrivals.get(key) or (len(g.in_edges[e.target]), None)
+            if value is not DEAD:
+                got = ((e.pos, e.source, value), got)
+            if remaining > 1:
+                self.arrivals[key] = (remaining - 1, got)
+                continue
+            self.arrivals.pop(key, None)
+            if got is None:
+                work.extend(self.skip(key))
+            else:
+                self.make_ready(key, self.payload_from(got))
+
+    def collect(self, e, path, value):
+        """One item of a gather edge resolved; return ``(prefix, list or DEAD)`` once all have."""
+        prefix = path[:-1]
+        gkey = (e.index, prefix)
+        remaining, got = self.gathers.get(gkey) or (self.scopes[(self.g.origin[e.source], prefix)], Map())
+        if value is not DEAD:
+            got = got.set(path[-1], _select(e, value) if e.select is not None else value)
+        if remaining > 1:
+            self.gathers[gkey] = (remaining - 1, got)
+            return None
+        self.gathers.pop(gkey, None)
+        if not got:
+            return prefix, DEAD
+        return prefix, [got[i] for i in sorted(got.keys())]
+
+    def payload_from(self, got) -> Payload:
+        arrived = []
+        while got is not None:
+            arrived.append(got[0])
+            got = got[1]
+        arrived.sort(key=lambda a: a[0])
+        values = tuple(a[2] for a in arrived)
+        by_source: dict = {}
+        for _, src, value in arrived:
+            by_source.setdefault(self.g.ids[src], []).append(value)
+        inputs = {name: vs[0] if len(vs) == 1 else vs for name, vs in by_source.items()}
+        return Payload(input=values[0] if len(values) == 1 else list(values), values=values, inputs=inputs)
+
+    def make_ready(self, key, payload: Payload) -> None:
+        node = self.g.nodes[key[0]]
+        self.payloads[key] = payload
+        failed_select = next((v for v in payload.values if isinstance(v, SelectFailed)), None)
+        if failed_select is not None:
+            self.records[key] = Record(node=node.id, item=key[1])
+            self.fail_final(key, ("select", failed_select.message))
+        elif node.type in _PARKING:
+            self.park(key, node)
+        else:
+            self.records[key] = Record(node=node.id, item=key[1])
+            self.enqueue(key)
+
+    def skip(self, key) -> list:
+        n, path = key
+        self.records[key] = Record(node=self.g.ids[n], item=path, status=SKIPPED, finished_at=self.now)
+        return [(self.g.edges[ei], path, DEAD) for ei in self.g.out_edges[n]]
+
+    # -- parking --------------------------------------------------------------------------------
+
+    def park(self, key, node) -> None:
+        self.seq += 1
+        self.records[key] = Record(node=node.id, item=key[1], status=WAITING, attempts=1,
+                                   started_at=self.now, started_seq=self.seq)
+        if node.type == "delay":
+            self.set_timer("delay", key, 1, self.now + float(node.config.get("seconds", 0)))
+            return
+        self.awaiting[key] = node.type
+        self.announce_wait(key, node)
+        if node.config.get("timeout") is not None:
+            self.set_timer("wait_timeout", key, 1, self.now + float(node.config["timeout"]))
+
+    def announce_wait(self, key, node) -> None:
+        choices = node.config.get("choices")
+        self.commands.append(AwaitInput(node=node.id, item=key[1], type=node.type, prompt=node.config.get("prompt"),
+                                        choices=tuple(choices) if choices else None))
+
+    # -- slots --------------------------------------------------------------------------------
+
+    def queue_of(self, key) -> tuple:
+        n, path = key
+        o = self.g.origin[n]
+        group = None
+        if o >= 0 and self.g.nodes[o].config.get("max_parallel"):
+            group = (o, path[: self.g.depth[o]])
+        return (self.g.nodes[n].pool, group)
+
+    def enqueue(self, key) -> None:
+        n, path = key
+        q = self.queue_of(key)
+        self.ready[q] = heap.push(self.ready.get(q), (-self.g.rank[n], n, path))
+        self.ready_count += 1
+
+    def requeue(self, key) -> None:
+        self.records[key] = attrs.evolve(self.records[key], status=PENDING)
+        self.enqueue(key)
+
+    def has_room(self, queue) -> bool:
+        pool, group = queue
+        if pool is not None and self.pool_running.get(pool, 0) >= self.g.pools[pool]:
+            return False
+        if group is not None and self.group_running.get(group, 0) >= self.g.nodes[group[0]].config["max_parallel"]:
+            return False
+        return True
+
+    def best_queue(self):
+        best, best_head = None, None
+        for q, h in self.ready.items():
+            if (best is None or heap.peek(h) < best_head) and self.has_room(q):
+                best, best_head = q, heap.peek(h)
+        return best
+
+    def fill_slots(self) -> None:
+        while self.ready_count and self.running_count < self.g.max_parallel and not self.ended:
+            q = self.best_queue()
+            if q is None:
+                return
+            (_, n, path), rest = heap.pop(self.ready[q])
+            if rest is None:
+                del self.ready[q]
+            else:
+                self.ready[q] = rest
+            self.ready_count -= 1
+            key = (n, path)
+            self.dispatch(key, self.records[key].attempts + 1)
+
+    def count(self, key, delta: int) -> None:
+        self.running_count += delta
+        pool, group = self.queue_of(key)
+        if pool is not None:
+            self.pool_running[pool] = self.pool_running.get(pool, 0) + delta
+        if group is not None:
+            self.group_running[group] = self.group_running.get(group, 0) + delta
+
+    def dispatch(self, key, attempt: int, redispatch: bool = False) -> None:
+        n, path = key
+        node = self.g.nodes[n]
+        if not redispatch:
+            self.running[key] = attempt
+            self.count(key, +1)
+        self.seq += 1
+        self.records[key] = attrs.evolve(self.records[key], status=RUNNING, attempts=attempt,
+                                         started_at=self.now, started_seq=self.seq)
+        deadline = None
+        if node.timeout is not None:
+            deadline = self.now + node.timeout
+            self.set_timer("timeout", key, attempt, deadline)
+        p = self.payloads[key]
+        self.commands.append(StartNode(node=node.id, item=path, attempt=attempt, type=node.type, input=p.input,
+                                       values=p.values, inputs=p.inputs, deadline=deadline, redispatch=redispatch))
+
+    def release(self, key) -> None:
+        self.running.pop(key)
+        self.count(key, -1)
+
+    def is_current(self, key, attempt) -> bool:
+        return self.running.get(key) == attempt
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def set_timer(self, kind: str, key, attempt: int, due: float) -> None:
+        self.timer_seq += 1
+        tid = f"{kind}:{self.timer_seq}"
+        self.timers[tid] = Timer(kind=kind, key=key, attempt=attempt, due=due)
+        self.instance_timer[key] = tid
+        self.commands.append(StartTimer(timer=tid, due=due))
+
+    def clear_timer(self, key, announce: bool = True) -> None:
+        tid = self.instance_timer.get(key)
+        if tid is None:
+            return
+        self.instance_timer.pop(key)
+        self.timers.pop(tid)
+        if announce:
+            self.commands.append(CancelTimer(timer=tid))
+
+    # -- endings ------------------------------------------------------------------------------
+
+    def succeed(self, key, ports: dict) -> None:
+        n, path = key
+        node = self.g.nodes[n]
+        if node.type == FOREACH and ITERATION in ports and not isinstance(ports[ITERATION], list):
+            got = type(ports[ITERATION]).__name__
+            self.fail_final(key, ("foreach", f"foreach {node.id!r} needs a list of items, got {got}"))
+            return
+        self.payloads.pop(key, None)
+        self.seq += 1
+        self.records[key] = attrs.evolve(self.records[key], status=SUCCEEDED, finished_at=self.now, ports=ports,
+                                         error=None, finished_seq=self.seq)
+        self.sequence = (key, self.sequence)
+        work = []
+        for ei in self.g.out_edges[n]:
+            e = self.g.edges[ei]
+            value = ports.get(e.port, DEAD)
+            if e.kind == FAN_OUT and value is not DEAD and value:
+                self.scopes[key] = len(value)
+                work.extend((e, path + (i,), item) for i, item in enumerate(value))
+            else:
+                work.append((e, path, DEAD if e.kind == FAN_OUT else value))
+        self.resolve(work)
+
+    def attempt_failed(self, key, error: tuple) -> None:
+        record = self.records[key]
+        retry = self.g.nodes[key[0]].retry
+        if record.attempts < retry.max_attempts:
+            self.records[key] = attrs.evolve(record, status=WAITING, error=error)
+            self.set_timer("retry", key, record.attempts, self.now + retry.wait_after(record.attempts))
+        else:
+            self.fail_final(key, error)
+
+    def fail_final(self, key, error: tuple) -> None:
+        n, path = key
+        self.payloads.pop(key, None)
+        self.seq += 1
+        self.records[key] = attrs.evolve(self.records[key], status=FAILED, finished_at=self.now, error=error,
+                                         finished_seq=self.seq)
+        failure = {"node": self.g.ids[n], "type": error[0], "message": error[1]}
+        if self.g.fail_fast:
+            self.end_run(FAILED, failure)
+            return
+        self.first_failure = self.first_failure or failure
+        self.resolve([(self.g.edges[ei], path, DEAD) for ei in self.g.out_edges[n]])
+
+    def finish_if_done(self) -> None:
+        if self.status != RUNNING or self.ready_count or self.running_count:
+            return
+        if len(self.timers) or len(self.awaiting) or len(self.held):
+            return
+        self.status = FAILED if self.first_failure else SUCCEEDED
+        self.error = self.first_failure
+        self.finished_at = self.now
+        self.ended = True
+
+    def end_run(self, status: str, error: dict) -> None:
+        """Fail fast or cancel: stop everything in flight and close every open instance."""
+        self.status, self.error, self.finished_at, self.ended = status, error, self.now, True
+        reason = "run failed" if status == FAILED else "run cancelled"
+        for key, attempt in self.snapshot("running").items():
+            node = self.g.ids[key[0]]
+            self.commands.append(CancelNode(node=node, item=key[1], attempt=attempt, reason=reason))
+            self.cancel_record(key)
+        for tid, timer in self.snapshot("timers").items():
+            self.commands.append(CancelTimer(timer=tid))
+            self.cancel_record(timer.key)
+        for key in self.snapshot("awaiting"):
+            self.cancel_record(key)
+        for h in self.ready.values():
+            for _, n, path in heap.entries(h):
+                self.cancel_record((n, path))
+        for key in self.snapshot("arrivals"):
+            self.cancel_record(key)
+        for key in self.snapshot("held"):
+            self.cancel_record(key)
+        self.cancel_unreached()
+        for name in ("running", "timers", "awaiting", "arrivals", "held", "payloads", "gathers",
+                     "instance_timer", "pool_running", "group_running"):
+            setattr(self, name, Map().mutate())
+        self.ready, self.ready_count, self.running_count = {}, 0, 0
+
+    def cancel_record(self, key) -> None:
+        record = self.records.get(key)
+        if record is None:
+            record = Record(node=self.g.ids[key[0]], item=key[1])
+        elif record.status not in (PENDING, RUNNING, WAITING):
+            return
+        self.records[key] = attrs.evolve(record, status=CANCELLED, finished_at=self.now)
+
+    def cancel_unreached(self) -> None:
+        """Record ``cancelled`` every instance the run would have had but never reached (once per run)."""
+        g = self.g
+        by_node: dict = {}
+        for n, path in self.snapshot("records"):
+            by_node.setdefault(n, []).append(path)
+        scopes = self.snapshot("scopes")
+        for n in g.topo:
+            if n in by_node:
+                continue
+            if g.depth[n] == 0:
+                expected = [()]
+            else:
+                o = g.origin[n]
+                expected = []
+                for path in by_node.get(o, ()):
+                    size = scopes.get((o, path))
+                    expected.extend([path + (i,) for i in range(size)] if size else [path])
+            for path in expected:
+                self.cancel_record((n, path))
+            by_node[n] = expected
+
+
+def _select(e, value):
+    if isinstance(value, SelectFailed):
+        return value
+    try:
+        return e.select.search(value)
+    except JMESPathError as exc:
+        return SelectFailed(f"select {e.select_text!r} on the edge into this node failed: {exc}")
+
+
+_PARKING = frozenset({"delay", "wait", "hil"})
+_MAPS = ("records", "arrivals", "gathers", "scopes", "payloads", "running", "pool_running", "group_running",
+         "timers", "instance_timer", "awaiting", "stopping", "held")
+_SCALARS = ("status", "trigger", "started_at", "finished_at", "error", "first_failure", "now", "seq", "timer_seq",
+            "ready_count", "running_count", "sequence")
+
+# The transition table: one handler per event type, one per timer kind.
+_HANDLERS = {
+    RunStarted: _Transition.on_run_started,
+    NodeStarted: _Transition.on_node_started,
+    NodeSucceeded: _Transition.on_node_succeeded,
+    NodeFailed: _Transition.on_node_failed,
+    TimerFired: _Transition.on_timer_fired,
+    InputProvided: _Transition.on_input_provided,
+    CancelRequested: _Transition.on_cancel_requested,
+    CancelConfirmed: _Transition.on_cancel_confirmed,
+    Resumed: _Transition.on_resumed,
+}
+_TIMER_HANDLERS = {
+    "timeout": _Transition.on_timeout,
+    "retry": _Transition.on_retry_due,
+    "delay": _Transition.on_delay_over,
+    "wait_timeout": _Transition.on_wait_timeout,
+}
