@@ -82,3 +82,4 @@ class Workflow:
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
     settings: Settings = Settings()
+    source: Mapping | None = attrs.field(default=None, repr=False)  # the definition as declared, for storing

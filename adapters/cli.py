@@ -1,0 +1,300 @@
+"""The ``flowcore`` command: run, resume, status, runs, validate, simulate.
+
+Exit codes (run and resume): 0 succeeded, 1 failed or cancelled, 2 invalid usage, invalid
+workflow or refused request (nothing changed), 3 waiting. ``status`` exits 0 for a known run and
+2 for an unknown one. With ``--json``, standard output carries only the result object; what nodes
+print goes to standard error. User errors print a message, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+
+from rich.console import Console
+
+from runners import backend_names, instance_name
+
+from .engine import Engine, RunRefused
+from .report import render_table, waiting_on
+from .store import SqliteStore, StoreError
+from .workflow_file import WorkflowError, load_workflow
+
+EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 3}
+USAGE = 2
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as a message with exit code 2."""
+
+
+def _json_arg(text: str, flag: str):
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{flag} must be JSON (for a string, quote it: '\"yes\"'): {exc}") from None
+
+
+def _item_arg(text: str | None):
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--item must be item indices like 2 or 2,0, not {text!r}") from None
+
+
+def _db_path(args) -> str:
+    return args.db or os.environ.get("FLOWCORE_DB") or "flowcore.db"
+
+
+def _existing_store(args) -> SqliteStore | None:
+    path = _db_path(args)
+    if not os.path.exists(path):
+        return None
+    return SqliteStore(path)
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0 or (kind is int and value < 1):
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowcore", description="Run workflows: every node as soon as its "
+                                                                  "inputs resolve, as many at once as the caps allow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, runner=True):
+        p.add_argument("--db", help="SQLite store (default: $FLOWCORE_DB or ./flowcore.db)")
+        p.add_argument("--json", action="store_true", help="print one JSON object on standard output")
+        if runner:
+            p.add_argument("--runner", choices=backend_names(), help="how nodes execute (default: the run's own)")
+            p.add_argument("--max-parallel", type=_positive(int), help="cap on instances running at once")
+            p.add_argument("--linger", type=_positive(float), help="seconds to wait for a due timer before "
+                                                                   "leaving the run waiting (default 60)")
+            p.add_argument("--grace", type=_positive(float), help="seconds cancelled nodes get to stop (default 2)")
+
+    p = sub.add_parser("run", help="run a workflow file")
+    p.add_argument("file")
+    p.add_argument("--trigger", help="the trigger data, as JSON (default: null)")
+    p.add_argument("--run-id", help="the id to store the run under (default: generated)")
+    common(p)
+    p = sub.add_parser("resume", help="answer a waiting node, or continue an interrupted run")
+    p.add_argument("run_id")
+    p.add_argument("--node", help="the waiting node to answer")
+    p.add_argument("--item", help="the item path of a node waiting per item, e.g. 2 or 2,0")
+    p.add_argument("--port", help="the choice, for a hil node with choices")
+    p.add_argument("--input", help="the answer, as JSON")
+    common(p)
+    p = sub.add_parser("status", help="show a run")
+    p.add_argument("run_id")
+    common(p, runner=False)
+    p = sub.add_parser("runs", help="list runs")
+    common(p, runner=False)
+    p = sub.add_parser("validate", help="check a workflow file without running it")
+    p.add_argument("file")
+    p = sub.add_parser("simulate", help="dry-run a workflow on a virtual clock (nothing is stored)")
+    p.add_argument("file")
+    p.add_argument("--trigger", help="the trigger data, as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--execute", action="store_true", help="call python nodes (default: pass inputs through)")
+    p.add_argument("--fail-rate", type=float, default=0.0)
+    p.add_argument("--late-rate", type=float, default=0.0)
+    p.add_argument("--duplicate-rate", type=float, default=0.0)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+class Progress:
+    """A live status line on standard error while a run is going (only on a terminal)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.counts = {"done": 0, "failed": 0}
+        self.status = console.status("starting…") if console.is_terminal else None
+        self.last = 0.0
+
+    def __enter__(self):
+        if self.status:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.status:
+            self.status.__exit__(*exc)
+
+    def __call__(self, events, commands, state):
+        for e in events:
+            name = type(e).__name__
+            if name == "NodeSucceeded":
+                self.counts["done"] += 1
+            elif name == "NodeFailed":
+                self.counts["failed"] += 1
+        now = time.monotonic()
+        if self.status and now - self.last > 0.1:
+            self.last = now
+            self.status.update(f"{self.counts['done']} done · {state.running_count} running · "
+                               f"{state.ready_count} ready · {len(state.awaiting)} waiting for input · "
+                               f"{self.counts['failed']} failed attempts")
+
+
+def _emit_json(args, obj) -> None:
+    args.stdout.write(json.dumps(obj, default=str) + "\n")
+    args.stdout.flush()
+
+
+def _print_result(args, result, out: Console) -> int:
+    status = result.status
+    if args.json:
+        _emit_json(args, result.to_dict())
+    else:
+        render_table(result.run_id, result.state, out, abandoned=result.abandoned)
+    if status == "waiting":
+        err = Console(stderr=True)
+        err.print(f"run {result.run_id} is waiting.", highlight=False)
+        for name, ntype, prompt, choices in waiting_on(result.state):
+            node, _, rest = name.partition("[")
+            item = f" --item {rest.rstrip(']').replace('][', ',')}" if rest else ""
+            port = f" --port {'|'.join(choices)}" if choices else ""
+            ask = f" ({prompt})" if prompt else ""
+            err.print(f"  {name}{ask}: flowcore resume {result.run_id} --node {node}{item}{port} --input JSON",
+                      highlight=False, markup=False)
+        if len(result.state.timers):
+            err.print(f"  timers are pending: `flowcore resume {result.run_id}` fires those that are due",
+                      highlight=False, markup=False)
+    return EXIT[status]
+
+
+def _engine(args) -> Engine:
+    return Engine(db=_db_path(args))
+
+
+def cmd_run(args, out: Console) -> int:
+    trigger = _json_arg(args.trigger, "--trigger") if args.trigger is not None else None
+    workflow = load_workflow(args.file)
+    engine = _engine(args)
+    with Progress(Console(stderr=True)) as progress:
+        result = engine.run(workflow, trigger=trigger, run_id=args.run_id, runner=args.runner,
+                            max_parallel=args.max_parallel, linger=args.linger, grace=args.grace,
+                            observer=progress, path=os.path.abspath(args.file))
+    return _print_result(args, result, out)
+
+
+def cmd_resume(args, out: Console) -> int:
+    value = _json_arg(args.input, "--input") if args.input is not None else None
+    if args.node is not None and args.input is None:
+        raise UserError("--node needs --input JSON (the answer to give it)")
+    store = _existing_store(args)
+    if store is None:
+        raise UserError(f"no flowcore database at {_db_path(args)} (use --db or FLOWCORE_DB)")
+    engine = Engine(store=store)
+    _warn_if_changed(engine, args.run_id)
+    with Progress(Console(stderr=True)) as progress:
+        result = engine.resume(args.run_id, node=args.node, input=value, port=args.port, item=_item_arg(args.item),
+                               runner=args.runner, max_parallel=args.max_parallel, linger=args.linger,
+                               grace=args.grace, observer=progress)
+    return _print_result(args, result, out)
+
+
+def _warn_if_changed(engine: Engine, run_id: str) -> None:
+    from .engine import definition_hash
+    from .workflow_file import read_definition
+
+    try:
+        info = engine.store.info(run_id)
+    except StoreError:
+        return  # resume reports it
+    path = info.options.get("path")
+    if not path or not os.path.exists(path):
+        return
+    try:
+        current = definition_hash(read_definition(path))
+    except WorkflowError:
+        current = None
+    if current != info.definition_hash:
+        Console(stderr=True).print(f"note: {path} has changed since run {run_id} started; the run goes on with "
+                                   f"the definition it started with.", highlight=False)
+
+
+def cmd_status(args, out: Console) -> int:
+    store = _existing_store(args)
+    if store is None:
+        raise UserError(f"no run {args.run_id!r}: there is no flowcore database at {_db_path(args)}")
+    result = Engine(store=store).status(args.run_id)
+    if args.json:
+        _emit_json(args, result.to_dict())
+    else:
+        render_table(result.run_id, result.state, out)
+    return 0
+
+
+def cmd_runs(args, out: Console) -> int:
+    store = _existing_store(args)
+    runs = Engine(store=store).runs() if store is not None else []
+    if args.json:
+        _emit_json(args, runs)
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"runs in {_db_path(args)}", title_justify="left")
+    for col in ("run_id", "workflow", "status", "started", "took"):
+        table.add_column(col)
+    for r in runs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])) if r["started_at"] else ""
+        took = f"{r['finished_at'] - r['started_at']:.2f}s" if r["finished_at"] and r["started_at"] else ""
+        table.add_row(r["run_id"], r["workflow"], r["status"], started, took)
+    out.print(table)
+    return 0
+
+
+def cmd_validate(args, out: Console) -> int:
+    wf = load_workflow(args.file)
+    out.print(f"{args.file}: valid ({len(wf.nodes)} nodes, {len(wf.edges)} connections)", highlight=False)
+    return 0
+
+
+def cmd_simulate(args, out: Console) -> int:
+    trigger = _json_arg(args.trigger, "--trigger") if args.trigger is not None else None
+    workflow = load_workflow(args.file)
+    options = {"seed": args.seed, "execute": args.execute, "fail_rate": args.fail_rate,
+               "late_rate": args.late_rate, "duplicate_rate": args.duplicate_rate}
+    engine = Engine(runner="simulated", runner_options=options, linger=float("inf"))
+    result = engine.run(workflow, trigger=trigger, runner="simulated")
+    return _print_result(args, result, out)
+
+
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "validate": cmd_validate,
+            "simulate": cmd_simulate}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+    err = Console(stderr=True)
+    redirect = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
+    args.stdout = sys.stdout  # the --json object goes here; node prints go to stderr
+    try:
+        with redirect:
+            code = COMMANDS[args.command](args, out)
+    except (WorkflowError, RunRefused, StoreError, UserError) as exc:
+        err.print(f"flowcore {args.command}: {exc}", highlight=False, markup=False)
+        return USAGE
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The engine facade: wires a workflow, a runner and a store into runs, and resumes them.
+
+``Engine.run`` records the run (its definition and options) and drives it; ``Engine.resume``
+rebuilds a run from its event log (``replay``), checks the request against the state, and drives
+it on. Every refusal raises ``RunRefused`` before anything is written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+
+import attrs
+
+from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, make_backend
+from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, compile_workflow, fingerprint,
+                            initial_state, input_problem, replay)
+
+from .report import run_dict, run_status
+from .store import LeaseHeld, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun
+from .workflow_file import WorkflowError, load_workflow, workflow_to_dict
+
+HEARTBEAT_SECONDS = 10.0
+
+
+class RunRefused(ValueError):
+    """A request the engine will not carry out; nothing was changed."""
+
+
+class RunResult:
+    """What a run came to: ``.status``, ``.error``, ``.records``, and ``.to_dict()`` (the ``--json`` object)."""
+
+    def __init__(self, run_id: str, state, abandoned: int = 0):
+        self.run_id = run_id
+        self.state = state
+        self.abandoned = abandoned
+
+    @property
+    def status(self) -> str:
+        return run_status(self.state)
+
+    @property
+    def error(self):
+        return self.state.error
+
+    def to_dict(self) -> dict:
+        return run_dict(self.run_id, self.state)
+
+    def record(self, node: str, item=None) -> dict:
+        """The ``--json`` record of one instance."""
+        want = list(item) if item else None
+        for r in self.to_dict()["nodes"]:
+            if r["node"] == node and r["item"] == want:
+                return r
+        raise KeyError((node, item))
+
+    def __repr__(self):
+        return f"RunResult(run_id={self.run_id!r}, status={self.status!r})"
+
+
+def definition_hash(definition) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def new_run_id(name: str) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:24] or "run"
+    return f"{slug}-{uuid.uuid4().hex[:8]}"
+
+
+def _item_path(item) -> tuple:
+    if item is None:
+        return ()
+    if isinstance(item, int):
+        return (item,)
+    return tuple(int(i) for i in item)
+
+
+class _Heartbeat:
+    """Keeps a run's lease fresh while a process drives it."""
+
+    def __init__(self, store, run_id, lease):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, args=(store, run_id, lease), daemon=True)
+
+    def _beat(self, store, run_id, lease):
+        while not self.stop.wait(HEARTBEAT_SECONDS):
+            try:
+                store.heartbeat(run_id, lease)
+            except StoreError:
+                pass  # the next beat tries again; the run itself reports store failures
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
+class Engine:
+    def __init__(self, runner: str = "thread", max_parallel: int = 8, db: str | None = None, *,
+                 linger: float = DEFAULT_LINGER, grace: float = DEFAULT_GRACE, store=None, runner_options=None):
+        if runner not in backend_names():
+            raise ValueError(f"unknown runner {runner!r}; choose one of {', '.join(backend_names())}")
+        self.runner = runner
+        self.max_parallel = max_parallel
+        self.linger = linger
+        self.grace = grace
+        self.store = store or (MemoryStore() if db is None else SqliteStore(db))
+        self.runner_options = dict(runner_options or {})
+        self._cache: dict = {}  # run_id -> (logged batches, state): saves a replay when this engine drove it
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def run(self, workflow, trigger=None, run_id=None, *, runner=None, max_parallel=None, linger=None, grace=None,
+            observer=None, path=None) -> RunResult:
+        wf = load_workflow(workflow)
+        runner = runner or wf.settings.runner or self.runner
+        if runner not in backend_names():
+            raise RunRefused(f"unknown runner {runner!r}; choose one of {', '.join(backend_names())}")
+        graph = compile_workflow(wf, default_max_parallel=self.max_parallel, max_parallel=max_parallel)
+        definition = workflow_to_dict(wf)
+        options = {"runner": runner, "max_parallel": graph.max_parallel,
+                   "linger": self.linger if linger is None else linger,
+                   "grace": self.grace if grace is None else grace, "path": path}
+        run_id = run_id or new_run_id(wf.name)
+        info = RunInfo(run_id=run_id, workflow=wf.name, definition=definition,
+                       definition_hash=definition_hash(definition), options=options)
+        try:
+            self.store.create_run(info)
+        except RunExists as exc:
+            raise RunRefused(str(exc)) from None
+        events = [RunStarted(at=time.time(), trigger=trigger)]
+        return self._drive(run_id, wf, initial_state(graph), events, 0, options, observer)
+
+    # -- resuming ----------------------------------------------------------------------------
+
+    def load(self, run_id: str):
+        """(info, workflow, state) of a stored run, rebuilt by replaying its event log."""
+        try:
+            info, batches, prints = self.store.load(run_id)
+        except UnknownRun as exc:
+            raise RunRefused(str(exc)) from None
+        try:
+            wf = load_workflow(info.definition)
+        except WorkflowError as exc:
+            raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
+        graph = compile_workflow(wf, max_parallel=info.options.get("max_parallel"))
+        cached = self._cache.get(run_id)
+        if cached and cached[0] == len(batches):
+            return info, wf, cached[1]
+        try:
+            state = replay(graph, batches, prints)
+        except ReplayDiverged as exc:
+            raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine or the node types changed "
+                             f"since the run was recorded; finish it with the version that started it.") from None
+        return info, wf, state
+
+    def status(self, run_id: str) -> RunResult:
+        info, _, state = self.load(run_id)
+        return RunResult(run_id, state)
+
+    def runs(self) -> list[dict]:
+        return [info.summary() for info in self.store.runs()]
+
+    def resume(self, run_id: str, node=None, input=None, port=None, item=None, *, runner=None, max_parallel=None,
+               linger=None, grace=None, observer=None) -> RunResult:
+        info, wf, state = self.load(run_id)
+        if state.finished:
+            raise RunRefused(f"run {run_id!r} has already finished ({state.status}); there is nothing to resume")
+        path = _item_path(item)
+        if node is not None:
+            problem = input_problem(state, node, path, port)
+            if problem:
+                raise RunRefused(f"run {run_id!r}: {problem}")
+        elif port is not None or input is not None:
+            raise RunRefused("--port and --input answer a waiting node: name it with --node")
+        options = dict(info.options)
+        for key, value in (("runner", runner), ("linger", linger), ("grace", grace)):
+            if value is not None:
+                options[key] = value
+        if options["runner"] not in backend_names():
+            raise RunRefused(f"unknown runner {options['runner']!r}; choose one of {', '.join(backend_names())}")
+        if max_parallel:
+            state = attrs.evolve(state, graph=compile_workflow(wf, max_parallel=max_parallel))
+        now = time.time()
+        events = [Resumed(at=now)]
+        if node is not None:
+            events.append(InputProvided(node=node, item=path, at=now, value=input, port=port))
+        _, batches, _ = self.store.load(run_id)
+        return self._drive(run_id, wf, state, events, len(batches), options, observer)
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def _drive(self, run_id, wf, state, events, first_index, options, observer) -> RunResult:
+        lease = Lease.mine()
+        try:
+            self.store.acquire(run_id, lease)
+        except LeaseHeld as exc:
+            raise RunRefused(str(exc)) from None
+        index = first_index
+
+        def on_step(step_events, commands, new_state):
+            nonlocal index
+            self.store.append(run_id, index, step_events, fingerprint(commands), _summary(new_state, "running"))
+            index += 1
+            if observer is not None:
+                observer(step_events, commands, new_state)
+
+        backend = self._backend(options, wf, run_id, state.graph.max_parallel)
+        drive = Drive(backend, linger=options["linger"], on_step=on_step)
+        abandoned = 0
+        try:
+            with _Heartbeat(self.store, run_id, lease):
+                state = drive.run(state, events)
+        finally:
+            abandoned = backend.close(options["grace"])
+            self.store.update(run_id, _summary(state, run_status(state)))
+            self.store.release(run_id, lease)
+        self._cache[run_id] = (index, state)
+        return RunResult(run_id, state, abandoned)
+
+    def _backend(self, options, wf, run_id, max_parallel):
+        from .workflow_file import build_invoker
+
+        name = options["runner"]
+        extra = dict(self.runner_options)
+        if name in ("thread", "asyncio"):
+            extra["grace"] = options["grace"]
+        if name == "simulated":
+            extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
+        return make_backend(name, build_invoker(wf), run_id, max_parallel, **extra)
+
+
+def _summary(state, status: str) -> dict:
+    return {"status": status, "started_at": state.started_at, "finished_at": state.finished_at}

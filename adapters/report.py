@@ -1,0 +1,136 @@
+"""Reports: a run's state as the public ``--json`` object, and as a table a person reads.
+
+``run_dict`` is the contract in DESIGN.md ("--json prints one JSON object"): change it only with
+the contract. Nothing here decides anything about the run.
+"""
+from __future__ import annotations
+
+from scheduler_core import State, sequence_keys
+from scheduler_core.state import RUNNING, WAITING
+
+from runners import instance_name
+
+
+def run_status(state: State) -> str:
+    """succeeded, failed or cancelled once ended; waiting when only parked work is left; else running."""
+    if state.finished:
+        return state.status
+    if state.status == RUNNING and state.idle and (len(state.awaiting) or len(state.timers)):
+        return "waiting"
+    return "running"
+
+
+def record_dict(record) -> dict:
+    ports = dict(record.ports) if record.ports is not None else None
+    return {
+        "node": record.node,
+        "item": list(record.item) if record.item else None,
+        "status": record.status,
+        "attempts": record.attempts,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "ports": ports,
+        "output": ports.get("result") if ports else None,
+        "error": {"type": record.error[0], "message": record.error[1]} if record.error else None,
+    }
+
+
+def ordered_records(state: State) -> list:
+    """Records in node declaration order, then item order."""
+    return [state.records[k] for k in sorted(state.records.keys())]
+
+
+def run_dict(run_id: str, state: State) -> dict:
+    return {
+        "run_id": run_id,
+        "status": run_status(state),
+        "error": state.error,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "nodes": [record_dict(r) for r in ordered_records(state)],
+        "sequence": [instance_name(state.graph.ids[n], path) for n, path in sequence_keys(state)],
+    }
+
+
+def waiting_on(state: State) -> list[tuple]:
+    """(instance name, node type, prompt, choices) for every instance parked for input."""
+    out = []
+    for n, path in sorted(state.awaiting.keys()):
+        node = state.graph.nodes[n]
+        out.append((instance_name(node.id, path), node.type, node.config.get("prompt"), node.config.get("choices")))
+    return out
+
+
+def _short(value, width: int = 40) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _detail(record) -> str:
+    if record.error:
+        return f"{record.error[0]}: {record.error[1]}"
+    if not record.ports:
+        return ""
+    if "result" in record.ports:
+        return _short(record.ports["result"])
+    return "→ " + ", ".join(record.ports)  # routed: name the ports it produced
+
+
+def _bar(record, t0: float, span: float, width: int = 20) -> str:
+    """The instance's run time as a bar on the run's timeline."""
+    if record.started_at is None or span <= 0:
+        return ""
+    end = record.finished_at if record.finished_at is not None else t0 + span
+    a = int((record.started_at - t0) / span * width)
+    b = max(a + 1, int(round((end - t0) / span * width)))
+    return " " * a + "█" * (min(b, width) - a)
+
+
+def render_table(run_id: str, state: State, console, *, max_rows: int = 60, abandoned: int = 0) -> None:
+    """Print the run's records as a table (rich), with a timeline and timings relative to the run's start."""
+    from rich.table import Table
+
+    t0 = state.started_at or 0.0
+    records = ordered_records(state)
+    ends = [r.finished_at for r in records if r.finished_at is not None]
+    span = (state.finished_at or max(ends, default=t0)) - t0
+    table = Table(title=f"run {run_id} · {state.graph.workflow.name}", title_justify="left")
+    table.add_column("node", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("tries", justify="right")
+    table.add_column("start", justify="right", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
+    table.add_column("timeline", no_wrap=True)
+    table.add_column("output / error", no_wrap=True, overflow="ellipsis", max_width=40)
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "skipped": "dim", "waiting": "cyan",
+              "running": "blue"}
+    for r in records[:max_rows]:
+        start = f"{r.started_at - t0:.2f}s" if r.started_at is not None else ""
+        took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at is not None and r.started_at is not None \
+            else ""
+        table.add_row(instance_name(r.node, r.item), f"[{colour.get(r.status, '')}]{r.status}[/]",
+                      str(r.attempts), start, took, f"[{colour.get(r.status, '')}]{_bar(r, t0, span)}[/]",
+                      _detail(r))
+    if len(records) > max_rows:
+        table.caption = f"… and {len(records) - max_rows} more instances (flowcore status {run_id} --json)"
+    console.print(table)
+    console.print(_footer(state, records, abandoned), highlight=False)
+
+
+def _footer(state, records, abandoned: int) -> str:
+    status = run_status(state)
+    line = f"[bold]{status}[/]"
+    if state.finished_at is not None:
+        wall = state.finished_at - state.started_at
+        busy = sum(r.finished_at - r.started_at for r in records
+                   if r.finished_at is not None and r.started_at is not None and r.status != "waiting"
+                   and state.graph.nodes[state.graph.index[r.node]].type not in ("delay", "wait", "hil"))
+        line += f" in {wall:.2f}s wall time; the same nodes one after the other: {busy:.2f}s"
+        if wall > 0 and busy > wall * 1.05:
+            line += f" ({busy / wall:.1f}× from running at once)"
+    if state.error:
+        line += f"\n{state.error.get('node') or 'run'}: {state.error['type']}: {state.error['message']}"
+    if abandoned:
+        line += f"\n{abandoned} abandoned thread{'s' if abandoned != 1 else ''} (ignored cancellation)"
+    return line

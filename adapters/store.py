@@ -1,0 +1,310 @@
+"""Stores: the append-only event log that is the source of truth for every run.
+
+A run is a row of facts fixed when it starts (its workflow definition and hash, its runner
+options) plus a log of *batches*: the events one ``step`` consumed, committed in one transaction
+before that step's commands are carried out (write-ahead), with a fingerprint of the commands so a
+replay can check that the core still decides the same. A run's state is ``replay`` of its batches.
+
+``MemoryStore`` keeps everything in the process; ``SqliteStore`` is the embedded default. Both
+implement ``Store``; a Postgres store implements the same methods (leases there need no pid check,
+only the heartbeat).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from typing import Any
+
+import attrs
+
+from scheduler_core import EVENT_TYPES
+
+LEASE_SECONDS = 30.0  # a driver on another host is presumed dead this long after its last heartbeat
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used (unreadable, corrupt, not a flowcore database)."""
+
+
+class RunExists(StoreError):
+    pass
+
+
+class UnknownRun(StoreError):
+    pass
+
+
+class LeaseHeld(StoreError):
+    pass
+
+
+@attrs.frozen
+class Lease:
+    pid: int
+    host: str
+    token: str
+
+    @classmethod
+    def mine(cls) -> "Lease":
+        return cls(pid=os.getpid(), host=socket.gethostname(), token=f"{os.getpid()}-{time.time_ns()}")
+
+
+@attrs.frozen(kw_only=True)
+class RunInfo:
+    run_id: str
+    workflow: str
+    definition: Any
+    definition_hash: str
+    options: dict
+    status: str = "running"
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def summary(self) -> dict:
+        return {"run_id": self.run_id, "workflow": self.workflow, "status": self.status,
+                "started_at": self.started_at, "finished_at": self.finished_at}
+
+
+def encode_event(event) -> dict:
+    data = attrs.asdict(event, recurse=False)
+    data["type"] = type(event).__name__
+    return data
+
+
+def decode_event(data: dict):
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("type")]
+    if "item" in data:
+        data["item"] = tuple(data["item"])
+    return cls(**data)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
+    """Whether a lease still held by ``held`` keeps ``me`` from driving the run."""
+    if held.token == me.token:
+        return False
+    if held.host == me.host:
+        return _alive(held.pid) and held.pid != me.pid
+    return now - heartbeat < LEASE_SECONDS
+
+
+class MemoryStore:
+    def __init__(self):
+        self.infos: dict = {}
+        self.batches: dict = {}
+        self.leases: dict = {}
+        self.lock = threading.Lock()
+
+    def create_run(self, info: RunInfo) -> None:
+        with self.lock:
+            if info.run_id in self.infos:
+                raise RunExists(f"a run with id {info.run_id!r} already exists")
+            self.infos[info.run_id] = info
+            self.batches[info.run_id] = []
+
+    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict) -> None:
+        with self.lock:
+            log = self.batches[run_id]
+            if index != len(log):
+                raise StoreError(f"run {run_id!r}: batch {index} out of order (log has {len(log)})")
+            log.append((tuple(events), fingerprint))
+            self.infos[run_id] = attrs.evolve(self.infos[run_id], **summary)
+
+    def update(self, run_id: str, summary: dict) -> None:
+        with self.lock:
+            self.infos[run_id] = attrs.evolve(self.infos[run_id], **summary)
+
+    def info(self, run_id: str) -> RunInfo:
+        try:
+            return self.infos[run_id]
+        except KeyError:
+            raise UnknownRun(f"no run with id {run_id!r} in this store") from None
+
+    def load(self, run_id: str):
+        info = self.info(run_id)
+        log = self.batches[run_id]
+        return info, [b for b, _ in log], [f for _, f in log]
+
+    def runs(self) -> list:
+        return list(self.infos.values())
+
+    def acquire(self, run_id: str, me: Lease) -> None:
+        with self.lock:
+            held = self.leases.get(run_id)
+            if held and lease_blocks(held[0], held[1], me, time.time()):
+                raise LeaseHeld(_lease_message(run_id, held[0]))
+            self.leases[run_id] = (me, time.time())
+
+    def heartbeat(self, run_id: str, me: Lease) -> None:
+        with self.lock:
+            if run_id in self.leases and self.leases[run_id][0].token == me.token:
+                self.leases[run_id] = (me, time.time())
+
+    def release(self, run_id: str, me: Lease) -> None:
+        with self.lock:
+            if run_id in self.leases and self.leases[run_id][0].token == me.token:
+                del self.leases[run_id]
+
+    def close(self) -> None:
+        pass
+
+
+def _lease_message(run_id: str, held: Lease) -> str:
+    return (f"run {run_id!r} is being driven by process {held.pid} on {held.host}; "
+            f"wait for it to finish (or stop that process) before resuming")
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, definition TEXT NOT NULL, definition_hash TEXT NOT NULL,
+    options TEXT NOT NULL, status TEXT NOT NULL, started_at REAL, finished_at REAL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL, idx INTEGER NOT NULL, events TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    PRIMARY KEY (run_id, idx));
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, token TEXT NOT NULL, heartbeat REAL NOT NULL);
+"""
+
+
+class SqliteStore:
+    """The embedded store: one SQLite file, WAL mode, one transaction per step (group commit)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.local = threading.local()
+        self.conn  # open now, so a bad file is reported before anything runs
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self.local.conn = conn
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable flowcore database ({exc})") from None
+        return conn
+
+    def _write(self, fn):
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    def create_run(self, info: RunInfo) -> None:
+        def insert(conn):
+            try:
+                conn.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                             (info.run_id, info.workflow, json.dumps(info.definition, default=str),
+                              info.definition_hash, json.dumps(info.options), info.status, info.started_at,
+                              info.finished_at, time.time()))
+            except sqlite3.IntegrityError:
+                raise RunExists(f"a run with id {info.run_id!r} already exists in {self.path}") from None
+        self._write(insert)
+
+    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict) -> None:
+        payload = json.dumps([encode_event(e) for e in events], default=str)
+
+        def insert(conn):
+            try:
+                conn.execute("INSERT INTO batches VALUES (?,?,?,?)", (run_id, index, payload, fingerprint))
+            except sqlite3.IntegrityError:
+                raise StoreError(f"run {run_id!r}: step {index} was already logged by another process") from None
+            self._set_summary(conn, run_id, summary)
+        self._write(insert)
+
+    @staticmethod
+    def _set_summary(conn, run_id: str, summary: dict) -> None:
+        if summary:
+            cols = ", ".join(f"{k} = ?" for k in summary)
+            conn.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*summary.values(), run_id))
+
+    def update(self, run_id: str, summary: dict) -> None:
+        self._write(lambda conn: self._set_summary(conn, run_id, summary))
+
+    def _read(self, sql: str, args=()):
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable flowcore database ({exc})") from None
+
+    @staticmethod
+    def _info(row) -> RunInfo:
+        run_id, workflow, definition, dhash, options, status, started, finished = row[:8]
+        return RunInfo(run_id=run_id, workflow=workflow, definition=json.loads(definition), definition_hash=dhash,
+                       options=json.loads(options), status=status, started_at=started, finished_at=finished)
+
+    def info(self, run_id: str) -> RunInfo:
+        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise UnknownRun(f"no run with id {run_id!r} in {self.path}")
+        return self._info(rows[0])
+
+    def load(self, run_id: str):
+        info = self.info(run_id)
+        rows = self._read("SELECT events, fingerprint FROM batches WHERE run_id = ? ORDER BY idx", (run_id,))
+        try:
+            batches = [[decode_event(e) for e in json.loads(events)] for events, _ in rows]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{self.path}: the event log of run {run_id!r} is corrupt ({exc})") from None
+        return info, batches, [f for _, f in rows]
+
+    def runs(self) -> list:
+        return [self._info(r) for r in self._read("SELECT * FROM runs ORDER BY created, run_id")]
+
+    def acquire(self, run_id: str, me: Lease) -> None:
+        def take(conn):
+            row = conn.execute("SELECT pid, host, token, heartbeat FROM leases WHERE run_id = ?", (run_id,)).fetchone()
+            if row:
+                held = Lease(pid=row[0], host=row[1], token=row[2])
+                if lease_blocks(held, row[3], me, time.time()):
+                    raise LeaseHeld(_lease_message(run_id, held))
+            conn.execute("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?)",
+                         (run_id, me.pid, me.host, me.token, time.time()))
+        self._write(take)
+
+    def heartbeat(self, run_id: str, me: Lease) -> None:
+        self._write(lambda conn: conn.execute("UPDATE leases SET heartbeat = ? WHERE run_id = ? AND token = ?",
+                                              (time.time(), run_id, me.token)))
+
+    def release(self, run_id: str, me: Lease) -> None:
+        self._write(lambda conn: conn.execute("DELETE FROM leases WHERE run_id = ? AND token = ?",
+                                              (run_id, me.token)))
+
+    def close(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.local.conn = None

@@ -1,0 +1,248 @@
+"""Workflow files (YAML or JSON) and dicts -> a validated ``Workflow``, or every problem at once.
+
+``load_workflow`` reads, parses and checks: the shape of each node and connection, each node
+type's own fields (a python ``call`` must import), then the graph itself (ids, endpoints, cycles,
+ports, fan-out levels) through ``scheduler_core.compile_workflow``. Nothing runs here.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+import attrs
+import yaml
+
+from scheduler_core import Edge, Node, Problem, Retry, Settings, Workflow, WorkflowInvalid, compile_workflow
+
+from .nodes import NODE_TYPES, TIMEOUT_IS_CONFIG, FieldProblem, NodeInvoker, ensure_importable
+
+COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description"}
+EDGE_FIELDS = {"from", "to", "port", "map", "select"}
+SETTINGS_FIELDS = {"runner", "max_parallel", "on_error", "pools"}
+TOP_FIELDS = {"name", "description", "settings", "nodes", "connections"}
+
+
+class WorkflowError(ValueError):
+    """A workflow that cannot run: unreadable, malformed or invalid. ``problems`` lists every one."""
+
+    def __init__(self, source: str, problems):
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: invalid workflow ({len(self.problems)} problem"
+                         f"{'s' if len(self.problems) != 1 else ''}):\n{lines}")
+
+
+def read_definition(path: str) -> dict:
+    """Parse a YAML or JSON file into a dict; a ``WorkflowError`` says what is wrong and where."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise WorkflowError(path, [Problem("file", "no such file")]) from None
+    except OSError as exc:
+        raise WorkflowError(path, [Problem("file", f"cannot be read: {exc.strerror or exc}")]) from None
+    try:
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(path, [Problem(f"line {exc.lineno}, column {exc.colno}", f"not valid JSON: {exc.msg}")]) \
+            from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
+        raise WorkflowError(path, [Problem(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}")]) \
+            from None
+    if not isinstance(data, Mapping):
+        raise WorkflowError(path, [Problem("file", "a workflow must be a mapping with 'nodes' and 'connections'")])
+    return dict(data)
+
+
+def load_workflow(source, max_parallel: int | None = None) -> Workflow:
+    """A path (YAML or JSON) or a dict -> a checked ``Workflow``; raises ``WorkflowError``."""
+    if isinstance(source, Workflow):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        data = read_definition(path)
+        ensure_importable(os.path.dirname(os.path.abspath(path)))
+        where = path
+    elif isinstance(source, Mapping):
+        data, where = dict(source), "workflow"
+    else:
+        raise TypeError(f"load_workflow takes a path or a dict, not {type(source).__name__}")
+    workflow, problems = parse(data, default_name=_default_name(where))
+    check(workflow, problems, where)
+    return workflow
+
+
+def _default_name(where: str) -> str:
+    return os.path.splitext(os.path.basename(where))[0] if where != "workflow" else "workflow"
+
+
+def check(workflow: Workflow, problems: list, where: str, max_parallel: int | None = None) -> None:
+    """Add the node types' and the graph's problems to ``problems``; raise if there are any."""
+    for node in workflow.nodes:
+        impl = NODE_TYPES.get(node.type)
+        if impl is None:
+            continue
+        try:
+            impl(node.id, node.config)
+        except FieldProblem as exc:
+            problems.append(Problem(f"node {node.id!r}", str(exc)))
+    try:
+        compile_workflow(workflow, max_parallel=max_parallel)
+    except WorkflowInvalid as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise WorkflowError(where, problems)
+
+
+def build_invoker(workflow: Workflow) -> NodeInvoker:
+    impls = {}
+    for node in workflow.nodes:
+        if node.type in NODE_TYPES:
+            impls[node.id] = NODE_TYPES[node.type](node.id, node.config)
+    return NodeInvoker(impls)
+
+
+def parse(data: dict, default_name: str = "workflow") -> tuple[Workflow, list]:
+    problems: list = []
+    for key in data:
+        if key not in TOP_FIELDS:
+            problems.append(Problem(str(key), f"unknown top-level field (known: {', '.join(sorted(TOP_FIELDS))})"))
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        problems.append(Problem("nodes", "must be a non-empty list of nodes"))
+        raw_nodes = []
+    raw_edges = data.get("connections") or []
+    if not isinstance(raw_edges, list):
+        problems.append(Problem("connections", "must be a list of {from, to} mappings"))
+        raw_edges = []
+    nodes = [n for i, raw in enumerate(raw_nodes) if (n := _parse_node(i, raw, problems)) is not None]
+    edges = [e for i, raw in enumerate(raw_edges) if (e := _parse_edge(i, raw, problems)) is not None]
+    settings = _parse_settings(data.get("settings") or {}, problems)
+    name = data.get("name") or default_name
+    wf = Workflow(name=str(name), nodes=tuple(nodes), edges=tuple(edges), settings=settings, source=data)
+    return wf, problems
+
+
+def _parse_node(i: int, raw, problems: list):
+    if not isinstance(raw, Mapping):
+        problems.append(Problem(f"node #{i + 1}", "must be a mapping with at least 'id' and 'type'"))
+        return None
+    node_id = raw.get("id")
+    where = f"node {node_id!r}" if isinstance(node_id, str) and node_id else f"node #{i + 1}"
+    if not isinstance(node_id, str) or not node_id:
+        problems.append(Problem(where, "missing 'id' (a non-empty string)"))
+        return None
+    ntype = raw.get("type")
+    impl = NODE_TYPES.get(ntype)
+    if impl is None:
+        problems.append(Problem(where, f"unknown type {ntype!r} (known: {', '.join(sorted(NODE_TYPES))})"
+                        if ntype is not None else "missing 'type'"))
+    type_fields = set(impl.fields) if impl else set()
+    if ntype in TIMEOUT_IS_CONFIG:
+        type_fields.add("timeout")
+    config = {}
+    for key, value in raw.items():
+        if key in type_fields:
+            config[key] = value
+        elif key not in COMMON_FIELDS and impl is not None:
+            problems.append(Problem(where, f"unknown field {key!r} for a {ntype} node"))
+    for key, required in (impl.fields.items() if impl else ()):
+        if required and key not in raw:
+            problems.append(Problem(where, f"missing required field {key!r}"))
+    timeout = None if ntype in TIMEOUT_IS_CONFIG else raw.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        problems.append(Problem(where, f"timeout must be a positive number of seconds, not {timeout!r}"))
+        timeout = None
+    return Node(id=node_id, type=str(ntype), config=config, timeout=timeout, retry=_parse_retry(where, raw, problems),
+                pool=raw.get("pool"), estimate=_parse_estimate(where, raw, problems))
+
+
+def _parse_retry(where, raw, problems) -> Retry:
+    spec = raw.get("retry")
+    if spec is None:
+        return Retry()
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = {"max_attempts": spec}
+    if not isinstance(spec, Mapping) or set(spec) - {"max_attempts", "delay", "backoff"}:
+        problems.append(Problem(where, "retry must be a mapping of max_attempts, delay and backoff"))
+        return Retry()
+    try:
+        return Retry(max_attempts=int(spec.get("max_attempts", 1)), delay=float(spec.get("delay", 0.0)),
+                     backoff=float(spec.get("backoff", 1.0)))
+    except (TypeError, ValueError):
+        problems.append(Problem(where, "retry values must be numbers"))
+        return Retry()
+
+
+def _parse_estimate(where, raw, problems) -> float:
+    value = raw.get("estimate", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.append(Problem(where, f"estimate must be a number of seconds, not {value!r}"))
+        return 1.0
+    return float(value)
+
+
+def _parse_edge(i: int, raw, problems: list):
+    if not isinstance(raw, Mapping) or "from" not in raw or "to" not in raw:
+        problems.append(Problem(f"connection #{i + 1}", "must be a mapping with 'from' and 'to'"))
+        return None
+    where = f"connection #{i + 1} ({raw['from']} -> {raw['to']})"
+    for key in raw:
+        if key not in EDGE_FIELDS:
+            problems.append(Problem(where, f"unknown field {key!r} (known: {', '.join(sorted(EDGE_FIELDS))})"))
+    if not isinstance(raw.get("map", False), bool):
+        problems.append(Problem(where, "map must be true or false"))
+    select = raw.get("select")
+    if select is not None and not isinstance(select, str):
+        problems.append(Problem(where, "select must be a JMESPath expression (a string)"))
+        select = None
+    return Edge(source=str(raw["from"]), target=str(raw["to"]), port=str(raw.get("port", "result")),
+                map=bool(raw.get("map", False)), select=select)
+
+
+def _parse_settings(raw, problems: list) -> Settings:
+    if not isinstance(raw, Mapping):
+        problems.append(Problem("settings", "must be a mapping"))
+        return Settings()
+    for key in raw:
+        if key not in SETTINGS_FIELDS:
+            problems.append(Problem(f"settings.{key}", f"unknown setting (known: {', '.join(sorted(SETTINGS_FIELDS))})"))
+    pools = raw.get("pools") or {}
+    if not isinstance(pools, Mapping):
+        problems.append(Problem("settings.pools", "must map pool names to sizes"))
+        pools = {}
+    return Settings(runner=raw.get("runner"), max_parallel=raw.get("max_parallel"),
+                    on_error=raw.get("on_error", "fail_fast"), pools=pools)
+
+
+def workflow_to_dict(wf: Workflow) -> dict:
+    """The declared form of a workflow built in code, so it can be stored with its runs."""
+    if wf.source is not None:
+        return dict(wf.source)
+    nodes = []
+    for n in wf.nodes:
+        spec = {"id": n.id, "type": n.type, **n.config}
+        if n.timeout is not None:
+            spec["timeout"] = n.timeout
+        if n.retry != Retry():
+            spec["retry"] = attrs.asdict(n.retry)
+        if n.pool is not None:
+            spec["pool"] = n.pool
+        if n.estimate != 1.0:
+            spec["estimate"] = n.estimate
+        nodes.append(spec)
+    edges = [{"from": e.source, "to": e.target, "port": e.port, "map": e.map, "select": e.select} for e in wf.edges]
+    s = wf.settings
+    settings = {"on_error": s.on_error, "pools": dict(s.pools)}
+    if s.runner:
+        settings["runner"] = s.runner
+    if s.max_parallel:
+        settings["max_parallel"] = s.max_parallel
+    return {"name": wf.name, "settings": settings, "nodes": nodes, "connections": edges}

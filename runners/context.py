@@ -1,0 +1,64 @@
+"""What a running node instance sees (``NodeContext``) and how runners call node code (``Invoker``).
+
+Runners never know node types: the engine hands them an ``Invoker`` that turns a ``StartNode``
+command into a call. This module holds no scheduling logic.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from scheduler_core import StartNode
+
+
+def instance_name(node: str, item) -> str:
+    """``node``, ``node[2]`` or ``node[2][0]``: how people and the ``--json`` sequence name an instance."""
+    return node + "".join(f"[{i}]" for i in item)
+
+
+class NodeContext:
+    """Passed to node functions that declare a ``ctx`` parameter."""
+
+    def __init__(self, run_id: str, cmd: StartNode):
+        self.run_id = run_id
+        self.node = cmd.node
+        self.item = list(cmd.item) if cmd.item else None
+        self.attempt = cmd.attempt
+        self.inputs = cmd.inputs
+        self.deadline = cmd.deadline
+        # Stable across attempts and re-dispatches: a node can use it to avoid repeating a side effect.
+        self.idempotency_key = f"{run_id}/{instance_name(cmd.node, cmd.item)}"
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        # A logger of this instance alone (not registered globally); its lines are kept with the record.
+        self.logger = logging.Logger(f"flowcore.node.{instance_name(cmd.node, cmd.item)}", logging.DEBUG)
+        self.logger.addHandler(_KeepLines(self.lines))
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this attempt is cancelled or timed out: a cooperative node stops when it sees it."""
+        return self._stop.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early on cancellation; returns ``cancelled``."""
+        return self._stop.wait(timeout)
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+
+class _KeepLines(logging.Handler):
+    def __init__(self, lines: list):
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record):
+        self.lines.append(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+class Invoker(Protocol):
+    def is_async(self, cmd: StartNode) -> bool: ...
+    def call(self, cmd: StartNode, ctx: NodeContext) -> dict: ...
+    async def call_async(self, cmd: StartNode, ctx: NodeContext) -> dict: ...
+

@@ -1,0 +1,53 @@
+"""The serial runner: each start runs inline, one at a time, in the order the core chose.
+
+Deterministic given the node code; the reference the other runners are compared against. It
+cannot interrupt a call: a timeout is noticed when the call returns (its timer is due earlier, so
+the drive loop delivers it first and the late result is ignored).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from scheduler_core import CancelConfirmed
+
+from .context import NodeContext
+from .drive import attempt_event
+
+
+class SerialBackend:
+    def __init__(self, invoker, run_id: str, max_parallel: int = 1, clock=time.time):
+        self.invoker = invoker
+        self.run_id = run_id
+        self.clock = clock
+        self.queue: deque = deque()
+        self.done: list = []
+
+    def now(self) -> float:
+        return self.clock()
+
+    def start(self, cmd) -> None:
+        self.queue.append(cmd)
+
+    def cancel(self, cmd) -> None:
+        for queued in self.queue:
+            if (queued.node, queued.item, queued.attempt) == (cmd.node, cmd.item, cmd.attempt):
+                self.queue.remove(queued)
+                break
+        self.done.append(CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock()))
+
+    def in_flight(self) -> int:
+        return len(self.queue)
+
+    def wait(self, timeout):
+        if not self.done and self.queue and timeout != 0:
+            cmd = self.queue.popleft()
+            ctx = NodeContext(self.run_id, cmd)
+            self.done.append(attempt_event(cmd, lambda: self.invoker.call(cmd, ctx), self.clock))
+        elif not self.done and not self.queue and timeout:
+            time.sleep(timeout)
+        done, self.done = self.done, []
+        return done
+
+    def close(self, grace: float) -> int:
+        return 0

@@ -1,0 +1,153 @@
+"""The thread runner: node instances run on a pool of worker threads.
+
+Cancellation is cooperative (``ctx.cancelled``). Python cannot kill a thread: a worker whose
+attempt was cancelled or timed out and keeps running is replaced at once, so the run keeps its
+parallelism, and its result is ignored. Once it returns (or ``grace`` seconds have passed, and it
+is *abandoned*), the core hears that the attempt stopped. Worker threads are daemons: an abandoned
+one cannot keep the process alive.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from scheduler_core import CancelConfirmed
+
+from .context import NodeContext
+from .drive import DEFAULT_GRACE, attempt_event
+
+_STOP = object()
+
+
+class _Job:
+    __slots__ = ("cmd", "ctx", "cancelled_at", "worker", "confirmed")
+
+    def __init__(self, cmd, ctx):
+        self.cmd, self.ctx = cmd, ctx
+        self.cancelled_at = None
+        self.worker = None
+        self.confirmed = False
+
+
+class ThreadBackend:
+    def __init__(self, invoker, run_id: str, max_parallel: int = 8, clock=time.time, grace: float = DEFAULT_GRACE):
+        self.invoker = invoker
+        self.run_id = run_id
+        self.size = max_parallel
+        self.clock = clock
+        self.grace = grace
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.results: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.active: dict = {}  # (node, item, attempt) -> job, until its result or confirmation is out
+        self.workers = 0  # live workers not replaced
+        self.abandoned = 0
+
+    def now(self) -> float:
+        return self.clock()
+
+    def start(self, cmd) -> None:
+        job = _Job(cmd, NodeContext(self.run_id, cmd))
+        with self.lock:
+            self.active[(cmd.node, cmd.item, cmd.attempt)] = job
+            if self.workers < self.size:
+                self._spawn()
+        self.jobs.put(job)
+
+    def _spawn(self) -> None:
+        self.workers += 1
+        threading.Thread(target=self._work, name="flowcore-worker", daemon=True).start()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        while True:
+            job = self.jobs.get()
+            if job is _STOP:
+                return
+            with self.lock:
+                if job.cancelled_at is not None:
+                    self._confirm(job)
+                    continue
+                job.worker = me
+            event = attempt_event(job.cmd, lambda: self.invoker.call(job.cmd, job.ctx), self.clock)
+            with self.lock:
+                replaced = job.cancelled_at is not None
+                if replaced:
+                    self._confirm(job)
+                else:
+                    self.active.pop((job.cmd.node, job.cmd.item, job.cmd.attempt), None)
+                    self.results.put(event)
+            if replaced:
+                return  # a replacement took this worker's place when the attempt was cancelled
+
+    def _confirm(self, job, abandoned: bool = False) -> None:
+        """Tell the core a cancelled attempt stopped (called with the lock held)."""
+        if job.confirmed:
+            return
+        job.confirmed = True
+        cmd = job.cmd
+        self.active.pop((cmd.node, cmd.item, cmd.attempt), None)
+        self.results.put(CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock(),
+                                         abandoned=abandoned))
+
+    def cancel(self, cmd) -> None:
+        with self.lock:
+            job = self.active.get((cmd.node, cmd.item, cmd.attempt))
+            if job is None:  # finished already: it has stopped
+                self.results.put(CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock()))
+                return
+            job.cancelled_at = self.clock()
+            job.ctx.cancel()
+            if job.worker is not None:
+                self.workers -= 1
+                self._spawn()  # keep the parallelism while the cancelled attempt winds down
+
+    def in_flight(self) -> int:
+        """Attempts running or winding down after a cancel (the core may be waiting to retry them)."""
+        with self.lock:
+            return len(self.active)
+
+    def wait(self, timeout):
+        out = []
+        with self.lock:
+            if any(j.cancelled_at is not None for j in self.active.values()):
+                timeout = 0.05 if timeout is None else min(timeout, 0.05)  # to notice overdue ones
+        try:
+            out.append(self.results.get(timeout=timeout) if timeout != 0 else self.results.get_nowait())
+        except queue.Empty:
+            pass
+        while True:
+            try:
+                out.append(self.results.get_nowait())
+            except queue.Empty:
+                break
+        self._abandon_overdue()
+        return out
+
+    def _abandon_overdue(self) -> None:
+        now = self.clock()
+        with self.lock:
+            for job in list(self.active.values()):
+                if job.cancelled_at is not None and now - job.cancelled_at >= self.grace and not job.confirmed:
+                    self.abandoned += 1
+                    self._confirm(job, abandoned=True)
+
+    def close(self, grace: float) -> int:
+        """Give cancelled attempts ``grace`` seconds to stop; count those that did not."""
+        end = self.clock() + grace
+        while self.clock() < end:
+            with self.lock:
+                stopping = [j for j in self.active.values() if j.cancelled_at is not None and not j.confirmed]
+            if not stopping:
+                break
+            time.sleep(0.01)
+        with self.lock:
+            for job in list(self.active.values()):
+                if job.cancelled_at is not None and not job.confirmed:
+                    self.abandoned += 1
+                    job.confirmed = True
+            for _ in range(self.workers):
+                self.jobs.put(_STOP)
+            self.workers = 0
+        return self.abandoned
