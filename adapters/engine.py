@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, 
 
 from .report import run_dict, run_status
 from .store import LeaseHeld, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun
+from .nodes import ensure_importable
 from .workflow_file import WorkflowError, load_workflow, workflow_to_dict
 
 HEARTBEAT_SECONDS = 10.0
@@ -143,6 +145,8 @@ class Engine:
             info, batches, prints = self.store.load(run_id)
         except UnknownRun as exc:
             raise RunRefused(str(exc)) from None
+        if info.options.get("path"):  # node modules beside the workflow file import as they did at run time
+            ensure_importable(os.path.dirname(info.options["path"]))
         try:
             wf = load_workflow(info.definition)
         except WorkflowError as exc:
