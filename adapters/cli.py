@@ -161,7 +161,7 @@ def _print_result(args, result, out: Console) -> int:
     else:
         render_table(result.run_id, result.state, out, abandoned=result.abandoned)
     if status == "waiting":
-        err = Console(stderr=True)
+        err = Console(stderr=True, soft_wrap=True)
         err.print(f"run {result.run_id} is waiting.", highlight=False)
         for name, ntype, prompt, choices in waiting_on(result.state):
             node, _, rest = name.partition("[")
@@ -281,7 +281,7 @@ COMMANDS = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "runs": 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     redirect = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
     args.stdout = sys.stdout  # the --json object goes here; node prints go to stderr
     try:
