@@ -87,8 +87,8 @@ def check(workflow: Workflow, problems: list, where: str, max_parallel: int | No
     """Add the node types' and the graph's problems to ``problems``; raise if there are any."""
     for node in workflow.nodes:
         impl = NODE_TYPES.get(node.type)
-        if impl is None:
-            continue
+        if impl is None or any(required and key not in node.config for key, required in impl.fields.items()):
+            continue  # unknown type or missing field: already reported, once
         try:
             impl(node.id, node.config)
         except FieldProblem as exc:
