@@ -1,0 +1,120 @@
+"""Node functions the runner, engine, workflow-file and CLI tests name in their workflows.
+
+Workflows call them as ``nodes_for_tests:<function>``. What the nodes observe (how many ran at
+once, who saw its cancellation) goes into module-level probes that ``reset`` clears before each
+test. The sleeps stand in for slow external calls.
+"""
+import asyncio
+import collections
+import threading
+import time
+
+from scheduler_core import Ports
+
+_lock = threading.Lock()
+running = collections.Counter()  # label -> instances inside ``counted_sleep`` right now
+peak = collections.Counter()  # label -> the most that were ever inside at once
+seen: list = []  # (node, what it observed), in the order observed
+
+
+def reset() -> None:
+    with _lock:
+        running.clear()
+        peak.clear()
+        seen.clear()
+
+
+def note(node: str, what: str) -> None:
+    with _lock:
+        seen.append((node, what))
+
+
+def echo(value):
+    return value
+
+
+def constant(value, result=None):
+    return result
+
+
+def add(value, n=1):
+    return value + n
+
+
+def double(value):
+    return value * 2
+
+
+def split(value):
+    """Two ports at once: the value on ``left`` and its double on ``right``."""
+    return Ports(left=value, right=value * 2)
+
+
+def fail(value, message="boom"):
+    raise RuntimeError(message)
+
+
+def fail_on(value, bad=None):
+    """Fails for the one input equal to ``bad``; passes the others through."""
+    if value == bad:
+        raise ValueError(f"bad input {value!r}")
+    return value
+
+
+def fail_after(value, seconds=0.1, message="boom"):
+    time.sleep(seconds)
+    raise RuntimeError(message)
+
+
+def sleep(value, seconds=1.0):
+    """A slow call that ignores cancellation (Python cannot interrupt it)."""
+    time.sleep(seconds)
+    return value
+
+
+def counted_sleep(value, seconds=0.2, label="all"):
+    """Sleeps while counted under ``label``: ``peak[label]`` is the most that ran at once."""
+    with _lock:
+        running[label] += 1
+        peak[label] = max(peak[label], running[label])
+    try:
+        time.sleep(seconds)
+    finally:
+        with _lock:
+            running[label] -= 1
+    return value
+
+
+def patient(value, seconds=5.0, ctx=None):
+    """A cooperative slow call: stops early, and says so, once its context is cancelled."""
+    if ctx.wait_cancelled(seconds):
+        note(ctx.node, "cancelled")
+        return "stopped early"
+    return value
+
+
+def flaky(value, failures=1, ctx=None):
+    """Fails its first ``failures`` attempts, then returns its input."""
+    if ctx.attempt <= failures:
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return value
+
+
+def noisy(value):
+    print("chatter from a node on standard output")
+    return value
+
+
+async def async_echo(value):
+    await asyncio.sleep(0)
+    return value
+
+
+async def async_patient(value, seconds=5.0, ctx=None):
+    """A coroutine that notes whether a real cancellation (CancelledError) reached it."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        note(ctx.node, "CancelledError")
+        raise
+    return value
