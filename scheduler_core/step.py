@@ -530,13 +530,9 @@ class _Transition:
     def cancel_unreached(self) -> None:
         """Record ``cancelled`` every instance the run would have had but never reached (once per run)."""
         g = self.g
-        by_node: dict = {}
-        for n, path in self.snapshot("records"):
-            by_node.setdefault(n, []).append(path)
+        by_node: dict = {}  # node -> every path it has in this run, whether reached or not
         scopes = self.snapshot("scopes")
         for n in g.topo:
-            if n in by_node:
-                continue
             if g.depth[n] == 0:
                 expected = [()]
             else:
