@@ -223,7 +223,7 @@ def _warn_if_changed(engine: Engine, run_id: str) -> None:
     except WorkflowError:
         current = None
     if current != info.definition_hash:
-        Console(stderr=True).print(f"note: {path} has changed since run {run_id} started; the run goes on with "
+        Console(stderr=True, soft_wrap=True).print(f"note: {path} has changed since run {run_id} started; the run goes on with "
                                    f"the definition it started with.", highlight=False)
 
 

@@ -7,6 +7,8 @@ loop makes no scheduling decision: those are ``step``'s.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 from typing import Callable, Protocol
 
@@ -68,6 +70,19 @@ def attempt_event(cmd: StartNode, call: Callable[[], dict], clock: Callable[[], 
                          started_at=started)
 
 
+@contextlib.contextmanager
+def _fewer_gc_passes():
+    """A run allocates many small, acyclic, long-lived values (records, map nodes); with the default
+    thresholds the cyclic collector rescans them so often that a 100,000-node run costs 1.5x per node
+    what a 10,000-node run does. Collect less often while driving; restore the thresholds after."""
+    before = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 class Drive:
     """One run being driven by one backend until it ends or only parked work is left."""
 
@@ -81,6 +96,10 @@ class Drive:
 
     def run(self, state: State, events: list) -> State:
         """Feed ``events``, then keep stepping until the run ends or is waiting."""
+        with _fewer_gc_passes():
+            return self._run(state, events)
+
+    def _run(self, state: State, events: list) -> State:
         while True:
             state, commands = step(state, events)
             self.on_step(events, commands, state)  # write-ahead: logged before anything is done

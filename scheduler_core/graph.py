@@ -63,6 +63,7 @@ class Graph:
     max_parallel: int
     pools: dict
     fail_fast: bool
+    has_select: bool  # any edge with a select expression (which may fail and fail its target)
 
     def edge_label(self, e: CompiledEdge) -> str:
         return f"{self.ids[e.source]} -> {self.ids[e.target]}"
@@ -244,7 +245,7 @@ def _index(wf, index, good, topo, depth, origin, kinds, cap) -> Graph:
         depth=tuple(depth), origin=tuple(origin), rank=tuple(_ranks(wf.nodes, out_targets, topo)),
         topo=tuple(topo), roots=tuple(i for i in range(n) if not ins[i]),
         max_parallel=cap, pools=dict(s.pools),
-        fail_fast=s.on_error == "fail_fast",
+        fail_fast=s.on_error == "fail_fast", has_select=any(e.select is not None for e in edges),
     )
 
 

@@ -6,7 +6,7 @@ instances costs O(what changed) and the state it was given stays valid. Instance
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 from immutables import Map
@@ -18,9 +18,8 @@ SUCCEEDED, FAILED, SKIPPED, CANCELLED = "succeeded", "failed", "skipped", "cance
 TERMINAL = frozenset({SUCCEEDED, FAILED, SKIPPED, CANCELLED})
 
 
-@attrs.frozen(kw_only=True)
-class Record:
-    """What happened to one node instance."""
+class Record(NamedTuple):
+    """What happened to one node instance. (A named tuple: updated on every transition, so cheap.)"""
 
     node: str
     item: tuple

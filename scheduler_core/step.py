@@ -102,7 +102,7 @@ class _Transition:
         self.state = state
         self.g = state.graph
         for name in _MAPS:
-            setattr(self, name, getattr(state, name).mutate())
+            setattr(self, name, _CopyOnWrite(getattr(state, name)))
         for name in _SCALARS:
             setattr(self, name, getattr(state, name))
         self.ready = dict(state.ready.items())
@@ -115,12 +115,12 @@ class _Transition:
         changes["ready"] = Map(self.ready)
         if self.ended:
             self.commands.append(RunFinished(status=self.status, error=self.error))
-        return attrs.evolve(self.state, **changes), tuple(self.commands)
+        return _rebuild(self.state, changes), tuple(self.commands)
 
     def snapshot(self, name: str) -> Map:
         """Freeze one map to iterate it (rare: ends of runs and resumes), then keep mutating."""
         frozen = getattr(self, name).finish()
-        setattr(self, name, frozen.mutate())
+        setattr(self, name, _CopyOnWrite(frozen))
         return frozen
 
     # -- events -----------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class _Transition:
     def on_node_started(self, ev: NodeStarted) -> None:
         key = self.key_of(ev)
         if self.is_current(key, ev.attempt):
-            self.records[key] = attrs.evolve(self.records[key], started_at=ev.at)
+            self.records[key] = self.records[key]._replace(started_at=ev.at)
 
     def on_node_succeeded(self, ev: NodeSucceeded) -> None:
         key = self.key_of(ev)
@@ -159,7 +159,7 @@ class _Transition:
         self.release(key)
         self.clear_timer(key)
         if ev.started_at is not None:
-            self.records[key] = attrs.evolve(self.records[key], started_at=ev.started_at)
+            self.records[key] = self.records[key]._replace(started_at=ev.started_at)
         self.succeed(key, ev.ports)
 
     def on_node_failed(self, ev: NodeFailed) -> None:
@@ -169,7 +169,7 @@ class _Transition:
         self.release(key)
         self.clear_timer(key)
         if ev.started_at is not None:
-            self.records[key] = attrs.evolve(self.records[key], started_at=ev.started_at)
+            self.records[key] = self.records[key]._replace(started_at=ev.started_at)
         self.attempt_failed(key, (ev.error_type, ev.message))
 
     def on_timer_fired(self, ev: TimerFired) -> None:
@@ -303,7 +303,9 @@ class _Transition:
     def make_ready(self, key, payload: Payload) -> None:
         node = self.g.nodes[key[0]]
         self.payloads[key] = payload
-        failed_select = next((v for v in payload.values if isinstance(v, SelectFailed)), None)
+        failed_select = None
+        if self.g.has_select:
+            failed_select = next((v for v in payload.values if isinstance(v, SelectFailed)), None)
         if failed_select is not None:
             self.records[key] = Record(node=node.id, item=key[1])
             self.fail_final(key, ("select", failed_select.message))
@@ -354,7 +356,7 @@ class _Transition:
         self.ready_count += 1
 
     def requeue(self, key) -> None:
-        self.records[key] = attrs.evolve(self.records[key], status=PENDING)
+        self.records[key] = self.records[key]._replace(status=PENDING)
         self.enqueue(key)
 
     def has_room(self, queue) -> bool:
@@ -401,7 +403,7 @@ class _Transition:
             self.running[key] = attempt
             self.count(key, +1)
         self.seq += 1
-        self.records[key] = attrs.evolve(self.records[key], status=RUNNING, attempts=attempt,
+        self.records[key] = self.records[key]._replace(status=RUNNING, attempts=attempt,
                                          started_at=self.now, started_seq=self.seq)
         deadline = None
         if node.timeout is not None:
@@ -447,7 +449,7 @@ class _Transition:
             return
         self.payloads.pop(key, None)
         self.seq += 1
-        self.records[key] = attrs.evolve(self.records[key], status=SUCCEEDED, finished_at=self.now, ports=ports,
+        self.records[key] = self.records[key]._replace(status=SUCCEEDED, finished_at=self.now, ports=ports,
                                          error=None, finished_seq=self.seq)
         self.sequence = (key, self.sequence)
         work = []
@@ -465,7 +467,7 @@ class _Transition:
         record = self.records[key]
         retry = self.g.nodes[key[0]].retry
         if record.attempts < retry.max_attempts:
-            self.records[key] = attrs.evolve(record, status=WAITING, error=error)
+            self.records[key] = record._replace(status=WAITING, error=error)
             self.set_timer("retry", key, record.attempts, self.now + retry.wait_after(record.attempts))
         else:
             self.fail_final(key, error)
@@ -474,7 +476,7 @@ class _Transition:
         n, path = key
         self.payloads.pop(key, None)
         self.seq += 1
-        self.records[key] = attrs.evolve(self.records[key], status=FAILED, finished_at=self.now, error=error,
+        self.records[key] = self.records[key]._replace(status=FAILED, finished_at=self.now, error=error,
                                          finished_seq=self.seq)
         failure = {"node": self.g.ids[n], "type": error[0], "message": error[1]}
         if self.g.fail_fast:
@@ -516,7 +518,7 @@ class _Transition:
         self.cancel_unreached()
         for name in ("running", "timers", "awaiting", "arrivals", "held", "payloads", "gathers",
                      "instance_timer", "pool_running", "group_running"):
-            setattr(self, name, Map().mutate())
+            setattr(self, name, _CopyOnWrite(Map()))
         self.ready, self.ready_count, self.running_count = {}, 0, 0
 
     def cancel_record(self, key) -> None:
@@ -525,7 +527,7 @@ class _Transition:
             record = Record(node=self.g.ids[key[0]], item=key[1])
         elif record.status not in (PENDING, RUNNING, WAITING):
             return
-        self.records[key] = attrs.evolve(record, status=CANCELLED, finished_at=self.now)
+        self.records[key] = record._replace(status=CANCELLED, finished_at=self.now)
 
     def cancel_unreached(self) -> None:
         """Record ``cancelled`` every instance the run would have had but never reached (once per run)."""
@@ -546,6 +548,52 @@ class _Transition:
             by_node[n] = expected
 
 
+def _rebuild(state: State, changes: dict) -> State:
+    """``attrs.evolve`` without re-running ``__init__``: the step's hot path builds one State per step."""
+    new = object.__new__(State)
+    for name in _STATE_FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(state, name))
+    return new
+
+
+class _CopyOnWrite:
+    """A persistent map read as is and copied (``mutate``) only on the first write of a step."""
+
+    __slots__ = ("base", "mutation")
+
+    def __init__(self, base: Map):
+        self.base, self.mutation = base, None
+
+    def _writable(self):
+        if self.mutation is None:
+            self.mutation = self.base.mutate()
+        return self.mutation
+
+    def get(self, key, default=None):
+        return (self.base if self.mutation is None else self.mutation).get(key, default)
+
+    def __getitem__(self, key):
+        return (self.base if self.mutation is None else self.mutation)[key]
+
+    def __contains__(self, key):
+        return key in (self.base if self.mutation is None else self.mutation)
+
+    def __len__(self):
+        return len(self.base if self.mutation is None else self.mutation)
+
+    def __setitem__(self, key, value):
+        self._writable()[key] = value
+
+    def pop(self, key, *default):
+        return self._writable().pop(key, *default)
+
+    def finish(self) -> Map:
+        if self.mutation is None:
+            return self.base
+        self.base, self.mutation = self.mutation.finish(), None
+        return self.base
+
+
 def _select(e, value):
     if isinstance(value, SelectFailed):
         return value
@@ -556,6 +604,7 @@ def _select(e, value):
 
 
 _PARKING = frozenset({"delay", "wait", "hil"})
+_STATE_FIELDS = tuple(f.name for f in attrs.fields(State))
 _MAPS = ("records", "arrivals", "gathers", "scopes", "payloads", "running", "pool_running", "group_running",
          "timers", "instance_timer", "awaiting", "stopping", "held")
 _SCALARS = ("status", "trigger", "started_at", "finished_at", "error", "first_failure", "now", "seq", "timer_seq",
