@@ -273,7 +273,11 @@ class _Transition:
                 self.make_ready(key, self.payload_from(got))
 
     def collect(self, e, path, value):
-        """One item of a gather edge resolved; return ``(prefix, list or DEAD)`` once all have."""
+        """One item of a gather edge resolved; return ``(prefix, list or DEAD)`` once all have.
+
+        An item whose ``select`` failed makes the whole gathered value that failure, so the target
+        fails instead of starting with a ``SelectFailed`` among its inputs.
+        """
         prefix = path[:-1]
         gkey = (e.index, prefix)
         remaining, got = self.gathers.get(gkey) or (self.scopes[(self.g.origin[e.source], prefix)], Map())
@@ -285,7 +289,10 @@ class _Transition:
         self.gathers.pop(gkey, None)
         if not got:
             return prefix, DEAD
-        return prefix, [got[i] for i in sorted(got.keys())]
+        gathered = [got[i] for i in sorted(got.keys())]
+        if e.select is not None:
+            return prefix, next((v for v in gathered if isinstance(v, SelectFailed)), gathered)
+        return prefix, gathered
 
     def payload_from(self, got) -> Payload:
         arrived = []
