@@ -230,19 +230,24 @@ class _Transition:
             self.requeue(key)
 
     def on_resumed(self, ev: Resumed) -> None:
-        """A new process drives the run: nothing of the old one is running any more."""
+        """A new process drives the run: nothing of the old one is running any more.
+
+        Timers are announced by due time (then id), instances by key: never in a map's own
+        order, which for string keys depends on the process's hash seed and would make a replay
+        in another process decide differently.
+        """
         for key in self.snapshot("stopping"):
             self.stopping.pop(key)
             if self.held.get(key) is not None:
                 self.held.pop(key)
                 self.requeue(key)
-        for tid, timer in self.snapshot("timers").items():
+        for tid, timer in _by_due(self.snapshot("timers")):
             if timer.kind != "timeout":  # timeouts belong to running attempts, which get fresh ones
                 self.commands.append(StartTimer(timer=tid, due=timer.due))
-        for key, attempt in self.snapshot("running").items():
+        for key, attempt in sorted(self.snapshot("running").items()):
             self.clear_timer(key, announce=False)
             self.dispatch(key, attempt, redispatch=True)
-        for key, kind in self.snapshot("awaiting").items():
+        for key in sorted(self.snapshot("awaiting")):
             self.announce_wait(key, self.g.nodes[key[0]])
 
     # -- readiness ----------------------------------------------------------------------------
@@ -506,11 +511,11 @@ class _Transition:
         """Fail fast or cancel: stop everything in flight and close every open instance."""
         self.status, self.error, self.finished_at, self.ended = status, error, self.now, True
         reason = "run failed" if status == FAILED else "run cancelled"
-        for key, attempt in self.snapshot("running").items():
+        for key, attempt in sorted(self.snapshot("running").items()):
             node = self.g.ids[key[0]]
             self.commands.append(CancelNode(node=node, item=key[1], attempt=attempt, reason=reason))
             self.cancel_record(key)
-        for tid, timer in self.snapshot("timers").items():
+        for tid, timer in _by_due(self.snapshot("timers")):
             self.commands.append(CancelTimer(timer=tid))
             self.cancel_record(timer.key)
         for key in self.snapshot("awaiting"):
@@ -599,6 +604,11 @@ class _CopyOnWrite:
             return self.base
         self.base, self.mutation = self.mutation.finish(), None
         return self.base
+
+
+def _by_due(timers: Map) -> list:
+    """Timers in a stable order (due time, then id), whatever the process's string hash seed."""
+    return sorted(timers.items(), key=lambda item: (item[1].due, item[0]))
 
 
 def _select(e, value):
