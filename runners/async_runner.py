@@ -37,8 +37,8 @@ class AsyncioBackend:
 
     def start(self, cmd) -> None:
         ctx = NodeContext(self.run_id, cmd)
-        fut = asyncio.run_coroutine_threadsafe(self._attempt(cmd, ctx), self.loop)
-        with self.lock:
+        with self.lock:  # registered before the attempt can end and unregister itself
+            fut = asyncio.run_coroutine_threadsafe(self._attempt(cmd, ctx), self.loop)
             self.tasks[(cmd.node, cmd.item, cmd.attempt)] = (fut, ctx)
 
     async def _attempt(self, cmd, ctx):
