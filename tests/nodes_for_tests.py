@@ -1,6 +1,6 @@
 """Node functions the runner, engine, workflow-file and CLI tests name in their workflows.
 
-Workflows call them as ``nodes_for_tests:<function>``. What the nodes observe (how many ran at
+Workflows call them as ``nodes_for_tests:<function>`` (``task`` writes such a node). What the nodes observe (how many ran at
 once, who saw its cancellation) goes into module-level probes that ``reset`` clears before each
 test. The sleeps stand in for slow external calls.
 """
@@ -15,6 +15,11 @@ _lock = threading.Lock()
 running = collections.Counter()  # label -> instances inside ``counted_sleep`` right now
 peak = collections.Counter()  # label -> the most that were ever inside at once
 seen: list = []  # (node, what it observed), in the order observed
+
+
+def task(node_id: str, fn: str, **fields) -> dict:
+    """A python node calling ``fn`` of this module; ``fields`` are the node's other fields (params...)."""
+    return {"id": node_id, "type": "python", "call": f"nodes_for_tests:{fn}", **fields}
 
 
 def reset() -> None:
