@@ -1,0 +1,253 @@
+"""step: timeouts, retries with backoff, attempts that never overlap, and delay / wait / hil parking.
+
+Time is only what events say: the core asks for timers and a test fires them with ``TimerFired``.
+"""
+import pytest
+
+from scheduler_core import (AwaitInput, CancelNode, InputProvided, InvalidEvent, Retry, RunFinished, StartNode,
+                            StartTimer, input_problem)
+from step_helpers import Run, cancelled_timers, cancels, graph, node, of_type, start_of, starts, timers
+
+
+def timer_of(commands) -> StartTimer:
+    (timer,) = timers(commands)
+    return timer
+
+
+def timed(timeout=5.0, retry=Retry(), **settings):
+    return Run(graph("a -> b", nodes=[node("a", timeout=timeout, retry=retry)], **settings))
+
+
+# -- timeouts ---------------------------------------------------------------------------------------
+
+def test_a_start_carries_a_deadline_and_asks_for_a_timer_due_then():
+    run = timed(timeout=5.0)
+    commands = run.start(at=2.0)
+    assert start_of(commands, "a").deadline == 7.0
+    assert timer_of(commands).due == 7.0
+
+
+def test_a_node_without_timeout_has_no_deadline_and_no_timer():
+    run = Run(graph("a"))
+    commands = run.start()
+    assert start_of(commands, "a").deadline is None and timers(commands) == []
+
+
+def test_a_timeout_fails_the_attempt_with_error_type_timeout_and_a_message_naming_the_limit():
+    run = timed(timeout=5.0, on_error="continue")
+    timer = timer_of(run.start(at=0))
+    commands = run.fire(timer.timer, at=5.0)
+    assert [(c.node, c.attempt, c.reason) for c in of_type(commands, CancelNode)] == [("a", 1, "timeout")]
+    error_type, message = run.record("a").error
+    assert (run.status("a"), error_type) == ("failed", "timeout")
+    assert "5 s" in message and "'a'" in message
+    assert run.status("b") == "skipped"
+    assert run.state.error == {"node": "a", "type": "timeout", "message": message}
+
+
+def test_under_fail_fast_a_timeout_fails_the_run_with_one_cancel_of_the_attempt():
+    run = timed(timeout=5.0)
+    timer = timer_of(run.start(at=0))
+    commands = run.fire(timer.timer, at=5.0)
+    assert cancels(commands) == ["a"]
+    assert of_type(commands, RunFinished)[0].error["type"] == "timeout"
+
+
+def test_a_result_before_the_deadline_cancels_the_timer():
+    run = timed(timeout=5.0)
+    timer = timer_of(run.start(at=0))
+    commands = run.succeed("a", 1, at=3.0)
+    assert cancelled_timers(commands) == [timer.timer]
+    assert run.fire(timer.timer, at=5.0) == ()
+    assert run.status("a") == "succeeded"
+
+
+def test_a_timed_out_attempt_never_succeeds_its_late_result_is_ignored():
+    run = timed(timeout=5.0, on_error="continue")
+    timer = timer_of(run.start(at=0))
+    run.fire(timer.timer, at=5.0)
+    assert run.step(run.succeeded("a", "late", at=6.0)) == ()
+    assert run.status("a") == "failed"
+
+
+def test_a_timer_firing_twice_changes_nothing_the_second_time():
+    run = Run(graph("d -> b", nodes=[node("d", "delay", config={"seconds": 1})]))
+    timer = timer_of(run.start(at=0))
+    run.fire(timer.timer, at=1)
+    state = run.state
+    assert run.fire(timer.timer, at=1) == ()
+    assert run.state.records == state.records
+
+
+# -- retries ----------------------------------------------------------------------------------------
+
+def test_retry_backoff_is_a_timer_due_at_delay_times_backoff_to_the_attempt_before():
+    run = timed(timeout=None, retry=Retry(max_attempts=4, delay=2.0, backoff=3.0))
+    run.start(at=0)
+    dues = []
+    for at in (1.0, 20.0, 100.0):
+        timer = timer_of(run.fail("a", at=at))
+        dues.append(timer.due)
+        assert run.status("a") == "waiting"
+        assert starts(run.fire(timer.timer, at=timer.due)) == ["a"]
+    assert dues == [1.0 + 2.0, 20.0 + 6.0, 100.0 + 18.0]
+    assert start_of(run.commands, "a").attempt == 4
+
+
+def test_the_record_counts_attempts_and_a_success_after_retries_clears_the_error():
+    run = timed(timeout=None, retry=Retry(max_attempts=3))
+    run.start()
+    run.fire(timer_of(run.fail("a")).timer)
+    run.succeed("a", "ok")
+    record = run.record("a")
+    assert (record.status, record.attempts, record.error) == ("succeeded", 2, None)
+
+
+def test_when_retries_are_used_up_the_instance_fails_with_the_last_error():
+    run = timed(timeout=None, retry=Retry(max_attempts=2), on_error="continue")
+    run.start()
+    run.fire(timer_of(run.fail("a", message="first")).timer)
+    commands = run.fail("a", message="second")
+    assert timers(commands) == []
+    record = run.record("a")
+    assert (record.status, record.attempts, record.error) == ("failed", 2, ("ValueError", "second"))
+
+
+def test_a_retry_waiting_for_its_backoff_holds_no_slot_and_blocks_nobody():
+    run = Run(graph("a", "b", nodes=[node("a", retry=Retry(max_attempts=2, delay=30))], max_parallel=1))
+    assert starts(run.start()) == ["a"]
+    assert starts(run.fail("a", at=1)) == ["b"]
+    assert run.in_flight == 1
+
+
+def test_a_retry_after_a_timeout_waits_for_cancel_confirmed_so_attempts_never_overlap():
+    run = timed(timeout=5.0, retry=Retry(max_attempts=2, delay=1.0))
+    timeout = timer_of(run.start(at=0))
+    retry = timer_of(run.fire(timeout.timer, at=5.0))
+    assert retry.due == 6.0
+    assert starts(run.fire(retry.timer, at=6.0)) == []
+    assert run.status("a") == "waiting"
+    commands = run.confirm("a", attempt=1, at=9.0)
+    assert [(c.node, c.attempt, c.deadline) for c in of_type(commands, StartNode)] == [("a", 2, 14.0)]
+
+
+def test_a_retry_after_a_confirmed_timeout_starts_when_its_backoff_ends():
+    run = timed(timeout=5.0, retry=Retry(max_attempts=2, delay=1.0))
+    timeout = timer_of(run.start(at=0))
+    retry = timer_of(run.fire(timeout.timer, at=5.0))
+    assert starts(run.confirm("a", attempt=1, at=5.5)) == []
+    assert starts(run.fire(retry.timer, at=6.0)) == ["a"]
+
+
+def test_a_confirmation_of_an_attempt_that_was_not_stopped_changes_nothing():
+    run = timed(timeout=5.0, retry=Retry(max_attempts=2))
+    run.start(at=0)
+    assert run.confirm("a", attempt=1, at=1) == ()
+    assert run.status("a") == "running"
+
+
+def test_the_late_result_of_a_timed_out_attempt_does_not_count_for_its_retry():
+    run = timed(timeout=5.0, retry=Retry(max_attempts=2, delay=1.0))
+    timeout = timer_of(run.start(at=0))
+    run.fire(timeout.timer, at=5.0)
+    assert run.step(run.succeeded("a", "late", at=5.5, attempt=1)) == ()
+    assert run.status("a") == "waiting"
+
+
+# -- delay ------------------------------------------------------------------------------------------
+
+def test_a_delay_parks_then_passes_its_input_on_after_its_seconds():
+    run = Run(graph("a -> d", "d -> b", nodes=[node("d", "delay", config={"seconds": 5})]))
+    run.start(at=0)
+    commands = run.succeed("a", "payload", at=2)
+    assert starts(commands) == [] and timer_of(commands).due == 7
+    assert run.status("d") == "waiting"
+    assert start_of(run.fire(timer_of(commands).timer, at=7), "b").input == "payload"
+    assert (run.status("d"), run.record("d").ports) == ("succeeded", {"result": "payload"})
+
+
+# -- wait and hil -----------------------------------------------------------------------------------
+
+def wait_with_timeout(seconds):
+    return Run(graph("w.result -> r", "w.completed -> c", "w.timeout -> t",
+                     nodes=[node("w", "wait", config={"timeout": seconds})]))
+
+
+def test_a_wait_parks_only_itself_and_asks_for_input():
+    run = Run(graph("w -> after", "x", nodes=[node("w", "wait")]))
+    commands = run.start({"q": 1})
+    assert of_type(commands, AwaitInput) == [AwaitInput(node="w", item=(), type="wait", prompt=None, choices=None)]
+    assert starts(commands) == ["x"]
+    assert run.status("w") == "waiting"
+    run.succeed("x")
+    assert run.state.status == "running" and run.state.idle
+
+
+def test_input_to_a_wait_goes_out_on_completed_and_result_and_cancels_its_timeout():
+    run = wait_with_timeout(10)
+    timer = timer_of(run.start("in", at=0))
+    commands = run.provide("w", "answer", at=3)
+    assert cancelled_timers(commands) == [timer.timer]
+    assert sorted(starts(commands)) == ["c", "r"]
+    assert start_of(commands, "c").input == "answer"
+    assert run.status("t") == "skipped"
+
+
+def test_a_wait_whose_timeout_passes_succeeds_with_its_input_on_port_timeout():
+    run = wait_with_timeout(10)
+    timer = timer_of(run.start("in", at=0))
+    assert timer.due == 10
+    commands = run.fire(timer.timer, at=10)
+    assert starts(commands) == ["t"] and start_of(commands, "t").input == "in"
+    assert (run.status("w"), run.record("w").ports) == ("succeeded", {"timeout": "in"})
+
+
+def test_a_hil_answer_goes_out_on_the_chosen_port_and_on_result():
+    run = Run(graph("h.approve -> yes", "h.reject -> no", "h -> log",
+                    nodes=[node("h", "hil", config={"prompt": "ok?", "choices": ["approve", "reject"]})]))
+    (wait,) = of_type(run.start(), AwaitInput)
+    assert (wait.prompt, wait.choices) == ("ok?", ("approve", "reject"))
+    commands = run.provide("h", "fine", port="approve")
+    assert sorted(starts(commands)) == ["log", "yes"]
+    assert run.status("no") == "skipped"
+    assert run.record("h").ports == {"approve": "fine", "result": "fine"}
+
+
+def test_a_hil_without_choices_answers_on_result_only():
+    run = Run(graph("h -> next", nodes=[node("h", "hil")]))
+    run.start()
+    run.provide("h", "text")
+    assert run.record("h").ports == {"result": "text"}
+
+
+@pytest.mark.parametrize("target, port, expected", [
+    ("h", "maybe", "needs one of the choices approve, reject"),
+    ("h", None, "needs one of the choices"),
+    ("w", "approve", "offers no choices"),
+    ("x", None, "is not waiting for input"),
+    ("ghost", None, "there is no node 'ghost'"),
+])
+def test_input_that_does_not_fit_is_refused_and_changes_nothing(target, port, expected):
+    nodes = [node("h", "hil", config={"choices": ["approve", "reject"]}), node("w", "wait")]
+    run = Run(graph("x", nodes=nodes))
+    run.start()
+    assert expected in input_problem(run.state, target, (), port)
+    state = run.state
+    with pytest.raises(InvalidEvent, match=expected):
+        run.step(InputProvided(node=target, value=1, port=port, at=1))
+    assert run.state is state and [run.status(n) for n in "hw"] == ["waiting", "waiting"]
+
+
+def test_input_for_an_item_that_is_not_waiting_is_refused():
+    run = Run(graph("f.iteration -> w", nodes=[node("f", "foreach"), node("w", "wait")]))
+    run.start()
+    run.succeed("f", ports={"result": [1], "iteration": [1]})
+    assert input_problem(run.state, "w", (0,), None) is None
+    assert "w[3] is not waiting" in input_problem(run.state, "w", (3,), None)
+
+
+def test_input_to_a_finished_run_is_refused():
+    run = Run(graph("a"))
+    run.start()
+    run.succeed("a")
+    assert input_problem(run.state, "a") == "the run has already finished"
