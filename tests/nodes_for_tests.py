@@ -123,3 +123,8 @@ async def async_patient(value, seconds=5.0, ctx=None):
         note(ctx.node, "CancelledError")
         raise
     return value
+
+
+def thread_name(value):
+    """Where the node ran: the name of the thread that called it."""
+    return threading.current_thread().name
