@@ -253,9 +253,13 @@ class _Transition:
     # -- readiness ----------------------------------------------------------------------------
 
     def resolve(self, work: list) -> None:
-        """Resolve edges ``(edge, path, value or DEAD)``; what becomes ready is queued or skipped."""
+        """Resolve edges ``(edge, path, value or DEAD)``; what becomes ready is queued or skipped.
+
+        Stops as soon as the run ends (a failed ``select`` under fail-fast): what was not reached
+        yet has already been recorded ``cancelled``.
+        """
         g = self.g
-        while work:
+        while work and not self.ended:
             e, path, value = work.pop()
             if e.kind == GATHER and len(path) == g.depth[e.source]:
                 gathered = self.collect(e, path, value)
