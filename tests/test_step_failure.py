@@ -129,3 +129,21 @@ def test_a_failed_record_keeps_its_error_and_attempts():
     record = run.record("a")
     assert (record.status, record.error, record.attempts, record.finished_at) == ("failed", ("KeyError", "'k'"), 1, 2)
 
+
+
+def test_a_failed_select_under_fail_fast_leaves_no_sibling_target_open():
+    run = Run(graph("a -> c", edge("a -> b", select="abs(@)"), "a -> e"))
+    run.start()
+    commands = run.succeed("a", "not a number")
+    assert starts(commands) == [] and of_type(commands, RunFinished)[0].error["type"] == "select"
+    assert {n: run.status(n) for n in "bce"} == {"b": "failed", "c": "cancelled", "e": "cancelled"}
+    assert run.state.ready_count == 0
+
+
+def test_a_duplicate_result_is_ignored():
+    run = Run(graph("a -> b"))
+    run.start()
+    event = run.succeeded("a", 1)
+    run.step(event)
+    assert run.step(event) == ()
+    assert run.record("b").status == "running"
