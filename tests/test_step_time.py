@@ -6,7 +6,7 @@ import pytest
 
 from scheduler_core import (AwaitInput, CancelNode, InputProvided, InvalidEvent, Retry, RunFinished, StartNode,
                             StartTimer, input_problem)
-from step_helpers import Run, cancelled_timers, cancels, graph, node, of_type, start_of, starts, timers
+from step_helpers import Run, cancelled_timers, cancels, edge, graph, node, of_type, start_of, starts, timers
 
 
 def timer_of(commands) -> StartTimer:
@@ -111,6 +111,14 @@ def test_when_retries_are_used_up_the_instance_fails_with_the_last_error():
     assert timers(commands) == []
     record = run.record("a")
     assert (record.status, record.attempts, record.error) == ("failed", 2, ("ValueError", "second"))
+
+
+def test_under_fail_fast_a_failed_attempt_with_retries_left_does_not_fail_the_run():
+    run = Run(graph("a", "b", nodes=[node("a", retry=Retry(max_attempts=2, delay=5))]))
+    run.start()
+    commands = run.fail("a", at=1)
+    assert of_type(commands, RunFinished) == [] and cancels(commands) == []
+    assert (run.state.status, run.status("b")) == ("running", "running")
 
 
 def test_a_retry_waiting_for_its_backoff_holds_no_slot_and_blocks_nobody():
@@ -236,6 +244,15 @@ def test_input_that_does_not_fit_is_refused_and_changes_nothing(target, port, ex
     with pytest.raises(InvalidEvent, match=expected):
         run.step(InputProvided(node=target, value=1, port=port, at=1))
     assert run.state is state and [run.status(n) for n in "hw"] == ["waiting", "waiting"]
+
+
+def test_input_for_one_item_completes_only_that_items_wait():
+    run = Run(graph("f.iteration -> w", edge("w -> after", map=True), nodes=[node("f", "foreach"), node("w", "wait")]))
+    run.start()
+    commands = run.succeed("f", ports={"result": [1, 2], "iteration": [1, 2]})
+    assert sorted((c.node, c.item) for c in of_type(commands, AwaitInput)) == [("w", (0,)), ("w", (1,))]
+    assert starts(run.provide("w", "go", item=(1,))) == [("after", (1,))]
+    assert run.status("w", (0,)) == "waiting"
 
 
 def test_input_for_an_item_that_is_not_waiting_is_refused():
