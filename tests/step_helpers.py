@@ -105,8 +105,9 @@ class Run:
     def has_record(self, name, item=()) -> bool:
         return (self.state.graph.index[name], tuple(item)) in self.state.records
 
-    def status(self, name, item=()) -> str:
-        return self.record(name, item).status
+    def status(self, name, item=()) -> str | None:
+        """The instance's status, or None while it has no record yet."""
+        return self.record(name, item).status if self.has_record(name, item) else None
 
     @property
     def in_flight(self) -> int:
