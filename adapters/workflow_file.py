@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import attrs
 import yaml
 
+from runners import backend_names
 from scheduler_core import Edge, Node, Problem, Retry, Settings, Workflow, WorkflowInvalid, compile_workflow
 
 from .nodes import NODE_TYPES, TIMEOUT_IS_CONFIG, FieldProblem, NodeInvoker, ensure_importable
@@ -214,6 +215,9 @@ def _parse_settings(raw, problems: list) -> Settings:
     for key in raw:
         if key not in SETTINGS_FIELDS:
             problems.append(Problem(f"settings.{key}", f"unknown setting (known: {', '.join(sorted(SETTINGS_FIELDS))})"))
+    runner = raw.get("runner")
+    if runner is not None and runner not in backend_names():
+        problems.append(Problem("settings.runner", f"unknown runner {runner!r} (known: {', '.join(backend_names())})"))
     pools = raw.get("pools") or {}
     if not isinstance(pools, Mapping):
         problems.append(Problem("settings.pools", "must map pool names to sizes"))
