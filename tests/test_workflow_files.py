@@ -160,7 +160,7 @@ def test_missing_and_ill_typed_fields_are_named():
               {"id": "p", "type": "noop", "pool": "gpu"},
               {"id": "h", "type": "hil", "choices": ["yes", "yes"]}],
              [{"from": "t"}],
-             settings={"on_error": "shrug", "max_parallel": 0, "speed": 11})
+             settings={"on_error": "shrug", "max_parallel": 0, "speed": 11, "runner": "warp"})
     problems = problems_of(bad)
     the_one(problems, "node #1", "missing 'id'")
     the_one(problems, "node 't'", "missing 'type'")
@@ -171,6 +171,7 @@ def test_missing_and_ill_typed_fields_are_named():
     the_one(problems, "settings.on_error")
     the_one(problems, "settings.max_parallel")
     the_one(problems, "settings.speed", "unknown setting")
+    the_one(problems, "settings.runner", "unknown runner 'warp'")
 
 
 def test_an_edge_from_a_port_the_node_never_produces_is_named():
