@@ -135,9 +135,10 @@ class MemoryStore:
             raise UnknownRun(f"no run with id {run_id!r} in this store") from None
 
     def load(self, run_id: str):
-        info = self.info(run_id)
-        log = self.batches[run_id]
-        return info, [b for b, _ in log], [f for _, f in log]
+        with self.lock:
+            info = self.info(run_id)
+            log = list(self.batches[run_id])
+        return info, [list(b) for b, _ in log], [f for _, f in log]
 
     def runs(self) -> list:
         return list(self.infos.values())
@@ -273,8 +274,17 @@ class SqliteStore:
         return self._info(rows[0])
 
     def load(self, run_id: str):
-        info = self.info(run_id)
-        rows = self._read("SELECT events, fingerprint FROM batches WHERE run_id = ? ORDER BY idx", (run_id,))
+        """(info, batches, fingerprints), read in one transaction: a consistent view of a run being driven."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN")
+            try:
+                info = self.info(run_id)
+                rows = self._read("SELECT events, fingerprint FROM batches WHERE run_id = ? ORDER BY idx", (run_id,))
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable flowcore database ({exc})") from None
         try:
             batches = [[decode_event(e) for e in json.loads(events)] for events, _ in rows]
         except (ValueError, KeyError, TypeError) as exc:
