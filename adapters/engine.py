@@ -1,8 +1,8 @@
 """The engine facade: wires a workflow, a runner and a store into runs, and resumes them.
 
-``Engine.run`` records the run (its definition and options) and drives it; ``Engine.resume``
-rebuilds a run from its event log (``replay``), checks the request against the state, and drives
-it on. Every refusal raises ``RunRefused`` before anything is written.
+``Engine.run`` records the run (its definition and options, with its first step) and drives it;
+``Engine.resume`` rebuilds a run from its event log (``replay``), checks the request against the
+state, and drives it on. Every refusal raises ``RunRefused`` before anything is written.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, 
                             initial_state, input_problem, replay)
 
 from .report import run_dict, run_status
-from .store import LeaseHeld, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun
+from .store import LeaseHeld, Lease, MemoryStore, RunInfo, SqliteStore, StoreError, UnknownRun
 from .nodes import ensure_importable
 from .workflow_file import WorkflowError, load_workflow, workflow_to_dict
 
@@ -128,14 +128,14 @@ class Engine:
                    "linger": self.linger if linger is None else linger,
                    "grace": self.grace if grace is None else grace, "path": path}
         run_id = run_id or new_run_id(wf.name)
+        if self._exists(run_id):
+            raise RunRefused(f"a run with id {run_id!r} already exists; choose another --run-id")
         info = RunInfo(run_id=run_id, workflow=wf.name, definition=definition,
                        definition_hash=definition_hash(definition), options=options)
-        try:
-            self.store.create_run(info)
-        except RunExists as exc:
-            raise RunRefused(str(exc)) from None
+        lease = self._acquire(run_id)
         events = [RunStarted(at=time.time(), trigger=trigger)]
-        return self._drive(run_id, wf, initial_state(graph), events, 0, options, observer)
+        return self._drive(_Session(run_id, wf, options, lease, 0, new_run=info), initial_state(graph), events,
+                           observer)
 
     # -- resuming ----------------------------------------------------------------------------
 
@@ -194,36 +194,52 @@ class Engine:
         if node is not None:
             events.append(InputProvided(node=node, item=path, at=now, value=input, port=port))
         _, batches, _ = self.store.load(run_id)
-        return self._drive(run_id, wf, state, events, len(batches), options, observer)
+        lease = self._acquire(run_id)
+        return self._drive(_Session(run_id, wf, options, lease, len(batches)), state, events, observer)
 
     # -- driving -------------------------------------------------------------------------------
 
-    def _drive(self, run_id, wf, state, events, first_index, options, observer) -> RunResult:
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self.store.info(run_id)
+        except UnknownRun:
+            return False
+        return True
+
+    def _acquire(self, run_id: str) -> Lease:
         lease = Lease.mine()
         try:
             self.store.acquire(run_id, lease)
         except LeaseHeld as exc:
             raise RunRefused(str(exc)) from None
-        index = first_index
+        return lease
+
+    def _drive(self, session: "_Session", state, events, observer) -> RunResult:
+        """Drive the run under ``session.lease`` (released at the end), logging each step before acting on it."""
+        run_id, options = session.run_id, session.options
+        try:
+            backend = self._backend(options, session.wf, run_id, state.graph.max_parallel)
+        except BaseException:
+            self.store.release(run_id, session.lease)
+            raise
 
         def on_step(step_events, commands, new_state):
-            nonlocal index
-            self.store.append(run_id, index, step_events, fingerprint(commands), _summary(new_state, "running"))
-            index += 1
+            session.log(self.store, step_events, fingerprint(commands), _summary(new_state, "running"))
             if observer is not None:
                 observer(step_events, commands, new_state)
 
-        backend = self._backend(options, wf, run_id, state.graph.max_parallel)
         drive = Drive(backend, linger=options["linger"], on_step=on_step)
-        abandoned = 0
+        ended = False
         try:
-            with _Heartbeat(self.store, run_id, lease):
+            with _Heartbeat(self.store, run_id, session.lease):
                 state = drive.run(state, events)
+            ended = True
         finally:
             abandoned = backend.close(options["grace"])
-            self.store.update(run_id, _summary(state, run_status(state)))
-            self.store.release(run_id, lease)
-        self._cache[run_id] = (index, state)
+            if ended:  # after a failure the last logged summary stands: the run can be resumed
+                self.store.update(run_id, _summary(state, run_status(state)))
+            self.store.release(run_id, session.lease)
+        self._cache[run_id] = (session.index, state)
         return RunResult(run_id, state, abandoned)
 
     def _backend(self, options, wf, run_id, max_parallel):
@@ -236,6 +252,25 @@ class Engine:
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
         return make_backend(name, build_invoker(wf), run_id, max_parallel, **extra)
+
+
+@attrs.define
+class _Session:
+    """One process driving one run: where its log goes on, and whether its first step creates the run."""
+    run_id: str
+    wf: object
+    options: dict
+    lease: Lease
+    index: int
+    new_run: RunInfo | None = None  # created together with the first batch
+
+    def log(self, store, events, print_: str, summary: dict) -> None:
+        if self.new_run is not None:
+            store.create_run(attrs.evolve(self.new_run, **summary), events, print_)
+            self.new_run = None
+        else:
+            store.append(self.run_id, self.index, events, print_, summary)
+        self.index += 1
 
 
 def _summary(state, status: str) -> dict:

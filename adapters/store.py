@@ -4,6 +4,7 @@ A run is a row of facts fixed when it starts (its workflow definition and hash, 
 options) plus a log of *batches*: the events one ``step`` consumed, committed in one transaction
 before that step's commands are carried out (write-ahead), with a fingerprint of the commands so a
 replay can check that the core still decides the same. A run's state is ``replay`` of its batches.
+A run is created together with its first batch, so a stored run has always started.
 
 ``MemoryStore`` keeps everything in the process; ``SqliteStore`` is the embedded default. Both
 implement ``Store``; a Postgres store implements the same methods (leases there need no pid check,
@@ -83,6 +84,10 @@ def decode_event(data: dict):
     return cls(**data)
 
 
+def _encode_batch(events) -> str:
+    return json.dumps([encode_event(e) for e in events], default=str)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -109,12 +114,13 @@ class MemoryStore:
         self.leases: dict = {}
         self.lock = threading.Lock()
 
-    def create_run(self, info: RunInfo) -> None:
+    def create_run(self, info: RunInfo, events, fingerprint: str) -> None:
+        """Record a new run together with its first batch."""
         with self.lock:
             if info.run_id in self.infos:
                 raise RunExists(f"a run with id {info.run_id!r} already exists")
             self.infos[info.run_id] = info
-            self.batches[info.run_id] = []
+            self.batches[info.run_id] = [(tuple(events), fingerprint)]
 
     def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict) -> None:
         with self.lock:
@@ -224,19 +230,23 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: {exc}") from None
 
-    def create_run(self, info: RunInfo) -> None:
+    def create_run(self, info: RunInfo, events, fingerprint: str) -> None:
+        """Record a new run together with its first batch, in one transaction."""
+        payload = _encode_batch(events)
+
         def insert(conn):
             try:
                 conn.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
                              (info.run_id, info.workflow, json.dumps(info.definition, default=str),
-                              info.definition_hash, json.dumps(info.options), info.status, info.started_at,
-                              info.finished_at, time.time()))
+                              info.definition_hash, json.dumps(info.options, default=str), info.status,
+                              info.started_at, info.finished_at, time.time()))
             except sqlite3.IntegrityError:
                 raise RunExists(f"a run with id {info.run_id!r} already exists in {self.path}") from None
+            conn.execute("INSERT INTO batches VALUES (?,?,?,?)", (info.run_id, 0, payload, fingerprint))
         self._write(insert)
 
     def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict) -> None:
-        payload = json.dumps([encode_event(e) for e in events], default=str)
+        payload = _encode_batch(events)
 
         def insert(conn):
             try:
