@@ -1,8 +1,9 @@
 """The engine facade: wires a workflow, a runner and a store into runs, and resumes them.
 
 ``Engine.run`` records the run (its definition and options, with its first step) and drives it;
-``Engine.resume`` rebuilds a run from its event log (``replay``), checks the request against the
-state, and drives it on. Every refusal raises ``RunRefused`` before anything is written.
+``Engine.resume`` takes the run's lease, rebuilds the run from its event log (replaying it with a
+check of every decision), checks the request against the state, and drives it on. Every refusal
+raises ``RunRefused`` before anything is written (a lease taken for it is given back).
 """
 from __future__ import annotations
 
@@ -141,6 +142,10 @@ class Engine:
 
     def load(self, run_id: str):
         """(info, workflow, state) of a stored run, rebuilt by replaying its event log."""
+        info, wf, state, _ = self._load(run_id)
+        return info, wf, state
+
+    def _load(self, run_id: str):
         try:
             info, batches, prints = self.store.load(run_id)
         except UnknownRun as exc:
@@ -154,13 +159,13 @@ class Engine:
         graph = compile_workflow(wf, max_parallel=info.options.get("max_parallel"))
         cached = self._cache.get(run_id)
         if cached and cached[0] == len(batches):
-            return info, wf, cached[1]
+            return info, wf, cached[1], len(batches)
         try:
             state = replay(graph, batches, prints)
         except ReplayDiverged as exc:
             raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine or the node types changed "
                              f"since the run was recorded; finish it with the version that started it.") from None
-        return info, wf, state
+        return info, wf, state, len(batches)
 
     def status(self, run_id: str) -> RunResult:
         info, _, state = self.load(run_id)
@@ -171,31 +176,25 @@ class Engine:
 
     def resume(self, run_id: str, node=None, input=None, port=None, item=None, *, runner=None, max_parallel=None,
                linger=None, grace=None, observer=None) -> RunResult:
-        info, wf, state = self.load(run_id)
-        if state.finished:
-            raise RunRefused(f"run {run_id!r} has already finished ({state.status}); there is nothing to resume")
-        path = _item_path(item)
-        if node is not None:
-            problem = input_problem(state, node, path, port)
-            if problem:
-                raise RunRefused(f"run {run_id!r}: {problem}")
-        elif port is not None or input is not None:
-            raise RunRefused("--port and --input answer a waiting node: name it with --node")
-        options = dict(info.options)
-        for key, value in (("runner", runner), ("linger", linger), ("grace", grace)):
-            if value is not None:
-                options[key] = value
-        if options["runner"] not in backend_names():
-            raise RunRefused(f"unknown runner {options['runner']!r}; choose one of {', '.join(backend_names())}")
+        try:
+            self.store.info(run_id)
+        except UnknownRun as exc:
+            raise RunRefused(str(exc)) from None
+        lease = self._acquire(run_id)  # first: the log cannot grow between reading it and driving on
+        try:
+            info, wf, state, count = self._load(run_id)
+            path = _check_request(run_id, state, node, input, port, item)
+            options = _resume_options(info.options, runner=runner, linger=linger, grace=grace)
+        except BaseException:
+            self.store.release(run_id, lease)
+            raise
         if max_parallel:
             state = attrs.evolve(state, graph=compile_workflow(wf, max_parallel=max_parallel))
         now = time.time()
         events = [Resumed(at=now)]
         if node is not None:
             events.append(InputProvided(node=node, item=path, at=now, value=input, port=port))
-        _, batches, _ = self.store.load(run_id)
-        lease = self._acquire(run_id)
-        return self._drive(_Session(run_id, wf, options, lease, len(batches)), state, events, observer)
+        return self._drive(_Session(run_id, wf, options, lease, count), state, events, observer)
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -271,6 +270,31 @@ class _Session:
         else:
             store.append(self.run_id, self.index, events, print_, summary)
         self.index += 1
+
+
+def _resume_options(stored: dict, *, runner, linger, grace) -> dict:
+    """The run's own settings, overridden by the resume's."""
+    options = dict(stored)
+    for key, value in (("runner", runner), ("linger", linger), ("grace", grace)):
+        if value is not None:
+            options[key] = value
+    if options["runner"] not in backend_names():
+        raise RunRefused(f"unknown runner {options['runner']!r}; choose one of {', '.join(backend_names())}")
+    return options
+
+
+def _check_request(run_id: str, state, node, input, port, item) -> tuple:
+    """The item path of a valid request; ``RunRefused`` saying what is wrong with any other."""
+    if state.finished:
+        raise RunRefused(f"run {run_id!r} has already finished ({state.status}); there is nothing to resume")
+    path = _item_path(item)
+    if node is not None:
+        problem = input_problem(state, node, path, port)
+        if problem:
+            raise RunRefused(f"run {run_id!r}: {problem}")
+    elif port is not None or input is not None:
+        raise RunRefused("--port and --input answer a waiting node: name it with --node")
+    return path
 
 
 def _summary(state, status: str) -> dict:
