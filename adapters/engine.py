@@ -17,8 +17,8 @@ import uuid
 import attrs
 
 from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, make_backend
-from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, compile_workflow, fingerprint,
-                            initial_state, input_problem, replay)
+from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, State, compile_workflow, fingerprint,
+                            initial_state, input_problem, step)
 
 from .report import run_dict, run_status
 from .store import LeaseHeld, Lease, MemoryStore, RunInfo, SqliteStore, StoreError, UnknownRun
@@ -125,7 +125,7 @@ class Engine:
             raise RunRefused(f"unknown runner {runner!r}; choose one of {', '.join(backend_names())}")
         graph = compile_workflow(wf, default_max_parallel=self.max_parallel, max_parallel=max_parallel)
         definition = workflow_to_dict(wf)
-        options = {"runner": runner, "max_parallel": graph.max_parallel,
+        options = {"runner": runner, "max_parallel": graph.max_parallel, "caps": [[0, graph.max_parallel]],
                    "linger": self.linger if linger is None else linger,
                    "grace": self.grace if grace is None else grace, "path": path}
         run_id = run_id or new_run_id(wf.name)
@@ -156,12 +156,11 @@ class Engine:
             wf = load_workflow(info.definition)
         except WorkflowError as exc:
             raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
-        graph = compile_workflow(wf, max_parallel=info.options.get("max_parallel"))
         cached = self._cache.get(run_id)
         if cached and cached[0] == len(batches):
             return info, wf, cached[1], len(batches)
         try:
-            state = replay(graph, batches, prints)
+            state = replay_run(wf, batches, prints, _caps(info.options))
         except ReplayDiverged as exc:
             raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine or the node types changed "
                              f"since the run was recorded; finish it with the version that started it.") from None
@@ -184,17 +183,20 @@ class Engine:
         try:
             info, wf, state, count = self._load(run_id)
             path = _check_request(run_id, state, node, input, port, item)
-            options = _resume_options(info.options, runner=runner, linger=linger, grace=grace)
+            options = _resume_options(info.options, count, runner=runner, max_parallel=max_parallel,
+                                      linger=linger, grace=grace)
         except BaseException:
             self.store.release(run_id, lease)
             raise
-        if max_parallel:
-            state = attrs.evolve(state, graph=compile_workflow(wf, max_parallel=max_parallel))
+        if options["max_parallel"] != state.graph.max_parallel:
+            state = attrs.evolve(state, graph=compile_workflow(wf, max_parallel=options["max_parallel"]))
         now = time.time()
         events = [Resumed(at=now)]
         if node is not None:
             events.append(InputProvided(node=node, item=path, at=now, value=input, port=port))
-        return self._drive(_Session(run_id, wf, options, lease, count), state, events, observer)
+        changed = options["caps"] != _caps(info.options)
+        stored = dict(info.options, max_parallel=options["max_parallel"], caps=options["caps"]) if changed else None
+        return self._drive(_Session(run_id, wf, options, lease, count, new_options=stored), state, events, observer)
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -255,31 +257,58 @@ class Engine:
 
 @attrs.define
 class _Session:
-    """One process driving one run: where its log goes on, and whether its first step creates the run."""
+    """One process driving one run: where its log goes on, and what its first step must also record."""
     run_id: str
     wf: object
     options: dict
     lease: Lease
     index: int
     new_run: RunInfo | None = None  # created together with the first batch
+    new_options: dict | None = None  # a resume that changed the cap stores it with its first batch
 
     def log(self, store, events, print_: str, summary: dict) -> None:
         if self.new_run is not None:
             store.create_run(attrs.evolve(self.new_run, **summary), events, print_)
             self.new_run = None
         else:
+            if self.new_options is not None:
+                summary = dict(summary, options=self.new_options)
+                self.new_options = None
             store.append(self.run_id, self.index, events, print_, summary)
         self.index += 1
 
 
-def _resume_options(stored: dict, *, runner, linger, grace) -> dict:
-    """The run's own settings, overridden by the resume's."""
+def replay_run(wf, batches, prints, caps) -> State:
+    """Fold the logged batches through ``step`` with the cap in force at each, checking every decision."""
+    changes = dict(caps)
+    state = initial_state(compile_workflow(wf, max_parallel=changes.get(0)))
+    for i, events in enumerate(batches):
+        if i and i in changes:
+            state = attrs.evolve(state, graph=compile_workflow(wf, max_parallel=changes[i]))
+        state, commands = step(state, events)
+        if fingerprint(commands) != prints[i]:
+            raise ReplayDiverged(i, prints[i], fingerprint(commands))
+    return state
+
+
+def _caps(options: dict) -> list:
+    """``[[from step, max_parallel], ...]``: the run's cap, and every change a resume made to it."""
+    return [list(c) for c in options.get("caps") or [[0, options.get("max_parallel")]]]
+
+
+def _resume_options(stored: dict, count: int, *, runner, max_parallel, linger, grace) -> dict:
+    """The run's own settings, overridden by the resume's; a new cap holds from the next step on."""
     options = dict(stored)
     for key, value in (("runner", runner), ("linger", linger), ("grace", grace)):
         if value is not None:
             options[key] = value
     if options["runner"] not in backend_names():
         raise RunRefused(f"unknown runner {options['runner']!r}; choose one of {', '.join(backend_names())}")
+    caps = _caps(stored)
+    if max_parallel and max_parallel != options["max_parallel"]:
+        caps = [c for c in caps if c[0] < count] + [[count, max_parallel]]
+        options["max_parallel"] = max_parallel
+    options["caps"] = caps
     return options
 
 

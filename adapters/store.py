@@ -258,9 +258,11 @@ class SqliteStore:
 
     @staticmethod
     def _set_summary(conn, run_id: str, summary: dict) -> None:
+        """Update the run's row: status and times, and ``options`` when a resume changed them."""
         if summary:
             cols = ", ".join(f"{k} = ?" for k in summary)
-            conn.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*summary.values(), run_id))
+            values = [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
+            conn.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*values, run_id))
 
     def update(self, run_id: str, summary: dict) -> None:
         self._write(lambda conn: self._set_summary(conn, run_id, summary))
