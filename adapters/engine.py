@@ -150,6 +150,9 @@ class Engine:
             info, batches, prints = self.store.load(run_id)
         except UnknownRun as exc:
             raise RunRefused(str(exc)) from None
+        if definition_hash(info.definition) != info.definition_hash:
+            raise RunRefused(f"run {run_id!r}: its stored workflow definition does not match the hash recorded "
+                             f"when it started; the store was changed by hand, so the run cannot be trusted")
         if info.options.get("path"):  # node modules beside the workflow file import as they did at run time
             ensure_importable(os.path.dirname(info.options["path"]))
         try:
@@ -162,8 +165,9 @@ class Engine:
         try:
             state = replay_run(wf, batches, prints, _caps(info.options))
         except ReplayDiverged as exc:
-            raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine or the node types changed "
-                             f"since the run was recorded; finish it with the version that started it.") from None
+            raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine, the node types or the "
+                             f"stored definition changed since the run was recorded; finish it with the "
+                             f"version that started it.") from None
         return info, wf, state, len(batches)
 
     def status(self, run_id: str) -> RunResult:
