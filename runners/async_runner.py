@@ -1,8 +1,10 @@
 """The asyncio runner: coroutine nodes run as tasks on an event loop, with real cancellation.
 
-Synchronous nodes run in a thread executor sized to ``max_parallel`` (their cancellation is
-cooperative, through ``ctx.cancelled``). The loop lives in a thread of its own; completions come
-back to the drive loop through a queue.
+Synchronous nodes run on daemon threads (the core never starts more than ``max_parallel`` at
+once). Their cancellation is cooperative, through ``ctx.cancelled``: like the thread runner's, an
+attempt that ignores it for ``grace`` seconds is *abandoned* (the core hears that it stopped, its
+result is ignored), so it can keep neither the run, a retry nor the process waiting. The loop
+lives in a thread of its own; completions come back to the drive loop through a queue.
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import asyncio
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from scheduler_core import CancelConfirmed, NodeFailed, NodeSucceeded
 
@@ -18,17 +19,63 @@ from .context import NodeContext
 from .drive import DEFAULT_GRACE
 
 
+class _Attempt:
+    __slots__ = ("cmd", "ctx", "future", "cancelled_at")
+
+    def __init__(self, cmd, ctx):
+        self.cmd, self.ctx = cmd, ctx
+        self.future = None
+        self.cancelled_at = None
+
+    def stopped(self, clock, abandoned: bool = False) -> CancelConfirmed:
+        cmd = self.cmd
+        return CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=clock(), abandoned=abandoned)
+
+
+class _DaemonThreads:
+    """Runs calls on daemon threads, reusing idle ones; a call that never returns holds only its own."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = 0
+        self.count = 0
+
+    def submit(self, fn) -> None:
+        with self.lock:
+            if self.idle:
+                self.idle -= 1
+            else:
+                self.count += 1
+                threading.Thread(target=self._work, name=self.name, daemon=True).start()
+        self.jobs.put(fn)
+
+    def _work(self) -> None:
+        while (fn := self.jobs.get()) is not None:
+            fn()
+            with self.lock:
+                self.idle += 1
+
+    def shutdown(self) -> None:
+        with self.lock:
+            for _ in range(self.count):  # idle threads end now, busy ones when their call returns
+                self.jobs.put(None)
+            self.count = self.idle = 0
+
+
 class AsyncioBackend:
     def __init__(self, invoker, run_id: str, max_parallel: int = 8, clock=time.time, grace: float = DEFAULT_GRACE):
         self.invoker = invoker
         self.run_id = run_id
         self.clock = clock
+        self.grace = grace
         self.results: queue.SimpleQueue = queue.SimpleQueue()
-        self.executor = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="flowcore-sync")
+        self.threads = _DaemonThreads("flowcore-sync")
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="flowcore-asyncio", daemon=True)
         self.thread.start()
-        self.tasks: dict = {}  # (node, item, attempt) -> (task future, ctx)
+        self.attempts: dict = {}  # (node, item, attempt) -> _Attempt, until its outcome is reported
         self.lock = threading.Lock()
         self.abandoned = 0
 
@@ -36,19 +83,19 @@ class AsyncioBackend:
         return self.clock()
 
     def start(self, cmd) -> None:
-        ctx = NodeContext(self.run_id, cmd)
+        attempt = _Attempt(cmd, NodeContext(self.run_id, cmd))
         with self.lock:  # registered before the attempt can end and unregister itself
-            fut = asyncio.run_coroutine_threadsafe(self._attempt(cmd, ctx), self.loop)
-            self.tasks[(cmd.node, cmd.item, cmd.attempt)] = (fut, ctx)
+            attempt.future = asyncio.run_coroutine_threadsafe(self._attempt(attempt), self.loop)
+            self.attempts[(cmd.node, cmd.item, cmd.attempt)] = attempt
 
-    async def _attempt(self, cmd, ctx):
-        key = (cmd.node, cmd.item, cmd.attempt)
+    async def _attempt(self, attempt):
+        cmd, ctx = attempt.cmd, attempt.ctx
         started = self.clock()
         try:
             if self.invoker.is_async(cmd):
                 ports = await self.invoker.call_async(cmd, ctx)
             else:
-                ports = await self.loop.run_in_executor(self.executor, self.invoker.call, cmd, ctx)
+                ports = await self._in_thread(cmd, ctx)
             event = NodeSucceeded(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock(), ports=ports,
                                   started_at=started)
         except asyncio.CancelledError:
@@ -57,28 +104,56 @@ class AsyncioBackend:
             event = NodeFailed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock(),
                                error_type=type(exc).__name__, message=str(exc) or repr(exc), started_at=started)
         with self.lock:
-            self.tasks.pop(key, None)
+            key = (cmd.node, cmd.item, cmd.attempt)
+            if self.attempts.get(key) is not attempt:
+                return  # abandoned: its stop was reported already
+            del self.attempts[key]
             if event is None or ctx.cancelled:
-                event = CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock())
+                event = attempt.stopped(self.clock)
         self.results.put(event)
+
+    async def _in_thread(self, cmd, ctx):
+        """Run a synchronous attempt on a daemon thread; awaiting it can be cancelled at once."""
+        done = self.loop.create_future()
+
+        def settle(ports, exc):
+            if done.done():  # cancelled meanwhile: the late outcome is dropped
+                return
+            if exc is None:
+                done.set_result(ports)
+            else:
+                done.set_exception(exc)
+
+        def work():
+            try:
+                outcome = (self.invoker.call(cmd, ctx), None)
+            except Exception as exc:  # a node's failure is data, reported to the core
+                outcome = (None, exc)
+            self.loop.call_soon_threadsafe(settle, *outcome)
+
+        self.threads.submit(work)
+        return await done
 
     def cancel(self, cmd) -> None:
         with self.lock:
-            entry = self.tasks.get((cmd.node, cmd.item, cmd.attempt))
-            if entry is None:
+            attempt = self.attempts.get((cmd.node, cmd.item, cmd.attempt))
+            if attempt is None:  # finished already: it has stopped
                 self.results.put(CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock()))
                 return
-            fut, ctx = entry
-            ctx.cancel()
+            attempt.cancelled_at = self.clock()
+            attempt.ctx.cancel()
         if self.invoker.is_async(cmd):
-            fut.cancel()  # raises CancelledError inside the coroutine: a real cancellation
+            attempt.future.cancel()  # raises CancelledError inside the coroutine: a real cancellation
 
     def in_flight(self) -> int:
         with self.lock:
-            return len(self.tasks)
+            return len(self.attempts)
 
     def wait(self, timeout):
         out = []
+        with self.lock:
+            if any(a.cancelled_at is not None for a in self.attempts.values()):
+                timeout = 0.05 if timeout is None else min(timeout, 0.05)  # to notice overdue ones
         try:
             out.append(self.results.get(timeout=timeout) if timeout != 0 else self.results.get_nowait())
         except queue.Empty:
@@ -87,13 +162,35 @@ class AsyncioBackend:
             try:
                 out.append(self.results.get_nowait())
             except queue.Empty:
-                return out
+                break
+        self._abandon(lambda a: a.cancelled_at is not None and self.clock() - a.cancelled_at >= self.grace)
+        return out
+
+    def _abandon(self, overdue) -> None:
+        """Report the ``overdue`` attempts as stopped and stop awaiting them; their threads run on, ignored."""
+        with self.lock:
+            for key, attempt in list(self.attempts.items()):
+                if overdue(attempt):
+                    del self.attempts[key]
+                    self.abandoned += 1
+                    attempt.future.cancel()
+                    self.results.put(attempt.stopped(self.clock, abandoned=True))
 
     def close(self, grace: float) -> int:
+        """Give attempts still going ``grace`` seconds to stop; count those that did not."""
         end = self.clock() + grace
         while self.in_flight() and self.clock() < end:
             time.sleep(0.01)
-        self.abandoned = self.in_flight()
+        self._abandon(lambda a: True)
+        asyncio.run_coroutine_threadsafe(self._cancel_leftovers(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.threads.shutdown()
         return self.abandoned
+
+    async def _cancel_leftovers(self) -> None:
+        """Cancel the tasks of abandoned attempts, so the loop stops with none pending."""
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=0.5)
