@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,17 @@ def test_the_runner_flag_is_honoured(workdir, capsys):
     assert result["nodes"][0]["output"] == "MainThread"
     _, result, _ = cli_json(capsys, "run", "where.yaml")  # the default runner is thread
     assert result["nodes"][0]["output"].startswith("flowcore-worker")
+
+
+@pytest.mark.parametrize("runner", ["thread", "asyncio"])
+def test_a_node_ignoring_cancellation_does_not_keep_the_process_alive(workdir, runner):
+    (workdir / "stubborn.yaml").write_text(
+        "nodes:\n"
+        "  - {id: boom, type: python, call: 'nodes_for_tests:fail_after', params: {seconds: 0.2}}\n"
+        "  - {id: stubborn, type: python, call: 'nodes_for_tests:sleep', params: {seconds: 8}}\n")
+    t0 = time.monotonic()
+    done = flowcore("run", "stubborn.yaml", "--runner", runner, "--grace", "0.3", cwd=workdir)
+    assert time.monotonic() - t0 < 5.0  # the stubborn node sleeps 8 s
+    assert done.returncode == 1
+    assert "1 abandoned thread" in done.stdout
+    assert "Task was destroyed" not in done.stderr and "Traceback" not in done.stderr

@@ -145,14 +145,17 @@ def test_a_coroutine_past_its_timeout_is_cancelled_on_the_asyncio_runner():
     assert ("slow", "CancelledError") in probes.seen
 
 
-def test_a_thread_ignoring_its_timeout_cannot_hold_a_slot_or_change_the_result():
-    workflow = {"nodes": [task("stuck", "sleep", params={"seconds": 5}, timeout=0.2), task("next", "echo")],
+@pytest.mark.parametrize("runner", PARALLEL)
+def test_a_thread_ignoring_its_timeout_holds_up_neither_its_retry_nor_the_run(runner):
+    stuck = task("stuck", "sleep", params={"seconds": 5}, timeout=0.2, retry={"max_attempts": 2})
+    workflow = {"nodes": [stuck, task("next", "echo"), task("other", "echo")],
                 "connections": [{"from": "stuck", "to": "next"}],
                 "settings": {"on_error": "continue"}}
-    result, wall = run("thread", workflow, grace=0.3, max_parallel=1)
-    assert wall < 2.5
-    assert statuses(result) == {"stuck": "failed", "next": "skipped"}
-    assert result.abandoned == 1
+    result, wall = run(runner, workflow, grace=0.3, max_parallel=1)
+    assert wall < 3.0  # each attempt would sleep 5 s
+    assert statuses(result) == {"stuck": "failed", "next": "skipped", "other": "succeeded"}
+    assert result.record("stuck")["attempts"] == 2
+    assert result.abandoned == 2
 
 
 @pytest.mark.parametrize("runner", ["serial", *PARALLEL])
