@@ -38,10 +38,6 @@ def echo(value):
     return value
 
 
-def constant(value, result=None):
-    return result
-
-
 def add(value, n=1):
     return value + n
 
@@ -96,6 +92,14 @@ def patient(value, seconds=5.0, ctx=None):
         note(ctx.node, "cancelled")
         return "stopped early"
     return value
+
+
+def fail_or_wait(value, bad=None, seconds=5.0, ctx=None):
+    """Fails soon for the input equal to ``bad``; waits cooperatively (like ``patient``) for the others."""
+    if value == bad:
+        time.sleep(0.2)
+        raise ValueError(f"bad input {value!r}")
+    return patient(value, seconds, ctx)
 
 
 def flaky(value, failures=1, ctx=None):

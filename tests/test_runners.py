@@ -97,6 +97,30 @@ def test_a_coroutine_node_on_the_asyncio_runner_is_really_cancelled():
     assert wall < 3.0 and result.abandoned == 0
 
 
+@pytest.mark.parametrize("runner", PARALLEL)
+def test_one_failing_item_cancels_the_other_items(runner):
+    workflow = {"nodes": [{"id": "each", "type": "foreach"},
+                          task("work", "fail_or_wait", params={"bad": "b"}), task("gather", "echo")],
+                "connections": [{"from": "each", "to": "work", "port": "iteration"},
+                                {"from": "work", "to": "gather"}]}
+    t0 = time.monotonic()
+    result = Engine(runner=runner).run(workflow, trigger=["a", "b", "c"])
+    assert time.monotonic() - t0 < 3.0  # the other items would wait 5 s
+    assert result.status == "failed"
+    assert [result.record("work", [i])["status"] for i in range(3)] == ["cancelled", "failed", "cancelled"]
+    assert sorted(probes.seen) == [("work", "cancelled"), ("work", "cancelled")]
+    assert result.record("gather")["status"] == "cancelled"
+
+
+def test_the_serial_runner_notices_a_timeout_when_the_call_returns():
+    result, _ = run("serial", {"nodes": [task("slow", "sleep", params={"seconds": 0.3}, timeout=0.1,
+                                              retry={"max_attempts": 2})]})
+    record = result.record("slow")
+    assert result.status == "failed" and record["attempts"] == 2
+    assert record["error"]["type"] == "timeout" and "0.1" in record["error"]["message"]
+    assert record["ports"] is None
+
+
 def counted(n, label, **fields):
     return [task(f"{label}{i}", "counted_sleep", params={"seconds": 0.2, "label": label}, **fields) for i in range(n)]
 
