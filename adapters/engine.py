@@ -175,7 +175,7 @@ class Engine:
         return RunResult(run_id, state)
 
     def runs(self) -> list[dict]:
-        return [info.summary() for info in self.store.runs()]
+        return self.store.runs()
 
     def resume(self, run_id: str, node=None, input=None, port=None, item=None, *, runner=None, max_parallel=None,
                linger=None, grace=None, observer=None) -> RunResult:
@@ -269,16 +269,19 @@ class _Session:
     index: int
     new_run: RunInfo | None = None  # created together with the first batch
     new_options: dict | None = None  # a resume that changed the cap stores it with its first batch
+    summary: dict | None = None  # the last one written: most steps leave it as it was
 
     def log(self, store, events, print_: str, summary: dict) -> None:
+        changed = {} if summary == self.summary else summary
         if self.new_run is not None:
             store.create_run(attrs.evolve(self.new_run, **summary), events, print_)
             self.new_run = None
         else:
             if self.new_options is not None:
-                summary = dict(summary, options=self.new_options)
+                changed = dict(summary, options=self.new_options)
                 self.new_options = None
-            store.append(self.run_id, self.index, events, print_, summary)
+            store.append(self.run_id, self.index, events, print_, changed)
+        self.summary = summary
         self.index += 1
 
 

@@ -146,8 +146,9 @@ class MemoryStore:
             log = list(self.batches[run_id])
         return info, [list(b) for b, _ in log], [f for _, f in log]
 
-    def runs(self) -> list:
-        return list(self.infos.values())
+    def runs(self) -> list[dict]:
+        """The summary of every run, oldest first."""
+        return [info.summary() for info in self.infos.values()]
 
     def acquire(self, run_id: str, me: Lease) -> None:
         with self.lock:
@@ -177,8 +178,9 @@ def _lease_message(run_id: str, held: Lease) -> str:
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, definition TEXT NOT NULL, definition_hash TEXT NOT NULL,
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, definition_hash TEXT NOT NULL,
     options TEXT NOT NULL, status TEXT NOT NULL, started_at REAL, finished_at REAL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS definitions (run_id TEXT PRIMARY KEY, definition TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
     run_id TEXT NOT NULL, idx INTEGER NOT NULL, events TEXT NOT NULL, fingerprint TEXT NOT NULL,
     PRIMARY KEY (run_id, idx));
@@ -188,7 +190,11 @@ CREATE TABLE IF NOT EXISTS leases (
 
 
 class SqliteStore:
-    """The embedded store: one SQLite file, WAL mode, one transaction per step (group commit)."""
+    """The embedded store: one SQLite file, WAL mode, one transaction per step (group commit).
+
+    A run's definition has a table of its own: SQLite rewrites a whole row on update, and the row
+    a run's summary lives in should stay small however large the workflow is.
+    """
 
     def __init__(self, path: str):
         self.path = path
@@ -236,12 +242,13 @@ class SqliteStore:
 
         def insert(conn):
             try:
-                conn.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
-                             (info.run_id, info.workflow, json.dumps(info.definition, default=str),
-                              info.definition_hash, json.dumps(info.options, default=str), info.status,
-                              info.started_at, info.finished_at, time.time()))
+                conn.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                             (info.run_id, info.workflow, info.definition_hash, json.dumps(info.options, default=str),
+                              info.status, info.started_at, info.finished_at, time.time()))
             except sqlite3.IntegrityError:
                 raise RunExists(f"a run with id {info.run_id!r} already exists in {self.path}") from None
+            conn.execute("INSERT INTO definitions VALUES (?,?)",
+                         (info.run_id, json.dumps(info.definition, default=str)))
             conn.execute("INSERT INTO batches VALUES (?,?,?,?)", (info.run_id, 0, payload, fingerprint))
         self._write(insert)
 
@@ -273,17 +280,18 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable flowcore database ({exc})") from None
 
-    @staticmethod
-    def _info(row) -> RunInfo:
-        run_id, workflow, definition, dhash, options, status, started, finished = row[:8]
-        return RunInfo(run_id=run_id, workflow=workflow, definition=json.loads(definition), definition_hash=dhash,
-                       options=json.loads(options), status=status, started_at=started, finished_at=finished)
-
     def info(self, run_id: str) -> RunInfo:
-        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        rows = self._read("SELECT r.workflow, d.definition, r.definition_hash, r.options, r.status, r.started_at, "
+                          "r.finished_at FROM runs r JOIN definitions d USING (run_id) WHERE run_id = ?", (run_id,))
         if not rows:
             raise UnknownRun(f"no run with id {run_id!r} in {self.path}")
-        return self._info(rows[0])
+        workflow, definition, dhash, options, status, started, finished = rows[0]
+        try:
+            definition, options = json.loads(definition), json.loads(options)
+        except ValueError as exc:
+            raise StoreError(f"{self.path}: the stored definition of run {run_id!r} is corrupt ({exc})") from None
+        return RunInfo(run_id=run_id, workflow=workflow, definition=definition, definition_hash=dhash,
+                       options=options, status=status, started_at=started, finished_at=finished)
 
     def load(self, run_id: str):
         """(info, batches, fingerprints), read in one transaction: a consistent view of a run being driven."""
@@ -303,8 +311,10 @@ class SqliteStore:
             raise StoreError(f"{self.path}: the event log of run {run_id!r} is corrupt ({exc})") from None
         return info, batches, [f for _, f in rows]
 
-    def runs(self) -> list:
-        return [self._info(r) for r in self._read("SELECT * FROM runs ORDER BY created, run_id")]
+    def runs(self) -> list[dict]:
+        """The summary of every run, oldest first."""
+        rows = self._read("SELECT run_id, workflow, status, started_at, finished_at FROM runs ORDER BY created, run_id")
+        return [dict(zip(("run_id", "workflow", "status", "started_at", "finished_at"), row)) for row in rows]
 
     def acquire(self, run_id: str, me: Lease) -> None:
         def take(conn):
