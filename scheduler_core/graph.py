@@ -210,8 +210,6 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     _check_settings(wf, problems)
     index = _check_nodes(wf, problems)
     good = _check_edges(wf, index, problems)
-    if len(index) != len(wf.nodes):
-        raise WorkflowInvalid(problems)
     order = _find_cycle(len(wf.nodes), [n.id for n in wf.nodes],
                         [(index[e.source], index[e.target]) for _, e in good])
     if order and isinstance(order[0], str):

@@ -142,8 +142,6 @@ def test_a_cycle_is_reported_alongside_other_problems():
     the_one(problems, "unknown target node 'nowhere'")
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: compile_workflow stops at a duplicate id "
-                                       "(graph.py `if len(index) != len(wf.nodes): raise`) and never reports a cycle")
 def test_a_cycle_is_reported_even_when_an_id_is_duplicated():
     bad = wf([{"id": "x", "type": "noop"}, {"id": "y", "type": "noop"}, {"id": "d", "type": "noop"},
               {"id": "d", "type": "noop"}],
