@@ -5,7 +5,7 @@ the contract. Nothing here decides anything about the run.
 """
 from __future__ import annotations
 
-from scheduler_core import State, sequence_keys
+from scheduler_core import Record, State, sequence_keys
 from scheduler_core.state import RUNNING, WAITING
 
 from runners import instance_name
@@ -36,8 +36,14 @@ def record_dict(record) -> dict:
 
 
 def ordered_records(state: State) -> list:
-    """Records in node declaration order, then item order."""
-    return [state.records[k] for k in sorted(state.records.keys())]
+    """Records in node declaration order, then item order. A node the run has not reached yet (it
+    waits behind an unanswered approval, say) shows as one ``pending`` record with item null."""
+    keys = sorted(state.records.keys())
+    reached = {n for n, _ in keys}
+    unreached = [(n, ()) for n in range(len(state.graph.ids)) if n not in reached]
+    records = {k: state.records[k] for k in keys}
+    records.update({k: Record(node=state.graph.ids[k[0]], item=()) for k in unreached})
+    return [records[k] for k in sorted(records)]
 
 
 def run_dict(run_id: str, state: State) -> dict:
@@ -104,7 +110,7 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
     table.add_column("timeline", no_wrap=True)
     table.add_column("output / error", no_wrap=True, overflow="ellipsis", max_width=40)
     colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "skipped": "dim", "waiting": "cyan",
-              "running": "blue"}
+              "running": "blue", "pending": "dim"}
     for r in records[:max_rows]:
         start = f"{r.started_at - t0:.2f}s" if r.started_at is not None else ""
         took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at is not None and r.started_at is not None \
