@@ -121,7 +121,17 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
     if len(records) > max_rows:
         table.caption = f"… and {len(records) - max_rows} more instances (flowcore status {run_id} --json)"
     console.print(table)
+    _print_logs(records[:max_rows], console)
     console.print(_footer(state, records, abandoned), highlight=False)
+
+
+def _print_logs(records, console, per_instance: int = 5) -> None:
+    """What nodes logged through ``ctx.logger``, kept with their records."""
+    for r in records:
+        if r.logs:
+            console.print(f"[bold]{instance_name(r.node, r.item)}[/] logged:", highlight=False)
+            for line in r.logs[-per_instance:]:
+                console.print(f"  {line}", highlight=False, markup=False)
 
 
 def _footer(state, records, abandoned: int) -> str:

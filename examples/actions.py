@@ -17,6 +17,8 @@ def post_to_slack(draft, seconds=3.0, ctx=None):
     """Stands in for a Slack API call (simulated with a sleep; stops early if cancelled)."""
     if ctx is not None and ctx.wait_cancelled(seconds):
         return None
+    if ctx is not None:
+        ctx.logger.info("posted to #support (idempotency key %s)", ctx.idempotency_key)
     return {"channel": "#support", "posted": draft["reply"][:40]}
 
 

@@ -13,10 +13,10 @@ import queue
 import threading
 import time
 
-from scheduler_core import CancelConfirmed, NodeFailed, NodeSucceeded
+from scheduler_core import CancelConfirmed
 
 from .context import NodeContext
-from .drive import DEFAULT_GRACE
+from .drive import DEFAULT_GRACE, ended_event
 
 
 class _Attempt:
@@ -96,13 +96,11 @@ class AsyncioBackend:
                 ports = await self.invoker.call_async(cmd, ctx)
             else:
                 ports = await self._in_thread(cmd, ctx)
-            event = NodeSucceeded(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock(), ports=ports,
-                                  started_at=started)
+            event = ended_event(cmd, ctx, started, self.clock(), ports=ports)
         except asyncio.CancelledError:
             event = None
         except Exception as exc:
-            event = NodeFailed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock(),
-                               error_type=type(exc).__name__, message=str(exc) or repr(exc), started_at=started)
+            event = ended_event(cmd, ctx, started, self.clock(), error=exc)
         with self.lock:
             key = (cmd.node, cmd.item, cmd.attempt)
             if self.attempts.get(key) is not attempt:

@@ -20,7 +20,7 @@ from .drive import attempt_event
 def _run_attempt(invoker, run_id, cmd):
     """Runs on a worker: one attempt, described as an event."""
     ctx = NodeContext(run_id, cmd)
-    return attempt_event(cmd, lambda: invoker.call(cmd, ctx), time.time)
+    return attempt_event(cmd, ctx, lambda: invoker.call(cmd, ctx), time.time)
 
 
 class DaskBackend:

@@ -58,16 +58,23 @@ class TimerService:
         return fired
 
 
-def attempt_event(cmd: StartNode, call: Callable[[], dict], clock: Callable[[], float]):
+def ended_event(cmd: StartNode, ctx, started: float, at: float, ports=None, error: BaseException | None = None):
+    """How an attempt ended, as the event the core hears (with the lines the node logged)."""
+    common = dict(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started,
+                  logs=tuple(ctx.lines) if ctx is not None else ())
+    if error is not None:
+        return NodeFailed(**common, error_type=type(error).__name__, message=str(error) or repr(error))
+    return NodeSucceeded(**common, ports=ports)
+
+
+def attempt_event(cmd: StartNode, ctx, call: Callable[[], dict], clock: Callable[[], float]):
     """Run one attempt and describe how it ended as an event."""
     started = clock()
     try:
         ports = call()
     except Exception as exc:  # a node's failure is data, reported to the core
-        return NodeFailed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=clock(),
-                          error_type=type(exc).__name__, message=str(exc) or repr(exc), started_at=started)
-    return NodeSucceeded(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=clock(), ports=ports,
-                         started_at=started)
+        return ended_event(cmd, ctx, started, clock(), error=exc)
+    return ended_event(cmd, ctx, started, clock(), ports=ports)
 
 
 @contextlib.contextmanager

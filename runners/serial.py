@@ -43,7 +43,7 @@ class SerialBackend:
         if not self.done and self.queue and timeout != 0:
             cmd = self.queue.popleft()
             ctx = NodeContext(self.run_id, cmd)
-            self.done.append(attempt_event(cmd, lambda: self.invoker.call(cmd, ctx), self.clock))
+            self.done.append(attempt_event(cmd, ctx, lambda: self.invoker.call(cmd, ctx), self.clock))
         elif not self.done and not self.queue and timeout:
             time.sleep(timeout)
         done, self.done = self.done, []

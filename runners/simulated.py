@@ -16,6 +16,7 @@ import random
 from scheduler_core import CancelConfirmed, NodeFailed, NodeSucceeded
 
 from .context import NodeContext
+from .drive import ended_event
 
 
 class SimulatedBackend:
@@ -60,11 +61,12 @@ class SimulatedBackend:
     def _outcome(self, cmd, common):
         if not self.execute and cmd.type == "python":
             return NodeSucceeded(**common, ports={"result": cmd.input})
+        ctx = NodeContext(self.run_id, cmd)
         try:
-            ports = self.invoker.call(cmd, NodeContext(self.run_id, cmd))
+            ports = self.invoker.call(cmd, ctx)
         except Exception as exc:
-            return NodeFailed(**common, error_type=type(exc).__name__, message=str(exc) or repr(exc))
-        return NodeSucceeded(**common, ports=ports)
+            return ended_event(cmd, ctx, common["started_at"], common["at"], error=exc)
+        return ended_event(cmd, ctx, common["started_at"], common["at"], ports=ports)
 
     def cancel(self, cmd) -> None:
         key = (cmd.node, cmd.item, cmd.attempt)

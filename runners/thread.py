@@ -70,7 +70,7 @@ class ThreadBackend:
                     self._confirm(job)
                     continue
                 job.worker = me
-            event = attempt_event(job.cmd, lambda: self.invoker.call(job.cmd, job.ctx), self.clock)
+            event = attempt_event(job.cmd, job.ctx, lambda: self.invoker.call(job.cmd, job.ctx), self.clock)
             with self.lock:
                 replaced = job.cancelled_at is not None
                 if replaced:

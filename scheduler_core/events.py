@@ -34,6 +34,7 @@ class NodeSucceeded:
     at: float
     ports: dict
     started_at: float | None = None
+    logs: tuple = attrs.field(default=(), converter=tuple)  # what the node logged through ctx.logger
 
 
 @attrs.frozen(kw_only=True)
@@ -45,6 +46,7 @@ class NodeFailed:
     error_type: str
     message: str
     started_at: float | None = None
+    logs: tuple = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen(kw_only=True)

@@ -31,6 +31,7 @@ class Record(NamedTuple):
     error: tuple | None = None  # (type, message)
     started_seq: int | None = None
     finished_seq: int | None = None
+    logs: tuple = ()  # lines the node logged, over all its attempts
 
 
 @attrs.frozen(kw_only=True)

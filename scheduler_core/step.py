@@ -158,8 +158,7 @@ class _Transition:
             return
         self.release(key)
         self.clear_timer(key)
-        if ev.started_at is not None:
-            self.records[key] = self.records[key]._replace(started_at=ev.started_at)
+        self.note_attempt(key, ev)
         self.succeed(key, ev.ports)
 
     def on_node_failed(self, ev: NodeFailed) -> None:
@@ -168,9 +167,16 @@ class _Transition:
             return
         self.release(key)
         self.clear_timer(key)
-        if ev.started_at is not None:
-            self.records[key] = self.records[key]._replace(started_at=ev.started_at)
+        self.note_attempt(key, ev)
         self.attempt_failed(key, (ev.error_type, ev.message))
+
+    def note_attempt(self, key, ev) -> None:
+        """Keep what the runner observed of an ended attempt: its real start and its log lines."""
+        if ev.started_at is None and not ev.logs:
+            return
+        record = self.records[key]
+        self.records[key] = record._replace(started_at=record.started_at if ev.started_at is None else ev.started_at,
+                                            logs=record.logs + ev.logs)
 
     def on_timer_fired(self, ev: TimerFired) -> None:
         timer = self.timers.get(ev.timer)
