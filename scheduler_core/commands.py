@@ -2,8 +2,10 @@
 
 Within one step, commands come in the order the core decided them while it processed the events
 in order (cancellations, timers and waits as they arise), then the starts it chose once all events
-were applied (highest priority first), then ``RunFinished`` if the run ended. The order is part of
-the contract: replaying the same events gives the same commands.
+were applied (highest priority first; a start with a timeout is preceded by its own ``StartTimer``),
+then ``RunFinished`` if the run ended. Where the core walks a collection (a resume, a fail-fast),
+it goes by instance key or by due time, never by a map's hash order. The order is part of the
+contract: replaying the same events gives the same commands.
 """
 from __future__ import annotations
 
