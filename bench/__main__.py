@@ -1,0 +1,63 @@
+"""``python -m bench [--quick] [--only NAME] [--repeats N]``: run the benchmark sections, print the report."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+
+SECTIONS = {
+    "overhead": "per-node overhead on no-op DAGs vs graphlib loop and dask (issue 2)",
+    "makespan": "I/O-bound makespan vs critical path and level-by-level (issue 2)",
+    "fanout": "foreach -> mapped -> gather per-item overhead; a map chain with a slow item (issue 3)",
+    "durability": "SQLite vs in-memory; loading and replaying a stored run (issue 4)",
+    "simulated": "the simulated runner on 10,000 delay nodes (issue 3)",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    repeats: int
+
+
+def parse(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     epilog="sections: " + "; ".join(f"{k}: {v}" for k, v in SECTIONS.items()))
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not the figures")
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", metavar="NAME",
+                        help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per measurement, at least 3 (default 3)")
+    args = parser.parse_args(argv)
+    if args.repeats < 3:
+        parser.error("--repeats must be at least 3: figures are medians of repeats")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    cfg = Config(quick=args.quick, repeats=args.repeats)
+    names = args.only or list(SECTIONS)
+    print(f"flowcore bench: {'QUICK (smoke test) ' if cfg.quick else ''}{cfg.repeats} repeats, median; "
+          f"python {platform.python_version()}, {os.cpu_count()} cpus, {platform.machine()}")
+    verdicts = []
+    for name in names:
+        start = time.perf_counter()
+        section = importlib.import_module(f"bench.{name}").run(cfg)
+        print()
+        print(section.render())
+        print(f"({name}: {time.perf_counter() - start:.0f} s)")
+        sys.stdout.flush()
+        verdicts += [(name, c) for c in section.checks]
+    missed = [f"{name}: {c.target}" for name, c in verdicts if not c.passed]
+    print(f"\n{len(verdicts) - len(missed)} of {len(verdicts)} targets met" + ("; missed:" if missed else ""))
+    for line in missed:
+        print(f"  - {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

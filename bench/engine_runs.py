@@ -1,0 +1,17 @@
+"""flowcore as a contender: one ``Engine.run`` per call, refusing to time a run that did not succeed."""
+from __future__ import annotations
+
+from adapters import Engine
+
+
+class RunDidNotSucceed(RuntimeError):
+    pass
+
+
+def run_workflow(workflow: dict, runner: str, trigger=None, db: str | None = None, max_parallel: int = 8,
+                 **engine_options):
+    """A fresh ``Engine`` (so no run's records outlive its measurement) runs ``workflow`` once."""
+    result = Engine(runner=runner, db=db, max_parallel=max_parallel, **engine_options).run(workflow, trigger=trigger)
+    if result.status != "succeeded":
+        raise RunDidNotSucceed(f"{workflow['name']} on the {runner} runner ended {result.status}: {result.error}")
+    return result

@@ -1,0 +1,20 @@
+"""Node functions the benchmark workflows call (``call: bench.nodes:...``) and the baselines run too."""
+from __future__ import annotations
+
+import time
+
+
+def nothing(*inputs, **params):
+    """The no-op node (and dask task): the work is nil, so a run costs what scheduling costs."""
+    return None
+
+
+def sleep(input=None, seconds: float = 0.05):
+    """An I/O-bound node: waits ``seconds`` and returns nothing."""
+    time.sleep(seconds)
+
+
+def sleep_item(item, seconds: float = 0.05, slow_item: int = 0, slow_seconds: float = 0.5):
+    """One per-item step: sleeps ``slow_seconds`` for the slow item, ``seconds`` otherwise; passes the item on."""
+    time.sleep(slow_seconds if item == slow_item else seconds)
+    return item
