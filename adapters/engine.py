@@ -17,6 +17,7 @@ import uuid
 import attrs
 
 from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, make_backend
+from runners.drive import _fewer_gc_passes
 from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, State, compile_workflow, fingerprint,
                             initial_state, input_problem, step)
 
@@ -146,6 +147,10 @@ class Engine:
         return info, wf, state
 
     def _load(self, run_id: str):
+        with _fewer_gc_passes():  # like a drive, a replay builds many long-lived acyclic values
+            return self._load_and_replay(run_id)
+
+    def _load_and_replay(self, run_id: str):
         try:
             info, batches, prints = self.store.load(run_id)
         except UnknownRun as exc:
