@@ -7,22 +7,23 @@ raises ``RunRefused`` before anything is written (a lease taken for it is given 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import pickle
 import threading
 import time
 import uuid
 
 import attrs
 
-from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, make_backend
-from runners.drive import _fewer_gc_passes
+from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, fewer_gc_passes, make_backend
 from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, State, compile_workflow, fingerprint,
                             initial_state, input_problem, step)
 
 from .report import run_dict, run_status
-from .store import LeaseHeld, Lease, MemoryStore, RunInfo, SqliteStore, StoreError, UnknownRun
+from .store import LeaseHeld, Lease, MemoryStore, RunInfo, Snapshot, SqliteStore, StoreError, UnknownRun
 from .nodes import ensure_importable
 from .workflow_file import WorkflowError, load_workflow, workflow_to_dict
 
@@ -114,6 +115,7 @@ class Engine:
         self.grace = grace
         self.store = store or (MemoryStore() if db is None else SqliteStore(db))
         self.runner_options = dict(runner_options or {})
+        self._snapshot_at: dict = {}  # run_id -> steps covered by its latest snapshot
         self._cache: dict = {}  # run_id -> (logged batches, state): saves a replay when this engine drove it
 
     # -- starting ----------------------------------------------------------------------------
@@ -141,18 +143,32 @@ class Engine:
 
     # -- resuming ----------------------------------------------------------------------------
 
-    def load(self, run_id: str):
-        """(info, workflow, state) of a stored run, rebuilt by replaying its event log."""
-        info, wf, state, _ = self._load(run_id)
+    def load(self, run_id: str, use_snapshot: bool = True):
+        """(info, workflow, state) of a stored run, rebuilt by replaying its event log: in full, or
+        from the last snapshot a run of this same core left (``use_snapshot``)."""
+        info, wf, state, _ = self._load(run_id, use_snapshot)
         return info, wf, state
 
-    def _load(self, run_id: str):
-        with _fewer_gc_passes():  # like a drive, a replay builds many long-lived acyclic values
-            return self._load_and_replay(run_id)
+    def _load(self, run_id: str, use_snapshot: bool = True):
+        with fewer_gc_passes():  # like a drive, a replay builds many long-lived acyclic values
+            return self._load_and_replay(run_id, use_snapshot)
 
-    def _load_and_replay(self, run_id: str):
+    def _snapshot_state(self, run_id: str):
+        """(steps it covers, state without graph) from a usable snapshot, or (0, None)."""
+        snap = self.store.snapshot(run_id)
+        if snap is None or snap.version != core_version():
+            return 0, None
         try:
-            info, batches, prints = self.store.load(run_id)
+            state = pickle.loads(snap.blob)
+            self._snapshot_at[run_id] = snap.index
+            return snap.index, state
+        except Exception:  # a cache only: an unreadable one means a full replay
+            return 0, None
+
+    def _load_and_replay(self, run_id: str, use_snapshot: bool):
+        since, start = self._snapshot_state(run_id) if use_snapshot and self.store.durable else (0, None)
+        try:
+            info, batches, prints = self.store.load(run_id, since=since)
         except UnknownRun as exc:
             raise RunRefused(str(exc)) from None
         if definition_hash(info.definition) != info.definition_hash:
@@ -164,16 +180,17 @@ class Engine:
             wf = load_workflow(info.definition)
         except WorkflowError as exc:
             raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
+        count = since + len(batches)
         cached = self._cache.get(run_id)
-        if cached and cached[0] == len(batches):
-            return info, wf, cached[1], len(batches)
+        if cached and cached[0] == count:
+            return info, wf, cached[1], count
         try:
-            state = replay_run(wf, batches, prints, _caps(info.options))
+            state = replay_run(wf, batches, prints, _caps(info.options), since, start)
         except ReplayDiverged as exc:
             raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine, the node types or the "
                              f"stored definition changed since the run was recorded; finish it with the "
                              f"version that started it.") from None
-        return info, wf, state, len(batches)
+        return info, wf, state, count
 
     def status(self, run_id: str) -> RunResult:
         info, _, state = self.load(run_id)
@@ -248,6 +265,9 @@ class Engine:
             abandoned = backend.close(options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
                 self.store.update(run_id, _summary(state, run_status(state)))
+                if self.store.durable and session.index - self._snapshot_at.get(run_id, 0) >= SNAPSHOT_EVERY:
+                    save_snapshot(self.store, run_id, session.index, state)
+                    self._snapshot_at[run_id] = session.index
             self.store.release(run_id, session.lease)
         self._cache[run_id] = (session.index, state)
         return RunResult(run_id, state, abandoned)
@@ -290,17 +310,45 @@ class _Session:
         self.index += 1
 
 
-def replay_run(wf, batches, prints, caps) -> State:
-    """Fold the logged batches through ``step`` with the cap in force at each, checking every decision."""
+def replay_run(wf, batches, prints, caps, since: int = 0, start: State | None = None) -> State:
+    """Fold the logged batches (from step ``since`` on, onto ``start``) through ``step`` with the cap
+    in force at each, checking every decision against its fingerprint."""
     changes = dict(caps)
-    state = initial_state(compile_workflow(wf, max_parallel=changes.get(0)))
-    for i, events in enumerate(batches):
-        if i and i in changes:
+    cap_at = lambda i: changes[max(k for k in changes if k <= i)]  # noqa: E731
+    graph = compile_workflow(wf, max_parallel=cap_at(since))
+    state = initial_state(graph) if start is None else attrs.evolve(start, graph=graph)
+    for i, events in enumerate(batches, start=since):
+        if i and i in changes and i != since:
             state = attrs.evolve(state, graph=compile_workflow(wf, max_parallel=changes[i]))
         state, commands = step(state, events)
-        if fingerprint(commands) != prints[i]:
-            raise ReplayDiverged(i, prints[i], fingerprint(commands))
+        if fingerprint(commands) != prints[i - since]:
+            raise ReplayDiverged(i, prints[i - since], fingerprint(commands))
     return state
+
+
+SNAPSHOT_EVERY = 20_000  # steps: below this a full replay is quick, and pickling a state is not free
+
+
+@functools.cache
+def core_version() -> str:
+    """A digest of the core's source: a snapshot is only trusted by the core that made it."""
+    import scheduler_core
+
+    root = os.path.dirname(scheduler_core.__file__)
+    digest = hashlib.sha256()
+    for name in sorted(f for f in os.listdir(root) if f.endswith(".py")):
+        with open(os.path.join(root, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()
+
+
+def save_snapshot(store, run_id: str, index: int, state: State) -> None:
+    """Cache ``state`` (after ``index`` steps) so a later load replays only what came after."""
+    try:
+        blob = pickle.dumps(attrs.evolve(state, graph=None), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # node outputs that cannot be pickled: loads replay the log in full
+        return
+    store.save_snapshot(run_id, Snapshot(index=index, version=core_version(), blob=blob))
 
 
 def _caps(options: dict) -> list:

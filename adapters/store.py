@@ -70,6 +70,16 @@ class RunInfo:
                 "started_at": self.started_at, "finished_at": self.finished_at}
 
 
+@attrs.frozen
+class Snapshot:
+    """A cache of a run's state after its first ``index`` steps, valid only for the core it was
+    made by (``version``). Never the source of truth: without it, the log is replayed in full."""
+
+    index: int
+    version: str
+    blob: bytes
+
+
 def encode_event(event) -> dict:
     data = attrs.asdict(event, recurse=False)
     data["type"] = type(event).__name__
@@ -108,7 +118,10 @@ def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
 
 
 class MemoryStore:
+    durable = False  # lives and dies with the process: no snapshots needed
+
     def __init__(self):
+        self.snapshots: dict = {}
         self.infos: dict = {}
         self.batches: dict = {}
         self.leases: dict = {}
@@ -140,11 +153,20 @@ class MemoryStore:
         except KeyError:
             raise UnknownRun(f"no run with id {run_id!r} in this store") from None
 
-    def load(self, run_id: str):
+    def load(self, run_id: str, since: int = 0):
+        """(info, batches, fingerprints) of the run, the log from step ``since`` on."""
         with self.lock:
             info = self.info(run_id)
-            log = list(self.batches[run_id])
+            log = list(self.batches[run_id][since:])
         return info, [list(b) for b, _ in log], [f for _, f in log]
+
+    def save_snapshot(self, run_id: str, snapshot: Snapshot) -> None:
+        with self.lock:
+            self.snapshots[run_id] = snapshot
+
+    def snapshot(self, run_id: str) -> Snapshot | None:
+        with self.lock:
+            return self.snapshots.get(run_id)
 
     def runs(self) -> list[dict]:
         """The summary of every run, oldest first."""
@@ -184,6 +206,8 @@ CREATE TABLE IF NOT EXISTS definitions (run_id TEXT PRIMARY KEY, definition TEXT
 CREATE TABLE IF NOT EXISTS batches (
     run_id TEXT NOT NULL, idx INTEGER NOT NULL, events TEXT NOT NULL, fingerprint TEXT NOT NULL,
     PRIMARY KEY (run_id, idx));
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id TEXT PRIMARY KEY, idx INTEGER NOT NULL, version TEXT NOT NULL, state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     run_id TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, token TEXT NOT NULL, heartbeat REAL NOT NULL);
 """
@@ -195,6 +219,8 @@ class SqliteStore:
     A run's definition has a table of its own: SQLite rewrites a whole row on update, and the row
     a run's summary lives in should stay small however large the workflow is.
     """
+
+    durable = True
 
     def __init__(self, path: str):
         self.path = path
@@ -293,14 +319,16 @@ class SqliteStore:
         return RunInfo(run_id=run_id, workflow=workflow, definition=definition, definition_hash=dhash,
                        options=options, status=status, started_at=started, finished_at=finished)
 
-    def load(self, run_id: str):
-        """(info, batches, fingerprints), read in one transaction: a consistent view of a run being driven."""
+    def load(self, run_id: str, since: int = 0):
+        """(info, batches, fingerprints) from step ``since`` on, read in one transaction: a consistent
+        view of a run being driven."""
         conn = self.conn
         try:
             conn.execute("BEGIN")
             try:
                 info = self.info(run_id)
-                rows = self._read("SELECT events, fingerprint FROM batches WHERE run_id = ? ORDER BY idx", (run_id,))
+                rows = self._read("SELECT events, fingerprint FROM batches WHERE run_id = ? AND idx >= ? ORDER BY idx",
+                                  (run_id, since))
             finally:
                 conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
@@ -310,6 +338,14 @@ class SqliteStore:
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{self.path}: the event log of run {run_id!r} is corrupt ({exc})") from None
         return info, batches, [f for _, f in rows]
+
+    def save_snapshot(self, run_id: str, snapshot: Snapshot) -> None:
+        self._write(lambda conn: conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?)",
+                                              (run_id, snapshot.index, snapshot.version, snapshot.blob)))
+
+    def snapshot(self, run_id: str) -> Snapshot | None:
+        rows = self._read("SELECT idx, version, state FROM snapshots WHERE run_id = ?", (run_id,))
+        return Snapshot(index=rows[0][0], version=rows[0][1], blob=bytes(rows[0][2])) if rows else None
 
     def runs(self) -> list[dict]:
         """The summary of every run, oldest first."""

@@ -78,7 +78,7 @@ def attempt_event(cmd: StartNode, ctx, call: Callable[[], dict], clock: Callable
 
 
 @contextlib.contextmanager
-def _fewer_gc_passes():
+def fewer_gc_passes():
     """A run allocates many small, acyclic, long-lived values (records, map nodes); with the default
     thresholds the cyclic collector rescans them so often that a 100,000-node run costs 1.5x per node
     what a 10,000-node run does. Collect less often while driving; restore the thresholds after."""
@@ -103,7 +103,7 @@ class Drive:
 
     def run(self, state: State, events: list) -> State:
         """Feed ``events``, then keep stepping until the run ends or is waiting."""
-        with _fewer_gc_passes():
+        with fewer_gc_passes():
             return self._run(state, events)
 
     def _run(self, state: State, events: list) -> State:

@@ -79,7 +79,8 @@ class State:
     awaiting: Map = Map()  # key -> node type, instances parked for input
     stopping: Map = Map()  # key -> attempt told to stop (timed out), not yet confirmed stopped
     held: Map = Map()  # key -> attempt: retries due that wait for the stopping attempt to end
-    sequence: tuple | None = None  # cons list of succeeded keys, newest first
+    sequence: Map = Map()  # position -> key of each succeeded instance, in completion order (a flat
+    # persistent map, not a cons list: a 100,000-long nesting breaks pickling and comparison)
 
     @property
     def finished(self) -> bool:
@@ -96,10 +97,4 @@ def initial_state(graph: Graph) -> State:
 
 
 def sequence_keys(state: State) -> list:
-    out = []
-    cell = state.sequence
-    while cell is not None:
-        out.append(cell[0])
-        cell = cell[1]
-    out.reverse()
-    return out
+    return [state.sequence[i] for i in range(len(state.sequence))]

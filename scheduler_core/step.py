@@ -473,7 +473,7 @@ class _Transition:
         self.seq += 1
         self.records[key] = self.records[key]._replace(status=SUCCEEDED, finished_at=self.now, ports=ports,
                                          error=None, finished_seq=self.seq)
-        self.sequence = (key, self.sequence)
+        self.sequence[len(self.sequence)] = key
         work = []
         for ei in self.g.out_edges[n]:
             e = self.g.edges[ei]
@@ -632,10 +632,10 @@ def _select(e, value):
 
 _PARKING = frozenset({"delay", "wait", "hil"})
 _STATE_FIELDS = tuple(f.name for f in attrs.fields(State))
-_MAPS = ("records", "arrivals", "gathers", "scopes", "payloads", "running", "pool_running", "group_running",
+_MAPS = ("sequence", "records", "arrivals", "gathers", "scopes", "payloads", "running", "pool_running", "group_running",
          "timers", "instance_timer", "awaiting", "stopping", "held")
 _SCALARS = ("status", "trigger", "started_at", "finished_at", "error", "first_failure", "now", "seq", "timer_seq",
-            "ready_count", "running_count", "sequence")
+            "ready_count", "running_count")
 
 # The transition table: one handler per event type, one per timer kind.
 _HANDLERS = {

@@ -1,0 +1,65 @@
+"""Snapshots are a cache of a replay: used when the same core made them, ignored otherwise."""
+import sqlite3
+
+import pytest
+
+from adapters import Engine, engine as engine_module
+from adapters.report import run_dict
+
+WF = {"nodes": [{"id": "each", "type": "foreach"}, {"id": "x", "type": "noop"},
+                {"id": "ask", "type": "hil", "choices": ["go", "stop"]}, {"id": "all", "type": "merge"}],
+      "connections": [{"from": "each", "to": "x", "port": "iteration"}, {"from": "x", "to": "all"},
+                      {"from": "ask", "to": "all", "port": "go"}]}
+
+
+@pytest.fixture
+def snapshot_every_drive(monkeypatch):
+    monkeypatch.setattr(engine_module, "SNAPSHOT_EVERY", 1)
+
+
+def records(state):
+    return [{k: v for k, v in r.items() if k not in ("started_at", "finished_at")}
+            for r in run_dict("r", state)["nodes"]]
+
+
+def snapshot_row(db):
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT idx, version FROM snapshots WHERE run_id = 'r'").fetchone()
+
+
+def test_a_waiting_run_leaves_a_snapshot_that_loads_to_the_replayed_state(tmp_path, snapshot_every_drive):
+    db = str(tmp_path / "runs.db")
+    assert Engine(runner="serial", db=db).run(WF, trigger=[1, 2, 3], run_id="r").status == "waiting"
+    index, version = snapshot_row(db)
+    assert index > 0 and version == engine_module.core_version()
+    _, _, from_snapshot = Engine(db=db).load("r")
+    _, _, replayed = Engine(db=db).load("r", use_snapshot=False)
+    assert records(from_snapshot) == records(replayed)
+
+
+def test_a_resume_from_a_snapshot_replays_only_the_tail_and_finishes(tmp_path, snapshot_every_drive):
+    db = str(tmp_path / "runs.db")
+    Engine(runner="serial", db=db).run(WF, trigger=[1, 2, 3], run_id="r")
+    result = Engine(runner="serial", db=db).resume("r", node="ask", port="go", input="ok")
+    assert result.status == "succeeded"
+    assert result.record("all")["output"] == [[1, 2, 3], "ok"]
+    _, _, replayed = Engine(db=db).load("r", use_snapshot=False)
+    assert records(Engine(db=db).load("r")[2]) == records(replayed)
+
+
+@pytest.mark.parametrize("damage", ["UPDATE snapshots SET version = 'another core'",
+                                    "UPDATE snapshots SET state = x'00ff'"])
+def test_a_snapshot_from_another_core_or_unreadable_is_ignored(tmp_path, snapshot_every_drive, damage):
+    db = str(tmp_path / "runs.db")
+    Engine(runner="serial", db=db).run(WF, trigger=[1, 2], run_id="r")
+    with sqlite3.connect(db) as conn:
+        conn.execute(damage)
+    result = Engine(runner="serial", db=db).resume("r", node="ask", port="stop", input=None)
+    assert result.status == "succeeded"
+    assert result.record("all")["output"] == [[1, 2]]
+
+
+def test_short_runs_leave_no_snapshot(tmp_path):
+    db = str(tmp_path / "runs.db")
+    Engine(runner="serial", db=db).run(WF, trigger=[1], run_id="r")
+    assert snapshot_row(db) is None
