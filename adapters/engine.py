@@ -13,19 +13,18 @@ import json
 import os
 import pickle
 import threading
-import time
 import uuid
 
 import attrs
 
 from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, fewer_gc_passes, make_backend
-from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, State, compile_workflow, fingerprint,
+from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, State, fingerprint,
                             initial_state, input_problem, step)
 
 from .report import run_dict, run_status
 from .store import LeaseHeld, Lease, MemoryStore, RunInfo, Snapshot, SqliteStore, StoreError, UnknownRun
 from .nodes import ensure_importable
-from .workflow_file import WorkflowError, load_workflow, workflow_to_dict
+from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
 HEARTBEAT_SECONDS = 10.0
 
@@ -126,7 +125,7 @@ class Engine:
         runner = runner or wf.settings.runner or self.runner
         if runner not in backend_names():
             raise RunRefused(f"unknown runner {runner!r}; choose one of {', '.join(backend_names())}")
-        graph = compile_workflow(wf, default_max_parallel=self.max_parallel, max_parallel=max_parallel)
+        graph = compiled(wf, default_max_parallel=self.max_parallel, max_parallel=max_parallel)
         definition = workflow_to_dict(wf)
         options = {"runner": runner, "max_parallel": graph.max_parallel, "caps": [[0, graph.max_parallel]],
                    "linger": self.linger if linger is None else linger,
@@ -137,9 +136,8 @@ class Engine:
         info = RunInfo(run_id=run_id, workflow=wf.name, definition=definition,
                        definition_hash=definition_hash(definition), options=options)
         lease = self._acquire(run_id)
-        events = [RunStarted(at=time.time(), trigger=trigger)]
-        return self._drive(_Session(run_id, wf, options, lease, 0, new_run=info), initial_state(graph), events,
-                           observer)
+        return self._drive(_Session(run_id, wf, options, lease, 0, new_run=info), initial_state(graph),
+                           lambda now: [RunStarted(at=now, trigger=trigger)], observer)
 
     # -- resuming ----------------------------------------------------------------------------
 
@@ -215,11 +213,11 @@ class Engine:
             self.store.release(run_id, lease)
             raise
         if options["max_parallel"] != state.graph.max_parallel:
-            state = attrs.evolve(state, graph=compile_workflow(wf, max_parallel=options["max_parallel"]))
-        now = time.time()
-        events = [Resumed(at=now)]
-        if node is not None:
-            events.append(InputProvided(node=node, item=path, at=now, value=input, port=port))
+            state = attrs.evolve(state, graph=compiled(wf, max_parallel=options["max_parallel"]))
+
+        def events(now):
+            answer = [InputProvided(node=node, item=path, at=now, value=input, port=port)] if node is not None else []
+            return [Resumed(at=now), *answer]
         changed = options["caps"] != _caps(info.options)
         stored = dict(info.options, max_parallel=options["max_parallel"], caps=options["caps"]) if changed else None
         return self._drive(_Session(run_id, wf, options, lease, count, new_options=stored), state, events, observer)
@@ -241,8 +239,11 @@ class Engine:
             raise RunRefused(str(exc)) from None
         return lease
 
-    def _drive(self, session: "_Session", state, events, observer) -> RunResult:
-        """Drive the run under ``session.lease`` (released at the end), logging each step before acting on it."""
+    def _drive(self, session: "_Session", state, first_events, observer) -> RunResult:
+        """Drive the run under ``session.lease`` (released at the end), logging each step before acting on it.
+
+        ``first_events(now)`` makes the events that start the drive, stamped by the runner's clock
+        (virtual for the simulated runner)."""
         run_id, options = session.run_id, session.options
         try:
             backend = self._backend(options, session.wf, run_id, state.graph.max_parallel)
@@ -259,7 +260,7 @@ class Engine:
         ended = False
         try:
             with _Heartbeat(self.store, run_id, session.lease):
-                state = drive.run(state, events)
+                state = drive.run(state, first_events(backend.now()))
             ended = True
         finally:
             abandoned = backend.close(options["grace"])
@@ -315,11 +316,11 @@ def replay_run(wf, batches, prints, caps, since: int = 0, start: State | None = 
     in force at each, checking every decision against its fingerprint."""
     changes = dict(caps)
     cap_at = lambda i: changes[max(k for k in changes if k <= i)]  # noqa: E731
-    graph = compile_workflow(wf, max_parallel=cap_at(since))
+    graph = compiled(wf, max_parallel=cap_at(since))
     state = initial_state(graph) if start is None else attrs.evolve(start, graph=graph)
     for i, events in enumerate(batches, start=since):
         if i and i in changes and i != since:
-            state = attrs.evolve(state, graph=compile_workflow(wf, max_parallel=changes[i]))
+            state = attrs.evolve(state, graph=compiled(wf, max_parallel=changes[i]))
         state, commands = step(state, events)
         if fingerprint(commands) != prints[i - since]:
             raise ReplayDiverged(i, prints[i - since], fingerprint(commands))

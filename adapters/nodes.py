@@ -7,6 +7,7 @@ code here: the core parks them and completes them from timers and input.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import sys
@@ -82,22 +83,31 @@ class NodeType:
         return self.call(cmd, ctx)
 
 
+@functools.lru_cache(maxsize=4096)
+def _resolve_call(call) -> tuple:
+    """(function, wants ctx, is a coroutine function) for ``module:function``: once per distinct call,
+    however many nodes share it (a 100,000-node workflow often names a handful of functions)."""
+    fn = import_call(call)
+    try:
+        wants_ctx = "ctx" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        wants_ctx = False
+    return fn, wants_ctx, inspect.iscoroutinefunction(fn)
+
+
 class PythonNode(NodeType):
     fields = {"call": True, "params": False}
 
     def __init__(self, node_id, config):
         super().__init__(node_id, config)
-        self.fn = import_call(config.get("call"))
+        call = config.get("call")
+        if not isinstance(call, str):
+            raise FieldProblem(f"call must look like 'module:function', not {call!r}")
+        self.fn, self.wants_ctx, self.is_async = _resolve_call(call)
         params = config.get("params") or {}
         if not isinstance(params, Mapping):
             raise FieldProblem("params must be a mapping of keyword arguments")
         self.params = dict(params)
-        try:
-            sig = inspect.signature(self.fn)
-            self.wants_ctx = "ctx" in sig.parameters
-        except (TypeError, ValueError):
-            self.wants_ctx = False
-        self.is_async = inspect.iscoroutinefunction(self.fn)
 
     def _args(self, cmd, ctx):
         kwargs = dict(self.params)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections.abc import Mapping
 
 import attrs
 import yaml
 
 from runners import backend_names
-from scheduler_core import Edge, Node, Problem, Retry, Settings, Workflow, WorkflowInvalid, compile_workflow
+from runners import fewer_gc_passes
+from scheduler_core import (Edge, Graph, Node, Problem, Retry, Settings, Workflow, WorkflowInvalid,
+                            compile_workflow)
 
 from .nodes import NODE_TYPES, TIMEOUT_IS_CONFIG, FieldProblem, NodeInvoker, ensure_importable
 
@@ -75,8 +78,9 @@ def load_workflow(source, max_parallel: int | None = None) -> Workflow:
         data, where = dict(source), "workflow"
     else:
         raise TypeError(f"load_workflow takes a path or a dict, not {type(source).__name__}")
-    workflow, problems = parse(data, default_name=_default_name(where))
-    check(workflow, problems, where)
+    with fewer_gc_passes():  # a large workflow is many small long-lived values, as a run is
+        workflow, problems = parse(data, default_name=_default_name(where))
+        check(workflow, problems, where)
     return workflow
 
 
@@ -95,11 +99,24 @@ def check(workflow: Workflow, problems: list, where: str, max_parallel: int | No
         except FieldProblem as exc:
             problems.append(Problem(f"node {node.id!r}", str(exc)))
     try:
-        compile_workflow(workflow, max_parallel=max_parallel)
+        _GRAPHS[workflow] = compile_workflow(workflow, max_parallel=max_parallel)
     except WorkflowInvalid as exc:
         problems.extend(exc.problems)
     if problems:
         raise WorkflowError(where, problems)
+
+
+_GRAPHS: "weakref.WeakKeyDictionary[Workflow, Graph]" = weakref.WeakKeyDictionary()
+
+
+def compiled(workflow: Workflow, default_max_parallel: int = 8, max_parallel: int | None = None) -> Graph:
+    """The workflow's graph with the cap in force: compiled once per workflow (checking a workflow
+    compiles it already), then only the cap changes."""
+    cap = max_parallel or workflow.settings.max_parallel or default_max_parallel
+    graph = _GRAPHS.get(workflow)
+    if graph is None:
+        graph = _GRAPHS[workflow] = compile_workflow(workflow, max_parallel=cap)
+    return graph if graph.max_parallel == cap else attrs.evolve(graph, max_parallel=cap)
 
 
 def build_invoker(workflow: Workflow) -> NodeInvoker:

@@ -140,15 +140,24 @@ def _check_edges(wf: Workflow, index: dict, problems: list) -> list:
     return good
 
 
-def _find_cycle(n: int, ids, good) -> list | None:
-    g = nx.DiGraph()
-    g.add_nodes_from(range(n))
-    g.add_edges_from((s, t) for s, t in good)
-    try:
-        return list(nx.topological_sort(g))
-    except nx.NetworkXUnfeasible:
-        cycle = nx.find_cycle(g)
-        return [ids[s] for s, _ in cycle] + [ids[cycle[0][0]]]
+def _topological_order(n: int, ids, pairs) -> tuple[list, list | None]:
+    """(order, None) for a DAG (Kahn's algorithm, O(V + E)); ([], cycle) naming one cycle otherwise."""
+    succ = [[] for _ in range(n)]
+    indegree = [0] * n
+    for s, t in pairs:
+        succ[s].append(t)
+        indegree[t] += 1
+    order = [i for i in range(n) if indegree[i] == 0]
+    for node in order:  # grows while it is walked
+        for t in succ[node]:
+            indegree[t] -= 1
+            if indegree[t] == 0:
+                order.append(t)
+    if len(order) == n:
+        return order, None
+    g = nx.DiGraph((s, t) for s, t in pairs if indegree[s] and indegree[t])  # only what is left: the cycles
+    cycle = nx.find_cycle(g)
+    return [], [ids[s] for s, _ in cycle] + [ids[cycle[0][0]]]
 
 
 def _edge_kind(src: Node, edge: Edge, src_depth: int) -> str:
@@ -210,12 +219,11 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     _check_settings(wf, problems)
     index = _check_nodes(wf, problems)
     good = _check_edges(wf, index, problems)
-    order = _find_cycle(len(wf.nodes), [n.id for n in wf.nodes],
-                        [(index[e.source], index[e.target]) for _, e in good])
-    if order and isinstance(order[0], str):
-        problems.append(Problem("connections", f"cycle: {' -> '.join(order)} (a workflow must be acyclic)"))
+    topo, cycle = _topological_order(len(wf.nodes), [n.id for n in wf.nodes],
+                                     [(index[e.source], index[e.target]) for _, e in good])
+    if cycle:
+        problems.append(Problem("connections", f"cycle: {' -> '.join(cycle)} (a workflow must be acyclic)"))
         raise WorkflowInvalid(problems)
-    topo = order
     depth, origin, kinds = _fan_out_levels(wf, index, good, topo, problems)
     if problems:
         raise WorkflowInvalid(problems)
