@@ -282,7 +282,7 @@ class Engine:
             extra["grace"] = options["grace"]
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
-        return make_backend(name, build_invoker(wf), run_id, max_parallel, **extra)
+        return make_backend(name, build_invoker(wf, json_only=self.store.durable), run_id, max_parallel, **extra)
 
 
 @attrs.define

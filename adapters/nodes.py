@@ -10,6 +10,7 @@ import asyncio
 import functools
 import importlib
 import inspect
+import json
 import sys
 from collections.abc import Mapping
 
@@ -207,19 +208,35 @@ TIMEOUT_IS_CONFIG = frozenset({"wait", "hil"})
 
 
 class NodeInvoker:
-    """Runs task instances for the runners: node id -> its type's implementation."""
+    """Runs task instances for the runners: node id -> its type's implementation.
 
-    def __init__(self, impls: dict):
+    With ``json_only`` (a run kept in a durable store, whose log holds every output as JSON), an
+    output that is not plain JSON data fails its node: stored as text, it would reach the next
+    node differently after a resume than in the run that produced it.
+    """
+
+    def __init__(self, impls: dict, json_only: bool = False):
         self.impls = impls
+        self.json_only = json_only
 
     def is_async(self, cmd) -> bool:
         return self.impls[cmd.node].is_async
 
     def call(self, cmd, ctx) -> dict:
-        return self.impls[cmd.node].call(cmd, ctx)
+        return self._checked(cmd, self.impls[cmd.node].call(cmd, ctx))
 
     async def call_async(self, cmd, ctx) -> dict:
-        return await self.impls[cmd.node].call_async(cmd, ctx)
+        return self._checked(cmd, await self.impls[cmd.node].call_async(cmd, ctx))
+
+    def _checked(self, cmd, ports: dict) -> dict:
+        if self.json_only:
+            try:
+                json.dumps(ports, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"node {cmd.node!r} returned a value that is not JSON ({exc}); a stored run keeps "
+                                f"every output as JSON, so return plain data (dict, list, str, number, bool, "
+                                f"None)") from None
+        return ports
 
 
 def ensure_importable(directory: str) -> None:

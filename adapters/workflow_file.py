@@ -119,12 +119,12 @@ def compiled(workflow: Workflow, default_max_parallel: int = 8, max_parallel: in
     return graph if graph.max_parallel == cap else attrs.evolve(graph, max_parallel=cap)
 
 
-def build_invoker(workflow: Workflow) -> NodeInvoker:
+def build_invoker(workflow: Workflow, json_only: bool = False) -> NodeInvoker:
     impls = {}
     for node in workflow.nodes:
         if node.type in NODE_TYPES:
             impls[node.id] = NODE_TYPES[node.type](node.id, node.config)
-    return NodeInvoker(impls)
+    return NodeInvoker(impls, json_only=json_only)
 
 
 def parse(data: dict, default_name: str = "workflow") -> tuple[Workflow, list]:

@@ -1,0 +1,16 @@
+"""A stored run keeps outputs as JSON, so a node returning something else fails, clearly, at once."""
+from adapters import Engine
+
+WF = {"nodes": [{"id": "odd", "type": "python", "call": "builtins:set"}], "connections": []}
+
+
+def test_a_non_json_output_fails_its_node_in_a_stored_run(tmp_path):
+    result = Engine(runner="serial", db=str(tmp_path / "runs.db")).run(WF, trigger=[1, 2, 2])
+    record = result.record("odd")
+    assert result.status == "failed" and record["error"]["type"] == "TypeError"
+    assert "not JSON" in record["error"]["message"] and "'odd'" in record["error"]["message"]
+
+
+def test_an_in_memory_run_passes_any_python_value_on():
+    result = Engine(runner="serial").run(WF, trigger=[1, 2, 2])
+    assert result.status == "succeeded" and result.record("odd")["output"] == {1, 2}
