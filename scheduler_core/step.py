@@ -74,7 +74,14 @@ def step(state: State, events) -> tuple[State, tuple]:
 
 def input_problem(state: State, node: str, item=(), port=None) -> str | None:
     """Why ``InputProvided(node, item, port)`` would be refused, or None if it would be accepted."""
-    return _input_problem(state.graph, state.awaiting, state.finished, node, tuple(item or ()), port)
+    problem = _input_problem(state.graph, state.awaiting, state.finished, node, tuple(item or ()), port)
+    n = state.graph.index.get(node)
+    if problem and n is not None and problem.endswith("is not waiting for input"):
+        waiting = sorted(path for m, path in state.awaiting.keys() if m == n)
+        if waiting:  # the node waits, per item: say which items do
+            names = ", ".join(",".join(map(str, path)) or "(none)" for path in waiting[:10])
+            problem += f"; its waiting items are {names}{' ...' if len(waiting) > 10 else ''} (use --item)"
+    return problem
 
 
 def _input_problem(g, awaiting, finished, node, item, port):
