@@ -31,9 +31,16 @@ class NodeContext:
         self.idempotency_key = f"{run_id}/{instance_name(cmd.node, cmd.item)}"
         self.lines: list[str] = []
         self._stop = threading.Event()
-        # A logger of this instance alone (not registered globally); its lines are kept with the record.
-        self.logger = logging.Logger(f"flowcore.node.{instance_name(cmd.node, cmd.item)}", logging.DEBUG)
-        self.logger.addHandler(_KeepLines(self.lines))
+        self._logger = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger of this instance alone (not registered globally); its lines are kept with the
+        record. Made on first use: most nodes never log, and a logger per start is not free."""
+        if self._logger is None:
+            self._logger = logging.Logger(f"flowcore.node.{instance_name(self.node, self.item or ())}", logging.DEBUG)
+            self._logger.addHandler(_KeepLines(self.lines))
+        return self._logger
 
     @property
     def cancelled(self) -> bool:

@@ -1,39 +1,46 @@
-"""A persistent priority queue (a leftist heap): push and pop in O(log n), old versions stay valid.
+"""A persistent priority queue (a pairing heap): push in O(1), pop in amortized O(log n).
 
-A heap is ``None`` (empty) or a tuple ``(rank, entry, left, right)``; entries are compared with
-``<``. Nothing is ever mutated, so a ``State`` holding a heap is a plain value.
+A heap is ``None`` (empty) or a tuple ``(entry, children)``, where ``children`` is a cons list
+``(heap, rest)`` or ``None``; entries are compared with ``<``. Nothing is ever mutated, so a
+``State`` holding a heap is a plain value and old versions stay valid. (The amortized bound
+holds because the scheduler never pops the same version twice.) Every walk is a loop, never a
+recursion, so a heap of 100,000 entries is fine.
 """
 
 
-def _rank(h):
-    return h[0] if h is not None else 0
-
-
-def _merge(a, b):
+def _meld(a, b):
     if a is None:
         return b
     if b is None:
         return a
-    if b[1] < a[1]:
+    if b[0] < a[0]:
         a, b = b, a
-    merged = _merge(a[3], b)
-    left = a[2]
-    if _rank(left) < _rank(merged):
-        left, merged = merged, left
-    return (_rank(merged) + 1, a[1], left, merged)
+    return (a[0], (b, a[1]))
 
 
 def push(heap, entry):
-    return _merge(heap, (1, entry, None, None))
+    return _meld(heap, (entry, None))
 
 
 def peek(heap):
-    return heap[1]
+    return heap[0]
 
 
 def pop(heap):
-    """Return ``(smallest entry, rest of the heap)``."""
-    return heap[1], _merge(heap[2], heap[3])
+    """Return ``(smallest entry, rest of the heap)``: meld the children in pairs, then fold right to left."""
+    pairs = []
+    children = heap[1]
+    while children is not None:
+        first, children = children
+        if children is None:
+            pairs.append(first)
+            break
+        second, children = children
+        pairs.append(_meld(first, second))
+    rest = None
+    for h in reversed(pairs):
+        rest = _meld(h, rest)
+    return heap[0], rest
 
 
 def entries(heap):
@@ -41,7 +48,10 @@ def entries(heap):
     stack = [heap]
     while stack:
         h = stack.pop()
-        if h is not None:
-            yield h[1]
-            stack.append(h[2])
-            stack.append(h[3])
+        if h is None:
+            continue
+        yield h[0]
+        children = h[1]
+        while children is not None:
+            stack.append(children[0])
+            children = children[1]
