@@ -16,7 +16,7 @@ import time
 from scheduler_core import CancelConfirmed
 
 from .context import NodeContext
-from .drive import DEFAULT_GRACE, ended_event
+from .drive import DEFAULT_GRACE, drain, ended_event
 
 
 class _Attempt:
@@ -148,19 +148,9 @@ class AsyncioBackend:
             return len(self.attempts)
 
     def wait(self, timeout):
-        out = []
         with self.lock:
-            if any(a.cancelled_at is not None for a in self.attempts.values()):
-                timeout = 0.05 if timeout is None else min(timeout, 0.05)  # to notice overdue ones
-        try:
-            out.append(self.results.get(timeout=timeout) if timeout != 0 else self.results.get_nowait())
-        except queue.Empty:
-            pass
-        while True:
-            try:
-                out.append(self.results.get_nowait())
-            except queue.Empty:
-                break
+            winding_down = any(a.cancelled_at is not None for a in self.attempts.values())
+        out = drain(self.results, timeout, winding_down)
         self._abandon(lambda a: a.cancelled_at is not None and self.clock() - a.cancelled_at >= self.grace)
         return out
 

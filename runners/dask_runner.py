@@ -14,7 +14,7 @@ import time
 from scheduler_core import CancelConfirmed, NodeFailed
 
 from .context import NodeContext
-from .drive import attempt_event
+from .drive import attempt_event, drain
 
 
 def _run_attempt(invoker, run_id, cmd):
@@ -78,16 +78,7 @@ class DaskBackend:
             return len(self.futures)
 
     def wait(self, timeout):
-        out = []
-        try:
-            out.append(self.results.get(timeout=timeout) if timeout != 0 else self.results.get_nowait())
-        except queue.Empty:
-            return out
-        while True:
-            try:
-                out.append(self.results.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self.results, timeout)
 
     def close(self, grace: float) -> int:
         self.client.close()

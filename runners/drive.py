@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
+import queue
 from typing import Callable, Protocol
 
 from scheduler_core import (AwaitInput, CancelNode, CancelRequested, CancelTimer, NodeFailed, NodeSucceeded, StartNode, StartTimer,
@@ -56,6 +57,23 @@ class TimerService:
             del self._live[timer]
             fired.append(TimerFired(timer=timer, at=due))
         return fired
+
+
+def drain(results: queue.SimpleQueue, timeout: float | None, winding_down: bool = False) -> list:
+    """Every event reported so far, after waiting up to ``timeout`` (None: until one comes) for the
+    first. While cancelled attempts wind down, wake at least every 50 ms to notice overdue ones."""
+    if winding_down:
+        timeout = 0.05 if timeout is None else min(timeout, 0.05)
+    out = []
+    try:
+        out.append(results.get(timeout=timeout) if timeout != 0 else results.get_nowait())
+    except queue.Empty:
+        return out
+    while True:
+        try:
+            out.append(results.get_nowait())
+        except queue.Empty:
+            return out
 
 
 def ended_event(cmd: StartNode, ctx, started: float, at: float, ports=None, error: BaseException | None = None):

@@ -15,7 +15,7 @@ import time
 from scheduler_core import CancelConfirmed
 
 from .context import NodeContext
-from .drive import DEFAULT_GRACE, attempt_event
+from .drive import DEFAULT_GRACE, attempt_event, drain
 
 _STOP = object()
 
@@ -109,19 +109,9 @@ class ThreadBackend:
             return len(self.active)
 
     def wait(self, timeout):
-        out = []
         with self.lock:
-            if any(j.cancelled_at is not None for j in self.active.values()):
-                timeout = 0.05 if timeout is None else min(timeout, 0.05)  # to notice overdue ones
-        try:
-            out.append(self.results.get(timeout=timeout) if timeout != 0 else self.results.get_nowait())
-        except queue.Empty:
-            pass
-        while True:
-            try:
-                out.append(self.results.get_nowait())
-            except queue.Empty:
-                break
+            winding_down = any(j.cancelled_at is not None for j in self.active.values())
+        out = drain(self.results, timeout, winding_down)
         self._abandon_overdue()
         return out
 
