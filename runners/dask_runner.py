@@ -53,17 +53,21 @@ class DaskBackend:
         fut.add_done_callback(lambda f, key=key: self._done(key, f))
 
     def _done(self, key, fut) -> None:
+        """Runs on the client's thread, where asking a future for its result can block: hand the
+        future over, and read it in ``wait`` on the drive loop's thread."""
         with self.lock:
             if self.futures.pop(key, None) is None:
                 return  # cancelled: already confirmed
+        self.results.put((key, fut))
+
+    def _event(self, key, fut):
         if fut.status == "finished":
-            self.results.put(fut.result())
-        else:
-            node, item, attempt = key
-            exc = fut.exception() if fut.status == "error" else None
-            self.results.put(NodeFailed(node=node, item=item, attempt=attempt, at=self.clock(),
-                                        error_type=type(exc).__name__ if exc else "DaskError",
-                                        message=str(exc) if exc else f"future ended as {fut.status}"))
+            return fut.result()
+        node, item, attempt = key
+        exc = fut.exception() if fut.status == "error" else None
+        return NodeFailed(node=node, item=item, attempt=attempt, at=self.clock(),
+                          error_type=type(exc).__name__ if exc else "DaskError",
+                          message=str(exc) if exc else f"future ended as {fut.status}")
 
     def cancel(self, cmd) -> None:
         key = (cmd.node, cmd.item, cmd.attempt)
@@ -78,7 +82,7 @@ class DaskBackend:
             return len(self.futures)
 
     def wait(self, timeout):
-        return drain(self.results, timeout)
+        return [self._event(*got) if isinstance(got, tuple) else got for got in drain(self.results, timeout)]
 
     def close(self, grace: float) -> int:
         self.client.close()

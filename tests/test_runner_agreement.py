@@ -1,4 +1,4 @@
-"""Differential tests: the serial, thread, asyncio and simulated runners give the same final records.
+"""Differential tests: the serial, thread, asyncio, simulated and dask runners give the same final records.
 
 Serial is the reference. Records are compared on what a run decides (node, item, status, attempts,
 ports, error), never on times, and so is the run's status and error.
@@ -105,3 +105,10 @@ def test_the_reference_runs_do_what_the_workflows_say(reference):
     assert by_key[("flaky", ())][:2] == ("succeeded", 2) and by_key[("hopeless", ())][:2] == ("failed", 2)
     _, _, fan_out = reference["foreach, map and gather"]
     assert ("collect", [], "succeeded", 1, {"result": [2, 4, 6, 8, 10]}, None) in fan_out
+
+
+@pytest.mark.parametrize("case", ["if routed to true", "foreach, map and gather", "failures under continue"])
+def test_the_dask_runner_agrees_with_serial_on_the_final_records(case, reference):
+    pytest.importorskip("distributed")
+    workflow, trigger = CASES[case]
+    assert outcome("dask", workflow, trigger) == reference[case]
