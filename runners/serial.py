@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from scheduler_core import CancelConfirmed
+from scheduler_core import CancelConfirmed, NodeSucceeded
 
 from .context import NodeContext
 from .drive import attempt_event
@@ -40,10 +40,19 @@ class SerialBackend:
         return len(self.queue)
 
     def wait(self, timeout):
+        """Run the queued starts, in order, until one fails, a timer falls due or the queue is empty.
+
+        Several completions in one step mean one logged batch (one commit) for several nodes; a
+        failure or a due timer ends the batch so the core decides at once what happens next."""
         if not self.done and self.queue and timeout != 0:
-            cmd = self.queue.popleft()
-            ctx = NodeContext(self.run_id, cmd)
-            self.done.append(attempt_event(cmd, ctx, lambda: self.invoker.call(cmd, ctx), self.clock))
+            until = None if timeout is None else self.clock() + timeout
+            while self.queue:
+                cmd = self.queue.popleft()
+                ctx = NodeContext(self.run_id, cmd)
+                event = attempt_event(cmd, ctx, lambda: self.invoker.call(cmd, ctx), self.clock)
+                self.done.append(event)
+                if type(event) is not NodeSucceeded or (until is not None and self.clock() >= until):
+                    break
         elif not self.done and not self.queue and timeout:
             time.sleep(timeout)
         done, self.done = self.done, []
