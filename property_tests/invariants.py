@@ -1,0 +1,448 @@
+"""The invariants a trace of ``step`` must keep, each a function that raises ``AssertionError``.
+
+They read only the trace (events, states, commands) and the graph, and rebuild what they need
+from the semantics in DESIGN.md, independently of how ``step`` computes it: which value each edge
+delivers, which instances a run must have, which attempts are in flight.
+"""
+from __future__ import annotations
+
+from scheduler_core import (CancelConfirmed, CancelNode, CancelTimer, NodeFailed, NodeSucceeded, RunFinished,
+                            StartNode, StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
+from scheduler_core.graph import FAN_OUT, GATHER, MAP
+from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING
+
+from .step_driver import Trace, frozen_bytes
+
+UNRESOLVED = object()  # the edge's source has not ended yet
+DEAD = object()  # the edge resolved without a value
+
+
+def holds(trace: Trace, *invariants) -> None:
+    """Check ``invariants``; a failure message ends with a literal reproduction of the run."""
+    for invariant in invariants:
+        try:
+            invariant(trace)
+        except AssertionError as exc:
+            raise AssertionError(f"{invariant.__name__}: {exc}\n{trace.reproduction()}") from None
+
+
+def name(g, key) -> str:
+    n, path = key
+    return g.ids[n] + "".join(f"[{i}]" for i in path)
+
+
+def _terminal(record) -> bool:
+    return record is not None and record.status in TERMINAL
+
+
+def key_of(g, c) -> tuple:
+    return (g.index[c.node], tuple(c.item))
+
+
+# -- what each edge delivers ----------------------------------------------------------------------
+
+def edge_sources(g, records, e, path) -> list:
+    """The source instances edge ``e`` waits for when it feeds the instance at ``path``."""
+    expanded = len(path) == g.depth[e.target]
+    if e.kind == FAN_OUT and expanded:
+        return [(e.source, path[:-1])]
+    if e.kind == GATHER and expanded:
+        origin = records.get((g.origin[e.source], path))
+        items = _items(origin)
+        return [(e.source, path + (i,)) for i in range(len(items))] if items else [(e.source, path)]
+    return [(e.source, path)]
+
+
+def _items(foreach_record) -> list:
+    if foreach_record is None or foreach_record.status != SUCCEEDED:
+        return []
+    return foreach_record.ports.get("iteration") or []
+
+
+def edge_value(g, records, e, path):
+    """What edge ``e`` delivered to the instance at ``path``: a value, ``DEAD`` or ``UNRESOLVED``."""
+    expanded = len(path) == g.depth[e.target]
+    if e.kind == GATHER and expanded and not _terminal(records.get((g.origin[e.source], path))):
+        return UNRESOLVED  # until the foreach ends, nobody knows how many items there are
+    sources = [records.get(k) for k in edge_sources(g, records, e, path)]
+    if not all(_terminal(r) for r in sources):
+        return UNRESOLVED
+    if e.kind == FAN_OUT and not expanded:
+        return DEAD  # the foreach never expanded: no items, so nothing on its iteration port
+    if e.kind == FAN_OUT:
+        items = _items(sources[0])
+        assert path[-1] < len(items), f"{name(g, (e.target, path))} exists, but its foreach has {len(items)} items"
+        return items[path[-1]]
+    values = [r.ports[e.port] for r in sources if r.status == SUCCEEDED and e.port in r.ports]
+    if e.kind == GATHER and expanded and len(sources[0].item) > len(path):
+        return values or DEAD  # the items' results, in item order
+    return values[0] if values else DEAD
+
+
+def delivered(g, records, key) -> list:
+    """Per incoming edge (declaration order): the edge and what it delivered to instance ``key``."""
+    n, path = key
+    return [(g.edges[ei], edge_value(g, records, g.edges[ei], path)) for ei in g.in_edges[n]]
+
+
+def expected_instances(g, records) -> set:
+    """Every instance the run must have a record of: per item of each foreach, else unexpanded."""
+    paths: dict = {}
+    for n in g.topo:
+        if g.depth[n] == 0:
+            paths[n] = [()]
+            continue
+        o = g.origin[n]
+        paths[n] = []
+        for p in paths[o]:
+            items = _items(records.get((o, p))) if len(p) == g.depth[o] else []
+            paths[n].extend([p + (i,) for i in range(len(items))] if items else [p])
+    return {(n, p) for n, ps in paths.items() for p in ps}
+
+
+def changed_records(step) -> list:
+    """``(key, record before or None, record after)`` for every record the step changed."""
+    before = step.before.records
+    return [(k, before.get(k), r) for k, r in step.after.records.items() if before.get(k) is not r]
+
+
+# -- attempts in flight, rebuilt from events and commands ------------------------------------------
+
+class Ledger:
+    """The attempts in flight as the core must see them: started, and not yet ended or cancelled."""
+
+    def __init__(self, g):
+        self.g = g
+        self.inflight: dict = {}  # key -> attempt
+        self.started: dict = {}  # key -> last attempt started
+        self.stopping: set = set()  # (key, attempt) timed out, not yet confirmed stopped
+        self.timers: set = set()  # timers asked for, not yet fired or cancelled
+
+    def events(self, events) -> None:
+        for ev in events:
+            if type(ev) in (NodeSucceeded, NodeFailed):
+                key = key_of(self.g, ev)
+                if self.inflight.get(key) == ev.attempt:
+                    del self.inflight[key]
+            elif type(ev) is CancelConfirmed:
+                self.stopping.discard((key_of(self.g, ev), ev.attempt))
+            elif type(ev) is TimerFired:
+                self.timers.discard(ev.timer)
+
+    def command(self, c) -> None:
+        kind = type(c)
+        if kind is StartNode:
+            key = key_of(self.g, c)
+            self.inflight[key] = self.started[key] = c.attempt
+        elif kind is CancelNode:
+            key = key_of(self.g, c)
+            if self.inflight.get(key) == c.attempt:
+                del self.inflight[key]
+            if c.reason == "timeout":
+                self.stopping.add((key, c.attempt))
+        elif kind is StartTimer:
+            self.timers.add(c.timer)
+        elif kind is CancelTimer:
+            self.timers.discard(c.timer)
+
+    def counts(self) -> dict:
+        """In-flight attempts per cap: ``"run"``, ``("pool", name)``, ``("foreach", foreach, path)``."""
+        out: dict = {"run": len(self.inflight)}
+        for n, path in self.inflight:
+            for cap in caps_of(self.g, (n, path)):
+                out[cap] = out.get(cap, 0) + 1
+        return out
+
+
+def caps_of(g, key) -> list:
+    n, path = key
+    caps = []
+    if g.nodes[n].pool is not None:
+        caps.append(("pool", g.nodes[n].pool))
+    o = g.origin[n]
+    if o >= 0 and g.nodes[o].config.get("max_parallel"):
+        caps.append(("foreach", o, path[: g.depth[o]]))
+    return caps
+
+
+def cap_size(g, cap) -> int:
+    if cap == "run":
+        return g.max_parallel
+    if cap[0] == "pool":
+        return g.pools[cap[1]]
+    return g.nodes[cap[1]].config["max_parallel"]
+
+
+def walk(trace: Trace, on_start=None, after_step=None) -> Ledger:
+    """Replay the ledger through the trace, calling ``on_start(step, cmd, ledger)`` before each
+    start is counted and ``after_step(step, ledger)`` once each step's commands are."""
+    ledger = Ledger(trace.graph)
+    for s in trace.steps:
+        ledger.events(s.events)
+        for c in s.commands:
+            if on_start is not None and type(c) is StartNode:
+                on_start(s, c, ledger)
+            ledger.command(c)
+        if after_step is not None:
+            after_step(s, ledger)
+    return ledger
+
+
+# -- the invariants ---------------------------------------------------------------------------------
+
+def no_instance_starts_before_its_inputs_resolve(trace: Trace) -> None:
+    g = trace.graph
+    for s in trace.steps:
+        for c in s.commands:
+            if type(c) is StartNode:
+                _check_start_inputs(g, s.after, c)
+        for key, old, new in changed_records(s):
+            if new.status == SKIPPED or (new.status == WAITING and new.attempts == 1 and old is None):
+                _check_resolution(g, s.after.records, key, new.status)
+
+
+def _check_start_inputs(g, state, c) -> None:
+    key = key_of(g, c)
+    if not g.in_edges[key[0]]:
+        assert c.values == (state.trigger,), f"root {name(g, key)} started with {c.values!r}, not the trigger"
+        return
+    values = _check_resolution(g, state.records, key, "started")
+    assert c.values == tuple(values), f"{name(g, key)} started with {c.values!r}; its edges delivered {values!r}"
+    assert c.input == (values[0] if len(values) == 1 else values), f"{name(g, key)} got input {c.input!r}"
+
+
+def _check_resolution(g, records, key, what: str) -> list:
+    if not g.in_edges[key[0]]:
+        return ["the trigger"]
+    edges = delivered(g, records, key)
+    waiting = [g.edge_label(e) for e, v in edges if v is UNRESOLVED]
+    assert not waiting, f"{name(g, key)} {what} while its edges {waiting} had not resolved"
+    values = [v for _, v in edges if v is not DEAD]
+    if what == SKIPPED:
+        assert not values, f"{name(g, key)} was skipped though its edges delivered {values!r}"
+    else:
+        assert values, f"{name(g, key)} {what} though every incoming edge is dead"
+    return values
+
+
+def attempts_never_overlap(trace: Trace) -> None:
+    """Attempts of an instance are numbered 1, 2, ...; one starts only when the last has ended and,
+    if it timed out, once the runner confirmed it stopped. A succeeded instance never starts again."""
+    g = trace.graph
+
+    def on_start(step, c, ledger):
+        key = key_of(g, c)
+        assert not c.redispatch, f"{name(g, key)} was re-dispatched, yet no process died"
+        assert c.attempt == ledger.started.get(key, 0) + 1, \
+            f"{name(g, key)} started attempt {c.attempt} after attempt {ledger.started.get(key, 0)}"
+        assert key not in ledger.inflight, f"{name(g, key)} started attempt {c.attempt} while attempt " \
+                                           f"{ledger.inflight.get(key)} was in flight"
+        stopping = [a for k, a in ledger.stopping if k == key]
+        assert not stopping, f"{name(g, key)} started attempt {c.attempt} before timed-out attempt " \
+                             f"{stopping} was confirmed stopped"
+        before = step.before.records.get(key)
+        assert before is None or before.status in (PENDING, WAITING), \
+            f"{name(g, key)} started attempt {c.attempt} though it was {before.status}"
+
+    walk(trace, on_start=on_start)
+
+
+def in_flight_never_exceeds_a_cap(trace: Trace) -> None:
+    g = trace.graph
+
+    def after_step(step, ledger):
+        for cap, count in ledger.counts().items():
+            assert count <= cap_size(g, cap), f"{count} attempts in flight under {cap} (size {cap_size(g, cap)}) " \
+                                              f"after the step on {step.events}"
+
+    walk(trace, after_step=after_step)
+
+
+def no_ready_instance_waits_while_its_caps_have_room(trace: Trace) -> None:
+    """Eagerness: what is ready starts at once unless a cap it is under is full (never a "level")."""
+    g = trace.graph
+
+    def after_step(step, ledger):
+        if step.after.finished:
+            return
+        counts = ledger.counts()
+        for h in step.after.ready.values():
+            for _, n, path in heap.entries(h):
+                full = [cap for cap in ["run", *caps_of(g, (n, path))] if counts.get(cap, 0) >= cap_size(g, cap)]
+                assert full, f"{name(g, (n, path))} waits in the ready queue though every cap it is under has room"
+
+    walk(trace, after_step=after_step)
+
+
+def nothing_happens_after_the_run_finished(trace: Trace) -> None:
+    """The finishing step starts nothing and leaves nothing in flight or timed; later steps emit nothing."""
+    g = trace.graph
+    finished = []
+
+    def after_step(step, ledger):
+        if finished:
+            assert not step.commands, f"after the run finished, the core still emitted {step.commands}"
+            return
+        if not any(type(c) is RunFinished for c in step.commands):
+            return
+        finished.append(step)
+        starts = [c for c in step.commands if type(c) is StartNode]
+        assert not starts, f"the step that finished the run also started {starts}"
+        assert not ledger.inflight, f"the run finished with {[name(g, k) for k in ledger.inflight]} " \
+                                    f"still in flight and never cancelled"
+        assert not ledger.timers, f"the run finished with timers {sorted(ledger.timers)} never cancelled"
+        assert step.commands[-1] == RunFinished(status=step.after.status, error=step.after.error), \
+            "RunFinished is not the last command of its step, or disagrees with the state"
+
+    walk(trace, after_step=after_step)
+    assert finished or trace.stalled, "the trace ended while the run was still going"
+
+
+def every_instance_ends_in_exactly_one_terminal_status(trace: Trace) -> None:
+    g = trace.graph
+    assert not trace.stalled, "the run stalled: nothing was left to report, yet it never finished"
+    for s in trace.steps:
+        for key, old, new in changed_records(s):
+            assert not _terminal(old), f"{name(g, key)} was {old.status}, then became {new.status}"
+    final = trace.final
+    records = final.records
+    open_ = [f"{name(g, k)}: {r.status}" for k, r in records.items() if not _terminal(r)]
+    assert not open_, f"the run ended {final.status} with instances not ended: {open_}"
+    expected, actual = expected_instances(g, records), set(records.keys())
+    assert actual == expected, f"missing records {sorted(name(g, k) for k in expected - actual)}, " \
+                               f"unexpected records {sorted(name(g, k) for k in actual - expected)}"
+    _check_run_status(g, final)
+
+
+def _check_run_status(g, final) -> None:
+    statuses = [r.status for r in final.records.values()]
+    failed = statuses.count(FAILED)
+    if final.status == "succeeded":
+        assert set(statuses) <= {SUCCEEDED, SKIPPED}, f"a succeeded run has records {sorted(set(statuses))}"
+    elif final.status == "failed":
+        assert failed >= 1, "the run failed though no instance failed"
+        if g.fail_fast:
+            assert failed == 1, f"fail-fast ended the run with {failed} failed instances, not one"
+            assert final.error["node"] in {r.node for r in final.records.values() if r.status == FAILED}
+    elif final.status == "cancelled":
+        assert CANCELLED in statuses or not statuses, "a cancelled run with no cancelled instance"
+
+
+def sequence_is_a_linear_extension_of_the_graph(trace: Trace) -> None:
+    g = trace.graph
+    records = trace.final.records
+    seq = sequence_keys(trace.final)
+    succeeded = {k for k, r in records.items() if r.status == SUCCEEDED}
+    assert len(seq) == len(set(seq)), "an instance appears twice in the sequence"
+    assert set(seq) == succeeded, f"the sequence is not the succeeded instances: " \
+                                  f"{sorted(name(g, k) for k in set(seq) ^ succeeded)}"
+    position = {k: i for i, k in enumerate(seq)}
+    for k in seq:
+        for ei in g.in_edges[k[0]]:
+            for src in edge_sources(g, records, g.edges[ei], k[1]):
+                if src in position:
+                    assert position[src] < position[k], f"{name(g, src)} comes after {name(g, k)}, which it feeds"
+    finished = [records[k].finished_seq for k in seq]
+    assert finished == sorted(finished), "the sequence is not the order in which completions were processed"
+
+
+def step_never_mutates_the_state_it_is_given(trace: Trace) -> None:
+    assert trace.snapshots is not None, "drive with snapshots=True"
+    for i, (s, taken) in enumerate(zip(trace.steps, trace.snapshots)):
+        assert frozen_bytes(s.before) == taken, f"the state given to step {i} changed afterwards"
+
+
+def replaying_the_batches_rebuilds_the_state(trace: Trace) -> None:
+    batches = [s.events for s in trace.steps]
+    prints = [fingerprint(s.commands) for s in trace.steps]
+    rebuilt = replay(trace.graph, batches, prints)
+    assert rebuilt == trace.final, "replaying the logged batches gives a different state"
+
+
+def every_item_instance_runs_exactly_once(trace: Trace) -> None:
+    """Without failures or timeouts: each instance a fan-out expands to starts once and succeeds."""
+    g = trace.graph
+    starts: dict = {}
+    for s in trace.steps:
+        for c in s.commands:
+            if type(c) is StartNode:
+                starts[key_of(g, c)] = starts.get(key_of(g, c), 0) + 1
+    for key in expected_instances(g, trace.final.records):
+        record = trace.final.records[key]
+        runs = starts.get(key, 0)
+        assert record.status in (SUCCEEDED, SKIPPED), f"{name(g, key)} ended {record.status} in a run without failures"
+        is_task = g.nodes[key[0]].type != "delay"
+        want = 1 if record.status == SUCCEEDED and is_task else 0
+        assert runs == want, f"{name(g, key)} ({record.status}) started {runs} times, not {want}"
+
+
+def gathers_receive_item_results_in_item_order(trace: Trace) -> None:
+    g = trace.graph
+    for s in trace.steps:
+        for c in s.commands:
+            if type(c) is not StartNode:
+                continue
+            key = key_of(g, c)
+            got = iter(c.values)
+            for e, value in delivered(g, s.after.records, key):
+                if value is DEAD or value is UNRESOLVED:
+                    continue
+                arrived = next(got, None)
+                if e.kind == GATHER:
+                    assert arrived == value, f"{name(g, key)} gathered {arrived!r} over {g.edge_label(e)}; " \
+                                             f"its items' results in item order are {value!r}"
+
+
+def mapped_instances_start_after_their_own_source_item(trace: Trace) -> None:
+    g = trace.graph
+    for s in trace.steps:
+        for key, old, new in changed_records(s):
+            if new.started_seq is None or (old is not None and old.started_seq is not None):
+                continue  # only an instance's first start or park
+            for ei in g.in_edges[key[0]]:
+                e = g.edges[ei]
+                if e.kind != MAP:
+                    continue
+                src = s.after.records.get((e.source, key[1]))
+                assert _terminal(src), f"{name(g, key)} started before {name(g, (e.source, key[1]))} ended"
+                if src.finished_seq is not None:
+                    assert src.finished_seq < new.started_seq, \
+                        f"{name(g, key)} started before {name(g, (e.source, key[1]))} finished"
+
+
+def nothing_completes_before_its_delay(trace: Trace) -> None:
+    g = trace.graph
+    for key, record in trace.final.records.items():
+        node = g.nodes[key[0]]
+        if node.type == "delay" and record.status == SUCCEEDED:
+            took = record.finished_at - record.started_at
+            assert took >= float(node.config["seconds"]) - 1e-9, \
+                f"delay {name(g, key)} of {node.config['seconds']} s completed after {took} s"
+
+
+def a_timed_out_attempt_never_succeeds(trace: Trace) -> None:
+    g = trace.graph
+    timed_out = {}
+    for s in trace.steps:
+        for c in s.commands:
+            if type(c) is CancelNode and c.reason == "timeout":
+                timed_out[(key_of(g, c), c.attempt)] = s
+                _check_timeout_recorded(g, s.after.records[key_of(g, c)], c)
+    for key, record in trace.final.records.items():
+        assert record.status != SUCCEEDED or (key, record.attempts) not in timed_out, \
+            f"{name(g, key)} succeeded with attempt {record.attempts}, which had timed out"
+
+
+def _check_timeout_recorded(g, record, c) -> None:
+    node = g.nodes[g.index[c.node]]
+    assert record.status in (WAITING, FAILED, CANCELLED), f"{c.node} timed out but is {record.status}"
+    if record.status == FAILED:
+        error_type, message = record.error
+        assert error_type == "timeout", f"{c.node} timed out but failed with {record.error}"
+        assert f"{node.timeout:g} s" in message, f"the timeout message {message!r} does not name the limit"
+
+
+def records_summary(state) -> dict:
+    """What must not depend on completion order: each instance's status, ports, attempts, error."""
+    return {k: (r.status, r.ports, r.attempts, r.error) for k, r in state.records.items()}
+

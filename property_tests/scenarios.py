@@ -1,0 +1,40 @@
+"""Random scenarios for the step-driven tests: a workflow, what its nodes do, and whether the run is cancelled.
+
+The interleaving is not part of a scenario: each test draws it while driving (``DrawnSchedule``),
+so hypothesis shrinks a failure to the simplest workflow and the fewest odd choices.
+"""
+from __future__ import annotations
+
+import attrs
+from hypothesis import strategies as st
+
+from .step_driver import Behaviour, Trace, drive
+from adapters import load_workflow
+
+from .workflows import STEP_VOCABULARY, Vocabulary, workflow_definitions
+
+
+@attrs.frozen
+class Scenario:
+    definition: dict
+    behaviour: Behaviour
+    cancel_at: int | None = None  # the step at which a CancelRequested arrives, if any
+
+    def drive(self, schedule, snapshots: bool = False) -> Trace:
+        return drive(self.definition, load_workflow(self.definition), self.behaviour, schedule,
+                     cancel_at=self.cancel_at, snapshots=snapshots)
+
+
+@st.composite
+def scenarios(draw, vocab: Vocabulary = STEP_VOCABULARY, fail_percents=(0, 2, 5), final_failures=True,
+              cancels=True):
+    definition = draw(workflow_definitions(vocab))
+    behaviour = Behaviour(seed=draw(st.integers(0, 2**16)), fail_percent=draw(st.sampled_from(fail_percents)),
+                          final_failures=final_failures)
+    cancel_at = draw(st.integers(2, 60)) if cancels and draw(st.integers(0, 4)) == 4 else None
+    return Scenario(definition, behaviour, cancel_at)
+
+
+# Without timeouts (which race the clock) and without failures that end a run, every interleaving
+# must end in the same records.
+ORDER_FREE = Vocabulary(timeouts=False)

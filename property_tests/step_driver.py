@@ -1,0 +1,264 @@
+"""A runner stand-in that feeds ``scheduler_core.step`` directly, with a schedule choosing what happens.
+
+The driver keeps what a runner would: the attempts it was told to start, the timers it was asked
+for, the cancelled attempts it still owes a ``CancelConfirmed`` (and whose late result may still
+come). At each turn a ``Schedule`` picks the next thing to report: a completion or failure, a
+timer falling due (time jumps to it), a confirmation, a late result of a cancelled attempt, or a
+duplicate of something already reported; sometimes several in one batch. Time only moves
+forward, and every timer due by an event's time fires before that event, as in the real drive
+loop. What instances do is a ``Behaviour``: a pure function of the instance, attempt and input.
+
+The result is a ``Trace`` of every step (events, state before and after, commands) that the
+invariants in ``invariants.py`` read, and that prints as a literal reproduction.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import random
+from functools import partial
+
+import attrs
+from hypothesis import strategies as st
+
+from adapters.store import encode_event
+from adapters.workflow_file import workflow_to_dict
+from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, NodeFailed,
+                            NodeSucceeded, RunFinished, RunStarted, StartNode, StartTimer, State, TimerFired,
+                            compile_workflow, initial_state, step)
+
+from .pure_nodes import digest
+from .workflows import PYTHON_PORTS
+
+FAST, SLOW = (0, 0.5, 1), (2, 4, 8)  # how long an attempt takes, in seconds; slow ones are rarer
+MAX_STEPS = 5000
+
+
+@attrs.frozen
+class Behaviour:
+    """What a started attempt reports: ports, or a failure. Pure, so any order gives the same answers."""
+
+    seed: int = 0
+    fail_percent: int = 0
+    final_failures: bool = True  # False: only attempts that will be retried fail
+
+    def outcome(self, graph, cmd: StartNode):
+        """The attempt's ports (a dict), or ``(error_type, message)``."""
+        rng = random.Random(digest(self.seed, cmd.node, cmd.item, cmd.attempt, cmd.input))
+        node = graph.nodes[graph.index[cmd.node]]
+        may_fail = self.final_failures or cmd.attempt < node.retry.max_attempts
+        if may_fail and rng.randrange(100) < self.fail_percent:
+            return ("Boom", f"{cmd.node} attempt {cmd.attempt} failed")
+        if cmd.type == "if":
+            return {rng.choice(("true", "false")): cmd.input}
+        if cmd.type == "foreach":
+            items = [rng.randrange(100) for _ in range(rng.choice((0, 1, 2, 2, 3)))]
+            return {"result": items, "iteration": items}
+        if cmd.type == "merge":
+            return {"result": list(cmd.values)}
+        if cmd.type == "noop":
+            return {"result": cmd.input}
+        return {p: rng.randrange(1000) for p in PYTHON_PORTS if rng.randrange(4)}
+
+
+class FirstSchedule:
+    """Always the first choice: completions in start order, one event per batch, nothing odd."""
+
+    def pick(self, n: int) -> int:
+        return 0
+
+    def chance(self, k: int) -> bool:
+        return False
+
+
+class SeededSchedule:
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def pick(self, n: int) -> int:
+        return self.rng.randrange(n)
+
+    def chance(self, k: int) -> bool:
+        return self.rng.randrange(k) == 0
+
+
+class DrawnSchedule:
+    """Choices drawn by hypothesis, so a failing interleaving shrinks towards first choices."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def pick(self, n: int) -> int:
+        return self.data.draw(st.integers(0, n - 1)) if n > 1 else 0
+
+    def chance(self, k: int) -> bool:
+        return self.data.draw(st.integers(0, k - 1)) == k - 1
+
+
+@attrs.frozen
+class Step:
+    events: tuple
+    before: State
+    after: State
+    commands: tuple
+
+
+@attrs.frozen
+class Trace:
+    definition: dict
+    graph: object
+    steps: tuple
+    stalled: bool  # the run neither finished nor had anything left to report
+    snapshots: tuple | None = None  # frozen_bytes of each step's state before it, taken then
+
+    @property
+    def final(self) -> State:
+        return self.steps[-1].after
+
+    def reproduction(self) -> str:
+        """The workflow and every batch of events, as literal JSON a unit test can paste."""
+        batches = "\n".join(json.dumps([encode_event(e) for e in s.events], default=repr) for s in self.steps)
+        return f"workflow = {json.dumps(self.definition)}\nbatches (one per line):\n{batches}"
+
+
+def frozen_bytes(state: State) -> bytes:
+    """A deep snapshot of everything a state holds (its graph aside)."""
+    return pickle.dumps(tuple(getattr(state, f.name) for f in attrs.fields(State) if f.name != "graph"))
+
+
+class Driver:
+    def __init__(self, definition, workflow, graph, behaviour: Behaviour, schedule, *, cancel_at=None,
+                 snapshots=False):
+        self.definition = definition if definition is not None else workflow_to_dict(workflow)
+        self.graph = graph
+        self.behaviour = behaviour
+        self.schedule = schedule
+        self.cancel_at = cancel_at
+        self.snapshots = [] if snapshots else None
+        self.state = initial_state(graph)
+        self.now = 0.0
+        self.finished = False
+        self.running: dict = {}  # (node, item, attempt) -> (StartNode, started at, due to finish at)
+        self.zombies: dict = {}  # cancelled attempts whose late result may still come
+        self.to_confirm: dict = {}  # cancelled attempts owed a CancelConfirmed
+        self.timers: dict = {}  # timer id -> (due, order asked)
+        self.timers_asked: list = []
+        self.reported: list = []  # events already delivered, for duplicates
+        self.steps: list = []
+
+    def run(self, trigger=0) -> Trace:
+        self.deliver([RunStarted(at=0.0, trigger=trigger)])
+        while not self.finished and len(self.steps) < MAX_STEPS:
+            batch = self.next_batch()
+            if not batch:
+                break
+            self.deliver(batch)
+        for _ in range(self.schedule.pick(4) if self.finished else 0):
+            batch = self.next_batch()  # late results, confirmations and duplicates after the end
+            if batch:
+                self.deliver(batch)
+        snapshots = tuple(self.snapshots) if self.snapshots is not None else None
+        return Trace(self.definition, self.graph, tuple(self.steps), stalled=not self.finished, snapshots=snapshots)
+
+    # -- choosing what happens ------------------------------------------------------------------
+
+    def next_batch(self) -> list:
+        events = []
+        if self.cancel_at is not None and len(self.steps) == self.cancel_at and not self.finished:
+            events.append(CancelRequested(at=self.now, reason="cancelled by the property test"))
+        for _ in range(4):
+            actions = self.actions()
+            if not actions:
+                break
+            events.extend(actions[self.schedule.pick(len(actions))]())
+            if not self.schedule.chance(3):
+                break
+        return events
+
+    def actions(self) -> list:
+        acts = [partial(self.complete, key) for key in self.running]
+        if self.timers and self.next_timer_due() <= min((r[2] for r in self.running.values()), default=math.inf):
+            acts.append(self.fire_next_timer)
+        acts += [partial(self.confirm, key) for key in self.to_confirm]
+        acts += [partial(self.late_result, key) for key in self.zombies]
+        if self.reported and self.schedule.chance(6):
+            acts.append(self.duplicate)
+        return acts
+
+    def complete(self, key) -> list:
+        return self.report(*self.running.pop(key))
+
+    def late_result(self, key) -> list:
+        return self.report(*self.zombies.pop(key))
+
+    def report(self, cmd: StartNode, started_at: float, finish: float) -> list:
+        at = max(self.now, finish)
+        events = self.timers_due(at)
+        self.now = at
+        common = dict(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started_at)
+        outcome = self.behaviour.outcome(self.graph, cmd)
+        if isinstance(outcome, tuple):
+            events.append(NodeFailed(**common, error_type=outcome[0], message=outcome[1]))
+        else:
+            events.append(NodeSucceeded(**common, ports=outcome))
+        return events
+
+    def next_timer_due(self) -> float:
+        return min(self.timers.values())[0]
+
+    def fire_next_timer(self) -> list:
+        return self.timers_due(max(self.now, self.next_timer_due()))
+
+    def timers_due(self, until: float) -> list:
+        due = sorted((t for t, (when, _) in self.timers.items() if when <= until), key=self.timers.get)
+        events = []
+        for tid in due:
+            self.now = max(self.now, self.timers.pop(tid)[0])
+            events.append(TimerFired(timer=tid, at=self.now))
+        return events
+
+    def confirm(self, key) -> list:
+        cmd = self.to_confirm.pop(key)
+        return [CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.now,
+                                abandoned=self.schedule.chance(4))]
+
+    def duplicate(self) -> list:
+        return [attrs.evolve(self.reported[self.schedule.pick(len(self.reported))], at=self.now)]
+
+    # -- stepping ---------------------------------------------------------------------------------
+
+    def deliver(self, events: list) -> None:
+        before = self.state
+        if self.snapshots is not None:
+            self.snapshots.append(frozen_bytes(before))
+        self.state, commands = step(before, events)
+        self.steps.append(Step(tuple(events), before, self.state, commands))
+        self.reported.extend(e for e in events if not isinstance(e, (RunStarted, CancelRequested)))
+        for command in commands:
+            self.carry_out(command)
+
+    def carry_out(self, c) -> None:
+        kind = type(c)
+        if kind is StartNode:
+            durations = SLOW if self.schedule.chance(5) else FAST
+            duration = durations[self.schedule.pick(len(durations))]
+            self.running[(c.node, c.item, c.attempt)] = (c, self.now, self.now + duration)
+        elif kind is CancelNode:
+            key = (c.node, c.item, c.attempt)
+            if key in self.running:
+                self.zombies[key] = self.running.pop(key)
+            self.to_confirm[key] = c
+        elif kind is StartTimer:
+            self.timers[c.timer] = (c.due, len(self.timers_asked))
+            self.timers_asked.append(c.timer)
+        elif kind is CancelTimer:
+            self.timers.pop(c.timer, None)
+        elif kind is RunFinished:
+            self.finished = True
+        elif kind is AwaitInput:
+            raise AssertionError(f"no node in these workflows waits for input, yet the core asked: {c}")
+
+
+def drive(definition, workflow, behaviour, schedule, **options) -> Trace:
+    return Driver(definition, workflow, compile_workflow(workflow), behaviour, schedule, **options).run()

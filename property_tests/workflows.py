@@ -1,0 +1,179 @@
+"""A hypothesis strategy for random workflow definitions (the dict a user would write in YAML).
+
+Nodes are declared in topological order (every edge points to a later node), so there is never a
+cycle. Each node lives in a *scope*: the top level or the items of one ``foreach``; its inputs
+all come from its own scope (a plain or ``map: true`` edge), from the ``iteration`` port of the
+foreach that opens the scope, or from a scope nested one level deeper (a gather). That is exactly
+what ``compile_workflow`` accepts, so every drawn definition is valid.
+"""
+from __future__ import annotations
+
+import attrs
+from hypothesis import strategies as st
+
+from adapters import load_workflow
+
+CALL = "property_tests.pure_nodes:mix"
+PYTHON_PORTS = ("result", "a", "b")
+OUT_PORTS = {"python": PYTHON_PORTS, "if": ("true", "false"), "foreach": ("result",), "merge": ("result",),
+             "noop": ("result",), "delay": ("result",)}
+TASK_TYPES = ("python", "if", "foreach", "merge", "noop")
+FOREACH_ITEMS = ("`[]`", "[@]", "[@, @]", "[@, @, @]")
+CONDITIONS = ("@ > `500`", "@", "@ == `7`")
+MAX_FOREACH_DEPTH = 2
+MAX_PASSED_SIZE = 40  # a node whose input could hold more numbers is a python node, which hashes it
+
+
+@attrs.frozen
+class Vocabulary:
+    """Which parts of the workflow language random definitions use."""
+
+    max_nodes: int = 60
+    fan_out: bool = True
+    delays: bool = True
+    delay_seconds: tuple = (0, 0.5, 1, 3)
+    timeouts: bool = True
+    timeout_odds: int = 8  # one task node in this many has a timeout
+    retries: bool = True
+    retry_odds: int = 4
+    retry_delays: tuple = (0, 0.5, 1)
+    caps: bool = True
+    on_error: tuple = ("fail_fast", "continue")
+    fail_percent: int = 0  # for the pure node functions the runners call
+
+
+STEP_VOCABULARY = Vocabulary()
+# Runner tests run real code on real clocks: short delays, no timeouts (a timeout races the clock).
+RUNNER_VOCABULARY = Vocabulary(max_nodes=12, timeouts=False, delay_seconds=(0, 0.01, 0.03),
+                               retry_delays=(0, 0.01), fail_percent=15)
+
+
+@attrs.define
+class _Declared:
+    id: str
+    type: str
+    scope: str | None  # the foreach whose items this node runs per, or None at the top level
+    depth: int
+    size: int  # a bound on how many numbers its output holds: values passed on must not grow exponentially
+
+
+@st.composite
+def workflow_definitions(draw, vocab: Vocabulary = STEP_VOCABULARY):
+    """A random, valid workflow definition as a dict."""
+    settings = _settings(draw, vocab)
+    declared: list[_Declared] = []
+    nodes, connections = [], []
+    for i in range(draw(st.integers(1, vocab.max_nodes))):
+        node, edges = _node(draw, vocab, i, declared, settings)
+        nodes.append(node)
+        connections.extend(edges)
+    return {"name": "random", "settings": settings, "nodes": nodes, "connections": connections}
+
+
+def workflows(vocab: Vocabulary = STEP_VOCABULARY):
+    """Random definitions, loaded (``load_workflow``) into ``(definition, Workflow)``."""
+    return workflow_definitions(vocab).map(lambda d: (d, load_workflow(d)))
+
+
+def _settings(draw, vocab: Vocabulary) -> dict:
+    settings = {"on_error": draw(st.sampled_from(vocab.on_error))}
+    if vocab.caps:
+        settings["max_parallel"] = draw(st.integers(1, 8))
+        settings["pools"] = {"p1": draw(st.integers(1, 3)), "p2": draw(st.integers(1, 3))}
+    else:
+        settings["max_parallel"] = 64
+    return settings
+
+
+def _node(draw, vocab, i, declared, settings):
+    scope = _scope(draw, vocab, declared)
+    depth = 0 if scope is None else next(d.depth for d in declared if d.id == scope) + 1
+    edges = _incoming(draw, i, scope, declared)
+    size = _input_size(edges, declared)
+    kind = draw(st.sampled_from(_types(vocab, depth))) if size <= MAX_PASSED_SIZE else "python"
+    node = {"id": f"n{i}", "type": kind, **_config(draw, vocab, i, kind)}
+    if kind in TASK_TYPES:
+        node.update(_task_fields(draw, vocab, settings))
+    if kind == "python" and "retry" in node:
+        node["params"]["flaky_attempts"] = draw(st.integers(0, node["retry"]["max_attempts"] - 1))
+    declared.append(_Declared(node["id"], kind, scope, depth, 1 if kind == "python" else size))
+    return node, [{"to": node["id"], **e} for e in edges]
+
+
+def _input_size(edges, declared) -> int:
+    """Merges, noops, ifs, delays and foreach pass on what they get; a gather collects up to 3 items."""
+    by_id = {d.id: d for d in declared}
+    sizes = [by_id[e["from"]].size * (3 if _is_gather(e, by_id) else 1) for e in edges]
+    return sum(sizes) or 1
+
+
+def _is_gather(edge, by_id) -> bool:
+    return by_id[edge["from"]].scope is not None and not edge.get("map") and edge["port"] != "iteration"
+
+
+def _scope(draw, vocab, declared):
+    scopes = [None] + [d.id for d in declared if d.type == "foreach" and d.depth < MAX_FOREACH_DEPTH]
+    return draw(st.sampled_from(scopes)) if vocab.fan_out else None
+
+
+def _types(vocab, depth) -> list:
+    kinds = ["python", "python", "python", "if", "merge", "noop"]
+    if vocab.fan_out and depth < MAX_FOREACH_DEPTH:
+        kinds.append("foreach")
+    if vocab.delays:
+        kinds.append("delay")
+    return kinds
+
+
+def _candidates(scope, declared) -> list:
+    """Every (source, port, map) that may feed a node in ``scope``."""
+    parent = {d.id: d.scope for d in declared}
+    out = []
+    for d in declared:
+        if d.id == scope:
+            out.append((d.id, "iteration", False))
+        if d.scope == scope:
+            out.extend((d.id, port, scope is not None) for port in OUT_PORTS[d.type])
+        elif d.scope is not None and parent[d.scope] == scope:
+            out.extend((d.id, port, False) for port in OUT_PORTS[d.type])  # a gather
+    return out
+
+
+def _incoming(draw, i, scope, declared) -> list:
+    candidates = _candidates(scope, declared)
+    if scope is None and (i == 0 or _one_in(draw, 10)):
+        return []  # a root: it receives the trigger
+    chosen = draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=3, unique=True))
+    return [{"from": src, "port": port, **({"map": True} if mapped else {})} for src, port, mapped in chosen]
+
+
+def _config(draw, vocab, i, kind) -> dict:
+    if kind == "python":
+        return {"call": CALL, "params": {"salt": i, "ports": list(PYTHON_PORTS), "fail_percent": vocab.fail_percent}}
+    if kind == "if":
+        return {"condition": draw(st.sampled_from(CONDITIONS))}
+    if kind == "foreach":
+        config = {"items": draw(st.sampled_from(FOREACH_ITEMS))}
+        if vocab.caps and draw(st.booleans()):
+            config["max_parallel"] = draw(st.integers(1, 2))
+        return config
+    if kind == "delay":
+        return {"seconds": draw(st.sampled_from(vocab.delay_seconds))}
+    return {}
+
+
+def _task_fields(draw, vocab, settings) -> dict:
+    fields = {"estimate": draw(st.sampled_from((1, 0.5, 2)))}
+    if vocab.timeouts and _one_in(draw, vocab.timeout_odds):
+        fields["timeout"] = draw(st.sampled_from((1, 3, 10)))
+    if vocab.retries and _one_in(draw, vocab.retry_odds):
+        fields["retry"] = {"max_attempts": draw(st.integers(2, 3)), "delay": draw(st.sampled_from(vocab.retry_delays)),
+                           "backoff": draw(st.sampled_from((1, 2)))}
+    if settings.get("pools") and _one_in(draw, 3):
+        fields["pool"] = draw(st.sampled_from(sorted(settings["pools"])))
+    return fields
+
+
+def _one_in(draw, odds: int) -> bool:
+    """True about once in ``odds`` draws; shrinks to False."""
+    return draw(st.integers(0, odds - 1)) == odds - 1
