@@ -427,7 +427,7 @@ def a_timed_out_attempt_never_succeeds(trace: Trace) -> None:
         for c in s.commands:
             if type(c) is CancelNode and c.reason == "timeout":
                 timed_out[(key_of(g, c), c.attempt)] = s
-                _check_timeout_recorded(g, s.after.records[key_of(g, c)], c)
+                _check_timeout_recorded(g, s.after.records.get(key_of(g, c)), c)
     for key, record in trace.final.records.items():
         assert record.status != SUCCEEDED or (key, record.attempts) not in timed_out, \
             f"{name(g, key)} succeeded with attempt {record.attempts}, which had timed out"
@@ -435,6 +435,7 @@ def a_timed_out_attempt_never_succeeds(trace: Trace) -> None:
 
 def _check_timeout_recorded(g, record, c) -> None:
     node = g.nodes[g.index[c.node]]
+    assert record is not None, f"{c.node} timed out but has no record"
     assert record.status in (WAITING, FAILED, CANCELLED), f"{c.node} timed out but is {record.status}"
     if record.status == FAILED:
         error_type, message = record.error
