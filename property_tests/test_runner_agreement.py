@@ -6,7 +6,7 @@ which siblings finished before the first failure legitimately can, so that mode 
 step-level properties.
 """
 import attrs
-from hypothesis import given, settings
+from hypothesis import given
 
 from adapters import Engine
 
@@ -22,7 +22,6 @@ def records(runner: str, definition: dict) -> tuple:
     return out["status"], out["error"], rows
 
 
-@settings(max_examples=8)
 @given(workflow_definitions(VOCABULARY))
 def test_serial_thread_asyncio_and_simulated_runners_agree_on_the_final_records(definition):
     reference = records("serial", definition)
