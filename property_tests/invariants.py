@@ -274,6 +274,44 @@ def no_ready_instance_waits_while_its_caps_have_room(trace: Trace) -> None:
     walk(trace, after_step=after_step)
 
 
+def priorities(g) -> dict:
+    """Each node's priority key part: the longest remaining path to a sink (cost estimates), then
+    declaration order. Computed here from the definition, not taken from the graph."""
+    remaining = [0.0] * len(g.nodes)
+    for n in reversed(g.topo):
+        remaining[n] = g.nodes[n].estimate + max((remaining[g.edges[e].target] for e in g.out_edges[n]), default=0.0)
+    return {n: (-remaining[n], n) for n in range(len(g.nodes))}
+
+
+def ready_instances_start_in_priority_order(trace: Trace) -> None:
+    """Critical path first, then declaration order, then item index: a step's starts come in that
+    order, and nothing it leaves ready outranks a start unless a cap of its own is full."""
+    g = trace.graph
+    rank = priorities(g)
+
+    def prio(key):
+        return (*rank[key[0]], key[1])
+
+    def after_step(step, ledger):
+        starts = [key_of(g, c) for c in step.commands if type(c) is StartNode]
+        order = [prio(k) for k in starts]
+        assert order == sorted(order), f"starts out of priority order: {[name(g, k) for k in starts]}"
+        if not starts or step.after.finished:
+            return
+        counts = ledger.counts()
+        for h in step.after.ready.values():
+            for _, n, path in heap.entries(h):
+                left = (n, path)
+                own_full = [c for c in caps_of(g, left) if counts.get(c, 0) >= cap_size(g, c)]
+                for s in starts:
+                    if prio(s) > prio(left):
+                        same_queue = caps_of(g, s) == caps_of(g, left)
+                        assert own_full and not same_queue, \
+                            f"{name(g, s)} started while {name(g, left)}, which outranks it, stayed ready"
+
+    walk(trace, after_step=after_step)
+
+
 def nothing_happens_after_the_run_finished(trace: Trace) -> None:
     """The finishing step starts nothing and leaves nothing in flight or timed; later steps emit nothing."""
     g = trace.graph

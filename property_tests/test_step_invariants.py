@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from .invariants import (attempts_never_overlap, every_instance_ends_in_exactly_one_terminal_status, holds,
                          in_flight_never_exceeds_a_cap, no_instance_starts_before_its_inputs_resolve,
                          no_ready_instance_waits_while_its_caps_have_room, nothing_happens_after_the_run_finished,
-                         records_summary, replaying_the_batches_rebuilds_the_state,
+                         ready_instances_start_in_priority_order, records_summary, replaying_the_batches_rebuilds_the_state,
                          sequence_is_a_linear_extension_of_the_graph, step_never_mutates_the_state_it_is_given)
 from .scenarios import ORDER_FREE, scenarios
 from .step_driver import DrawnSchedule, FirstSchedule
@@ -76,3 +76,8 @@ def test_under_on_error_continue_final_records_do_not_depend_on_completion_order
     shuffled = scenario.drive(DrawnSchedule(data))
     assert records_summary(shuffled.final) == records_summary(reference.final), shuffled.reproduction()
     assert shuffled.final.status == reference.final.status
+
+
+@given(scenarios(), st.data())
+def test_ready_instances_start_critical_path_first_then_in_declaration_and_item_order(scenario, data):
+    holds(scenario.drive(DrawnSchedule(data)), ready_instances_start_in_priority_order)
