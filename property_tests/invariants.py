@@ -7,7 +7,7 @@ delivers, which instances a run must have, which attempts are in flight.
 from __future__ import annotations
 
 from scheduler_core import (CancelConfirmed, CancelNode, CancelTimer, NodeFailed, NodeSucceeded, RunFinished,
-                            StartNode, StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
+                            Resumed, StartNode, StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
 from scheduler_core.graph import FAN_OUT, GATHER, MAP
 from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING
 
@@ -117,6 +117,7 @@ class Ledger:
         self.started: dict = {}  # key -> last attempt started
         self.stopping: set = set()  # (key, attempt) timed out, not yet confirmed stopped
         self.timers: set = set()  # timers asked for, not yet fired or cancelled
+        self.orphans: dict = {}  # key -> attempt in flight when the driving process died, until re-dispatched
 
     def events(self, events) -> None:
         for ev in events:
@@ -128,6 +129,10 @@ class Ledger:
                 self.stopping.discard((key_of(self.g, ev), ev.attempt))
             elif type(ev) is TimerFired:
                 self.timers.discard(ev.timer)
+            elif type(ev) is Resumed:  # what the dead process ran, stopped or timed is gone
+                self.orphans, self.inflight = self.inflight, {}
+                self.stopping.clear()
+                self.timers.clear()
 
     def command(self, c) -> None:
         kind = type(c)
@@ -209,6 +214,12 @@ def _check_start_inputs(g, state, c) -> None:
     values = _check_resolution(g, state.records, key, "started")
     assert c.values == tuple(values), f"{name(g, key)} started with {c.values!r}; its edges delivered {values!r}"
     assert c.input == (values[0] if len(values) == 1 else values), f"{name(g, key)} got input {c.input!r}"
+    by_source: dict = {}
+    for e, value in delivered(g, state.records, key):
+        if value is not DEAD:
+            by_source.setdefault(g.ids[e.source], []).append(value)
+    expected = {src: vs[0] if len(vs) == 1 else vs for src, vs in by_source.items()}
+    assert c.inputs == expected, f"{name(g, key)} got inputs by source {c.inputs!r}, not {expected!r}"
 
 
 def _check_resolution(g, records, key, what: str) -> list:
@@ -227,12 +238,16 @@ def _check_resolution(g, records, key, what: str) -> list:
 
 def attempts_never_overlap(trace: Trace) -> None:
     """Attempts of an instance are numbered 1, 2, ...; one starts only when the last has ended and,
-    if it timed out, once the runner confirmed it stopped. A succeeded instance never starts again."""
+    if it timed out, once the runner confirmed it stopped. A succeeded instance never starts again.
+    The one exception: after a crash, the resume re-dispatches exactly the attempts that were in flight."""
     g = trace.graph
 
     def on_start(step, c, ledger):
         key = key_of(g, c)
-        assert not c.redispatch, f"{name(g, key)} was re-dispatched, yet no process died"
+        if c.redispatch:
+            assert ledger.orphans.pop(key, None) == c.attempt, \
+                f"{name(g, key)} attempt {c.attempt} was re-dispatched, but it was not in flight when a process died"
+            return
         assert c.attempt == ledger.started.get(key, 0) + 1, \
             f"{name(g, key)} started attempt {c.attempt} after attempt {ledger.started.get(key, 0)}"
         assert key not in ledger.inflight, f"{name(g, key)} started attempt {c.attempt} while attempt " \
@@ -244,7 +259,15 @@ def attempts_never_overlap(trace: Trace) -> None:
         assert before is None or before.status in (PENDING, WAITING), \
             f"{name(g, key)} started attempt {c.attempt} though it was {before.status}"
 
-    walk(trace, on_start=on_start)
+    def after_step(step, ledger):
+        lost = [name(g, k) for k in ledger.orphans]
+        assert not lost, f"{lost} were in flight when the process died and were not re-dispatched on resume"
+
+    ledger = walk(trace, on_start=on_start, after_step=after_step)
+    for key, record in trace.final.records.items():
+        if g.nodes[key[0]].type != "delay":
+            assert record.attempts == ledger.started.get(key, 0), \
+                f"{name(g, key)} records {record.attempts} attempts but started {ledger.started.get(key, 0)}"
 
 
 def in_flight_never_exceeds_a_cap(trace: Trace) -> None:
@@ -293,7 +316,7 @@ def ready_instances_start_in_priority_order(trace: Trace) -> None:
         return (*rank[key[0]], key[1])
 
     def after_step(step, ledger):
-        starts = [key_of(g, c) for c in step.commands if type(c) is StartNode]
+        starts = [key_of(g, c) for c in step.commands if type(c) is StartNode and not c.redispatch]
         order = [prio(k) for k in starts]
         assert order == sorted(order), f"starts out of priority order: {[name(g, k) for k in starts]}"
         if not starts or step.after.finished:
@@ -359,11 +382,20 @@ def _check_run_status(g, final) -> None:
         assert set(statuses) <= {SUCCEEDED, SKIPPED}, f"a succeeded run has records {sorted(set(statuses))}"
     elif final.status == "failed":
         assert failed >= 1, "the run failed though no instance failed"
+        failures = [r for r in final.records.values() if r.status == FAILED]
+        assert final.error["node"] in {r.node for r in failures}, f"the run's error {final.error} names no failure"
         if g.fail_fast:
             assert failed == 1, f"fail-fast ended the run with {failed} failed instances, not one"
-            assert final.error["node"] in {r.node for r in final.records.values() if r.status == FAILED}
+            assert final.finished_at == failures[0].finished_at, "fail-fast: the run did not end with its failure"
     elif final.status == "cancelled":
         assert CANCELLED in statuses or not statuses, "a cancelled run with no cancelled instance"
+    ended = [r.finished_at for r in final.records.values() if r.finished_at is not None]
+    assert final.finished_at >= max(ended, default=final.started_at), "the run ended before one of its instances"
+    for r in final.records.values():
+        if r.started_at is not None and r.finished_at is not None:
+            assert r.started_at <= r.finished_at, f"{r.node}{list(r.item)} finished before it started"
+        if r.started_seq is not None and r.finished_seq is not None:
+            assert r.started_seq < r.finished_seq, f"{r.node}{list(r.item)}: finished_seq before started_seq"
 
 
 def sequence_is_a_linear_extension_of_the_graph(trace: Trace) -> None:
@@ -403,7 +435,7 @@ def every_item_instance_runs_exactly_once(trace: Trace) -> None:
     starts: dict = {}
     for s in trace.steps:
         for c in s.commands:
-            if type(c) is StartNode:
+            if type(c) is StartNode and not c.redispatch:  # a re-dispatch after a crash is the documented exception
                 starts[key_of(g, c)] = starts.get(key_of(g, c), 0) + 1
     for key in expected_instances(g, trace.final.records):
         record = trace.final.records[key]

@@ -19,20 +19,22 @@ class Scenario:
     definition: dict
     behaviour: Behaviour
     cancel_at: int | None = None  # the step at which a CancelRequested arrives, if any
+    crash_at: int | None = None  # the step at which the driving process dies and a new one resumes
 
     def drive(self, schedule, snapshots: bool = False) -> Trace:
         return drive(self.definition, load_workflow(self.definition), self.behaviour, schedule,
-                     cancel_at=self.cancel_at, snapshots=snapshots)
+                     cancel_at=self.cancel_at, crash_at=self.crash_at, snapshots=snapshots)
 
 
 @st.composite
 def scenarios(draw, vocab: Vocabulary = STEP_VOCABULARY, fail_percents=(0, 2, 5), final_failures=True,
-              cancels=True):
+              cancels=True, crashes=True):
     definition = draw(workflow_definitions(vocab))
     behaviour = Behaviour(seed=draw(st.integers(0, 2**16)), fail_percent=draw(st.sampled_from(fail_percents)),
                           final_failures=final_failures)
     cancel_at = draw(st.integers(2, 60)) if cancels and draw(st.integers(0, 4)) == 4 else None
-    return Scenario(definition, behaviour, cancel_at)
+    crash_at = draw(st.integers(1, 40)) if crashes and draw(st.integers(0, 4)) == 4 else None
+    return Scenario(definition, behaviour, cancel_at, crash_at)
 
 
 # Without timeouts (which race the clock) and without failures that end a run, every interleaving

@@ -4,7 +4,8 @@ The driver keeps what a runner would: the attempts it was told to start, the tim
 for, the cancelled attempts it still owes a ``CancelConfirmed`` (and whose late result may still
 come). At each turn a ``Schedule`` picks the next thing to report: a completion or failure, a
 timer falling due (time jumps to it), a confirmation, a late result of a cancelled attempt, or a
-duplicate of something already reported; sometimes several in one batch. Time only moves
+duplicate of something already reported; sometimes several in one batch. A scenario may also
+crash the driving process at one step: a new one resumes the run (``Resumed``). Time only moves
 forward, and every timer due by an event's time fires before that event, as in the real drive
 loop. What instances do is a ``Behaviour``: a pure function of the instance, attempt and input.
 
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from adapters.store import encode_event
 from adapters.workflow_file import workflow_to_dict
 from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, NodeFailed,
-                            NodeSucceeded, RunFinished, RunStarted, StartNode, StartTimer, State, TimerFired,
+                            NodeSucceeded, Resumed, RunFinished, RunStarted, StartNode, StartTimer, State, TimerFired,
                             compile_workflow, initial_state, step)
 
 from .pure_nodes import digest
@@ -129,12 +130,13 @@ def frozen_bytes(state: State) -> bytes:
 
 class Driver:
     def __init__(self, definition, workflow, graph, behaviour: Behaviour, schedule, *, cancel_at=None,
-                 snapshots=False):
+                 crash_at=None, snapshots=False):
         self.definition = definition if definition is not None else workflow_to_dict(workflow)
         self.graph = graph
         self.behaviour = behaviour
         self.schedule = schedule
         self.cancel_at = cancel_at
+        self.crash_at = crash_at
         self.snapshots = [] if snapshots else None
         self.state = initial_state(graph)
         self.now = 0.0
@@ -164,6 +166,8 @@ class Driver:
     # -- choosing what happens ------------------------------------------------------------------
 
     def next_batch(self) -> list:
+        if self.crash_at is not None and len(self.steps) == self.crash_at and not self.finished:
+            return self.crash_and_resume()
         events = []
         if self.cancel_at is not None and len(self.steps) == self.cancel_at and not self.finished:
             events.append(CancelRequested(at=self.now, reason="cancelled by the property test"))
@@ -175,6 +179,14 @@ class Driver:
             if not self.schedule.chance(3):
                 break
         return events
+
+    def crash_and_resume(self) -> list:
+        """The driving process dies: what it ran, owed and timed is gone; a new one resumes the run."""
+        for pending in (self.running, self.zombies, self.to_confirm, self.timers):
+            pending.clear()
+        self.reported.clear()
+        self.now += FAST[self.schedule.pick(len(FAST))]
+        return [Resumed(at=self.now)]
 
     def actions(self) -> list:
         acts = [partial(self.complete, key) for key in self.running]
@@ -234,7 +246,7 @@ class Driver:
             self.snapshots.append(frozen_bytes(before))
         self.state, commands = step(before, events)
         self.steps.append(Step(tuple(events), before, self.state, commands))
-        self.reported.extend(e for e in events if not isinstance(e, (RunStarted, CancelRequested)))
+        self.reported.extend(e for e in events if not isinstance(e, (RunStarted, CancelRequested, Resumed)))
         for command in commands:
             self.carry_out(command)
 

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from .invariants import (attempts_never_overlap, every_instance_ends_in_exactly_one_terminal_status, holds,
                          in_flight_never_exceeds_a_cap, no_instance_starts_before_its_inputs_resolve,
                          no_ready_instance_waits_while_its_caps_have_room, nothing_happens_after_the_run_finished,
-                         ready_instances_start_in_priority_order, records_summary, replaying_the_batches_rebuilds_the_state,
-                         sequence_is_a_linear_extension_of_the_graph, step_never_mutates_the_state_it_is_given)
+                         ready_instances_start_in_priority_order, records_summary,
+                         replaying_the_batches_rebuilds_the_state, sequence_is_a_linear_extension_of_the_graph,
+                         step_never_mutates_the_state_it_is_given)
 from .scenarios import ORDER_FREE, scenarios
 from .step_driver import DrawnSchedule, FirstSchedule
 from .workflows import Vocabulary
