@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 
 _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 
-settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None, print_blob=True,
+settings.register_profile("ci", max_examples=30, derandomize=True, deadline=None, print_blob=True,
                           suppress_health_check=_SLOW_IS_FINE)
 settings.register_profile("dev", max_examples=600, deadline=None, print_blob=True,
                           suppress_health_check=_SLOW_IS_FINE)

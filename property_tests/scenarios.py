@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 from hypothesis import strategies as st
 
-from .step_driver import Behaviour, Trace, drive
+from .step_driver import Behaviour, DrawnSchedule, Trace, drive
 from adapters import load_workflow
 
 from .workflows import STEP_VOCABULARY, Vocabulary, workflow_definitions
@@ -40,3 +40,9 @@ def scenarios(draw, vocab: Vocabulary = STEP_VOCABULARY, fail_percents=(0, 2, 5)
 # Without timeouts (which race the clock) and without failures that end a run, every interleaving
 # must end in the same records.
 ORDER_FREE = Vocabulary(timeouts=False)
+
+
+@st.composite
+def traces(draw, **options):
+    """A scenario driven under a drawn schedule: the trace itself, for properties of the generators."""
+    return draw(scenarios(**options)).drive(DrawnSchedule(draw))

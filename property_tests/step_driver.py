@@ -24,7 +24,6 @@ import attrs
 from hypothesis import strategies as st
 
 from adapters.store import encode_event
-from adapters.workflow_file import workflow_to_dict
 from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, NodeFailed,
                             NodeSucceeded, Resumed, RunFinished, RunStarted, StartNode, StartTimer, State, TimerFired,
                             compile_workflow, initial_state, step)
@@ -73,28 +72,18 @@ class FirstSchedule:
         return False
 
 
-class SeededSchedule:
-    def __init__(self, seed: int):
-        self.rng = random.Random(seed)
-
-    def pick(self, n: int) -> int:
-        return self.rng.randrange(n)
-
-    def chance(self, k: int) -> bool:
-        return self.rng.randrange(k) == 0
-
-
 class DrawnSchedule:
-    """Choices drawn by hypothesis, so a failing interleaving shrinks towards first choices."""
+    """Choices drawn by hypothesis (``st.data()`` or a composite's ``draw``), so a failing
+    interleaving shrinks towards first choices."""
 
-    def __init__(self, data):
-        self.data = data
+    def __init__(self, source):
+        self.draw = getattr(source, "draw", source)
 
     def pick(self, n: int) -> int:
-        return self.data.draw(st.integers(0, n - 1)) if n > 1 else 0
+        return self.draw(st.integers(0, n - 1)) if n > 1 else 0
 
     def chance(self, k: int) -> bool:
-        return self.data.draw(st.integers(0, k - 1)) == k - 1
+        return self.draw(st.integers(0, k - 1)) == k - 1
 
 
 @attrs.frozen
@@ -129,9 +118,9 @@ def frozen_bytes(state: State) -> bytes:
 
 
 class Driver:
-    def __init__(self, definition, workflow, graph, behaviour: Behaviour, schedule, *, cancel_at=None,
+    def __init__(self, definition: dict, graph, behaviour: Behaviour, schedule, *, cancel_at=None,
                  crash_at=None, snapshots=False):
-        self.definition = definition if definition is not None else workflow_to_dict(workflow)
+        self.definition = definition
         self.graph = graph
         self.behaviour = behaviour
         self.schedule = schedule
@@ -273,4 +262,4 @@ class Driver:
 
 
 def drive(definition, workflow, behaviour, schedule, **options) -> Trace:
-    return Driver(definition, workflow, compile_workflow(workflow), behaviour, schedule, **options).run()
+    return Driver(definition, compile_workflow(workflow), behaviour, schedule, **options).run()

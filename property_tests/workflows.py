@@ -11,8 +11,6 @@ from __future__ import annotations
 import attrs
 from hypothesis import strategies as st
 
-from adapters import load_workflow
-
 CALL = "property_tests.pure_nodes:mix"
 PYTHON_PORTS = ("result", "a", "b")
 OUT_PORTS = {"python": PYTHON_PORTS, "if": ("true", "false"), "foreach": ("result",), "merge": ("result",),
@@ -68,11 +66,6 @@ def workflow_definitions(draw, vocab: Vocabulary = STEP_VOCABULARY):
         nodes.append(node)
         connections.extend(edges)
     return {"name": "random", "settings": settings, "nodes": nodes, "connections": connections}
-
-
-def workflows(vocab: Vocabulary = STEP_VOCABULARY):
-    """Random definitions, loaded (``load_workflow``) into ``(definition, Workflow)``."""
-    return workflow_definitions(vocab).map(lambda d: (d, load_workflow(d)))
 
 
 def _settings(draw, vocab: Vocabulary) -> dict:
