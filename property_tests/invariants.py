@@ -6,6 +6,11 @@ delivers, which instances a run must have, which attempts are in flight.
 """
 from __future__ import annotations
 
+import functools
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
 from scheduler_core import (CancelConfirmed, CancelNode, CancelTimer, NodeFailed, NodeSucceeded, RunFinished,
                             Resumed, StartNode, StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
 from scheduler_core.graph import FAN_OUT, GATHER, MAP
@@ -13,8 +18,24 @@ from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED,
 
 from .step_driver import Trace, frozen_bytes
 
+
+@functools.lru_cache(maxsize=None)
+def _expression(text: str):
+    return jmespath.compile(text)
+
+
+def selected(e, value):
+    """The value an edge delivers after its ``select``, or ``SELECT_FAILED``."""
+    if e.select_text is None:
+        return value
+    try:
+        return _expression(e.select_text).search(value)
+    except JMESPathError:
+        return SELECT_FAILED
+
 UNRESOLVED = object()  # the edge's source has not ended yet
 DEAD = object()  # the edge resolved without a value
+SELECT_FAILED = object()  # the edge's select raised on what it delivered: its target fails
 
 
 def holds(trace: Trace, *invariants) -> None:
@@ -72,10 +93,12 @@ def edge_value(g, records, e, path):
     if e.kind == FAN_OUT:
         items = _items(sources[0])
         assert path[-1] < len(items), f"{name(g, (e.target, path))} exists, but its foreach has {len(items)} items"
-        return items[path[-1]]
-    values = [r.ports[e.port] for r in sources if r.status == SUCCEEDED and e.port in r.ports]
+        return selected(e, items[path[-1]])
+    values = [selected(e, r.ports[e.port]) for r in sources if r.status == SUCCEEDED and e.port in r.ports]
+    if SELECT_FAILED in values:
+        return SELECT_FAILED
     if e.kind == GATHER and expanded and len(sources[0].item) > len(path):
-        return values or DEAD  # the items' results, in item order
+        return values or DEAD  # the items' results, in item order, each through the select
     return values[0] if values else DEAD
 
 
@@ -204,6 +227,8 @@ def no_instance_starts_before_its_inputs_resolve(trace: Trace) -> None:
         for key, old, new in changed_records(s):
             if new.status == SKIPPED or (new.status == WAITING and new.attempts == 1 and old is None):
                 _check_resolution(g, s.after.records, key, new.status)
+            elif new.status == FAILED and new.error[0] == "select":
+                _check_resolution(g, s.after.records, key, "failed its select")
 
 
 def _check_start_inputs(g, state, c) -> None:
@@ -231,8 +256,11 @@ def _check_resolution(g, records, key, what: str) -> list:
     values = [v for _, v in edges if v is not DEAD]
     if what == SKIPPED:
         assert not values, f"{name(g, key)} was skipped though its edges delivered {values!r}"
+    elif what == "failed its select":
+        assert SELECT_FAILED in values, f"{name(g, key)} failed a select, yet every select on its edges works"
     else:
         assert values, f"{name(g, key)} {what} though every incoming edge is dead"
+        assert SELECT_FAILED not in values, f"{name(g, key)} {what} though a select on its edges failed"
     return values
 
 
@@ -455,7 +483,7 @@ def gathers_receive_item_results_in_item_order(trace: Trace) -> None:
             key = key_of(g, c)
             got = iter(c.values)
             for e, value in delivered(g, s.after.records, key):
-                if value is DEAD or value is UNRESOLVED:
+                if value is DEAD or value is UNRESOLVED or value is SELECT_FAILED:
                     continue
                 arrived = next(got, None)
                 if e.kind == GATHER:

@@ -18,6 +18,8 @@ from .workflows import Vocabulary
 # Finding one run is enough: no shrinking, which for whole traces would take minutes.
 SEARCH = settings(max_examples=400, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))
+# find() prints the whole trace it found; that is what we want, only not as a warning.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 
 def starts(trace):
@@ -48,6 +50,15 @@ def nests_fan_outs(trace) -> bool:
 def keeps_an_unexpanded_record(trace) -> bool:
     g = trace.graph
     return any(len(path) < g.depth[n] for n, path in trace.final.records.keys())
+
+
+def fails_a_select(trace) -> bool:
+    return any(r.error and r.error[0] == "select" for r in trace.final.records.values())
+
+
+def starts_with_a_selected_value(trace) -> bool:
+    g = trace.graph
+    return any(any(g.edges[ei].select_text for ei in g.in_edges[key_of(g, c)[0]]) for _, c in starts(trace))
 
 
 def completes_a_delay(trace) -> bool:
@@ -119,7 +130,7 @@ CASES = [(gathers_several_items, CALM), (joins_two_delivered_inputs, {}), (skips
          (retries_after_a_failure, {"fail_percents": (20,)}), (delivers_a_duplicate, {}),
          (delivers_a_late_result, {}), (cancels_in_flight_siblings_on_failure, {"fail_percents": (20,)}),
          (redispatches_after_a_crash, {}), (batches_several_events, {}), (fills_a_cap("pool"), {}),
-         (fills_a_cap("foreach"), CALM),
+         (fills_a_cap("foreach"), CALM), (fails_a_select, {}), (starts_with_a_selected_value, {}),
          (retries_after_a_timeout, {"vocab": Vocabulary(timeout_odds=2, retry_odds=2)})]
 
 

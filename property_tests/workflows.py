@@ -36,6 +36,8 @@ class Vocabulary:
     retry_odds: int = 4
     retry_delays: tuple = (0, 0.5, 1)
     caps: bool = True
+    selects: tuple = ("@", "[0]", "length(@)")  # on an edge; length() of a number fails the target
+    select_odds: int = 6
     on_error: tuple = ("fail_fast", "continue")
     fail_percent: int = 0  # for the pure node functions the runners call
 
@@ -81,7 +83,7 @@ def _settings(draw, vocab: Vocabulary) -> dict:
 def _node(draw, vocab, i, declared, settings):
     scope = _scope(draw, vocab, declared)
     depth = 0 if scope is None else next(d.depth for d in declared if d.id == scope) + 1
-    edges = _incoming(draw, i, scope, declared)
+    edges = _incoming(draw, vocab, i, scope, declared)
     size = _input_size(edges, declared)
     kind = draw(st.sampled_from(_types(vocab, depth))) if size <= MAX_PASSED_SIZE else "python"
     node = {"id": f"n{i}", "type": kind, **_config(draw, vocab, i, kind)}
@@ -132,12 +134,21 @@ def _candidates(scope, declared) -> list:
     return out
 
 
-def _incoming(draw, i, scope, declared) -> list:
+def _incoming(draw, vocab, i, scope, declared) -> list:
     candidates = _candidates(scope, declared)
     if scope is None and (i == 0 or _one_in(draw, 10)):
         return []  # a root: it receives the trigger
     chosen = draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=3, unique=True))
-    return [{"from": src, "port": port, **({"map": True} if mapped else {})} for src, port, mapped in chosen]
+    return [_edge(draw, vocab, *c) for c in chosen]
+
+
+def _edge(draw, vocab, source, port, mapped) -> dict:
+    edge = {"from": source, "port": port}
+    if mapped:
+        edge["map"] = True
+    if vocab.selects and _one_in(draw, vocab.select_odds):
+        edge["select"] = draw(st.sampled_from(vocab.selects))
+    return edge
 
 
 def _config(draw, vocab, i, kind) -> dict:
