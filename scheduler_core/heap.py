@@ -30,16 +30,23 @@ def pop(heap):
     """Return ``(smallest entry, rest of the heap)``: meld the children in pairs, then fold right to left."""
     pairs = []
     children = heap[1]
-    while children is not None:
+    while children is not None:  # (melds inlined: this is the scheduler's hottest loop)
         first, children = children
         if children is None:
             pairs.append(first)
             break
         second, children = children
-        pairs.append(_meld(first, second))
-    rest = None
-    for h in reversed(pairs):
-        rest = _meld(h, rest)
+        if second[0] < first[0]:
+            first, second = second, first
+        pairs.append((first[0], (second, first[1])))
+    if not pairs:
+        return heap[0], None
+    rest = pairs.pop()
+    while pairs:
+        h = pairs.pop()
+        if rest[0] < h[0]:
+            h, rest = rest, h
+        rest = (h[0], (rest, h[1]))
     return heap[0], rest
 
 

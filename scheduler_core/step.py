@@ -108,8 +108,8 @@ class _Transition:
     def __init__(self, state: State):
         self.state = state
         self.g = state.graph
-        for name in _MAPS:
-            setattr(self, name, _CopyOnWrite(getattr(state, name)))
+        for name in _MAPS:  # a mutation of a persistent map costs O(1) to open and to finish
+            setattr(self, name, getattr(state, name).mutate())
         for name in _SCALARS:
             setattr(self, name, getattr(state, name))
         self.ready = dict(state.ready.items())
@@ -127,7 +127,7 @@ class _Transition:
     def snapshot(self, name: str) -> Map:
         """Freeze one map to iterate it (rare: ends of runs and resumes), then keep mutating."""
         frozen = getattr(self, name).finish()
-        setattr(self, name, _CopyOnWrite(frozen))
+        setattr(self, name, frozen.mutate())
         return frozen
 
     # -- events -----------------------------------------------------------------------------
@@ -165,8 +165,7 @@ class _Transition:
             return
         self.release(key)
         self.clear_timer(key)
-        self.note_attempt(key, ev)
-        self.succeed(key, ev.ports)
+        self.succeed(key, ev.ports, ev)
 
     def on_node_failed(self, ev: NodeFailed) -> None:
         key = self.key_of(ev)
@@ -179,11 +178,8 @@ class _Transition:
 
     def note_attempt(self, key, ev) -> None:
         """Keep what the runner observed of an ended attempt: its real start and its log lines."""
-        if ev.started_at is None and not ev.logs:
-            return
-        record = self.records[key]
-        self.records[key] = record._replace(started_at=record.started_at if ev.started_at is None else ev.started_at,
-                                            logs=record.logs + ev.logs)
+        if ev.started_at is not None or ev.logs:
+            self.records[key] = _noted(self.records[key], ev)
 
     def on_timer_fired(self, ev: TimerFired) -> None:
         timer = self.timers.get(ev.timer)
@@ -317,6 +313,9 @@ class _Transition:
         return prefix, gathered
 
     def payload_from(self, got) -> Payload:
+        if got[1] is None:  # one edge delivered: the common case, without the sorting
+            _, src, value = got[0]
+            return Payload(input=value, values=(value,), inputs={self.g.ids[src]: value})
         arrived = []
         while got is not None:
             arrived.append(got[0])
@@ -432,8 +431,9 @@ class _Transition:
             self.running[key] = attempt
             self.count(key, +1)
         self.seq += 1
-        self.records[key] = self.records[key]._replace(status=RUNNING, attempts=attempt,
-                                         started_at=self.now, started_seq=self.seq)
+        r = self.records[key]
+        self.records[key] = _new(Record, (r[0], r[1], RUNNING, attempt, self.now, r[5], r[6], r[7], self.seq, r[9],
+                                          r[10]))
         deadline = None
         if node.timeout is not None:
             deadline = self.now + node.timeout
@@ -469,17 +469,23 @@ class _Transition:
 
     # -- endings ------------------------------------------------------------------------------
 
-    def succeed(self, key, ports: dict) -> None:
+    def succeed(self, key, ports: dict, ended: NodeSucceeded | None = None) -> None:
+        """The instance succeeded with ``ports`` (its attempt ``ended`` so, if it ran): record it and
+        resolve its outgoing edges."""
         n, path = key
         node = self.g.nodes[n]
+        r = self.records[key]
+        if ended is not None and (ended.started_at is not None or ended.logs):
+            r = _noted(r, ended)
         if node.type == FOREACH and ITERATION in ports and not isinstance(ports[ITERATION], list):
+            self.records[key] = r
             got = type(ports[ITERATION]).__name__
             self.fail_final(key, ("foreach", f"foreach {node.id!r} needs a list of items, got {got}"))
             return
         self.payloads.pop(key, None)
         self.seq += 1
-        self.records[key] = self.records[key]._replace(status=SUCCEEDED, finished_at=self.now, ports=ports,
-                                         error=None, finished_seq=self.seq)
+        self.records[key] = _new(Record, (r[0], r[1], SUCCEEDED, r[3], r[4], self.now, ports, None, r[8], self.seq,
+                                          r[10]))
         self.sequence[len(self.sequence)] = key
         work = []
         for ei in self.g.out_edges[n]:
@@ -547,7 +553,7 @@ class _Transition:
         self.cancel_unreached()
         for name in ("running", "timers", "awaiting", "arrivals", "held", "payloads", "gathers",
                      "instance_timer", "pool_running", "group_running"):
-            setattr(self, name, _CopyOnWrite(Map()))
+            setattr(self, name, Map().mutate())
         self.ready, self.ready_count, self.running_count = {}, 0, 0
 
     def cancel_record(self, key) -> None:
@@ -585,42 +591,15 @@ def _rebuild(state: State, changes: dict) -> State:
     return new
 
 
-class _CopyOnWrite:
-    """A persistent map read as is and copied (``mutate``) only on the first write of a step."""
+# Record is a named tuple; the hot paths build the updated one positionally (``_replace`` costs 4x more).
+# Fields: node, item, status, attempts, started_at, finished_at, ports, error, started_seq, finished_seq, logs.
+_new = tuple.__new__
 
-    __slots__ = ("base", "mutation")
 
-    def __init__(self, base: Map):
-        self.base, self.mutation = base, None
-
-    def _writable(self):
-        if self.mutation is None:
-            self.mutation = self.base.mutate()
-        return self.mutation
-
-    def get(self, key, default=None):
-        return (self.base if self.mutation is None else self.mutation).get(key, default)
-
-    def __getitem__(self, key):
-        return (self.base if self.mutation is None else self.mutation)[key]
-
-    def __contains__(self, key):
-        return key in (self.base if self.mutation is None else self.mutation)
-
-    def __len__(self):
-        return len(self.base if self.mutation is None else self.mutation)
-
-    def __setitem__(self, key, value):
-        self._writable()[key] = value
-
-    def pop(self, key, *default):
-        return self._writable().pop(key, *default)
-
-    def finish(self) -> Map:
-        if self.mutation is None:
-            return self.base
-        self.base, self.mutation = self.mutation.finish(), None
-        return self.base
+def _noted(r: Record, ended) -> Record:
+    """``r`` with what the runner observed of its ended attempt: the real start, the lines it logged."""
+    started_at = r[4] if ended.started_at is None else ended.started_at
+    return _new(Record, (r[0], r[1], r[2], r[3], started_at, r[5], r[6], r[7], r[8], r[9], r[10] + ended.logs))
 
 
 def _by_due(timers: Map) -> list:
