@@ -18,41 +18,67 @@ def instance_name(node: str, item) -> str:
 
 
 class NodeContext:
-    """Passed to node functions that declare a ``ctx`` parameter."""
+    """Passed to node functions that declare a ``ctx`` parameter.
+
+    Made for every start, so it is cheap to make: the stop event, the logger and the idempotency
+    key are built on first use (most nodes never wait on a cancellation, log or need the key)."""
+
+    __slots__ = ("run_id", "node", "_item", "attempt", "inputs", "deadline", "lines", "_cancelled", "_stop",
+                 "_logger")
 
     def __init__(self, run_id: str, cmd: StartNode):
         self.run_id = run_id
         self.node = cmd.node
-        self.item = list(cmd.item) if cmd.item else None
+        self._item = cmd.item
         self.attempt = cmd.attempt
         self.inputs = cmd.inputs
         self.deadline = cmd.deadline
-        # Stable across attempts and re-dispatches: a node can use it to avoid repeating a side effect.
-        self.idempotency_key = f"{run_id}/{instance_name(cmd.node, cmd.item)}"
         self.lines: list[str] = []
-        self._stop = threading.Event()
+        self._cancelled = False
+        self._stop = None  # a threading.Event, once someone waits for the cancellation
         self._logger = None
+
+    @property
+    def item(self) -> list | None:
+        """The item path inside fan-outs (``[2]``, ``[2, 0]``), or None outside any."""
+        return list(self._item) if self._item else None
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts and re-dispatches: a node can use it to avoid repeating a side effect."""
+        return f"{self.run_id}/{instance_name(self.node, self._item)}"
 
     @property
     def logger(self) -> logging.Logger:
         """A logger of this instance alone (not registered globally); its lines are kept with the
         record. Made on first use: most nodes never log, and a logger per start is not free."""
         if self._logger is None:
-            self._logger = logging.Logger(f"flowcore.node.{instance_name(self.node, self.item or ())}", logging.DEBUG)
+            self._logger = logging.Logger(f"flowcore.node.{instance_name(self.node, self._item)}", logging.DEBUG)
             self._logger.addHandler(_KeepLines(self.lines))
         return self._logger
 
     @property
     def cancelled(self) -> bool:
         """True once this attempt is cancelled or timed out: a cooperative node stops when it sees it."""
-        return self._stop.is_set()
+        return self._cancelled
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Sleep up to ``timeout`` seconds, waking early on cancellation; returns ``cancelled``."""
+        with _STOP_LOCK:
+            if self._stop is None:
+                self._stop = threading.Event()
+                if self._cancelled:
+                    self._stop.set()
         return self._stop.wait(timeout)
 
     def cancel(self) -> None:
-        self._stop.set()
+        with _STOP_LOCK:
+            self._cancelled = True
+            if self._stop is not None:
+                self._stop.set()
+
+
+_STOP_LOCK = threading.Lock()  # orders a cancel against a first wait_cancelled (rare, so one lock for all)
 
 
 class _KeepLines(logging.Handler):

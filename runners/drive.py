@@ -78,11 +78,12 @@ def drain(results: queue.SimpleQueue, timeout: float | None, winding_down: bool 
 
 def ended_event(cmd: StartNode, ctx, started: float, at: float, ports=None, error: BaseException | None = None):
     """How an attempt ended, as the event the core hears (with the lines the node logged)."""
-    common = dict(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started,
-                  logs=tuple(ctx.lines) if ctx is not None else ())
+    logs = tuple(ctx.lines) if ctx is not None else ()
     if error is not None:
-        return NodeFailed(**common, error_type=type(error).__name__, message=str(error) or repr(error))
-    return NodeSucceeded(**common, ports=ports)
+        return NodeFailed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started, logs=logs,
+                          error_type=type(error).__name__, message=str(error) or repr(error))
+    return NodeSucceeded(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started, logs=logs,
+                         ports=ports)
 
 
 def attempt_event(cmd: StartNode, ctx, call: Callable[[], dict], clock: Callable[[], float]):
