@@ -114,7 +114,7 @@ class Engine:
         self.grace = grace
         self.store = store or (MemoryStore() if db is None else SqliteStore(db))
         self.runner_options = dict(runner_options or {})
-        self._snapshot_at: dict = {}  # run_id -> steps covered by its latest snapshot
+        self._tail: dict = {}  # run_id -> events logged after its latest snapshot, as of its last load
         self._cache: dict = {}  # run_id -> (logged batches, state): saves a replay when this engine drove it
 
     # -- starting ----------------------------------------------------------------------------
@@ -157,9 +157,7 @@ class Engine:
         if snap is None or snap.version != core_version():
             return 0, None
         try:
-            state = pickle.loads(snap.blob)
-            self._snapshot_at[run_id] = snap.index
-            return snap.index, state
+            return snap.index, pickle.loads(snap.blob)
         except Exception:  # a cache only: an unreadable one means a full replay
             return 0, None
 
@@ -179,6 +177,7 @@ class Engine:
         except WorkflowError as exc:
             raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
         count = since + len(batches)
+        self._tail[run_id] = sum(len(b) for b in batches)
         cached = self._cache.get(run_id)
         if cached and cached[0] == count:
             return info, wf, cached[1], count
@@ -220,7 +219,8 @@ class Engine:
             return [Resumed(at=now), *answer]
         changed = options["caps"] != _caps(info.options)
         stored = dict(info.options, max_parallel=options["max_parallel"], caps=options["caps"]) if changed else None
-        return self._drive(_Session(run_id, wf, options, lease, count, new_options=stored), state, events, observer)
+        session = _Session(run_id, wf, options, lease, count, new_options=stored, tail=self._tail.get(run_id, 0))
+        return self._drive(session, state, events, observer)
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -266,9 +266,9 @@ class Engine:
             abandoned = backend.close(options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
                 self.store.update(run_id, _summary(state, run_status(state)))
-                if self.store.durable and session.index - self._snapshot_at.get(run_id, 0) >= SNAPSHOT_EVERY:
+                if self.store.durable and session.tail >= SNAPSHOT_EVERY:
                     save_snapshot(self.store, run_id, session.index, state)
-                    self._snapshot_at[run_id] = session.index
+                    session.tail = 0
             self.store.release(run_id, session.lease)
         self._cache[run_id] = (session.index, state)
         return RunResult(run_id, state, abandoned)
@@ -296,6 +296,7 @@ class _Session:
     new_run: RunInfo | None = None  # created together with the first batch
     new_options: dict | None = None  # a resume that changed the cap stores it with its first batch
     summary: dict | None = None  # the last one written: most steps leave it as it was
+    tail: int = 0  # events in the log after the latest snapshot
 
     def log(self, store, events, print_: str, summary: dict) -> None:
         changed = {} if summary == self.summary else summary
@@ -309,6 +310,7 @@ class _Session:
             store.append(self.run_id, self.index, events, print_, changed)
         self.summary = summary
         self.index += 1
+        self.tail += len(events)
 
 
 def replay_run(wf, batches, prints, caps, since: int = 0, start: State | None = None) -> State:
@@ -327,7 +329,9 @@ def replay_run(wf, batches, prints, caps, since: int = 0, start: State | None = 
     return state
 
 
-SNAPSHOT_EVERY = 20_000  # steps: below this a full replay is quick, and pickling a state is not free
+# Events logged after the latest snapshot that make a drive leave a new one at its end: below this a
+# full replay is quick, and pickling a state is not free. (Events, not steps: a step can hold many.)
+SNAPSHOT_EVERY = 20_000
 
 
 @functools.cache

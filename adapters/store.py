@@ -141,7 +141,8 @@ class MemoryStore:
             if index != len(log):
                 raise StoreError(f"run {run_id!r}: batch {index} out of order (log has {len(log)})")
             log.append((tuple(events), fingerprint))
-            self.infos[run_id] = attrs.evolve(self.infos[run_id], **summary)
+            if summary:  # most steps leave the run's summary as it was
+                self.infos[run_id] = attrs.evolve(self.infos[run_id], **summary)
 
     def update(self, run_id: str, summary: dict) -> None:
         with self.lock:
