@@ -5,7 +5,7 @@ the contract. Nothing here decides anything about the run.
 """
 from __future__ import annotations
 
-from scheduler_core import Record, State, sequence_keys
+from scheduler_core import Record, State, heap, sequence_keys
 from scheduler_core.state import RUNNING, WAITING
 
 from runners import instance_name
@@ -36,13 +36,16 @@ def record_dict(record) -> dict:
 
 
 def ordered_records(state: State) -> list:
-    """Records in node declaration order, then item order. A node the run has not reached yet (it
-    waits behind an unanswered approval, say) shows as one ``pending`` record with item null."""
-    keys = sorted(state.records.keys())
-    reached = {n for n, _ in keys}
-    unreached = [(n, ()) for n in range(len(state.graph.ids)) if n not in reached]
-    records = {k: state.records[k] for k in keys}
-    records.update({k: Record(node=state.graph.ids[k[0]], item=()) for k in unreached})
+    """Records in node declaration order, then item order. An instance that is ready but has not
+    started (the core makes its record when it starts) is ``pending``; so is a node the run has not
+    reached yet (it waits behind an unanswered approval, say), as one record with item null."""
+    ids = state.graph.ids
+    records = dict(state.records.items())
+    for h in state.ready.values():
+        for _, n, path in heap.entries(h):
+            records[(n, path)] = Record(node=ids[n], item=path)
+    reached = {n for n, _ in records}
+    records.update({(n, ()): Record(node=ids[n], item=()) for n in range(len(ids)) if n not in reached})
     return [records[k] for k in sorted(records)]
 
 

@@ -79,8 +79,6 @@ class State:
     awaiting: Map = Map()  # key -> node type, instances parked for input
     stopping: Map = Map()  # key -> attempt told to stop (timed out), not yet confirmed stopped
     held: Map = Map()  # key -> attempt: retries due that wait for the stopping attempt to end
-    sequence: Map = Map()  # position -> key of each succeeded instance, in completion order (a flat
-    # persistent map, not a cons list: a 100,000-long nesting breaks pickling and comparison)
 
     @property
     def finished(self) -> bool:
@@ -97,4 +95,10 @@ def initial_state(graph: Graph) -> State:
 
 
 def sequence_keys(state: State) -> list:
-    return [state.sequence[i] for i in range(len(state.sequence))]
+    """Every succeeded instance's key, in the order the core heard of the successes.
+
+    Derived from the records (each success takes the next ``finished_seq``) rather than kept as a
+    list in the state: a run asks for it once, at its report, and every step saves a write."""
+    done = [(r.finished_seq, key) for key, r in state.records.items() if r.status == SUCCEEDED]
+    done.sort()
+    return [key for _, key in done]

@@ -339,8 +339,7 @@ class _Transition:
             self.fail_final(key, ("select", failed_select.message))
         elif node.type in _PARKING:
             self.park(key, node)
-        else:
-            self.records[key] = Record(node=node.id, item=key[1])
+        else:  # its record is made when it starts: a ready instance is pending wherever it is read
             self.enqueue(key)
 
     def skip(self, key) -> list:
@@ -414,7 +413,8 @@ class _Transition:
                 self.ready[q] = rest
             self.ready_count -= 1
             key = (n, path)
-            self.dispatch(key, self.records[key].attempts + 1)
+            record = self.records.get(key)
+            self.dispatch(key, 1 if record is None else record.attempts + 1)
 
     def count(self, key, delta: int) -> None:
         self.running_count += delta
@@ -431,7 +431,7 @@ class _Transition:
             self.running[key] = attempt
             self.count(key, +1)
         self.seq += 1
-        r = self.records[key]
+        r = self.records.get(key) or Record(node=node.id, item=path)
         self.records[key] = _new(Record, (r[0], r[1], RUNNING, attempt, self.now, r[5], r[6], r[7], self.seq, r[9],
                                           r[10]))
         deadline = None
@@ -486,7 +486,6 @@ class _Transition:
         self.seq += 1
         self.records[key] = _new(Record, (r[0], r[1], SUCCEEDED, r[3], r[4], self.now, ports, None, r[8], self.seq,
                                           r[10]))
-        self.sequence[len(self.sequence)] = key
         work = []
         for ei in self.g.out_edges[n]:
             e = self.g.edges[ei]
@@ -618,7 +617,7 @@ def _select(e, value):
 
 _PARKING = frozenset({"delay", "wait", "hil"})
 _STATE_FIELDS = tuple(f.name for f in attrs.fields(State))
-_MAPS = ("sequence", "records", "arrivals", "gathers", "scopes", "payloads", "running", "pool_running", "group_running",
+_MAPS = ("records", "arrivals", "gathers", "scopes", "payloads", "running", "pool_running", "group_running",
          "timers", "instance_timer", "awaiting", "stopping", "held")
 _SCALARS = ("status", "trigger", "started_at", "finished_at", "error", "first_failure", "now", "seq", "timer_seq",
             "ready_count", "running_count")

@@ -97,3 +97,17 @@ def test_a_parked_instance_holds_no_slot():
     assert starts(run.start()) == ["a"]
     assert run.status("d") == "waiting"
     assert run.in_flight == 1
+
+
+
+def test_ready_instances_that_wait_for_a_slot_are_reported_pending_with_their_items():
+    from adapters.report import run_dict
+    from step_helpers import edge
+
+    g = graph(edge("each.iteration -> x"), nodes=[node("each", type="foreach")], max_parallel=1)
+    run = Run(g)
+    run.start(trigger=[10, 20, 30])
+    assert starts(run.succeed("each", ports={"iteration": [10, 20, 30], "result": [10, 20, 30]})) == [("x", (0,))]
+    report = {(r["node"], tuple(r["item"] or ())): r["status"] for r in run_dict("r", run.state)["nodes"]}
+    assert report == {("each", ()): "succeeded", ("x", (0,)): "running", ("x", (1,)): "pending",
+                      ("x", (2,)): "pending"}
