@@ -1,7 +1,8 @@
 """The ``flowcore`` command: run, resume, status, runs, validate, simulate.
 
 Exit codes (run and resume): 0 succeeded, 1 failed or cancelled, 2 invalid usage, invalid
-workflow or refused request (nothing changed), 3 waiting. ``status`` exits 0 for a known run and
+workflow or refused request (nothing changed), 3 waiting, 4 the store failed during the run (what
+was logged before stands; resume the run once the store works). ``status`` exits 0 for a known run and
 2 for an unknown one. With ``--json``, standard output carries only the result object; what nodes
 print goes to standard error. User errors print a message, never a traceback.
 """
@@ -18,13 +19,14 @@ from rich.console import Console
 
 from runners import backend_names, instance_name
 
-from .engine import Engine, RunRefused
+from .engine import Engine, RunInterrupted, RunRefused
 from .report import render_table, waiting_on
 from .store import SqliteStore, StoreError
 from .workflow_file import WorkflowError, load_workflow
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 3}
 USAGE = 2
+STORE_FAILED = 4
 
 
 class UserError(Exception):
@@ -287,6 +289,9 @@ def main(argv=None) -> int:
     try:
         with redirect:
             code = COMMANDS[args.command](args, out)
+    except RunInterrupted as exc:
+        err.print(f"flowcore {args.command}: {exc}", highlight=False, markup=False)
+        return STORE_FAILED
     except (WorkflowError, RunRefused, StoreError, UserError) as exc:
         err.print(f"flowcore {args.command}: {exc}", highlight=False, markup=False)
         return USAGE

@@ -33,6 +33,12 @@ class RunRefused(ValueError):
     """A request the engine will not carry out; nothing was changed."""
 
 
+class RunInterrupted(StoreError):
+    """The store failed while a run was being driven. Every step logged before the failure stands
+    (none of the failed step's commands was carried out), so the run can be resumed once the store
+    works again."""
+
+
 class RunResult:
     """What a run came to: ``.status``, ``.error``, ``.records``, and ``.to_dict()`` (the ``--json`` object)."""
 
@@ -307,7 +313,13 @@ class _Session:
             if self.new_options is not None:
                 changed = dict(summary, options=self.new_options)
                 self.new_options = None
-            store.append(self.run_id, self.index, events, print_, changed)
+            try:
+                store.append(self.run_id, self.index, events, print_, changed)
+            except StoreError as exc:
+                raise RunInterrupted(f"run {self.run_id!r} stopped: the store failed to log step {self.index} "
+                                     f"({exc}). Nothing of that step was carried out and every step before it "
+                                     f"is kept: `flowcore resume {self.run_id}` continues the run once the "
+                                     f"store works again.") from exc
         self.summary = summary
         self.index += 1
         self.tail += len(events)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters import SqliteStore
+from adapters import SqliteStore, StoreError
 from adapters.cli import main
 
 TESTS = Path(__file__).resolve().parent
@@ -261,3 +261,24 @@ def test_a_node_ignoring_cancellation_does_not_keep_the_process_alive(workdir, r
     assert done.returncode == 1
     assert "1 abandoned thread" in done.stdout
     assert "Task was destroyed" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_store_that_fails_mid_run_exits_4_and_the_run_resumes_once_it_works(workdir, capsys, monkeypatch):
+    (workdir / "chain.yaml").write_text("nodes: [{id: a, type: noop}, {id: b, type: noop}, {id: c, type: noop}]\n"
+                                        "connections: [{from: a, to: b}, {from: b, to: c}]\n")
+    real_append = SqliteStore.append
+
+    def disk_full_at_step_2(self, run_id, index, *rest):
+        if index == 2:
+            raise StoreError("disk is full")
+        return real_append(self, run_id, index, *rest)
+
+    monkeypatch.setattr(SqliteStore, "append", disk_full_at_step_2)
+    code, out, err = cli(capsys, "run", "chain.yaml", "--runner", "serial", "--run-id", "r1")
+    assert code == 4, err
+    assert "disk is full" in err and "flowcore resume r1" in err and "Traceback" not in err
+    monkeypatch.setattr(SqliteStore, "append", real_append)
+    code, result, err = cli_json(capsys, "status", "r1")
+    assert [r["status"] for r in result["nodes"]] == ["succeeded", "running", "pending"]
+    code, result, err = cli_json(capsys, "resume", "r1")
+    assert code == 0 and result["status"] == "succeeded", err
