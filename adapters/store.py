@@ -89,8 +89,9 @@ def encode_event(event) -> dict:
 def decode_event(data: dict):
     data = dict(data)
     cls = EVENT_TYPES[data.pop("type")]
-    if "item" in data:
-        data["item"] = tuple(data["item"])
+    for field in ("item", "logs"):  # JSON has lists where events hold tuples
+        if field in data:
+            data[field] = tuple(data[field])
     return cls(**data)
 
 

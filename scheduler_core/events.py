@@ -34,7 +34,7 @@ class NodeSucceeded:
     at: float
     ports: dict
     started_at: float | None = None
-    logs: tuple = attrs.field(default=(), converter=tuple)  # what the node logged through ctx.logger
+    logs: tuple = ()  # what the node logged through ctx.logger (a tuple of lines)
 
 
 @attrs.frozen(kw_only=True)
@@ -46,7 +46,7 @@ class NodeFailed:
     error_type: str
     message: str
     started_at: float | None = None
-    logs: tuple = attrs.field(default=(), converter=tuple)
+    logs: tuple = ()
 
 
 @attrs.frozen(kw_only=True)
