@@ -90,14 +90,7 @@ def _default_name(where: str) -> str:
 
 def check(workflow: Workflow, problems: list, where: str, max_parallel: int | None = None) -> None:
     """Add the node types' and the graph's problems to ``problems``; raise if there are any."""
-    for node in workflow.nodes:
-        impl = NODE_TYPES.get(node.type)
-        if impl is None or any(required and key not in node.config for key, required in impl.fields.items()):
-            continue  # unknown type or missing field: already reported, once
-        try:
-            impl(node.id, node.config)
-        except FieldProblem as exc:
-            problems.append(Problem(f"node {node.id!r}", str(exc)))
+    _IMPLS[workflow] = _node_impls(workflow, problems)
     try:
         _GRAPHS[workflow] = compile_workflow(workflow, max_parallel=max_parallel)
     except WorkflowInvalid as exc:
@@ -106,7 +99,24 @@ def check(workflow: Workflow, problems: list, where: str, max_parallel: int | No
         raise WorkflowError(where, problems)
 
 
+def _node_impls(workflow: Workflow, problems: list) -> dict:
+    """Node id -> its type's implementation; a node type's complaints about its fields go to ``problems``."""
+    impls = {}
+    for node in workflow.nodes:
+        impl = NODE_TYPES.get(node.type)
+        if impl is None or any(required and key not in node.config for key, required in impl.fields.items()):
+            continue  # unknown type or missing field: already reported, once
+        try:
+            impls[node.id] = impl(node.id, node.config)
+        except FieldProblem as exc:
+            problems.append(Problem(f"node {node.id!r}", str(exc)))
+    return impls
+
+
+# What checking a workflow built, kept for as long as the workflow lives: the graph (whose cap is
+# the only thing that changes from run to run) and the node types' implementations.
 _GRAPHS: "weakref.WeakKeyDictionary[Workflow, Graph]" = weakref.WeakKeyDictionary()
+_IMPLS: "weakref.WeakKeyDictionary[Workflow, dict]" = weakref.WeakKeyDictionary()
 
 
 def compiled(workflow: Workflow, default_max_parallel: int = 8, max_parallel: int | None = None) -> Graph:
@@ -120,10 +130,11 @@ def compiled(workflow: Workflow, default_max_parallel: int = 8, max_parallel: in
 
 
 def build_invoker(workflow: Workflow, json_only: bool = False) -> NodeInvoker:
-    impls = {}
-    for node in workflow.nodes:
-        if node.type in NODE_TYPES:
-            impls[node.id] = NODE_TYPES[node.type](node.id, node.config)
+    """The runners' way to call the workflow's nodes, through the implementations checking it built."""
+    impls = _IMPLS.get(workflow)
+    if impls is None:  # a workflow built in code, never checked
+        impls = {node.id: NODE_TYPES[node.type](node.id, node.config)
+                 for node in workflow.nodes if node.type in NODE_TYPES}
     return NodeInvoker(impls, json_only=json_only)
 
 
