@@ -106,7 +106,7 @@ class PythonNode(NodeType):
             raise FieldProblem(f"call must look like 'module:function', not {call!r}")
         self.fn, self.wants_ctx, self.is_async = _resolve_call(call)
         params = config.get("params") or {}
-        if not isinstance(params, Mapping):
+        if type(params) is not dict and not isinstance(params, Mapping):  # a dict skips the slower ABC check
             raise FieldProblem("params must be a mapping of keyword arguments")
         self.params = dict(params)
 
