@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import attrs
 import jmespath
-import networkx as nx
 
 from .model import FOREACH, ITERATION, KNOWN_PORTS, ON_ERROR, PARKING_TYPES, Edge, Node, Workflow
 
@@ -155,6 +154,8 @@ def _topological_order(n: int, ids, pairs) -> tuple[list, list | None]:
                 order.append(t)
     if len(order) == n:
         return order, None
+    import networkx as nx  # here, not at the top: only a cycle needs it, and it takes 0.1 s to import
+
     g = nx.DiGraph((s, t) for s, t in pairs if indegree[s] and indegree[t])  # only what is left: the cycles
     cycle = nx.find_cycle(g)
     return [], [ids[s] for s, _ in cycle] + [ids[cycle[0][0]]]
