@@ -8,6 +8,8 @@ fields (a python node's ``call``, an ``if`` node's condition) are the adapters' 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import attrs
 import jmespath
 
@@ -74,7 +76,11 @@ def _edge_where(i: int, edge: Edge) -> str:
 
 def _check_nodes(wf: Workflow, problems: list) -> dict:
     index: dict = {}
+    pools = wf.settings.pools
     for i, node in enumerate(wf.nodes):
+        if type(node.id) is str and node.id and node.id not in index and _all_defaults(node):
+            index[node.id] = i  # the usual node: nothing to report, so no 'where' to build
+            continue
         where = f"node {node.id!r}"
         if not isinstance(node.id, str) or not node.id:
             problems.append(Problem(f"node #{i + 1}", "every node needs a non-empty string id"))
@@ -88,11 +94,19 @@ def _check_nodes(wf: Workflow, problems: list) -> dict:
         r = node.retry
         if r.max_attempts < 1 or r.delay < 0 or r.backoff <= 0:
             problems.append(Problem(where, "retry needs max_attempts >= 1, delay >= 0 and backoff > 0"))
-        if node.pool is not None and node.pool not in wf.settings.pools:
+        if node.pool is not None and node.pool not in pools:
             problems.append(Problem(where, f"pool {node.pool!r} is not declared in settings.pools"))
         if not node.estimate >= 0:
             problems.append(Problem(where, "estimate must be a non-negative number"))
     return index
+
+
+def _all_defaults(node: Node) -> bool:
+    """No timeout, retry, pool or estimate of its own, as most nodes: nothing for ``_check_nodes`` to check."""
+    return node.timeout is None and node.retry is _NO_RETRY and node.pool is None and node.estimate == 1.0
+
+
+_NO_RETRY = attrs.fields(Node).retry.default
 
 
 def _check_settings(wf: Workflow, problems: list) -> None:
@@ -112,53 +126,100 @@ def _ports_of(node: Node):
     return KNOWN_PORTS.get(node.type)
 
 
-def _check_edges(wf: Workflow, index: dict, problems: list) -> list:
-    good = []
+class _Connections(NamedTuple):
+    """The edges that join two nodes on a port the source has, in declaration order, as parallel
+    lists (no object per edge): declaration index, edge, source and target node index."""
+
+    declared: list
+    edge: list
+    source: list
+    target: list
+
+
+def _check_edges(wf: Workflow, index: dict, problems: list) -> _Connections:
+    """The good edges; a problem for each of the others."""
+    numbers, edges, sources, targets = [], [], [], []
+    ports = [_ports_of(node) for node in wf.nodes]  # None: a type that may produce any port
     for i, edge in enumerate(wf.edges):
-        where = _edge_where(i, edge)
-        bad = False
-        for end in ("source", "target"):
-            if getattr(edge, end) not in index:
-                problems.append(Problem(where, f"unknown {end} node {getattr(edge, end)!r}"))
-                bad = True
-        if edge.select is not None:
-            try:
-                jmespath.compile(edge.select)
-            except jmespath.exceptions.JMESPathError as exc:
-                problems.append(Problem(where, f"select {edge.select!r} is not valid JMESPath: {exc}"))
-                bad = True
-        if bad:
-            continue
-        ports = _ports_of(wf.nodes[index[edge.source]])
-        if ports is not None and edge.port not in ports:
-            problems.append(Problem(where, f"port {edge.port!r} is never produced by "
-                                           f"{wf.nodes[index[edge.source]].type} node {edge.source!r}; "
-                                           f"it has {', '.join(sorted(ports))}"))
-            continue
-        good.append((i, edge))
-    return good
+        s, t = index.get(edge.source), index.get(edge.target)
+        if (s is None or t is None or edge.select is not None
+                or ports[s] is not None and edge.port not in ports[s]):
+            if not _edge_problems(wf, index, i, edge, problems):  # only now build a 'where'
+                continue
+            s, t = index[edge.source], index[edge.target]
+        numbers.append(i)
+        edges.append(edge)
+        sources.append(s)
+        targets.append(t)
+    return _Connections(numbers, edges, sources, targets)
 
 
-def _topological_order(n: int, ids, pairs) -> tuple[list, list | None]:
-    """(order, None) for a DAG (Kahn's algorithm, O(V + E)); ([], cycle) naming one cycle otherwise."""
-    succ = [[] for _ in range(n)]
-    indegree = [0] * n
-    for s, t in pairs:
-        succ[s].append(t)
-        indegree[t] += 1
-    order = [i for i in range(n) if indegree[i] == 0]
+def _edge_problems(wf: Workflow, index: dict, i: int, edge: Edge, problems: list) -> bool:
+    """Report what is wrong with one edge; True if nothing is."""
+    where = _edge_where(i, edge)
+    bad = False
+    for end in ("source", "target"):
+        if getattr(edge, end) not in index:
+            problems.append(Problem(where, f"unknown {end} node {getattr(edge, end)!r}"))
+            bad = True
+    if edge.select is not None:
+        try:
+            jmespath.compile(edge.select)
+        except jmespath.exceptions.JMESPathError as exc:
+            problems.append(Problem(where, f"select {edge.select!r} is not valid JMESPath: {exc}"))
+            bad = True
+    if bad:
+        return False
+    ports = _ports_of(wf.nodes[index[edge.source]])
+    if ports is not None and edge.port not in ports:
+        problems.append(Problem(where, f"port {edge.port!r} is never produced by "
+                                       f"{wf.nodes[index[edge.source]].type} node {edge.source!r}; "
+                                       f"it has {', '.join(sorted(ports))}"))
+        return False
+    return True
+
+
+class _Adjacency(NamedTuple):
+    """Per node, its outgoing and incoming good edges (positions in ``_Connections``), in declaration
+    order; per good edge, its position among its target's incoming edges."""
+
+    outs: list
+    ins: list
+    pos: list
+
+
+def _adjacency(n: int, good: _Connections) -> _Adjacency:
+    outs, ins, pos = [[] for _ in range(n)], [[] for _ in range(n)], []
+    for k, (s, t) in enumerate(zip(good.source, good.target)):
+        outs[s].append(k)
+        pos.append(len(ins[t]))
+        ins[t].append(k)
+    return _Adjacency(outs, ins, pos)
+
+
+def _topological_order(good: _Connections, adj: _Adjacency) -> list:
+    """The nodes in topological order (Kahn's algorithm, O(V + E)); short of some if there is a cycle."""
+    indegree = [len(incoming) for incoming in adj.ins]
+    order = [i for i, d in enumerate(indegree) if d == 0]
+    target = good.target
     for node in order:  # grows while it is walked
-        for t in succ[node]:
+        for k in adj.outs[node]:
+            t = target[k]
             indegree[t] -= 1
             if indegree[t] == 0:
                 order.append(t)
-    if len(order) == n:
-        return order, None
+    return order
+
+
+def _a_cycle(nodes, good: _Connections, order: list) -> list:
+    """The ids along one cycle among the nodes a topological ``order`` could not place."""
     import networkx as nx  # here, not at the top: only a cycle needs it, and it takes 0.1 s to import
 
-    g = nx.DiGraph((s, t) for s, t in pairs if indegree[s] and indegree[t])  # only what is left: the cycles
+    placed = set(order)
+    g = nx.DiGraph((s, t) for s, t in zip(good.source, good.target)
+                   if s not in placed and t not in placed)  # only what is left: the cycles
     cycle = nx.find_cycle(g)
-    return [], [ids[s] for s, _ in cycle] + [ids[cycle[0][0]]]
+    return [nodes[s].id for s, _ in cycle] + [nodes[cycle[0][0]].id]
 
 
 def _edge_kind(src: Node, edge: Edge, src_depth: int) -> str:
@@ -169,20 +230,20 @@ def _edge_kind(src: Node, edge: Edge, src_depth: int) -> str:
     return PLAIN
 
 
-def _fan_out_levels(wf, index, good, topo, problems):
-    """Each node's depth and origin foreach; every input of a node must agree on them."""
-    depth = [0] * len(wf.nodes)
-    origin = [-1] * len(wf.nodes)
-    incoming = [[] for _ in wf.nodes]
-    for i, edge in good:
-        incoming[index[edge.target]].append((i, edge))
-    kinds = {}
+def _fan_out_levels(wf, good, adj, topo, problems):
+    """Each node's depth and origin foreach, and each good edge's kind; every input of a node must
+    agree on the first two."""
+    n = len(wf.nodes)
+    if not any(node.type == FOREACH for node in wf.nodes) and not any(edge.map for edge in good.edge):
+        return [0] * n, [-1] * n, [PLAIN] * len(good.edge)  # nothing runs per item: depth 0, edges plain
+    depth = [0] * n
+    origin = [-1] * n
+    kinds = [PLAIN] * len(good.edge)
     for t in topo:
         seen = None
-        for i, edge in incoming[t]:
-            s = index[edge.source]
-            kind = _edge_kind(wf.nodes[s], edge, depth[s])
-            kinds[i] = kind
+        for k in adj.ins[t]:
+            i, edge, s = good.declared[k], good.edge[k], good.source[k]
+            kind = kinds[k] = _edge_kind(wf.nodes[s], edge, depth[s])
             if edge.map and kind != MAP:
                 problems.append(Problem(_edge_where(i, edge), "map: true needs a source that runs per item "
                                                               "(downstream of a foreach's iteration port)"))
@@ -203,10 +264,15 @@ def _fan_out_levels(wf, index, good, topo, problems):
     return depth, origin, kinds
 
 
-def _ranks(nodes, out_targets, topo):
+def _ranks(nodes, good, adj, topo):
     rank = [0.0] * len(nodes)
+    target = good.target
     for n in reversed(topo):
-        rank[n] = nodes[n].estimate + max((rank[t] for t in out_targets[n]), default=0.0)
+        longest = 0.0
+        for k in adj.outs[n]:
+            if rank[target[k]] > longest:
+                longest = rank[target[k]]
+        rank[n] = nodes[n].estimate + longest
     return rank
 
 
@@ -220,37 +286,37 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     _check_settings(wf, problems)
     index = _check_nodes(wf, problems)
     good = _check_edges(wf, index, problems)
-    topo, cycle = _topological_order(len(wf.nodes), [n.id for n in wf.nodes],
-                                     [(index[e.source], index[e.target]) for _, e in good])
-    if cycle:
+    adj = _adjacency(len(wf.nodes), good)
+    topo = _topological_order(good, adj)
+    if len(topo) < len(wf.nodes):
+        cycle = _a_cycle(wf.nodes, good, topo)
         problems.append(Problem("connections", f"cycle: {' -> '.join(cycle)} (a workflow must be acyclic)"))
         raise WorkflowInvalid(problems)
-    depth, origin, kinds = _fan_out_levels(wf, index, good, topo, problems)
+    depth, origin, kinds = _fan_out_levels(wf, good, adj, topo, problems)
     if problems:
         raise WorkflowInvalid(problems)
     cap = max_parallel or wf.settings.max_parallel or default_max_parallel
-    return _index(wf, index, good, topo, depth, origin, kinds, cap)
+    return _index(wf, index, good, adj, topo, depth, origin, kinds, cap)
 
 
-def _index(wf, index, good, topo, depth, origin, kinds, cap) -> Graph:
-    n = len(wf.nodes)
-    ins = [[] for _ in range(n)]
-    outs = [[] for _ in range(n)]
+def _compiled_edges(good: _Connections, adj: _Adjacency, kinds: list) -> list:
     edges = []
-    for i, edge in good:
-        s, t = index[edge.source], index[edge.target]
-        ce = CompiledEdge(index=i, source=s, target=t, port=edge.port, kind=kinds[i], pos=len(ins[t]),
-                          select=jmespath.compile(edge.select) if edge.select else None, select_text=edge.select)
-        ins[t].append(len(edges))
-        outs[s].append(len(edges))
-        edges.append(ce)
-    out_targets = [[edges[e].target for e in outs[s]] for s in range(n)]
+    for i, edge, s, t, kind, pos in zip(good.declared, good.edge, good.source, good.target, kinds, adj.pos):
+        select = jmespath.compile(edge.select) if edge.select else None
+        # positional: a keyword call to an attrs class costs half as much again, and there is one per edge
+        edges.append(CompiledEdge(i, s, t, edge.port, kind, pos, select, edge.select))
+    return edges
+
+
+def _index(wf, index, good, adj, topo, depth, origin, kinds, cap) -> Graph:
+    edges = _compiled_edges(good, adj, kinds)
     s = wf.settings
+    # ids from the index: in a valid workflow it holds every node's id, once, in node order
     return Graph(
-        workflow=wf, ids=tuple(nd.id for nd in wf.nodes), index=index, nodes=tuple(wf.nodes),
-        edges=tuple(edges), out_edges=tuple(map(tuple, outs)), in_edges=tuple(map(tuple, ins)),
-        depth=tuple(depth), origin=tuple(origin), rank=tuple(_ranks(wf.nodes, out_targets, topo)),
-        topo=tuple(topo), roots=tuple(i for i in range(n) if not ins[i]),
+        workflow=wf, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
+        edges=tuple(edges), out_edges=tuple(map(tuple, adj.outs)), in_edges=tuple(map(tuple, adj.ins)),
+        depth=tuple(depth), origin=tuple(origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
+        topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),
         max_parallel=cap, pools=dict(s.pools),
         fail_fast=s.on_error == "fail_fast", has_select=any(e.select is not None for e in edges),
     )
