@@ -6,6 +6,7 @@ ports, fan-out levels) through ``scheduler_core.compile_workflow``. Nothing runs
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import weakref
@@ -22,6 +23,7 @@ from scheduler_core import (Edge, Graph, Node, Problem, Retry, Settings, Workflo
 from .nodes import NODE_TYPES, TIMEOUT_IS_CONFIG, FieldProblem, NodeInvoker, ensure_importable
 
 COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description"}
+_PARSED_COMMON_FIELDS = COMMON_FIELDS - {"id", "type", "description"}  # those a Node holds as attributes
 EDGE_FIELDS = {"from", "to", "port", "map", "select"}
 SETTINGS_FIELDS = {"runner", "max_parallel", "on_error", "pools"}
 TOP_FIELDS = {"name", "description", "settings", "nodes", "connections"}
@@ -104,7 +106,7 @@ def _node_impls(workflow: Workflow, problems: list) -> dict:
     impls = {}
     for node in workflow.nodes:
         impl = NODE_TYPES.get(node.type)
-        if impl is None or any(required and key not in node.config for key, required in impl.fields.items()):
+        if impl is None or not _type_fields(impl).required <= node.config.keys():
             continue  # unknown type or missing field: already reported, once
         try:
             impls[node.id] = impl(node.id, node.config)
@@ -159,7 +161,42 @@ def parse(data: dict, default_name: str = "workflow") -> tuple[Workflow, list]:
     return wf, problems
 
 
+@attrs.frozen
+class _TypeFields:
+    """A node type's fields as sets: ``required`` ones, and ``plain_keys``, the keys a node may have
+    and still be parsed without per-field checks (id, type, description and the type's fields, but
+    no common field that needs parsing)."""
+
+    required: frozenset
+    plain_keys: frozenset
+
+
+@functools.cache
+def _type_fields(impl) -> _TypeFields:
+    return _TypeFields(required=frozenset(key for key, required in impl.fields.items() if required),
+                       plain_keys=frozenset({"id", "type", "description", *impl.fields}) - _PARSED_COMMON_FIELDS)
+
+
+def _plain_node(raw) -> Node | None:
+    """The usual node (a dict with an id, a known type and its required fields, and nothing that
+    needs checking) parsed at once; None for any other, which ``_parse_node`` checks field by field."""
+    node_id = raw.get("id") if type(raw) is dict else None
+    if type(node_id) is not str or not node_id:
+        return None
+    ntype = raw.get("type")
+    impl = NODE_TYPES.get(ntype)
+    if impl is None:
+        return None
+    fields = _type_fields(impl)
+    if not (raw.keys() <= fields.plain_keys and fields.required <= raw.keys()):
+        return None
+    config = {key: value for key, value in raw.items() if key in impl.fields}
+    return Node(node_id, str(ntype), config)  # positional: a keyword call to an attrs class costs a third more
+
+
 def _parse_node(i: int, raw, problems: list):
+    if (node := _plain_node(raw)) is not None:
+        return node
     if not isinstance(raw, Mapping):
         problems.append(Problem(f"node #{i + 1}", "must be a mapping with at least 'id' and 'type'"))
         return None
@@ -219,10 +256,30 @@ def _parse_estimate(where, raw, problems) -> float:
 
 
 def _parse_edge(i: int, raw, problems: list):
+    if (edge := _plain_edge(raw)) is not None:
+        return edge
     if not isinstance(raw, Mapping) or "from" not in raw or "to" not in raw:
         problems.append(Problem(f"connection #{i + 1}", "must be a mapping with 'from' and 'to'"))
         return None
-    where = f"connection #{i + 1} ({raw['from']} -> {raw['to']})"
+    _check_edge_fields(f"connection #{i + 1} ({raw['from']} -> {raw['to']})", raw, problems)
+    select = raw.get("select")
+    return Edge(source=str(raw["from"]), target=str(raw["to"]), port=str(raw.get("port", "result")),
+                map=bool(raw.get("map", False)), select=select if isinstance(select, str) else None)
+
+
+def _plain_edge(raw) -> Edge | None:
+    """The usual edge (a dict with 'from', 'to' and only known fields, of the right types) parsed at
+    once; None for any other, which ``_parse_edge`` checks field by field."""
+    if type(raw) is not dict or not raw.keys() <= EDGE_FIELDS or "from" not in raw or "to" not in raw:
+        return None
+    is_map, select = raw.get("map", False), raw.get("select")
+    if type(is_map) is not bool or select is not None and type(select) is not str:
+        return None
+    # positional: a keyword call to an attrs class costs half as much again, and there is one per edge
+    return Edge(str(raw["from"]), str(raw["to"]), str(raw.get("port", "result")), is_map, select)
+
+
+def _check_edge_fields(where: str, raw, problems: list) -> None:
     for key in raw:
         if key not in EDGE_FIELDS:
             problems.append(Problem(where, f"unknown field {key!r} (known: {', '.join(sorted(EDGE_FIELDS))})"))
@@ -231,9 +288,6 @@ def _parse_edge(i: int, raw, problems: list):
     select = raw.get("select")
     if select is not None and not isinstance(select, str):
         problems.append(Problem(where, "select must be a JMESPath expression (a string)"))
-        select = None
-    return Edge(source=str(raw["from"]), target=str(raw["to"]), port=str(raw.get("port", "result")),
-                map=bool(raw.get("map", False)), select=select)
 
 
 def _parse_settings(raw, problems: list) -> Settings:
