@@ -58,6 +58,7 @@ class Graph:
     in_edges: tuple[tuple[int, ...], ...]
     depth: tuple[int, ...]  # how many fan-outs a node is inside of
     origin: tuple[int, ...]  # the foreach whose items a mapped node runs per, or -1
+    queue: tuple  # a node's ready queue (pool, None), or None where it depends on the item (capped group)
     rank: tuple[float, ...]  # longest remaining path to a sink, costs included
     topo: tuple[int, ...]
     roots: tuple[int, ...]
@@ -122,7 +123,10 @@ def _check_settings(wf: Workflow, problems: list) -> None:
 
 def _ports_of(node: Node):
     if node.type == "hil":
-        return frozenset({"result", "timeout", *node.config.get("choices", ())})
+        choices = node.config.get("choices")
+        if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+            return None  # bad choices are the node type's problem to report; its ports are unknown
+        return frozenset({"result", "timeout", *(choices or ())})
     return KNOWN_PORTS.get(node.type)
 
 
@@ -315,11 +319,20 @@ def _index(wf, index, good, adj, topo, depth, origin, kinds, cap) -> Graph:
     return Graph(
         workflow=wf, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
         edges=tuple(edges), out_edges=tuple(map(tuple, adj.outs)), in_edges=tuple(map(tuple, adj.ins)),
-        depth=tuple(depth), origin=tuple(origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
+        depth=tuple(depth), origin=tuple(origin), queue=_queues(wf.nodes, origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
         topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),
         max_parallel=cap, pools=dict(s.pools),
         fail_fast=s.on_error == "fail_fast", has_select=any(e.select is not None for e in edges),
     )
+
+
+def _queues(nodes, origin) -> tuple:
+    """The ready queue of each node that does not depend on the item: ``(pool, None)``; None for a
+    node mapped under a foreach with ``max_parallel`` (its queue is per item of that foreach)."""
+    shared = {}  # one tuple per pool, so most nodes share one value
+    return tuple(None if o >= 0 and nodes[o].config.get("max_parallel")
+                 else shared.setdefault(node.pool, (node.pool, None))
+                 for node, o in zip(nodes, origin))
 
 
 __all__ = ["Graph", "CompiledEdge", "Problem", "WorkflowInvalid", "compile_workflow", "PARKING_TYPES",

@@ -172,6 +172,13 @@ def test_missing_and_ill_typed_fields_are_named():
     the_one(problems, "settings.runner", "unknown runner 'warp'")
 
 
+@pytest.mark.parametrize("choices", [[1, 2], 5, ["ok", None]])
+def test_bad_hil_choices_are_a_problem_even_with_an_edge_from_an_unknown_port(choices):
+    problems = problems_of(wf([{"id": "h", "type": "hil", "choices": choices}, {"id": "n", "type": "noop"}],
+                              [{"from": "h", "to": "n", "port": "nope"}]))
+    the_one(problems, "node 'h'", "choices must be a non-empty list of port names")
+
+
 def test_an_edge_from_a_port_the_node_never_produces_is_named():
     bad = wf([{"id": "c", "type": "if", "condition": "x"}, {"id": "n", "type": "noop"}],
              [{"from": "c", "to": "n", "port": "maybe"}])
