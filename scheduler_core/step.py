@@ -315,7 +315,7 @@ class _Transition:
     def payload_from(self, got) -> Payload:
         if got[1] is None:  # one edge delivered: the common case, without the sorting
             _, src, value = got[0]
-            return Payload(input=value, values=(value,), inputs={self.g.ids[src]: value})
+            return _new(Payload, (value, (value,), {self.g.ids[src]: value}))
         arrived = []
         while got is not None:
             arrived.append(got[0])
@@ -369,12 +369,13 @@ class _Transition:
     # -- slots --------------------------------------------------------------------------------
 
     def queue_of(self, key) -> tuple:
+        """``(pool, group)``: the ready queue an instance waits in, and the caps it counts against."""
         n, path = key
+        q = self.g.queue[n]
+        if q is not None:  # most nodes: one queue per pool, computed once per graph
+            return q
         o = self.g.origin[n]
-        group = None
-        if o >= 0 and self.g.nodes[o].config.get("max_parallel"):
-            group = (o, path[: self.g.depth[o]])
-        return (self.g.nodes[n].pool, group)
+        return (self.g.nodes[n].pool, (o, path[: self.g.depth[o]]))
 
     def enqueue(self, key) -> None:
         n, path = key
@@ -395,6 +396,9 @@ class _Transition:
         return True
 
     def best_queue(self):
+        if len(self.ready) == 1:  # the common case: no pools or groups in play
+            for q in self.ready:
+                return q if self.has_room(q) else None
         best, best_head = None, None
         for q, h in self.ready.items():
             if (best is None or heap.peek(h) < best_head) and self.has_room(q):
@@ -418,7 +422,9 @@ class _Transition:
 
     def count(self, key, delta: int) -> None:
         self.running_count += delta
-        pool, group = self.queue_of(key)
+        pool, group = self.g.queue[key[0]] or self.queue_of(key)
+        if pool is None and group is None:
+            return
         if pool is not None:
             self.pool_running[pool] = self.pool_running.get(pool, 0) + delta
         if group is not None:
@@ -431,9 +437,13 @@ class _Transition:
             self.running[key] = attempt
             self.count(key, +1)
         self.seq += 1
-        r = self.records.get(key) or Record(node=node.id, item=path)
-        self.records[key] = _new(Record, (r[0], r[1], RUNNING, attempt, self.now, r[5], r[6], r[7], self.seq, r[9],
-                                          r[10]))
+        r = self.records.get(key)
+        if r is None:  # its first start: the record is made here
+            self.records[key] = _new(Record, (node.id, path, RUNNING, attempt, self.now, None, None, None, self.seq,
+                                              None, ()))
+        else:
+            self.records[key] = _new(Record, (r[0], r[1], RUNNING, attempt, self.now, r[5], r[6], r[7], self.seq,
+                                              r[9], r[10]))
         deadline = None
         if node.timeout is not None:
             deadline = self.now + node.timeout
@@ -475,17 +485,21 @@ class _Transition:
         n, path = key
         node = self.g.nodes[n]
         r = self.records[key]
-        if ended is not None and (ended.started_at is not None or ended.logs):
-            r = _noted(r, ended)
         if node.type == FOREACH and ITERATION in ports and not isinstance(ports[ITERATION], list):
-            self.records[key] = r
+            self.records[key] = r if ended is None else _noted(r, ended)
             got = type(ports[ITERATION]).__name__
             self.fail_final(key, ("foreach", f"foreach {node.id!r} needs a list of items, got {got}"))
             return
         self.payloads.pop(key, None)
         self.seq += 1
-        self.records[key] = _new(Record, (r[0], r[1], SUCCEEDED, r[3], r[4], self.now, ports, None, r[8], self.seq,
-                                          r[10]))
+        started_at, logs = r[4], r[10]
+        if ended is not None:  # what the runner observed: the real start, the lines it logged
+            if ended.started_at is not None:
+                started_at = ended.started_at
+            if ended.logs:
+                logs += ended.logs
+        self.records[key] = _new(Record, (r[0], r[1], SUCCEEDED, r[3], started_at, self.now, ports, None, r[8],
+                                          self.seq, logs))
         work = []
         for ei in self.g.out_edges[n]:
             e = self.g.edges[ei]
