@@ -41,18 +41,20 @@ class ThreadBackend:
         self.results: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.active: dict = {}  # (node, item, attempt) -> job, until its result or confirmation is out
-        self.workers = 0  # live workers not replaced
+        self.workers = 0  # live workers not replaced (changed only by the driving thread)
+        self.cancelling = 0  # cancelled attempts not yet confirmed stopped (changed under the lock)
         self.abandoned = 0
 
     def now(self) -> float:
         return self.clock()
 
     def start(self, cmd) -> None:
+        # No lock: one dict store is atomic, a worker removes only the key of a job it took, and
+        # only the driving thread (this one) counts workers.
         job = _Job(cmd, NodeContext(self.run_id, cmd))
-        with self.lock:
-            self.active[(cmd.node, cmd.item, cmd.attempt)] = job
-            if self.workers < self.size:
-                self._spawn()
+        self.active[(cmd.node, cmd.item, cmd.attempt)] = job
+        if self.workers < self.size:
+            self._spawn()
         self.jobs.put(job)
 
     def _spawn(self) -> None:
@@ -86,6 +88,7 @@ class ThreadBackend:
         if job.confirmed:
             return
         job.confirmed = True
+        self.cancelling -= 1
         cmd = job.cmd
         self.active.pop((cmd.node, cmd.item, cmd.attempt), None)
         self.results.put(CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock(),
@@ -97,7 +100,10 @@ class ThreadBackend:
             if job is None:  # finished already: it has stopped
                 self.results.put(CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.clock()))
                 return
+            if job.cancelled_at is not None:
+                return  # cancelled already
             job.cancelled_at = self.clock()
+            self.cancelling += 1
             job.ctx.cancel()
             if job.worker is not None:
                 self.workers -= 1
@@ -105,14 +111,13 @@ class ThreadBackend:
 
     def in_flight(self) -> int:
         """Attempts running or winding down after a cancel (the core may be waiting to retry them)."""
-        with self.lock:
-            return len(self.active)
+        return len(self.active)
 
     def wait(self, timeout):
-        with self.lock:
-            winding_down = any(j.cancelled_at is not None for j in self.active.values())
-        out = drain(self.results, timeout, winding_down)
-        self._abandon_overdue()
+        # cancelling only grows in this thread (cancel), so a stale read can only overstate it
+        out = drain(self.results, timeout, winding_down=self.cancelling > 0)
+        if self.cancelling:
+            self._abandon_overdue()
         return out
 
     def _abandon_overdue(self) -> None:
@@ -137,6 +142,7 @@ class ThreadBackend:
                 if job.cancelled_at is not None and not job.confirmed:
                     self.abandoned += 1
                     job.confirmed = True
+                    self.cancelling -= 1
             for _ in range(self.workers):
                 self.jobs.put(_STOP)
             self.workers = 0
