@@ -17,7 +17,7 @@ import time
 
 from rich.console import Console
 
-from runners import backend_names, instance_name
+from runners import backend_names
 
 from .engine import Engine, RunInterrupted, RunRefused
 from .report import render_table, waiting_on
@@ -224,7 +224,7 @@ def _warn_if_changed(engine: Engine, run_id: str) -> None:
         current = definition_hash(read_definition(path))
     except WorkflowError:
         current = None
-    if current != info.definition_hash:
+    if info.definition_hash is not None and current != info.definition_hash:
         Console(stderr=True, soft_wrap=True).print(f"note: {path} has changed since run {run_id} started; the run goes on with "
                                    f"the definition it started with.", highlight=False)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import pickle
 import threading
@@ -22,7 +21,8 @@ from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, 
                             initial_state, input_problem, step)
 
 from .report import run_dict, run_status
-from .store import LeaseHeld, Lease, MemoryStore, RunInfo, Snapshot, SqliteStore, StoreError, UnknownRun
+from .store import (LeaseHeld, Lease, MemoryStore, RunInfo, Snapshot, SqliteStore, StoreError, UnknownRun,
+                    canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
 from .nodes import ensure_importable
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
@@ -68,10 +68,6 @@ class RunResult:
 
     def __repr__(self):
         return f"RunResult(run_id={self.run_id!r}, status={self.status!r})"
-
-
-def definition_hash(definition) -> str:
-    return hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def new_run_id(name: str) -> str:
@@ -139,8 +135,12 @@ class Engine:
         run_id = run_id or new_run_id(wf.name)
         if self._exists(run_id):
             raise RunRefused(f"a run with id {run_id!r} already exists; choose another --run-id")
-        info = RunInfo(run_id=run_id, workflow=wf.name, definition=definition,
-                       definition_hash=definition_hash(definition), options=options)
+        text = dhash = None
+        if self.store.durable:  # encoded once: hashed here, stored as is (in memory, nothing can change it)
+            text = canonical_json(definition)
+            dhash = text_hash(text)
+        info = RunInfo(run_id=run_id, workflow=wf.name, definition=definition, definition_hash=dhash,
+                       options=options, definition_text=text)
         lease = self._acquire(run_id)
         return self._drive(_Session(run_id, wf, options, lease, 0, new_run=info), initial_state(graph),
                            lambda now: [RunStarted(at=now, trigger=trigger)], observer)
@@ -173,7 +173,7 @@ class Engine:
             info, batches, prints = self.store.load(run_id, since=since)
         except UnknownRun as exc:
             raise RunRefused(str(exc)) from None
-        if definition_hash(info.definition) != info.definition_hash:
+        if not info.definition_intact():
             raise RunRefused(f"run {run_id!r}: its stored workflow definition does not match the hash recorded "
                              f"when it started; the store was changed by hand, so the run cannot be trusted")
         if info.options.get("path"):  # node modules beside the workflow file import as they did at run time

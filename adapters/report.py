@@ -6,7 +6,7 @@ the contract. Nothing here decides anything about the run.
 from __future__ import annotations
 
 from scheduler_core import Record, State, heap, sequence_keys
-from scheduler_core.state import RUNNING, WAITING
+from scheduler_core.state import RUNNING
 
 from runners import instance_name
 

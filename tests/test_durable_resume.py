@@ -248,6 +248,27 @@ def test_a_corrupt_log_or_definition_is_refused_with_a_clear_message(waiting_run
     assert snapshot(waiting_run) == before
 
 
+def test_a_definition_stored_as_canonical_text_is_checked_by_its_hash(waiting_run):
+    definition = stored_definition(waiting_run)
+    conn = sqlite3.connect(waiting_run)
+    (text,) = conn.execute("SELECT definition FROM definitions WHERE run_id = 'r1'").fetchone()
+    conn.close()
+    assert text == json.dumps(definition, sort_keys=True)  # what the hash was taken of: no re-encoding on load
+    assert main(["status", "r1"]) == 0
+
+
+def test_a_definition_stored_by_an_older_version_as_other_text_still_loads(waiting_run, capsys):
+    # Earlier versions stored json.dumps(definition) unsorted; the hash is of the sorted text, so the
+    # check falls back to encoding the parsed definition: same definition, the run goes on.
+    definition = stored_definition(waiting_run)
+    unsorted = json.dumps(dict(reversed(list(definition.items()))))
+    assert unsorted != json.dumps(definition, sort_keys=True)
+    tamper(waiting_run, "UPDATE definitions SET definition = ?", unsorted)
+    capsys.readouterr()
+    assert main(["resume", "r1", "--node", "ask", "--port", "send", "--input", "1", "--json"]) == 3  # check[*] wait on
+    assert {r["node"]: r["status"] for r in json_out(capsys)["nodes"]}["sent"] == "succeeded"
+
+
 def test_a_stored_definition_the_core_decides_differently_on_is_refused(waiting_run, capsys):
     changed = stored_definition(waiting_run)
     changed["connections"] = changed["connections"][:3]  # no more fan-out
