@@ -11,6 +11,7 @@ import functools
 import importlib
 import inspect
 import json
+import math
 import sys
 from collections.abc import Mapping
 
@@ -229,7 +230,7 @@ class NodeInvoker:
         return self._checked(cmd, await self.impls[cmd.node].call_async(cmd, ctx))
 
     def _checked(self, cmd, ports: dict) -> dict:
-        if self.json_only:
+        if self.json_only and not all(map(_json_scalar, ports.values())):  # scalars: no encoding needed
             try:
                 json.dumps(ports, allow_nan=False)
             except (TypeError, ValueError) as exc:
@@ -237,6 +238,12 @@ class NodeInvoker:
                                 f"every output as JSON, so return plain data (dict, list, str, number, bool, "
                                 f"None)") from None
         return ports
+
+
+def _json_scalar(value) -> bool:
+    """A value JSON keeps as it is: a string, a whole number, a bool, None or a finite float."""
+    kind = type(value)
+    return kind is str or kind is int or kind is bool or value is None or (kind is float and math.isfinite(value))
 
 
 def ensure_importable(directory: str) -> None:

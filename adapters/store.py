@@ -106,9 +106,13 @@ class Snapshot:
 
 
 def encode_event(event) -> dict:
-    data = attrs.asdict(event, recurse=False)
-    data["type"] = type(event).__name__
+    kind = type(event)
+    data = {name: getattr(event, name) for name in _EVENT_FIELDS[kind]}  # attrs.asdict costs twice as much
+    data["type"] = kind.__name__
     return data
+
+
+_EVENT_FIELDS = {cls: tuple(f.name for f in attrs.fields(cls)) for cls in EVENT_TYPES.values()}
 
 
 def decode_event(data: dict):

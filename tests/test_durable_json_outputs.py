@@ -14,3 +14,19 @@ def test_a_non_json_output_fails_its_node_in_a_stored_run(tmp_path):
 def test_an_in_memory_run_passes_any_python_value_on():
     result = Engine(runner="serial").run(WF, trigger=[1, 2, 2])
     assert result.status == "succeeded" and result.record("odd")["output"] == {1, 2}
+
+
+def test_a_float_json_cannot_hold_fails_its_node_too(tmp_path):
+    wf = {"nodes": [{"id": "odd", "type": "python", "call": "builtins:float"}], "connections": []}
+    result = Engine(runner="serial", db=str(tmp_path / "runs.db")).run(wf, trigger="nan")
+    assert result.status == "failed" and "not JSON" in result.record("odd")["error"]["message"]
+
+
+def test_plain_outputs_pass_in_a_stored_run(tmp_path):
+    wf = {"nodes": [{"id": "s", "type": "python", "call": "builtins:str"},
+                    {"id": "f", "type": "python", "call": "builtins:float"},
+                    {"id": "l", "type": "python", "call": "builtins:list"}],
+          "connections": [{"from": "s", "to": "f"}, {"from": "s", "to": "l"}]}
+    result = Engine(runner="serial", db=str(tmp_path / "runs.db")).run(wf, trigger=2.5)
+    assert result.status == "succeeded"
+    assert [result.record(n)["output"] for n in "sfl"] == ["2.5", 2.5, ["2", ".", "5"]]
