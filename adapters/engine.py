@@ -16,7 +16,7 @@ import uuid
 
 import attrs
 
-from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, fewer_gc_passes, make_backend
+from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, collector_paused, make_backend
 from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, State, fingerprint,
                             initial_state, input_problem, step)
 
@@ -154,7 +154,7 @@ class Engine:
         return info, wf, state
 
     def _load(self, run_id: str, use_snapshot: bool = True):
-        with fewer_gc_passes():  # like a drive, a replay builds many long-lived acyclic values
+        with collector_paused():  # a replay builds many long-lived acyclic values, and runs no node code
             return self._load_and_replay(run_id, use_snapshot)
 
     def _snapshot_state(self, run_id: str):

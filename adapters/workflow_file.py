@@ -16,7 +16,7 @@ import attrs
 import yaml
 
 from runners import backend_names
-from runners import fewer_gc_passes
+from runners import collector_paused
 from scheduler_core import (Edge, Graph, Node, Problem, Retry, Settings, Workflow, WorkflowInvalid,
                             compile_workflow)
 
@@ -80,7 +80,7 @@ def load_workflow(source, max_parallel: int | None = None) -> Workflow:
         data, where = dict(source), "workflow"
     else:
         raise TypeError(f"load_workflow takes a path or a dict, not {type(source).__name__}")
-    with fewer_gc_passes():  # a large workflow is many small long-lived values, as a run is
+    with collector_paused():  # a large workflow is many small long-lived values; no node code runs here
         workflow, problems = parse(data, default_name=_default_name(where))
         check(workflow, problems, where)
     return workflow

@@ -5,7 +5,7 @@ line). Runners make no scheduling decisions: they carry out ``step``'s commands 
 """
 from .async_runner import AsyncioBackend
 from .context import Invoker, NodeContext, instance_name
-from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, Drive, TimerService, fewer_gc_passes
+from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, Drive, TimerService, collector_paused, fewer_gc_passes
 from .serial import SerialBackend
 from .simulated import SimulatedBackend
 from .thread import ThreadBackend
@@ -32,5 +32,5 @@ def make_backend(name: str, invoker, run_id: str, max_parallel: int, **options):
 
 
 __all__ = ["AsyncioBackend", "Invoker", "NodeContext", "instance_name", "DEFAULT_GRACE", "DEFAULT_LINGER",
-           "Backend", "Drive", "TimerService", "fewer_gc_passes", "SerialBackend", "SimulatedBackend", "ThreadBackend",
+           "Backend", "Drive", "TimerService", "collector_paused", "fewer_gc_passes", "SerialBackend", "SimulatedBackend", "ThreadBackend",
            "BACKENDS", "backend_names", "make_backend"]

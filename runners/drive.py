@@ -109,6 +109,21 @@ def fewer_gc_passes():
         gc.set_threshold(*before)
 
 
+@contextlib.contextmanager
+def collector_paused():
+    """For bounded work of flowcore's own that builds many long-lived, acyclic values (parsing a
+    workflow, replaying a log: no node code runs): the cyclic collector would only rescan them, a
+    fifth of the time it takes to load a 100,000-node workflow even with ``fewer_gc_passes``. It
+    runs as before once the work is done."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class Drive:
     """One run being driven by one backend until it ends or only parked work is left."""
 
