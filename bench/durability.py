@@ -66,8 +66,8 @@ def stored_runs(events: int) -> dict:
             f"{events:,}-item fan-out": (fan_out_workflow(), list(range(events)))}
 
 
-def load_once(path: str, run_id: str, use_snapshot: bool = True) -> None:
-    Engine(db=path).load(run_id, use_snapshot=use_snapshot)
+def load_once(path: str, run_id: str, use_snapshot: bool = True):
+    return Engine(db=path).load(run_id, use_snapshot=use_snapshot)
 
 
 def replay_row(cfg, name, workflow, trigger, path):
