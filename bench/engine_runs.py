@@ -8,10 +8,12 @@ class RunDidNotSucceed(RuntimeError):
     pass
 
 
-def run_workflow(workflow: dict, runner: str, trigger=None, db: str | None = None, max_parallel: int = 8,
+def run_workflow(workflow, runner: str, trigger=None, db: str | None = None, max_parallel: int = 8,
                  **engine_options):
-    """A fresh ``Engine`` (so no run's records outlive its measurement) runs ``workflow`` once."""
+    """A fresh ``Engine`` (so no run's records outlive its measurement) runs ``workflow`` (a dict, or a
+    ``Workflow`` loaded already) once."""
     result = Engine(runner=runner, db=db, max_parallel=max_parallel, **engine_options).run(workflow, trigger=trigger)
     if result.status != "succeeded":
-        raise RunDidNotSucceed(f"{workflow['name']} on the {runner} runner ended {result.status}: {result.error}")
+        name = workflow["name"] if isinstance(workflow, dict) else workflow.name  # declared, or loaded already
+        raise RunDidNotSucceed(f"{name} on the {runner} runner ended {result.status}: {result.error}")
     return result
