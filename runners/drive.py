@@ -121,6 +121,11 @@ def collector_paused():
         yield
     finally:
         if was_enabled:
+            # What the work built would all be young, and the first collection after it would scan
+            # it all (as long as the work took). Move every tracked object to the oldest generation
+            # instead (freeze, then unfreeze: two list splices), where full collections see it.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
