@@ -178,8 +178,8 @@ class Engine:
                              f"when it started; the store was changed by hand, so the run cannot be trusted")
         if info.options.get("path"):  # node modules beside the workflow file import as they did at run time
             ensure_importable(os.path.dirname(info.options["path"]))
-        try:
-            wf = load_workflow(info.definition)
+        try:  # the structure, for the replay; the node types are checked when a resume runs them
+            wf = load_workflow(info.definition, node_types=False)
         except WorkflowError as exc:
             raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
         count = since + len(batches)
@@ -212,6 +212,7 @@ class Engine:
         try:
             info, wf, state, count = self._load(run_id)
             path = _check_request(run_id, state, node, input, port, item)
+            _check_node_types(run_id, wf)
             options = _resume_options(info.options, count, runner=runner, max_parallel=max_parallel,
                                       linger=linger, grace=grace)
         except BaseException:
@@ -289,6 +290,17 @@ class Engine:
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
         return make_backend(name, build_invoker(wf, json_only=self.store.durable), run_id, max_parallel, **extra)
+
+
+def _check_node_types(run_id: str, wf) -> None:
+    """Before a resume runs anything: the node types' checks, which loading the run left out (the
+    code a python node calls may be gone, or a node type may no longer accept its fields)."""
+    from .workflow_file import build_invoker
+
+    try:
+        build_invoker(wf)
+    except WorkflowError as exc:
+        raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
 
 
 @attrs.define

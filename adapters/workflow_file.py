@@ -67,8 +67,12 @@ def read_definition(path: str) -> dict:
     return dict(data)
 
 
-def load_workflow(source, max_parallel: int | None = None) -> Workflow:
-    """A path (YAML or JSON) or a dict -> a checked ``Workflow``; raises ``WorkflowError``."""
+def load_workflow(source, max_parallel: int | None = None, *, node_types: bool = True) -> Workflow:
+    """A path (YAML or JSON) or a dict -> a checked ``Workflow``; raises ``WorkflowError``.
+
+    ``node_types=False`` checks the structure only and leaves each node type's own checks (which
+    import the code python nodes call) to ``build_invoker``, when the nodes are about to run: for a
+    stored run's definition, checked when the run started, which a status or a replay never runs."""
     if isinstance(source, Workflow):
         return source
     if isinstance(source, (str, os.PathLike)):
@@ -82,7 +86,7 @@ def load_workflow(source, max_parallel: int | None = None) -> Workflow:
         raise TypeError(f"load_workflow takes a path or a dict, not {type(source).__name__}")
     with collector_paused():  # a large workflow is many small long-lived values; no node code runs here
         workflow, problems = parse(data, default_name=_default_name(where))
-        check(workflow, problems, where)
+        check(workflow, problems, where, node_types=node_types)
     return workflow
 
 
@@ -90,9 +94,11 @@ def _default_name(where: str) -> str:
     return os.path.splitext(os.path.basename(where))[0] if where != "workflow" else "workflow"
 
 
-def check(workflow: Workflow, problems: list, where: str, max_parallel: int | None = None) -> None:
+def check(workflow: Workflow, problems: list, where: str, max_parallel: int | None = None,
+          node_types: bool = True) -> None:
     """Add the node types' and the graph's problems to ``problems``; raise if there are any."""
-    _IMPLS[workflow] = _node_impls(workflow, problems)
+    if node_types:
+        _IMPLS[workflow] = _node_impls(workflow, problems)
     try:
         _GRAPHS[workflow] = compile_workflow(workflow, max_parallel=max_parallel)
     except WorkflowInvalid as exc:
@@ -134,9 +140,12 @@ def compiled(workflow: Workflow, default_max_parallel: int = 8, max_parallel: in
 def build_invoker(workflow: Workflow, json_only: bool = False) -> NodeInvoker:
     """The runners' way to call the workflow's nodes, through the implementations checking it built."""
     impls = _IMPLS.get(workflow)
-    if impls is None:  # a workflow built in code, never checked
-        impls = {node.id: NODE_TYPES[node.type](node.id, node.config)
-                 for node in workflow.nodes if node.type in NODE_TYPES}
+    if impls is None:  # built in code, or loaded without its node types' checks: they run now
+        problems: list = []
+        impls = _node_impls(workflow, problems)
+        if problems:
+            raise WorkflowError(f"workflow {workflow.name!r}", problems)
+        _IMPLS[workflow] = impls
     return NodeInvoker(impls, json_only=json_only)
 
 

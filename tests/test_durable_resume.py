@@ -340,3 +340,31 @@ def test_a_timer_not_yet_due_keeps_the_run_waiting(tmp_path):
     engine = Engine(runner="serial", db=db, linger=0)
     assert engine.run(definition, run_id="d1").status == "waiting"
     assert Engine(db=db, linger=0).resume("d1").status == "waiting"
+
+
+def test_without_the_code_its_nodes_call_a_run_still_shows_its_status_but_does_not_resume(tmp_path):
+    # Loading a stored run checks its structure only (a status runs no node); a resume checks the
+    # node types before it runs anything, and refuses, changing nothing, when their code is gone.
+    (tmp_path / "gone_nodes.py").write_text("def hello(input):\n    return {'said': 'hello'}\n")
+    workflow = {"name": "gone", "nodes": [{"id": "hello", "type": "python", "call": "gone_nodes:hello"},
+                                          {"id": "ask", "type": "hil"},
+                                          {"id": "again", "type": "python", "call": "gone_nodes:hello"}],
+                "connections": [{"from": "hello", "to": "ask"}, {"from": "ask", "to": "again"}]}
+    (tmp_path / "wf.yaml").write_text(yaml.safe_dump(workflow))
+
+    def child(*args):
+        return subprocess.run(flowcore(*args), cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+                              timeout=60)
+    assert child("run", "wf.yaml", "--run-id", "g1").returncode == 3
+    (tmp_path / "gone_nodes.py").unlink()
+    db = str(tmp_path / "flowcore.db")
+    before = snapshot(db)
+    status = child("status", "g1", "--json")
+    assert status.returncode == 0, status.stderr
+    assert {r["node"]: r["status"] for r in json.loads(status.stdout)["nodes"]} == {
+        "hello": "succeeded", "ask": "waiting", "again": "pending"}
+    refused = child("resume", "g1", "--node", "ask", "--input", '"go"')
+    assert refused.returncode == 2
+    err = " ".join(refused.stderr.split())
+    assert "no longer loads here" in err and "gone_nodes" in err and "Traceback" not in err
+    assert snapshot(db) == before

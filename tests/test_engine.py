@@ -217,3 +217,15 @@ def test_a_run_in_sqlite_reads_back_the_same_from_a_new_engine(tmp_path):
     again = Engine(db=db).status("kept")
     assert again.to_dict() == result.to_dict()
     assert Engine(db=db).resume("kept", node="approve", port="publish", input="yes").status == "succeeded"
+
+
+def test_a_workflow_built_in_code_gets_its_node_types_checked_before_it_runs():
+    from scheduler_core.model import Node, Workflow
+
+    from adapters.workflow_file import WorkflowError
+
+    wf = Workflow(name="coded", nodes=(Node("a", "python", {"call": "no_such_module_here:f"}),), edges=())
+    with pytest.raises(WorkflowError, match="cannot import module 'no_such_module_here'"):
+        Engine(runner="serial").run(wf)
+    ok = Workflow(name="coded", nodes=(Node("a", "python", {"call": "builtins:len"}),), edges=())
+    assert Engine(runner="serial").run(ok, trigger=[1, 2]).record("a")["output"] == 2
