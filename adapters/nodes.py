@@ -212,8 +212,9 @@ class NodeInvoker:
     """Runs task instances for the runners: node id -> its type's implementation.
 
     With ``json_only`` (a run kept in a durable store, whose log holds every output as JSON), an
-    output that is not plain JSON data fails its node: stored as text, it would reach the next
-    node differently after a resume than in the run that produced it.
+    output that is not JSON data fails its node, and one JSON keeps only in its own terms (a tuple,
+    a dict with number keys) goes on as JSON reads it back: the next node gets the same value in the
+    run that produced it as after a resume.
     """
 
     def __init__(self, impls: dict, json_only: bool = False):
@@ -230,14 +231,14 @@ class NodeInvoker:
         return self._checked(cmd, await self.impls[cmd.node].call_async(cmd, ctx))
 
     def _checked(self, cmd, ports: dict) -> dict:
-        if self.json_only and not all(map(_json_scalar, ports.values())):  # scalars: no encoding needed
-            try:
-                json.dumps(ports, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"node {cmd.node!r} returned a value that is not JSON ({exc}); a stored run keeps "
-                                f"every output as JSON, so return plain data (dict, list, str, number, bool, "
-                                f"None)") from None
-        return ports
+        if not self.json_only or (all(type(port) is str for port in ports) and all(map(_json_scalar, ports.values()))):
+            return ports  # string port names and scalars: JSON keeps them as they are
+        try:
+            return json.loads(json.dumps(ports, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"node {cmd.node!r} returned a value that is not JSON ({exc}); a stored run keeps "
+                            f"every output as JSON, so return plain data (dict, list, str, number, bool, "
+                            f"None)") from None
 
 
 def _json_scalar(value) -> bool:

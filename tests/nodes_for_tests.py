@@ -132,3 +132,8 @@ async def async_patient(value, seconds=5.0, ctx=None):
 def thread_name(value):
     """Where the node ran: the name of the thread that called it."""
     return threading.current_thread().name
+
+
+def ports_named(value, names=()):
+    """Its input on each port in ``names``, where a name given as a list becomes a tuple."""
+    return Ports({tuple(n) if isinstance(n, list) else n: value for n in names})
