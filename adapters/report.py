@@ -104,7 +104,7 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
     records = ordered_records(state)
     ends = [r.finished_at for r in records if r.finished_at is not None]
     span = (state.finished_at or max(ends, default=t0)) - t0
-    table = Table(title=f"run {run_id} · {state.graph.workflow.name}", title_justify="left")
+    table = Table(title=f"run {run_id} · {state.graph.name}", title_justify="left")
     table.add_column("node", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("tries", justify="right")

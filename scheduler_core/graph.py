@@ -52,7 +52,7 @@ class CompiledEdge(NamedTuple):
 
 @attrs.frozen(eq=False)
 class Graph:
-    workflow: Workflow
+    name: str  # the workflow's; not the workflow itself, which a graph cached per workflow must not keep alive
     ids: tuple[str, ...]
     index: dict
     nodes: tuple[Node, ...]
@@ -319,7 +319,7 @@ def _index(wf, index, good, adj, topo, depth, origin, kinds, cap) -> Graph:
     s = wf.settings
     # ids from the index: in a valid workflow it holds every node's id, once, in node order
     return Graph(
-        workflow=wf, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
+        name=wf.name, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
         edges=tuple(edges), out_edges=tuple(map(tuple, adj.outs)), in_edges=tuple(map(tuple, adj.ins)),
         depth=tuple(depth), origin=tuple(origin), queue=_queues(wf.nodes, origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
         topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),

@@ -229,3 +229,21 @@ def test_a_workflow_built_in_code_gets_its_node_types_checked_before_it_runs():
         Engine(runner="serial").run(wf)
     ok = Workflow(name="coded", nodes=(Node("a", "python", {"call": "builtins:len"}),), edges=())
     assert Engine(runner="serial").run(ok, trigger=[1, 2]).record("a")["output"] == 2
+
+
+def test_what_running_a_workflow_compiled_is_freed_with_the_workflow(tmp_path):
+    """The graph and node implementations cached per workflow must not keep the workflow alive: a
+    service that loads a workflow per run would otherwise keep every one it ever ran."""
+    import gc
+    import weakref
+
+    from adapters import load_workflow
+
+    wf = load_workflow(APPROVAL)
+    engine = Engine(runner="serial", db=str(tmp_path / "runs.db"))
+    engine.run(wf, trigger="draft text")
+    engine.resume(engine.runs()[0]["run_id"], node="approve", port="reject", input="no")
+    gone = weakref.ref(wf)
+    del wf
+    gc.collect()
+    assert gone() is None
