@@ -107,13 +107,17 @@ def check(workflow: Workflow, problems: list, where: str, max_parallel: int | No
         raise WorkflowError(where, problems)
 
 
-def _node_impls(workflow: Workflow, problems: list) -> dict:
-    """Node id -> its type's implementation; a node type's complaints about its fields go to ``problems``."""
+def _node_impls(workflow: Workflow, problems: list, parsed: bool = True) -> dict:
+    """Node id -> its type's implementation; a node type's complaints about its fields go to ``problems``,
+    and, for a workflow that was not ``parsed`` from a file or dict (built in code), unknown types and
+    missing required fields too (parsing reports those)."""
     impls = {}
     for node in workflow.nodes:
         impl = NODE_TYPES.get(node.type)
         if impl is None or not _type_fields(impl).required <= node.config.keys():
-            continue  # unknown type or missing field: already reported, once
+            if not parsed:
+                _type_problems(f"node {node.id!r}", node.type, impl, node.config, problems)
+            continue
         try:
             impls[node.id] = impl(node.id, node.config)
         except FieldProblem as exc:
@@ -142,7 +146,7 @@ def build_invoker(workflow: Workflow, json_only: bool = False) -> NodeInvoker:
     impls = _IMPLS.get(workflow)
     if impls is None:  # built in code, or loaded without its node types' checks: they run now
         problems: list = []
-        impls = _node_impls(workflow, problems)
+        impls = _node_impls(workflow, problems, parsed=False)
         if problems:
             raise WorkflowError(f"workflow {workflow.name!r}", problems)
         _IMPLS[workflow] = impls
@@ -216,9 +220,7 @@ def _parse_node(i: int, raw, problems: list):
         return None
     ntype = raw.get("type")
     impl = NODE_TYPES.get(ntype)
-    if impl is None:
-        problems.append(Problem(where, f"unknown type {ntype!r} (known: {', '.join(sorted(NODE_TYPES))})"
-                        if ntype is not None else "missing 'type'"))
+    _type_problems(where, ntype, impl, raw, problems)
     type_fields = set(impl.fields) if impl else set()
     if ntype in TIMEOUT_IS_CONFIG:
         type_fields.add("timeout")
@@ -228,15 +230,23 @@ def _parse_node(i: int, raw, problems: list):
             config[key] = value
         elif key not in COMMON_FIELDS and impl is not None:
             problems.append(Problem(where, f"unknown field {key!r} for a {ntype} node"))
-    for key, required in (impl.fields.items() if impl else ()):
-        if required and key not in raw:
-            problems.append(Problem(where, f"missing required field {key!r}"))
     timeout = None if ntype in TIMEOUT_IS_CONFIG else raw.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         problems.append(Problem(where, f"timeout must be a positive number of seconds, not {timeout!r}"))
         timeout = None
     return Node(id=node_id, type=str(ntype), config=config, timeout=timeout, retry=_parse_retry(where, raw, problems),
                 pool=raw.get("pool"), estimate=_parse_estimate(where, raw, problems))
+
+
+def _type_problems(where: str, ntype, impl, fields, problems: list) -> None:
+    """An unknown (or missing) node type, or a known type's required fields missing from ``fields``."""
+    if impl is None:
+        problems.append(Problem(where, f"unknown type {ntype!r} (known: {', '.join(sorted(NODE_TYPES))})"
+                        if ntype is not None else "missing 'type'"))
+        return
+    for key, required in impl.fields.items():
+        if required and key not in fields:
+            problems.append(Problem(where, f"missing required field {key!r}"))
 
 
 def _parse_retry(where, raw, problems) -> Retry:

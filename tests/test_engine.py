@@ -231,6 +231,18 @@ def test_a_workflow_built_in_code_gets_its_node_types_checked_before_it_runs():
     assert Engine(runner="serial").run(ok, trigger=[1, 2]).record("a")["output"] == 2
 
 
+def test_a_workflow_built_in_code_with_an_unknown_type_or_a_missing_field_is_refused_with_every_problem():
+    from scheduler_core.model import Node, Workflow
+
+    from adapters.workflow_file import WorkflowError
+
+    wf = Workflow(name="coded", nodes=(Node("a", "python", {}), Node("b", "no_such_type", {})), edges=())
+    with pytest.raises(WorkflowError) as caught:
+        Engine(runner="serial").run(wf)
+    message = str(caught.value)
+    assert "node 'a': missing required field 'call'" in message and "node 'b': unknown type 'no_such_type'" in message
+
+
 def test_what_running_a_workflow_compiled_is_freed_with_the_workflow(tmp_path):
     """The graph and node implementations cached per workflow must not keep the workflow alive: a
     service that loads a workflow per run would otherwise keep every one it ever ran."""
