@@ -27,6 +27,7 @@ from .nodes import ensure_importable
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
 HEARTBEAT_SECONDS = 10.0
+CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
 
 
 class RunRefused(ValueError):
@@ -117,7 +118,8 @@ class Engine:
         self.store = store or (MemoryStore() if db is None else SqliteStore(db))
         self.runner_options = dict(runner_options or {})
         self._tail: dict = {}  # run_id -> events logged after its latest snapshot, as of its last load
-        self._cache: dict = {}  # run_id -> (logged batches, state): saves a replay when this engine drove it
+        # run_id -> (logged batches, state) of the CACHED_RUNS runs this engine drove last: saves a replay
+        self._cache: dict = {}
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -277,7 +279,10 @@ class Engine:
                     save_snapshot(self.store, run_id, session.index, state)
                     session.tail = 0
             self.store.release(run_id, session.lease)
+        self._cache.pop(run_id, None)
         self._cache[run_id] = (session.index, state)
+        while len(self._cache) > CACHED_RUNS:  # a long-lived engine must not keep every run's state
+            del self._cache[next(iter(self._cache))]
         return RunResult(run_id, state, abandoned)
 
     def _backend(self, options, wf, run_id, max_parallel):

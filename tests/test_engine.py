@@ -259,3 +259,13 @@ def test_what_running_a_workflow_compiled_is_freed_with_the_workflow(tmp_path):
     del wf
     gc.collect()
     assert gone() is None
+
+
+def test_an_engine_keeps_the_final_state_of_only_its_latest_runs():
+    from adapters.engine import CACHED_RUNS
+
+    engine = Engine(runner="serial")
+    ids = [engine.run(APPROVAL, trigger="draft").run_id for _ in range(CACHED_RUNS + 3)]
+    assert list(engine._cache) == ids[-CACHED_RUNS:]
+    first = engine.resume(ids[0], node="approve", port="publish", input="yes")  # replayed from the store
+    assert first.status == "succeeded" and list(engine._cache)[-1] == ids[0] and len(engine._cache) == CACHED_RUNS
