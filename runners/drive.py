@@ -114,7 +114,7 @@ def collector_paused():
     """For bounded work of flowcore's own that builds many long-lived, acyclic values (parsing a
     workflow, replaying a log: no node code runs): the cyclic collector would only rescan them, a
     fifth of the time it takes to load a 100,000-node workflow even with ``fewer_gc_passes``. It
-    runs as before once the work is done."""
+    runs as before once the work is done. (The pause, like ``fewer_gc_passes``, is process-wide.)"""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -123,9 +123,12 @@ def collector_paused():
         if was_enabled:
             # What the work built would all be young, and the first collection after it would scan
             # it all (as long as the work took). Move every tracked object to the oldest generation
-            # instead (freeze, then unfreeze: two list splices), where full collections see it.
-            gc.freeze()
-            gc.unfreeze()
+            # instead (freeze, then unfreeze: two list splices), where full collections see it;
+            # not where the application froze objects itself (before forking, say): unfreezing
+            # would undo that.
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
