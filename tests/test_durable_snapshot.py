@@ -63,3 +63,38 @@ def test_short_runs_leave_no_snapshot(tmp_path):
     db = str(tmp_path / "runs.db")
     Engine(runner="serial", db=db).run(WF, trigger=[1], run_id="r")
     assert snapshot_row(db) is None
+
+
+CHAIN = {"nodes": [{"id": f"n{i}", "type": "noop"} for i in range(40)],
+         "connections": [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(39)]}
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at(step_count):
+    steps = []
+
+    def observer(events, commands, state):
+        steps.append(1)
+        if len(steps) == step_count:
+            raise Crash  # the drive stops here, after logging this step, as if the process died
+
+    return observer
+
+
+def test_a_long_drive_leaves_snapshots_as_it_goes_so_a_crash_replays_only_the_tail(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_module, "SNAPSHOT_EVERY", 5)
+    monkeypatch.setattr(engine_module, "SNAPSHOT_DURING", 5)
+    db = str(tmp_path / "runs.db")
+    with pytest.raises(Crash):
+        Engine(runner="serial", db=db).run(CHAIN, run_id="r", observer=crash_at(33))
+    index, _ = snapshot_row(db)
+    # every 5 events once the log doubled: after steps 5, 10, 20; step 40 never came
+    assert index == 20
+    _, _, from_snapshot = Engine(db=db).load("r")
+    _, _, replayed = Engine(db=db).load("r", use_snapshot=False)
+    assert records(from_snapshot) == records(replayed)
+    result = Engine(runner="serial", db=db).resume("r")
+    assert result.status == "succeeded" and snapshot_row(db)[0] > 33  # the end of a drive leaves one too
