@@ -117,7 +117,8 @@ class Engine:
         self.grace = grace
         self.store = store or (MemoryStore() if db is None else SqliteStore(db))
         self.runner_options = dict(runner_options or {})
-        self._after_snapshot: dict = {}  # run_id -> (steps its latest snapshot covers, events logged after), as of its last load
+        # run_id -> (steps its latest snapshot covers, events logged after it), as of its last load
+        self._after_snapshot: dict = {}
         # run_id -> (logged batches, state) of the CACHED_RUNS runs this engine drove last: saves a replay
         self._cache: dict = {}
 
