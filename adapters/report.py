@@ -6,6 +6,7 @@ the contract. Nothing here decides anything about the run.
 from __future__ import annotations
 
 from scheduler_core import Record, State, heap, sequence_keys
+from scheduler_core.model import PARKING_TYPES
 from scheduler_core.state import RUNNING
 
 from runners import instance_name
@@ -142,11 +143,14 @@ def _footer(state, records, abandoned: int) -> str:
     line = f"[bold]{status}[/]"
     if state.finished_at is not None:
         wall = state.finished_at - state.started_at
+        waits = {r.node for r in records if state.graph.nodes[state.graph.index[r.node]].type in PARKING_TYPES}
         busy = sum(r.finished_at - r.started_at for r in records
-                   if r.finished_at is not None and r.started_at is not None and r.status != "waiting"
-                   and state.graph.nodes[state.graph.index[r.node]].type not in ("delay", "wait", "hil"))
-        line += f" in {wall:.2f}s wall time; the same nodes one after the other: {busy:.2f}s"
-        if wall > 0 and busy > wall * 1.05:
+                   if r.finished_at is not None and r.started_at is not None and r.node not in waits)
+        line += f" in {wall:.2f}s wall time"
+        if waits:  # a person or a timer held the run up: its wall time says nothing of running at once
+            line += f", waits ({', '.join(sorted(waits))}) included"
+        line += f"; the same nodes one after the other: {busy:.2f}s"
+        if wall > 0 and busy > wall * 1.05 and not waits:
             line += f" ({busy / wall:.1f}× from running at once)"
     if state.error:
         line += f"\n{state.error.get('node') or 'run'}: {state.error['type']}: {state.error['message']}"

@@ -158,6 +158,12 @@ def test_resume_answers_the_waiting_node_and_exits_0(workdir, capsys):
     assert next(r for r in result["nodes"] if r["node"] == "shipped")["output"] == "yes"
 
 
+def test_the_text_summary_of_a_run_that_waited_says_its_wall_time_includes_the_wait(workdir, capsys):
+    cli(capsys, "run", "approval.yaml", "--run-id", "ask")
+    code, out, _ = cli(capsys, "resume", "ask", "--node", "approve", "--port", "ship", "--input", '"yes"')
+    assert code == 0 and "wall time, waits (approve) included;" in out and "from running at once" not in out
+
+
 def test_resume_with_a_choice_not_offered_exits_2_and_changes_nothing(workdir, capsys):
     cli(capsys, "run", "approval.yaml", "--run-id", "ask")
     _, before, _ = cli_json(capsys, "status", "ask")
