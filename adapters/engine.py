@@ -117,8 +117,6 @@ class Engine:
         self.grace = grace
         self.store = store or (MemoryStore() if db is None else SqliteStore(db))
         self.runner_options = dict(runner_options or {})
-        # run_id -> (steps its latest snapshot covers, events logged after it), as of its last load
-        self._after_snapshot: dict = {}
         # run_id -> (logged batches, state) of the CACHED_RUNS runs this engine drove last: saves a replay
         self._cache: dict = {}
 
@@ -153,7 +151,7 @@ class Engine:
     def load(self, run_id: str, use_snapshot: bool = True):
         """(info, workflow, state) of a stored run, rebuilt by replaying its event log: in full, or
         from the last snapshot a run of this same core left (``use_snapshot``)."""
-        info, wf, state, _ = self._load(run_id, use_snapshot)
+        info, wf, state, *_ = self._load(run_id, use_snapshot)
         return info, wf, state
 
     def _load(self, run_id: str, use_snapshot: bool = True):
@@ -171,6 +169,7 @@ class Engine:
             return 0, None
 
     def _load_and_replay(self, run_id: str, use_snapshot: bool):
+        """(info, workflow, state, steps logged, steps the snapshot used covers, events after it)."""
         since, start = self._snapshot_state(run_id) if use_snapshot and self.store.durable else (0, None)
         try:
             info, batches, prints = self.store.load(run_id, since=since)
@@ -186,17 +185,17 @@ class Engine:
         except WorkflowError as exc:
             raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
         count = since + len(batches)
-        self._after_snapshot[run_id] = (since, sum(len(b) for b in batches))
+        tail = sum(len(b) for b in batches)  # events after the snapshot
         cached = self._cache.get(run_id)
         if cached and cached[0] == count:
-            return info, wf, cached[1], count
+            return info, wf, cached[1], count, since, tail
         try:
             state = replay_run(wf, batches, prints, _caps(info.options), since, start)
         except ReplayDiverged as exc:
             raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine, the node types or the "
                              f"stored definition changed since the run was recorded; finish it with the "
                              f"version that started it.") from None
-        return info, wf, state, count
+        return info, wf, state, count, since, tail
 
     def status(self, run_id: str) -> RunResult:
         info, _, state = self.load(run_id)
@@ -213,7 +212,7 @@ class Engine:
             raise RunRefused(str(exc)) from None
         lease = self._acquire(run_id)  # first: the log cannot grow between reading it and driving on
         try:
-            info, wf, state, count = self._load(run_id)
+            info, wf, state, count, snapshot_at, tail = self._load(run_id)
             path = _check_request(run_id, state, node, input, port, item)
             _check_node_types(run_id, wf)
             options = _resume_options(info.options, count, runner=runner, max_parallel=max_parallel,
@@ -229,7 +228,6 @@ class Engine:
             return [Resumed(at=now), *answer]
         changed = options["caps"] != _caps(info.options)
         stored = dict(info.options, max_parallel=options["max_parallel"], caps=options["caps"]) if changed else None
-        snapshot_at, tail = self._after_snapshot.get(run_id, (0, 0))
         session = _Session(run_id, wf, options, lease, count, new_options=stored, tail=tail, snapshot_at=snapshot_at)
         return self._drive(session, state, events, observer)
 
