@@ -52,7 +52,12 @@ class Lease:
 
     @classmethod
     def mine(cls) -> "Lease":
-        return cls(pid=os.getpid(), host=socket.gethostname(), token=f"{os.getpid()}-{time.time_ns()}")
+        """This process's lease. Its token ends with when the process started, where the system says
+        (Linux's /proc): a later process that reuses the pid is then not taken for this one."""
+        pid = os.getpid()
+        stat = _process_stat(pid)
+        return cls(pid=pid, host=socket.gethostname(),
+                   token=f"{pid}-{time.time_ns()}" + (f"-{stat[1]}" if stat else ""))
 
 
 def canonical_json(definition) -> str:
@@ -128,14 +133,36 @@ def _encode_batch(events) -> str:
     return json.dumps([encode_event(e) for e in events], default=str)
 
 
-def _alive(pid: int) -> bool:
+def _process_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks since boot) of process ``pid``, from /proc; None where
+    there is no such process or no /proc."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    except OSError:
+        return None
+    return fields[0], fields[19]  # fields 3 and 22 of proc(5)
+
+
+def _driver_alive(held: Lease) -> bool:
+    """Whether the process that took ``held`` on this host still runs: not gone, not a zombie (dead,
+    not yet reaped by its parent), and not another process that got its pid since."""
+    stat = _process_stat(held.pid)
+    if stat is None:
+        if os.path.isdir("/proc/self"):  # /proc works here: there is no such process
+            return False
+        try:  # no /proc: whether the pid exists is all there is to know
+            os.kill(held.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    state, started = stat
+    if state in ("Z", "X"):
+        return False
+    parts = held.token.split("-")
+    return len(parts) < 3 or parts[2] == started  # a token without a start time (older, or no /proc)
 
 
 def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
@@ -143,7 +170,7 @@ def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
     if held.token == me.token:
         return False
     if held.host == me.host:
-        return _alive(held.pid) and held.pid != me.pid
+        return held.pid != me.pid and _driver_alive(held)
     return now - heartbeat < LEASE_SECONDS
 
 

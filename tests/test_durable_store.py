@@ -140,6 +140,9 @@ def test_a_path_that_cannot_be_opened_is_a_store_error(tmp_path):
 
 # -- leases -----------------------------------------------------------------------------------------
 
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc (Linux)")
+
+
 def test_a_live_driver_on_this_host_keeps_its_run(store):
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as other:
         try:
@@ -153,6 +156,38 @@ def test_a_live_driver_on_this_host_keeps_its_run(store):
 def test_a_dead_driver_on_this_host_is_taken_over_at_once(store):
     store.acquire("r1", Lease(pid=dead_pid(), host=socket.gethostname(), token="dead"))
     store.acquire("r1", Lease.mine())
+
+
+@needs_proc
+def test_a_driver_whose_pid_another_process_took_since_is_taken_over_at_once(store):
+    """The lease names the process by pid and start time: a live process with that pid that started
+    at another time is not the driver."""
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as other:
+        try:
+            started = open(f"/proc/{other.pid}/stat").read().rsplit(")", 1)[1].split()[19]
+            host = socket.gethostname()
+            store.acquire("r1", Lease(pid=other.pid, host=host, token=f"{other.pid}-1-{started}"))
+            with pytest.raises(LeaseHeld):
+                store.acquire("r1", Lease.mine())
+            store.release("r1", Lease(pid=other.pid, host=host, token=f"{other.pid}-1-{started}"))
+            store.acquire("r1", Lease(pid=other.pid, host=host, token=f"{other.pid}-1-{int(started) - 1}"))
+            store.acquire("r1", Lease.mine())
+        finally:
+            other.kill()
+
+
+@needs_proc
+def test_a_driver_that_died_but_is_not_yet_reaped_is_taken_over_at_once(store):
+    other = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{other.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # exited, not waited for
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        store.acquire("r1", Lease(pid=other.pid, host=socket.gethostname(), token="zombie"))
+        store.acquire("r1", Lease.mine())
+    finally:
+        other.wait()
 
 
 def test_a_lease_from_another_host_holds_until_it_runs_out(store):
