@@ -149,9 +149,7 @@ def _driver_alive(held: Lease) -> bool:
     not yet reaped by its parent), and not another process that got its pid since."""
     stat = _process_stat(held.pid)
     if stat is None:
-        if os.path.isdir("/proc/self"):  # /proc works here: there is no such process
-            return False
-        try:  # no /proc: whether the pid exists is all there is to know
+        try:  # no such process, no /proc, or one /proc hides: whether the pid exists is what there is
             os.kill(held.pid, 0)
         except ProcessLookupError:
             return False
