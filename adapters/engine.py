@@ -400,7 +400,10 @@ def save_snapshot(store, run_id: str, index: int, state: State) -> None:
         blob = pickle.dumps(attrs.evolve(state, graph=None), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # node outputs that cannot be pickled: loads replay the log in full
         return
-    store.save_snapshot(run_id, Snapshot(index=index, version=core_version(), blob=blob))
+    try:
+        store.save_snapshot(run_id, Snapshot(index=index, version=core_version(), blob=blob))
+    except StoreError:  # a cache only: the run goes on, and a load replays more of the log
+        pass
 
 
 def _caps(options: dict) -> list:

@@ -98,3 +98,15 @@ def test_a_long_drive_leaves_snapshots_as_it_goes_so_a_crash_replays_only_the_ta
     assert records(from_snapshot) == records(replayed)
     result = Engine(runner="serial", db=db).resume("r")
     assert result.status == "succeeded" and snapshot_row(db)[0] > 33  # the end of a drive leaves one too
+
+
+def test_a_snapshot_the_store_fails_to_write_does_not_fail_the_run(tmp_path, monkeypatch, snapshot_every_drive):
+    from adapters.store import SqliteStore, StoreError
+
+    def full_disk(self, run_id, snapshot):
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(SqliteStore, "save_snapshot", full_disk)
+    db = str(tmp_path / "runs.db")
+    assert Engine(runner="serial", db=db).run(CHAIN, run_id="r").status == "succeeded"
+    assert snapshot_row(db) is None and Engine(db=db).status("r").status == "succeeded"
