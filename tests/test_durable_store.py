@@ -13,7 +13,7 @@ import pytest
 
 from adapters.engine import Engine, definition_hash
 from adapters.store import (LEASE_SECONDS, Lease, LeaseHeld, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError,
-                            UnknownRun, decode_event, encode_event)
+                            UnknownRun, _process_stat, decode_event, encode_event)
 from durable_nodes import dead_pid
 from scheduler_core import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeStarted, NodeSucceeded,
                             Resumed, RunStarted, TimerFired)
@@ -164,7 +164,7 @@ def test_a_driver_whose_pid_another_process_took_since_is_taken_over_at_once(sto
     at another time is not the driver."""
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as other:
         try:
-            started = open(f"/proc/{other.pid}/stat").read().rsplit(")", 1)[1].split()[19]
+            _, started = _process_stat(other.pid)
             host = socket.gethostname()
             store.acquire("r1", Lease(pid=other.pid, host=host, token=f"{other.pid}-1-{started}"))
             with pytest.raises(LeaseHeld):
@@ -181,7 +181,7 @@ def test_a_driver_that_died_but_is_not_yet_reaped_is_taken_over_at_once(store):
     other = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         deadline = time.monotonic() + 10
-        while open(f"/proc/{other.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # exited, not waited for
+        while _process_stat(other.pid)[0] != "Z":  # exited, not waited for
             assert time.monotonic() < deadline
             time.sleep(0.01)
         store.acquire("r1", Lease(pid=other.pid, host=socket.gethostname(), token="zombie"))
