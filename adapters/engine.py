@@ -53,8 +53,9 @@ class RunResult:
         return run_status(self.state)
 
     @property
-    def error(self):
-        return self.state.error
+    def error(self) -> dict | None:
+        """``{node, type, message}`` of what ended the run, or None (as in ``to_dict()``)."""
+        return None if self.state.error is None else self.state.error.as_dict(with_node=True)
 
     def to_dict(self) -> dict:
         return run_dict(self.run_id, self.state)

@@ -5,9 +5,7 @@ the contract. Nothing here decides anything about the run.
 """
 from __future__ import annotations
 
-from scheduler_core import Record, State, heap, sequence_keys
-from scheduler_core.model import PARKING_TYPES
-from scheduler_core.state import RUNNING
+from scheduler_core import Kind, Record, RunStatus, State, heap, sequence_keys
 
 from runners import instance_name
 
@@ -16,7 +14,7 @@ def run_status(state: State) -> str:
     """succeeded, failed or cancelled once ended; waiting when only parked work is left; else running."""
     if state.finished:
         return state.status
-    if state.status == RUNNING and state.idle and (len(state.awaiting) or len(state.timers)):
+    if state.status == RunStatus.RUNNING and state.idle and (len(state.awaiting) or len(state.timers)):
         return "waiting"
     return "running"
 
@@ -26,13 +24,13 @@ def record_dict(record) -> dict:
     return {
         "node": record.node,
         "item": list(record.item) if record.item else None,
-        "status": record.status,
+        "status": str(record.status),
         "attempts": record.attempts,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
         "ports": ports,
         "output": ports.get("result") if ports else None,
-        "error": {"type": record.error[0], "message": record.error[1]} if record.error else None,
+        "error": record.error.as_dict(with_node=False) if record.error else None,
     }
 
 
@@ -54,7 +52,7 @@ def run_dict(run_id: str, state: State) -> dict:
     return {
         "run_id": run_id,
         "status": run_status(state),
-        "error": state.error,
+        "error": state.error.as_dict(with_node=True) if state.error else None,
         "started_at": state.started_at,
         "finished_at": state.finished_at,
         "nodes": [record_dict(r) for r in ordered_records(state)],
@@ -67,7 +65,8 @@ def waiting_on(state: State) -> list[tuple]:
     out = []
     for n, path in sorted(state.awaiting.keys()):
         node = state.graph.nodes[n]
-        out.append((instance_name(node.id, path), node.type, node.config.get("prompt"), node.config.get("choices")))
+        b = node.behaviour
+        out.append((instance_name(node.id, path), node.type, b.prompt, list(b.choices) if b.choices else None))
     return out
 
 
@@ -79,7 +78,7 @@ def _short(value, width: int = 40) -> str:
 
 def _detail(record) -> str:
     if record.error:
-        return f"{record.error[0]}: {record.error[1]}"
+        return f"{record.error.type}: {record.error.message}"
     if not record.ports:
         return ""
     if "result" in record.ports:
@@ -143,7 +142,7 @@ def _footer(state, records, abandoned: int) -> str:
     line = f"[bold]{status}[/]"
     if state.finished_at is not None:
         wall = state.finished_at - state.started_at
-        waits = {r.node for r in records if state.graph.nodes[state.graph.index[r.node]].type in PARKING_TYPES}
+        waits = {r.node for r in records if _parks(state.graph.nodes[state.graph.index[r.node]])}
         busy = sum(r.finished_at - r.started_at for r in records
                    if r.finished_at is not None and r.started_at is not None and r.node not in waits)
         line += f" in {wall:.2f}s wall time"
@@ -153,7 +152,12 @@ def _footer(state, records, abandoned: int) -> str:
         if wall > 0 and busy > wall * 1.05 and not waits:
             line += f" ({busy / wall:.1f}× from running at once)"
     if state.error:
-        line += f"\n{state.error.get('node') or 'run'}: {state.error['type']}: {state.error['message']}"
+        line += f"\n{state.error.node or 'run'}: {state.error.type}: {state.error.message}"
     if abandoned:
         line += f"\n{abandoned} abandoned thread{'s' if abandoned != 1 else ''} (ignored cancellation)"
     return line
+
+
+def _parks(node) -> bool:
+    """A node that waits for a timer or a person: its time is not work."""
+    return node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT)

@@ -17,10 +17,11 @@ import yaml
 
 from runners import backend_names
 from runners import collector_paused
-from scheduler_core import (Edge, Graph, Node, Problem, Retry, Settings, Workflow, WorkflowInvalid,
+from scheduler_core import (Edge, Graph, Node, Problem, Retry, RunTask, Settings, Workflow, WorkflowInvalid,
                             compile_workflow)
 
-from .nodes import NODE_TYPES, TIMEOUT_IS_CONFIG, FieldProblem, NodeInvoker, ensure_importable
+from .node_types import NODE_TYPES, FieldProblem, owns_timeout
+from .nodes import NodeInvoker, ensure_importable
 
 COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description"}
 _PARSED_COMMON_FIELDS = COMMON_FIELDS - {"id", "type", "description"}  # those a Node holds as attributes
@@ -74,7 +75,7 @@ def load_workflow(source, max_parallel: int | None = None, *, node_types: bool =
     import the code python nodes call) to ``build_invoker``, when the nodes are about to run: for a
     stored run's definition, checked when the run started, which a status or a replay never runs."""
     if isinstance(source, Workflow):
-        return source
+        return with_behaviours(source)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         data = read_definition(path)
@@ -134,6 +135,7 @@ _IMPLS: "weakref.WeakKeyDictionary[Workflow, dict]" = weakref.WeakKeyDictionary(
 def compiled(workflow: Workflow, default_max_parallel: int = 8, max_parallel: int | None = None) -> Graph:
     """The workflow's graph with the cap in force: compiled once per workflow (checking a workflow
     compiles it already), then only the cap changes."""
+    workflow = with_behaviours(workflow)
     cap = max_parallel or workflow.settings.max_parallel or default_max_parallel
     graph = _GRAPHS.get(workflow)
     if graph is None:
@@ -204,7 +206,7 @@ def _plain_node(raw) -> Node | None:
     if not (raw.keys() <= fields.plain_keys and fields.required <= raw.keys()):
         return None
     config = {key: value for key, value in raw.items() if key in impl.fields}
-    return Node(node_id, str(ntype), config)  # positional: a keyword call to an attrs class costs a third more
+    return Node(node_id, str(ntype), config, behaviour=impl.behaviour(config))
 
 
 def _parse_node(i: int, raw, problems: list):
@@ -222,20 +224,42 @@ def _parse_node(i: int, raw, problems: list):
     impl = NODE_TYPES.get(ntype)
     _type_problems(where, ntype, impl, raw, problems)
     type_fields = set(impl.fields) if impl else set()
-    if ntype in TIMEOUT_IS_CONFIG:
-        type_fields.add("timeout")
     config = {}
     for key, value in raw.items():
         if key in type_fields:
             config[key] = value
         elif key not in COMMON_FIELDS and impl is not None:
             problems.append(Problem(where, f"unknown field {key!r} for a {ntype} node"))
-    timeout = None if ntype in TIMEOUT_IS_CONFIG else raw.get("timeout")
+    timeout = None if owns_timeout(impl) else raw.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         problems.append(Problem(where, f"timeout must be a positive number of seconds, not {timeout!r}"))
         timeout = None
     return Node(id=node_id, type=str(ntype), config=config, timeout=timeout, retry=_parse_retry(where, raw, problems),
-                pool=raw.get("pool"), estimate=_parse_estimate(where, raw, problems))
+                pool=raw.get("pool"), estimate=_parse_estimate(where, raw, problems),
+                behaviour=_behaviour(impl, config))
+
+
+def _behaviour(impl, config):
+    """What the core does with the node, as its type says; a placeholder for an unknown type (which
+    is reported: the workflow will not run)."""
+    return impl.behaviour(config) if impl is not None else RunTask()
+
+
+_WITH_BEHAVIOURS: "weakref.WeakKeyDictionary[Workflow, Workflow]" = weakref.WeakKeyDictionary()
+
+
+def with_behaviours(workflow: Workflow) -> Workflow:
+    """A workflow built in code whose nodes lack the behaviour their type gives: the same workflow
+    with it (the same one each time it is asked for, so what is cached per workflow stays)."""
+    if all(node.behaviour is not None for node in workflow.nodes):
+        return workflow
+    done = _WITH_BEHAVIOURS.get(workflow)
+    if done is None:
+        nodes = tuple(node if node.behaviour is not None
+                      else attrs.evolve(node, behaviour=_behaviour(NODE_TYPES.get(node.type), node.config))
+                      for node in workflow.nodes)
+        done = _WITH_BEHAVIOURS[workflow] = attrs.evolve(workflow, nodes=nodes)
+    return done
 
 
 def _type_problems(where: str, ntype, impl, fields, problems: list) -> None:

@@ -411,7 +411,7 @@ def _check_run_status(g, final) -> None:
     elif final.status == "failed":
         assert failed >= 1, "the run failed though no instance failed"
         failures = [r for r in final.records.values() if r.status == FAILED]
-        assert final.error["node"] in {r.node for r in failures}, f"the run's error {final.error} names no failure"
+        assert final.error.node in {r.node for r in failures}, f"the run's error {final.error} names no failure"
         if g.fail_fast:
             assert failed == 1, f"fail-fast ended the run with {failed} failed instances, not one"
             assert final.finished_at == failures[0].finished_at, "fail-fast: the run did not end with its failure"
@@ -536,7 +536,7 @@ def _check_timeout_recorded(g, record, c) -> None:
     assert record is not None, f"{c.node} timed out but has no record"
     assert record.status in (WAITING, FAILED, CANCELLED), f"{c.node} timed out but is {record.status}"
     if record.status == FAILED:
-        error_type, message = record.error
+        error_type, message = record.error.type, record.error.message
         assert error_type == "timeout", f"{c.node} timed out but failed with {record.error}"
         assert f"{node.timeout:g} s" in message, f"the timeout message {message!r} does not name the limit"
 

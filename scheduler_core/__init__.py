@@ -2,24 +2,30 @@
 
 Pure: no I/O, no clock, no threads, no randomness. Never imports ``runners`` or ``adapters``.
 """
+from .behaviour import FanOut, Kind, ParkForInput, ParkForTimer, RunTask
 from .commands import AwaitInput, CancelNode, CancelTimer, RunFinished, StartNode, StartTimer
-from .events import (EVENT_TYPES, CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeStarted,
+from .events import (EVENT_TYPES, CancelConfirmed, CancelRequested, InputProvided, NodeFailed,
                      NodeSucceeded, Resumed, RunStarted, TimerFired)
 from .graph import Graph, Problem, WorkflowInvalid, compile_workflow
+from .lifecycle import LIFECYCLE, IllegalTransition, Move, RunStatus, Status
 from .model import Edge, Node, Retry, Settings, Workflow
 from .ports import RESULT, Ports, as_ports
 from .replay import ReplayDiverged, fingerprint, replay
-from .state import TERMINAL, Record, State, initial_state, sequence_keys
-from .step import InvalidEvent, input_problem, step
+from .state import TERMINAL, Arrival, Error, Record, State, initial_state, sequence_keys
+from .step import InvalidEvent, TimerKind, input_problem, step
+from .validate import InvalidState, validate_state
 
 __all__ = [
+    "FanOut", "Kind", "ParkForInput", "ParkForTimer", "RunTask",
     "AwaitInput", "CancelNode", "CancelTimer", "RunFinished", "StartNode", "StartTimer",
-    "EVENT_TYPES", "CancelConfirmed", "CancelRequested", "InputProvided", "NodeFailed", "NodeStarted",
+    "EVENT_TYPES", "CancelConfirmed", "CancelRequested", "InputProvided", "NodeFailed",
     "NodeSucceeded", "Resumed", "RunStarted", "TimerFired",
     "Graph", "Problem", "WorkflowInvalid", "compile_workflow",
+    "LIFECYCLE", "IllegalTransition", "Move", "RunStatus", "Status",
     "Edge", "Node", "Retry", "Settings", "Workflow",
     "RESULT", "Ports", "as_ports",
     "ReplayDiverged", "fingerprint", "replay",
-    "TERMINAL", "Record", "State", "initial_state", "sequence_keys",
-    "InvalidEvent", "input_problem", "step",
+    "TERMINAL", "Arrival", "Error", "Record", "State", "initial_state", "sequence_keys",
+    "InvalidEvent", "TimerKind", "input_problem", "step",
+    "InvalidState", "validate_state",
 ]

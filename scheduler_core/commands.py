@@ -16,15 +16,39 @@ import attrs
 
 @attrs.frozen(kw_only=True)
 class StartNode:
+    """Run one attempt of a task instance. Its input is one value, ``arrivals``: what each input
+    edge delivered, in edge declaration order (for a root, the trigger, from no node). The other
+    views a node may want (``input``, ``values``, ``inputs``) are derived from it."""
+
     node: str
     item: tuple
     attempt: int
     type: str
-    input: Any  # the resolved input: trigger, the one delivered value, or a list in edge order
-    values: tuple  # every delivered value in edge declaration order
-    inputs: dict  # delivered values keyed by source node id
+    arrivals: tuple  # of Arrival(source node id or None, value)
     deadline: float | None = None
     redispatch: bool = False  # re-issued after the process that ran it died
+    stimulus: str | None = attrs.field(default=None, eq=False)  # the id of the event that led to it
+
+    @property
+    def input(self) -> Any:
+        """The trigger, the one delivered value, or a list of the delivered values in edge order."""
+        if len(self.arrivals) == 1:
+            return self.arrivals[0][1]
+        return [value for _, value in self.arrivals]
+
+    @property
+    def values(self) -> tuple:
+        """Every delivered value, in edge declaration order."""
+        return tuple(value for _, value in self.arrivals)
+
+    @property
+    def inputs(self) -> dict:
+        """Delivered values by source node id (a list where one node delivered several)."""
+        by_source: dict = {}
+        for source, value in self.arrivals:
+            if source is not None:
+                by_source.setdefault(source, []).append(value)
+        return {name: vs[0] if len(vs) == 1 else vs for name, vs in by_source.items()}
 
 
 @attrs.frozen(kw_only=True)
@@ -33,17 +57,20 @@ class CancelNode:
     item: tuple
     attempt: int
     reason: str
+    stimulus: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(kw_only=True)
 class StartTimer:
     timer: str
     due: float
+    stimulus: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(kw_only=True)
 class CancelTimer:
     timer: str
+    stimulus: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -53,9 +80,11 @@ class AwaitInput:
     type: str
     prompt: str | None = None
     choices: tuple | None = None
+    stimulus: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(kw_only=True)
 class RunFinished:
     status: str  # succeeded, failed or cancelled
-    error: dict | None = None
+    error: Any = None  # an Error, or None
+    stimulus: str | None = attrs.field(default=None, eq=False)

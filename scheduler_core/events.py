@@ -18,15 +18,6 @@ class RunStarted:
 
 
 @attrs.frozen(kw_only=True)
-class NodeStarted:
-    """Optional: a runner whose starts lag the command (a cluster queue) reports the real start."""
-    node: str
-    item: tuple = ()
-    attempt: int
-    at: float
-
-
-@attrs.frozen(kw_only=True)
 class NodeSucceeded:
     node: str
     item: tuple = ()
@@ -86,5 +77,5 @@ class Resumed:
     at: float
 
 
-EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, NodeStarted, NodeSucceeded, NodeFailed, TimerFired,
+EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, NodeSucceeded, NodeFailed, TimerFired,
                                              InputProvided, CancelRequested, CancelConfirmed, Resumed)}

@@ -3,7 +3,8 @@
 ``compile_workflow`` checks the structure of a workflow (every problem at once, each with the node
 or edge it concerns) and computes, once per run, what ``step`` needs: adjacency as tuples of
 indices, each edge's kind (plain, iteration, map, gather), each node's fan-out depth, and each
-node's priority (the longest remaining path to a sink, weighted by cost estimates). Type-specific
+node's priority (the longest remaining path to a sink, weighted by cost estimates). It reads a
+node's ``behaviour`` (which ports it has, whether it fans out), never its type: type-specific
 fields (a python node's ``call``, an ``if`` node's condition) are the adapters' to check.
 """
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import NamedTuple
 import attrs
 import jmespath
 
-from .model import FOREACH, ITERATION, KNOWN_PORTS, ON_ERROR, PARKING_TYPES, Edge, Node, Workflow
+from .behaviour import Kind
+from .model import ON_ERROR, Edge, Node, Workflow
 
 PLAIN, FAN_OUT, MAP, GATHER = "plain", "iteration", "map", "gather"
 _new = tuple.__new__  # builds a named tuple from a tuple, without its keyword-handling __new__
@@ -62,6 +64,9 @@ class Graph:
     depth: tuple[int, ...]  # how many fan-outs a node is inside of
     origin: tuple[int, ...]  # the foreach whose items a mapped node runs per, or -1
     queue: tuple  # a node's ready queue (pool, None), or None where it depends on the item (capped group)
+    group_cap: tuple  # per node: the max_parallel of a capped fan-out node, else None
+    plain_queues: tuple  # every ready queue that is one per pool: (pool, None)
+    group_pools: dict  # capped fan-out node -> the pools of the nodes that run per its items
     rank: tuple[float, ...]  # longest remaining path to a sink, costs included
     topo: tuple[int, ...]
     roots: tuple[int, ...]
@@ -98,6 +103,8 @@ def _check_nodes(wf: Workflow, problems: list) -> dict:
         r = node.retry
         if r.max_attempts < 1 or r.delay < 0 or r.backoff <= 0:
             problems.append(Problem(where, "retry needs max_attempts >= 1, delay >= 0 and backoff > 0"))
+        if node.behaviour is None:
+            problems.append(Problem(where, f"type {node.type!r} gave it no behaviour (is the type known?)"))
         if node.pool is not None and node.pool not in pools:
             problems.append(Problem(where, f"pool {node.pool!r} is not declared in settings.pools"))
         if not node.estimate >= 0:
@@ -107,7 +114,8 @@ def _check_nodes(wf: Workflow, problems: list) -> dict:
 
 def _all_defaults(node: Node) -> bool:
     """No timeout, retry, pool or estimate of its own, as most nodes: nothing for ``_check_nodes`` to check."""
-    return node.timeout is None and node.retry is _NO_RETRY and node.pool is None and node.estimate == 1.0
+    return (node.timeout is None and node.retry is _NO_RETRY and node.pool is None and node.estimate == 1.0
+            and node.behaviour is not None)
 
 
 _NO_RETRY = attrs.fields(Node).retry.default
@@ -125,12 +133,8 @@ def _check_settings(wf: Workflow, problems: list) -> None:
 
 
 def _ports_of(node: Node):
-    if node.type == "hil":
-        choices = node.config.get("choices")
-        if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
-            return None  # bad choices are the node type's problem to report; its ports are unknown
-        return frozenset({"result", "timeout", *(choices or ())})
-    return KNOWN_PORTS.get(node.type)
+    """The ports a node can produce; None where it may produce any (or has no behaviour)."""
+    return None if node.behaviour is None else node.behaviour.ports
 
 
 class _Connections(NamedTuple):
@@ -229,8 +233,12 @@ def _a_cycle(nodes, good: _Connections, order: list) -> list:
     return [nodes[s].id for s, _ in cycle] + [nodes[cycle[0][0]].id]
 
 
+def _fans_out(node: Node) -> bool:
+    return node.behaviour is not None and node.behaviour.kind is Kind.FAN_OUT
+
+
 def _edge_kind(src: Node, edge: Edge, src_depth: int) -> str:
-    if src.type == FOREACH and edge.port == ITERATION:
+    if _fans_out(src) and edge.port == src.behaviour.item_port:
         return FAN_OUT
     if src_depth > 0:
         return MAP if edge.map else GATHER
@@ -241,7 +249,7 @@ def _fan_out_levels(wf, good, adj, topo, problems):
     """Each node's depth and origin foreach, and each good edge's kind; every input of a node must
     agree on the first two."""
     n = len(wf.nodes)
-    if not any(node.type == FOREACH for node in wf.nodes) and not any(edge.map for edge in good.edge):
+    if not any(map(_fans_out, wf.nodes)) and not any(edge.map for edge in good.edge):
         return [0] * n, [-1] * n, [PLAIN] * len(good.edge)  # nothing runs per item: depth 0, edges plain
     depth = [0] * n
     origin = [-1] * n
@@ -317,25 +325,48 @@ def _compiled_edges(good: _Connections, adj: _Adjacency, kinds: list) -> list:
 def _index(wf, index, good, adj, topo, depth, origin, kinds, cap) -> Graph:
     edges = _compiled_edges(good, adj, kinds)
     s = wf.settings
+    queues = _queues(wf.nodes, origin)
     # ids from the index: in a valid workflow it holds every node's id, once, in node order
     return Graph(
         name=wf.name, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
         edges=tuple(edges), out_edges=tuple(map(tuple, adj.outs)), in_edges=tuple(map(tuple, adj.ins)),
-        depth=tuple(depth), origin=tuple(origin), queue=_queues(wf.nodes, origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
+        depth=tuple(depth), origin=tuple(origin), queue=queues,
+        group_cap=tuple(_group_cap(node) for node in wf.nodes), plain_queues=_plain_queues(queues, s.pools),
+        group_pools=_group_pools(wf.nodes, origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
         topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),
         max_parallel=cap, pools=dict(s.pools),
         fail_fast=s.on_error == "fail_fast", has_select=any(e.select is not None for e in edges),
     )
 
 
+def _group_cap(node: Node) -> int | None:
+    return node.behaviour.max_parallel if _fans_out(node) else None
+
+
+def _plain_queues(queues, pools) -> tuple:
+    """The per-pool ready queues: the default one, one per declared pool."""
+    return ((None, None), *((pool, None) for pool in pools))
+
+
+def _group_pools(nodes, origin) -> dict:
+    """For each capped fan-out node, the pools of the nodes whose queues are per its items."""
+    out: dict = {}
+    for node, o in zip(nodes, origin):
+        if o >= 0 and _group_cap(nodes[o]):
+            pools = out.setdefault(o, [])
+            if node.pool not in pools:
+                pools.append(node.pool)
+    return {o: tuple(pools) for o, pools in out.items()}
+
+
 def _queues(nodes, origin) -> tuple:
     """The ready queue of each node that does not depend on the item: ``(pool, None)``; None for a
-    node mapped under a foreach with ``max_parallel`` (its queue is per item of that foreach)."""
+    node mapped under a fan-out with ``max_parallel`` (its queue is per item of that fan-out)."""
     shared = {}  # one tuple per pool, so most nodes share one value
-    return tuple(None if o >= 0 and nodes[o].config.get("max_parallel")
+    return tuple(None if o >= 0 and _group_cap(nodes[o])
                  else shared.setdefault(node.pool, (node.pool, None))
                  for node, o in zip(nodes, origin))
 
 
-__all__ = ["Graph", "CompiledEdge", "Problem", "WorkflowInvalid", "compile_workflow", "PARKING_TYPES",
+__all__ = ["Graph", "CompiledEdge", "Problem", "WorkflowInvalid", "compile_workflow",
            "PLAIN", "FAN_OUT", "MAP", "GATHER"]

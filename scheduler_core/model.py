@@ -11,22 +11,7 @@ from types import MappingProxyType
 
 import attrs
 
-# Node types the scheduler itself gives meaning to. Every other type is a task that a runner
-# executes; `if` and `foreach` are tasks too, whose output ports the core routes on.
-PARKING_TYPES = frozenset({"delay", "wait", "hil"})
-FOREACH = "foreach"
-ITERATION = "iteration"
-
-# Output ports of the built-in types, used to reject edges that read a port that never exists.
-# A type missing here (python and plugins) may produce any port.
-KNOWN_PORTS = {
-    "if": frozenset({"true", "false"}),
-    "foreach": frozenset({"result", "iteration"}),
-    "merge": frozenset({"result"}),
-    "noop": frozenset({"result"}),
-    "delay": frozenset({"result"}),
-    "wait": frozenset({"result", "completed", "timeout"}),
-}
+from .behaviour import Behaviour
 
 ON_ERROR = ("fail_fast", "continue")
 
@@ -50,13 +35,18 @@ class Retry:
 
 @attrs.frozen(eq=False)
 class Node:
+    """One node as declared. ``type`` and ``config`` are the adapters' (a node type reads its own
+    fields from ``config``); the core reads only ``behaviour``, which the node's type gives it when
+    the workflow is loaded (``None`` until then: such a workflow does not compile)."""
+
     id: str
     type: str
     config: Mapping = attrs.field(factory=dict, converter=_frozen_mapping)
-    timeout: float | None = None
+    timeout: float | None = None  # seconds per attempt of a task
     retry: Retry = Retry()
     pool: str | None = None
     estimate: float = 1.0
+    behaviour: Behaviour | None = None
 
 
 @attrs.frozen

@@ -3,6 +3,20 @@
 Large collections are persistent maps (``immutables.Map``), so a step that changes a few
 instances costs O(what changed) and the state it was given stays valid. Instances are keyed by
 ``(node index, item path)``; an item path is a tuple of indices, ``()`` outside any fan-out.
+
+Where an instance is, besides its record's status (see ``lifecycle``):
+
+============== ===========================================================================
+``ready``      PENDING and ready to start: in a ready queue (``ready``), its inputs in ``payloads``
+``running``    RUNNING: the attempt in flight; its timeout timer in ``instance_timer``
+``awaiting``   WAITING for an answer (a ``ParkForInput`` node), maybe with a timeout timer
+``timers``     every timer: an attempt's timeout, a retry's delay, a delay, a wait's timeout
+``stopping``   a timed-out attempt told to stop, not yet confirmed stopped
+``held``       a retry that fell due while its timed-out attempt was still stopping
+``arrivals``   not ready yet: the input edges still unresolved and the values delivered so far
+============== ===========================================================================
+
+``validate.validate_state`` checks that these agree with each other and with the records.
 """
 from __future__ import annotations
 
@@ -12,40 +26,53 @@ import attrs
 from immutables import Map
 
 from .graph import Graph
+from .lifecycle import OPEN, RUN_ENDED, TERMINAL, RunStatus, Status
 
-PENDING, RUNNING, WAITING = "pending", "running", "waiting"
-SUCCEEDED, FAILED, SKIPPED, CANCELLED = "succeeded", "failed", "skipped", "cancelled"
-TERMINAL = frozenset({SUCCEEDED, FAILED, SKIPPED, CANCELLED})
+# The statuses under their old names, for readers of records.
+PENDING, RUNNING, WAITING = Status.PENDING, Status.RUNNING, Status.WAITING
+SUCCEEDED, FAILED, SKIPPED, CANCELLED = Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED
+
+
+class Error(NamedTuple):
+    """What went wrong, one shape everywhere: an instance's ``error`` (``node`` is None there) and
+    the run's (``node`` names the instance that failed it, None for a cancel of the whole run)."""
+
+    type: str
+    message: str
+    node: str | None = None
+
+    def as_dict(self, with_node: bool) -> dict:
+        out = {"type": self.type, "message": self.message}
+        return {"node": self.node, **out} if with_node else out
 
 
 class Record(NamedTuple):
-    """What happened to one node instance. (A named tuple: updated on every transition, so cheap.)"""
+    """What happened to one node instance. (A named tuple: one is built on every transition.)"""
 
     node: str
     item: tuple
-    status: str = PENDING
+    status: Status = Status.PENDING
     attempts: int = 0
     started_at: float | None = None
     finished_at: float | None = None
     ports: dict | None = None
-    error: tuple | None = None  # (type, message)
-    started_seq: int | None = None
-    finished_seq: int | None = None
+    error: Error | None = None
+    started_seq: int | None = None  # when it (last) started or parked, in the order the core decided
+    finished_seq: int | None = None  # when it ended
     logs: tuple = ()  # lines the node logged, over all its attempts
+    stimulus: str | None = None  # the id of the event that last moved it (see ``step``)
 
 
-class Payload(NamedTuple):
-    """The inputs an instance was started with, kept until it ends (for retries and resumes).
-    (A named tuple: one is made per instance, at half the cost of an attrs instance.)"""
+class Arrival(NamedTuple):
+    """One value an instance was started with: which node delivered it (None for the trigger)."""
 
-    input: Any
-    values: tuple
-    inputs: dict
+    source: str | None
+    value: Any
 
 
 @attrs.frozen(kw_only=True)
 class Timer:
-    kind: str  # timeout, retry, delay, wait_timeout
+    kind: str  # a TimerKind
     key: tuple
     attempt: int
     due: float
@@ -54,35 +81,37 @@ class Timer:
 @attrs.frozen(kw_only=True)
 class State:
     graph: Graph = attrs.field(eq=False, repr=False)
-    status: str = PENDING  # pending, running, succeeded, failed, cancelled
+    status: RunStatus = RunStatus.PENDING
     trigger: Any = None
     started_at: float | None = None
     finished_at: float | None = None
-    error: dict | None = None
-    first_failure: dict | None = None
+    error: Error | None = None
+    first_failure: Error | None = None
     now: float | None = None
+    steps: int = 0  # steps applied so far: an event's id is "<step>.<position in its batch>"
     seq: int = 0
     timer_seq: int = 0
     records: Map = Map()  # key -> Record
-    arrivals: Map = Map()  # key -> (edges still unresolved, delivered values as a cons list)
+    arrivals: Map = Map()  # key -> (edges still unresolved, delivered (edge position, source, value) as a cons list)
     gathers: Map = Map()  # (edge index, prefix) -> (items still unresolved, Map item -> value)
     scopes: Map = Map()  # (foreach index, path) -> number of items it fanned out
-    payloads: Map = Map()  # key -> Payload, while the instance is not terminal
-    ready: Map = Map()  # queue key (pool, group) -> heap of (priority, key)
+    payloads: Map = Map()  # key -> tuple of Arrival, while the instance is not terminal
+    ready: Map = Map()  # ready queue (pool, group) -> heap of (priority, node, path)
     ready_count: int = 0
+    candidates: Map = Map()  # pool -> heap of (head entry, queue) for queues of capped fan-outs with room
     running: Map = Map()  # key -> attempt in flight
     running_count: int = 0
     pool_running: Map = Map()  # pool -> instances in flight
     group_running: Map = Map()  # fan-out group -> instances in flight
     timers: Map = Map()  # timer id -> Timer
-    instance_timer: Map = Map()  # key -> its current timeout / wait timer id
-    awaiting: Map = Map()  # key -> node type, instances parked for input
+    instance_timer: Map = Map()  # key -> its current timeout / retry / delay / wait timer id
+    awaiting: Map = Map()  # key -> True: instances parked for input
     stopping: Map = Map()  # key -> attempt told to stop (timed out), not yet confirmed stopped
     held: Map = Map()  # key -> attempt: retries due that wait for the stopping attempt to end
 
     @property
     def finished(self) -> bool:
-        return self.status in (SUCCEEDED, FAILED, CANCELLED)
+        return self.status in RUN_ENDED
 
     @property
     def idle(self) -> bool:
@@ -102,3 +131,7 @@ def sequence_keys(state: State) -> list:
     done = [(r.finished_seq, key) for key, r in state.records.items() if r.status == SUCCEEDED]
     done.sort()
     return [key for _, key in done]
+
+
+__all__ = ["Error", "Record", "Arrival", "Timer", "State", "initial_state", "sequence_keys", "TERMINAL", "OPEN",
+           "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"]

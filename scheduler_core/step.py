@@ -3,24 +3,39 @@
 Theory of operation
 -------------------
 A run is a set of node *instances*, keyed by ``(node index, item path)``. The item path is ``()``
-outside any fan-out and grows by one index per ``foreach`` an instance runs inside of.
+outside any fan-out and grows by one index per fan-out an instance runs inside of.
 
 Edges *resolve*: when an instance ends, each of its outgoing edges either delivers a value (its
 port is in the result) or is *dead* (the port is absent, or the instance failed or was skipped).
 An instance becomes ready when every incoming edge has resolved; it runs if at least one
 delivered and is skipped otherwise, and a skip resolves its own edges as dead, so skips spread
 until they reach a join that something else feeds. Edges come in four kinds, fixed at compile
-time: *plain* (same path), *iteration* (a foreach's items: one resolution per item, path + (i,)),
+time: *plain* (same path), *iteration* (a fan-out's items: one resolution per item, path + (i,)),
 *map* (per item, path unchanged) and *gather* (out of a per-item node: collected per fan-out and
 delivered once, as a list in item order, when every item has resolved). A fan-out that never
-expands (an empty list, a skipped or failed foreach) resolves its per-item nodes at the
-foreach's own path, which is the one "unexpanded" record those nodes keep.
+expands (an empty list, a skipped or failed fan-out node) resolves its per-item nodes at the
+fan-out's own path, which is the one "unexpanded" record those nodes keep.
 
-Ready task instances wait in persistent heaps, one per (pool, fan-out group), ordered by
-priority: longest remaining path to a sink first, then declaration order, then item path. After
-all events of a step are applied, free slots are filled from the best heap whose caps have room,
-so ``max_parallel``, pools and a foreach's ``max_parallel`` hold by construction. ``delay``,
-``wait`` and ``hil`` instances never take a slot: they park, asking for a timer or for input.
+What the core does with a node is its ``behaviour`` (see ``behaviour.py``), never its type: a
+``RunTask`` or ``FanOut`` is started on a runner; ``ParkForTimer`` and ``ParkForInput`` nodes
+never take a slot: they park, asking for a timer or for input.
+
+Every change of an instance's status goes through ``_Transition.move``, which checks it against
+the lifecycle table (``lifecycle.LIFECYCLE``). Each event of a step has an id, ``"<step>.<i>"``
+(the step's index in the run's log, the event's position in its batch): the records an event
+moves and the commands it causes carry it as ``stimulus``; starts chosen once all of a step's
+events are applied carry the step's own id, ``"<step>"``.
+
+Ready task instances wait in persistent heaps, one per ready *queue*, ordered by priority:
+longest remaining path to a sink first, then declaration order, then item path. A queue is a
+``(pool, group)``: one per pool for most nodes, and one per item of a capped fan-out for the nodes
+that run per its items. After all events of a step are applied, free slots are filled from the
+queue with the best head among those whose caps have room, so ``max_parallel``, pools and a
+fan-out's ``max_parallel`` hold by construction. The per-pool queues are few (the workflow
+declares the pools) and are looked at directly; the per-item queues can be many, so each pool
+keeps a heap of *candidates*, ``(head, queue)`` for per-item queues whose group has room, kept
+up to date as heads and room change and cleaned lazily: finding the best queue costs O(log n),
+never a scan of the queues.
 
 Time arrives in events. Timeouts, retry backoff, delays and wait timeouts are timers the core
 asks for with ``StartTimer`` and hears back about as ``TimerFired``. A timed-out attempt is told
@@ -41,15 +56,24 @@ from immutables import Map
 from jmespath.exceptions import JMESPathError
 
 from . import heap
+from .behaviour import Kind
 from .commands import AwaitInput, CancelNode, CancelTimer, RunFinished, StartNode, StartTimer
-from .events import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeStarted, NodeSucceeded,
+from .events import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeSucceeded,
                      Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER
-from .model import FOREACH, ITERATION
-from .state import (CANCELLED, FAILED, PENDING, RUNNING, SKIPPED, SUCCEEDED, WAITING, Payload, Record, State,
-                    Timer)
+from .lifecycle import LIFECYCLE, OPEN, IllegalTransition, Move, RunStatus, Status
+from .state import Arrival, Error, Record, State, Timer
 
 DEAD = object()  # an edge that resolved without a value
+
+
+class TimerKind:
+    """What a timer is for (a timer's id is ``"<kind>:<n>"``)."""
+
+    TIMEOUT = "timeout"  # an attempt's time is up
+    RETRY = "retry"  # the delay before the next attempt is over
+    DELAY = "delay"  # a ParkForTimer node's time is up
+    WAIT_TIMEOUT = "wait_timeout"  # a ParkForInput node waited long enough
 
 
 class InvalidEvent(ValueError):
@@ -62,11 +86,15 @@ class SelectFailed:
     message: str
 
 
-def step(state: State, events) -> tuple[State, tuple]:
-    """Apply ``events`` in order, then start what the caps allow. Pure: ``state`` is not changed."""
-    tx = _Transition(state)
-    for event in events:
-        tx.apply(event)
+def step(state: State, events, trace: list | None = None) -> tuple[State, tuple]:
+    """Apply ``events`` in order, then start what the caps allow. Pure: ``state`` is not changed.
+
+    ``trace``, if given, gets one ``(key, old status, move, new status, stimulus)`` per instance
+    transition the step made (to tell an instance's story; the step's result is the same without)."""
+    tx = _Transition(state, trace)
+    for i, event in enumerate(events):
+        tx.apply(event, f"{state.steps}.{i}")
+    tx.stimulus = str(state.steps)
     tx.fill_slots()
     tx.finish_if_done()
     return tx.result()
@@ -93,8 +121,7 @@ def _input_problem(g, awaiting, finished, node, item, port):
     if awaiting.get((n, item)) is None:
         where = f"{node}{''.join(f'[{i}]' for i in item)}"
         return f"node {where} is not waiting for input"
-    spec = g.nodes[n]
-    choices = tuple(spec.config.get("choices") or ()) if spec.type == "hil" else ()
+    choices = g.nodes[n].behaviour.choices or ()
     if choices and port not in choices:
         return f"node {node!r} needs one of the choices {', '.join(choices)} (got {port!r})"
     if not choices and port is not None:
@@ -105,39 +132,93 @@ def _input_problem(g, awaiting, finished, node, item, port):
 class _Transition:
     """One step in the making: mutable views of the state's maps, and the commands so far."""
 
-    def __init__(self, state: State):
+    def __init__(self, state: State, trace: list | None):
         self.state = state
         self.g = state.graph
-        for name in _MAPS:  # a mutation of a persistent map costs O(1) to open and to finish
-            setattr(self, name, getattr(state, name).mutate())
-        for name in _SCALARS:
-            setattr(self, name, getattr(state, name))
-        self.ready = dict(state.ready.items())
-        self.commands = []
+        self.trace = trace
+        self.stimulus: str | None = None
+        self.commands: list = []
         self.ended = False
+        # scalars
+        self.status = state.status
+        self.trigger = state.trigger
+        self.started_at = state.started_at
+        self.finished_at = state.finished_at
+        self.error = state.error
+        self.first_failure = state.first_failure
+        self.now = state.now
+        self.seq = state.seq
+        self.timer_seq = state.timer_seq
+        self.ready_count = state.ready_count
+        self.running_count = state.running_count
+        # persistent maps, opened for mutation (O(1) to open and to finish)
+        self.records = state.records.mutate()
+        self.arrivals = state.arrivals.mutate()
+        self.gathers = state.gathers.mutate()
+        self.scopes = state.scopes.mutate()
+        self.payloads = state.payloads.mutate()
+        self.ready = state.ready.mutate()
+        self.running = state.running.mutate()
+        self.pool_running = state.pool_running.mutate()
+        self.group_running = state.group_running.mutate()
+        self.timers = state.timers.mutate()
+        self.instance_timer = state.instance_timer.mutate()
+        self.awaiting = state.awaiting.mutate()
+        self.stopping = state.stopping.mutate()
+        self.held = state.held.mutate()
+        # one candidate heap per pool in use: a handful at most (the workflow declares its pools)
+        self.candidates = dict(state.candidates.items())
 
     def result(self) -> tuple[State, tuple]:
-        changes = {name: getattr(self, name).finish() for name in _MAPS}
-        changes.update({name: getattr(self, name) for name in _SCALARS})
-        changes["ready"] = Map(self.ready)
         if self.ended:
-            self.commands.append(RunFinished(status=self.status, error=self.error))
-        return _rebuild(self.state, changes), tuple(self.commands)
+            self.commands.append(RunFinished(status=self.status, error=self.error, stimulus=self.stimulus))
+        new = State(
+            graph=self.g, status=self.status, trigger=self.trigger, started_at=self.started_at,
+            finished_at=self.finished_at, error=self.error, first_failure=self.first_failure, now=self.now,
+            steps=self.state.steps + 1, seq=self.seq, timer_seq=self.timer_seq,
+            records=self.records.finish(), arrivals=self.arrivals.finish(), gathers=self.gathers.finish(),
+            scopes=self.scopes.finish(), payloads=self.payloads.finish(), ready=self.ready.finish(),
+            ready_count=self.ready_count, candidates=Map(self.candidates), running=self.running.finish(),
+            running_count=self.running_count, pool_running=self.pool_running.finish(),
+            group_running=self.group_running.finish(), timers=self.timers.finish(),
+            instance_timer=self.instance_timer.finish(), awaiting=self.awaiting.finish(),
+            stopping=self.stopping.finish(), held=self.held.finish(),
+        )
+        return new, tuple(self.commands)
 
-    def snapshot(self, name: str) -> Map:
-        """Freeze one map to iterate it (rare: ends of runs and resumes), then keep mutating."""
-        frozen = getattr(self, name).finish()
-        setattr(self, name, frozen.mutate())
-        return frozen
+    @staticmethod
+    def frozen(mutation) -> tuple[Map, object]:
+        """Freeze a map to iterate it (rare: ends of runs and resumes); returns it and a new mutation."""
+        frozen = mutation.finish()
+        return frozen, frozen.mutate()
 
-    # -- events -----------------------------------------------------------------------------
+    # -- the lifecycle ------------------------------------------------------------------------
 
-    def apply(self, event) -> None:
+    def move(self, key, move: Move, **changes) -> Record:
+        """Move an instance through the lifecycle table (``IllegalTransition`` for a move it lacks),
+        recording ``changes`` with its new status."""
+        old = self.records.get(key)
+        if old is None:
+            old = Record(node=self.g.ids[key[0]], item=key[1])
+        status = LIFECYCLE.get((old.status, move))
+        if status is None:
+            raise IllegalTransition(f"{_name(old)}: no move {move.value!r} from {old.status!r} in the lifecycle table "
+                                    f"(event {self.stimulus})")
+        new = old._replace(status=status, stimulus=self.stimulus, **changes)
+        self.records[key] = new
+        if self.trace is not None:
+            self.trace.append((key, old.status, move, status, self.stimulus))
+        return new
+
+    # -- events -------------------------------------------------------------------------------
+
+    def apply(self, event, stimulus: str) -> None:
         self.now = event.at
+        self.stimulus = stimulus
         handler = _HANDLERS.get(type(event))
         if handler is None:
             raise InvalidEvent(f"unknown event {event!r}")
-        if self.status in (SUCCEEDED, FAILED, CANCELLED) and type(event) is not RunStarted:
+        if self.status in _ENDED and type(event) is not RunStarted:
             return  # late results, timers and confirmations after the end change nothing
         handler(self, event)
 
@@ -148,16 +229,11 @@ class _Transition:
         return (n, tuple(event.item))
 
     def on_run_started(self, ev: RunStarted) -> None:
-        if self.status != PENDING:
+        if self.status != RunStatus.PENDING:
             raise InvalidEvent("the run has already started")
-        self.status, self.started_at, self.trigger = RUNNING, ev.at, ev.trigger
+        self.status, self.started_at, self.trigger = RunStatus.RUNNING, ev.at, ev.trigger
         for root in self.g.roots:
-            self.make_ready((root, ()), Payload(input=ev.trigger, values=(ev.trigger,), inputs={}))
-
-    def on_node_started(self, ev: NodeStarted) -> None:
-        key = self.key_of(ev)
-        if self.is_current(key, ev.attempt):
-            self.records[key] = self.records[key]._replace(started_at=ev.at)
+            self.make_ready((root, ()), (Arrival(None, ev.trigger),))
 
     def on_node_succeeded(self, ev: NodeSucceeded) -> None:
         key = self.key_of(ev)
@@ -174,12 +250,12 @@ class _Transition:
         self.release(key)
         self.clear_timer(key)
         self.note_attempt(key, ev)
-        self.attempt_failed(key, (ev.error_type, ev.message))
+        self.attempt_failed(key, Error(ev.error_type, ev.message))
 
     def note_attempt(self, key, ev) -> None:
         """Keep what the runner observed of an ended attempt: its real start and its log lines."""
         if ev.started_at is not None or ev.logs:
-            self.records[key] = _noted(self.records[key], ev)
+            self.records[key] = _observed(self.records[key], ev)
 
     def on_timer_fired(self, ev: TimerFired) -> None:
         timer = self.timers.get(ev.timer)
@@ -197,9 +273,10 @@ class _Transition:
         self.release(key)
         node = self.g.nodes[key[0]]
         self.stopping[key] = timer.attempt
-        self.commands.append(CancelNode(node=node.id, item=key[1], attempt=timer.attempt, reason="timeout"))
-        self.attempt_failed(key, ("timeout", f"node {node.id!r} did not finish within its timeout of "
-                                             f"{node.timeout:g} s (attempt {timer.attempt})"))
+        self.commands.append(CancelNode(node=node.id, item=key[1], attempt=timer.attempt, reason="timeout",
+                                        stimulus=self.stimulus))
+        self.attempt_failed(key, Error("timeout", f"node {node.id!r} did not finish within its timeout of "
+                                                  f"{node.timeout:g} s (attempt {timer.attempt})"))
 
     def on_retry_due(self, timer: Timer) -> None:
         if self.stopping.get(timer.key) is not None:
@@ -208,11 +285,13 @@ class _Transition:
             self.requeue(timer.key)
 
     def on_delay_over(self, timer: Timer) -> None:
-        self.succeed(timer.key, {"result": self.payloads[timer.key].input})
+        behaviour = self.g.nodes[timer.key[0]].behaviour
+        self.succeed(timer.key, {behaviour.port: self.input_of(timer.key)})
 
     def on_wait_timeout(self, timer: Timer) -> None:
         self.awaiting.pop(timer.key)
-        self.succeed(timer.key, {"timeout": self.payloads[timer.key].input})
+        behaviour = self.g.nodes[timer.key[0]].behaviour
+        self.succeed(timer.key, {behaviour.timeout_port: self.input_of(timer.key)})
 
     def on_input_provided(self, ev: InputProvided) -> None:
         problem = _input_problem(self.g, self.awaiting, False, ev.node, tuple(ev.item), ev.port)
@@ -221,13 +300,11 @@ class _Transition:
         key = self.key_of(ev)
         self.awaiting.pop(key)
         self.clear_timer(key)
-        node = self.g.nodes[key[0]]
-        extra = "completed" if node.type == "wait" else ev.port
-        ports = {"result": ev.value} if extra is None else {extra: ev.value, "result": ev.value}
-        self.succeed(key, ports)
+        ports = self.g.nodes[key[0]].behaviour.answer_ports(ev.port)
+        self.succeed(key, {port: ev.value for port in ports})
 
     def on_cancel_requested(self, ev: CancelRequested) -> None:
-        self.end_run(CANCELLED, {"node": None, "type": "cancelled", "message": ev.reason})
+        self.end_run(RunStatus.CANCELLED, Error("cancelled", ev.reason))
 
     def on_cancel_confirmed(self, ev: CancelConfirmed) -> None:
         key = self.key_of(ev)
@@ -245,19 +322,23 @@ class _Transition:
         order, which for string keys depends on the process's hash seed and would make a replay
         in another process decide differently.
         """
-        for key in self.snapshot("stopping"):
+        stopping, self.stopping = self.frozen(self.stopping)
+        for key in stopping:
             self.stopping.pop(key)
             if self.held.get(key) is not None:
                 self.held.pop(key)
                 self.requeue(key)
-        for tid, timer in _by_due(self.snapshot("timers")):
-            if timer.kind != "timeout":  # timeouts belong to running attempts, which get fresh ones
-                self.commands.append(StartTimer(timer=tid, due=timer.due))
-        for key, attempt in sorted(self.snapshot("running").items()):
+        timers, self.timers = self.frozen(self.timers)
+        for tid, timer in _by_due(timers):
+            if timer.kind != TimerKind.TIMEOUT:  # timeouts belong to running attempts, which get fresh ones
+                self.commands.append(StartTimer(timer=tid, due=timer.due, stimulus=self.stimulus))
+        running, self.running = self.frozen(self.running)
+        for key, attempt in sorted(running.items()):
             self.clear_timer(key, announce=False)
             self.dispatch(key, attempt, redispatch=True)
-        for key in sorted(self.snapshot("awaiting")):
-            self.announce_wait(key, self.g.nodes[key[0]])
+        awaiting, self.awaiting = self.frozen(self.awaiting)
+        for key in sorted(awaiting):
+            self.announce_wait(key)
 
     # -- readiness ----------------------------------------------------------------------------
 
@@ -288,7 +369,7 @@ class _Transition:
             if got is None:
                 work.extend(self.skip(key))
             else:
-                self.make_ready(key, self.payload_from(got))
+                self.make_ready(key, self.arrivals_in_order(got))
 
     def collect(self, e, path, value):
         """One item of a gather edge resolved; return ``(prefix, list or DEAD)`` once all have.
@@ -312,59 +393,61 @@ class _Transition:
             return prefix, next((v for v in gathered if isinstance(v, SelectFailed)), gathered)
         return prefix, gathered
 
-    def payload_from(self, got) -> Payload:
+    def arrivals_in_order(self, got) -> tuple:
+        """The delivered values (a cons list of ``(edge position, source, value)``) in edge order."""
+        ids = self.g.ids
         if got[1] is None:  # one edge delivered: the common case, without the sorting
             _, src, value = got[0]
-            return _new(Payload, (value, (value,), {self.g.ids[src]: value}))
+            return (Arrival(ids[src], value),)
         arrived = []
         while got is not None:
             arrived.append(got[0])
             got = got[1]
         arrived.sort(key=lambda a: a[0])
-        values = tuple(a[2] for a in arrived)
-        by_source: dict = {}
-        for _, src, value in arrived:
-            by_source.setdefault(self.g.ids[src], []).append(value)
-        inputs = {name: vs[0] if len(vs) == 1 else vs for name, vs in by_source.items()}
-        return Payload(input=values[0] if len(values) == 1 else list(values), values=values, inputs=inputs)
+        return tuple(Arrival(ids[src], value) for _, src, value in arrived)
 
-    def make_ready(self, key, payload: Payload) -> None:
+    def input_of(self, key):
+        """The single input value a parked instance passes on (a list where several delivered)."""
+        arrivals = self.payloads[key]
+        return arrivals[0].value if len(arrivals) == 1 else [a.value for a in arrivals]
+
+    def make_ready(self, key, arrivals: tuple) -> None:
         node = self.g.nodes[key[0]]
-        self.payloads[key] = payload
+        self.payloads[key] = arrivals
         failed_select = None
         if self.g.has_select:
-            failed_select = next((v for v in payload.values if isinstance(v, SelectFailed)), None)
+            failed_select = next((a.value for a in arrivals if isinstance(a.value, SelectFailed)), None)
         if failed_select is not None:
-            self.records[key] = Record(node=node.id, item=key[1])
-            self.fail_final(key, ("select", failed_select.message))
-        elif node.type in _PARKING:
-            self.park(key, node)
+            self.fail_final(key, Move.FAIL, Error("select", failed_select.message))
+        elif node.behaviour.kind is Kind.PARK_TIMER or node.behaviour.kind is Kind.PARK_INPUT:
+            self.park(key)
         else:  # its record is made when it starts: a ready instance is pending wherever it is read
             self.enqueue(key)
 
     def skip(self, key) -> list:
         n, path = key
-        self.records[key] = Record(node=self.g.ids[n], item=path, status=SKIPPED, finished_at=self.now)
+        self.move(key, Move.SKIP, finished_at=self.now)
         return [(self.g.edges[ei], path, DEAD) for ei in self.g.out_edges[n]]
 
     # -- parking --------------------------------------------------------------------------------
 
-    def park(self, key, node) -> None:
+    def park(self, key) -> None:
         self.seq += 1
-        self.records[key] = Record(node=node.id, item=key[1], status=WAITING, attempts=1,
-                                   started_at=self.now, started_seq=self.seq)
-        if node.type == "delay":
-            self.set_timer("delay", key, 1, self.now + float(node.config.get("seconds", 0)))
+        self.move(key, Move.PARK, attempts=1, started_at=self.now, started_seq=self.seq)
+        behaviour = self.g.nodes[key[0]].behaviour
+        if behaviour.kind is Kind.PARK_TIMER:
+            self.set_timer(TimerKind.DELAY, key, 1, self.now + behaviour.seconds)
             return
-        self.awaiting[key] = node.type
-        self.announce_wait(key, node)
-        if node.config.get("timeout") is not None:
-            self.set_timer("wait_timeout", key, 1, self.now + float(node.config["timeout"]))
+        self.awaiting[key] = True
+        self.announce_wait(key)
+        if behaviour.timeout is not None:
+            self.set_timer(TimerKind.WAIT_TIMEOUT, key, 1, self.now + behaviour.timeout)
 
-    def announce_wait(self, key, node) -> None:
-        choices = node.config.get("choices")
-        self.commands.append(AwaitInput(node=node.id, item=key[1], type=node.type, prompt=node.config.get("prompt"),
-                                        choices=tuple(choices) if choices else None))
+    def announce_wait(self, key) -> None:
+        node = self.g.nodes[key[0]]
+        b = node.behaviour
+        self.commands.append(AwaitInput(node=node.id, item=key[1], type=node.type, prompt=b.prompt,
+                                        choices=b.choices or None, stimulus=self.stimulus))
 
     # -- slots --------------------------------------------------------------------------------
 
@@ -380,29 +463,53 @@ class _Transition:
     def enqueue(self, key) -> None:
         n, path = key
         q = self.queue_of(key)
-        self.ready[q] = heap.push(self.ready.get(q), (-self.g.rank[n], n, path))
+        entry = (-self.g.rank[n], n, path)
+        before = self.ready.get(q)
+        self.ready[q] = heap.push(before, entry)
         self.ready_count += 1
+        if q[1] is not None and (before is None or entry < heap.peek(before)) and self.group_has_room(q[1]):
+            self.add_candidate(q, entry)  # a new head of a per-item queue that may start
 
     def requeue(self, key) -> None:
-        self.records[key] = self.records[key]._replace(status=PENDING)
+        self.move(key, Move.RETRY_DUE)
         self.enqueue(key)
 
-    def has_room(self, queue) -> bool:
-        pool, group = queue
-        if pool is not None and self.pool_running.get(pool, 0) >= self.g.pools[pool]:
-            return False
-        if group is not None and self.group_running.get(group, 0) >= self.g.nodes[group[0]].config["max_parallel"]:
-            return False
-        return True
+    def pool_has_room(self, pool) -> bool:
+        return pool is None or self.pool_running.get(pool, 0) < self.g.pools[pool]
+
+    def group_has_room(self, group) -> bool:
+        return self.group_running.get(group, 0) < self.g.group_cap[group[0]]
+
+    def add_candidate(self, q, head) -> None:
+        self.candidates[q[0]] = heap.push(self.candidates.get(q[0]), (head, q))
+
+    def best_candidate(self, pool):
+        """The best ``(head, queue)`` among the per-item queues of ``pool`` whose group has room;
+        candidates that no longer hold (the head started, the group filled up) are dropped."""
+        h = self.candidates.get(pool)
+        while h is not None:
+            head, q = heap.peek(h)
+            qh = self.ready.get(q)
+            if qh is not None and heap.peek(qh) == head and self.group_has_room(q[1]):
+                self.candidates[pool] = h
+                return head, q
+            h = heap.pop(h)[1]
+        self.candidates.pop(pool, None)
+        return None
 
     def best_queue(self):
-        if len(self.ready) == 1:  # the common case: no pools or groups in play
-            for q in self.ready:
-                return q if self.has_room(q) else None
+        """The queue whose head starts next: the best head among the queues whose caps have room."""
         best, best_head = None, None
-        for q, h in self.ready.items():
-            if (best is None or heap.peek(h) < best_head) and self.has_room(q):
+        for q in self.g.plain_queues:
+            h = self.ready.get(q)
+            if h is not None and self.pool_has_room(q[0]) and (best is None or heap.peek(h) < best_head):
                 best, best_head = q, heap.peek(h)
+        if self.candidates:
+            for pool in list(self.candidates):
+                if self.pool_has_room(pool):
+                    found = self.best_candidate(pool)
+                    if found is not None and (best is None or found[0] < best_head):
+                        best_head, best = found
         return best
 
     def fill_slots(self) -> None:
@@ -419,6 +526,8 @@ class _Transition:
             key = (n, path)
             record = self.records.get(key)
             self.dispatch(key, 1 if record is None else record.attempts + 1)
+            if rest is not None and q[1] is not None and self.group_has_room(q[1]):
+                self.add_candidate(q, heap.peek(rest))
 
     def count(self, key, delta: int) -> None:
         self.running_count += delta
@@ -428,29 +537,31 @@ class _Transition:
         if pool is not None:
             self.pool_running[pool] = self.pool_running.get(pool, 0) + delta
         if group is not None:
-            self.group_running[group] = self.group_running.get(group, 0) + delta
+            running = self.group_running.get(group, 0) + delta
+            self.group_running[group] = running
+            if delta < 0 and running == self.g.group_cap[group[0]] - 1:
+                for p in self.g.group_pools[group[0]]:  # the group was full: its queues may start again
+                    qh = self.ready.get((p, group))
+                    if qh is not None:
+                        self.add_candidate((p, group), heap.peek(qh))
 
     def dispatch(self, key, attempt: int, redispatch: bool = False) -> None:
         n, path = key
         node = self.g.nodes[n]
-        if not redispatch:
+        self.seq += 1
+        if redispatch:
+            self.move(key, Move.RESTART, started_at=self.now, started_seq=self.seq)
+        else:
             self.running[key] = attempt
             self.count(key, +1)
-        self.seq += 1
-        r = self.records.get(key)
-        if r is None:  # its first start: the record is made here
-            self.records[key] = _new(Record, (node.id, path, RUNNING, attempt, self.now, None, None, None, self.seq,
-                                              None, ()))
-        else:
-            self.records[key] = _new(Record, (r[0], r[1], RUNNING, attempt, self.now, r[5], r[6], r[7], self.seq,
-                                              r[9], r[10]))
+            self.move(key, Move.START, attempts=attempt, started_at=self.now, started_seq=self.seq)
         deadline = None
         if node.timeout is not None:
             deadline = self.now + node.timeout
-            self.set_timer("timeout", key, attempt, deadline)
-        p = self.payloads[key]
-        self.commands.append(StartNode(node=node.id, item=path, attempt=attempt, type=node.type, input=p.input,
-                                       values=p.values, inputs=p.inputs, deadline=deadline, redispatch=redispatch))
+            self.set_timer(TimerKind.TIMEOUT, key, attempt, deadline)
+        self.commands.append(StartNode(node=node.id, item=path, attempt=attempt, type=node.type,
+                                       arrivals=self.payloads[key], deadline=deadline, redispatch=redispatch,
+                                       stimulus=self.stimulus))
 
     def release(self, key) -> None:
         self.running.pop(key)
@@ -466,7 +577,7 @@ class _Transition:
         tid = f"{kind}:{self.timer_seq}"
         self.timers[tid] = Timer(kind=kind, key=key, attempt=attempt, due=due)
         self.instance_timer[key] = tid
-        self.commands.append(StartTimer(timer=tid, due=due))
+        self.commands.append(StartTimer(timer=tid, due=due, stimulus=self.stimulus))
 
     def clear_timer(self, key, announce: bool = True) -> None:
         tid = self.instance_timer.get(key)
@@ -475,7 +586,7 @@ class _Transition:
         self.instance_timer.pop(key)
         self.timers.pop(tid)
         if announce:
-            self.commands.append(CancelTimer(timer=tid))
+            self.commands.append(CancelTimer(timer=tid, stimulus=self.stimulus))
 
     # -- endings ------------------------------------------------------------------------------
 
@@ -483,23 +594,19 @@ class _Transition:
         """The instance succeeded with ``ports`` (its attempt ``ended`` so, if it ran): record it and
         resolve its outgoing edges."""
         n, path = key
-        node = self.g.nodes[n]
-        r = self.records[key]
-        if node.type == FOREACH and ITERATION in ports and not isinstance(ports[ITERATION], list):
-            self.records[key] = r if ended is None else _noted(r, ended)
-            got = type(ports[ITERATION]).__name__
-            self.fail_final(key, ("foreach", f"foreach {node.id!r} needs a list of items, got {got}"))
+        behaviour = self.g.nodes[n].behaviour
+        r = self.records[key] if ended is None else _observed(self.records[key], ended)
+        if behaviour.kind is Kind.FAN_OUT and behaviour.item_port in ports \
+                and not isinstance(ports[behaviour.item_port], list):
+            self.records[key] = r
+            got = type(ports[behaviour.item_port]).__name__
+            self.fail_final(key, Move.FAIL, Error("foreach", f"foreach {self.g.ids[n]!r} needs a list of items, "
+                                                             f"got {got}"))
             return
         self.payloads.pop(key, None)
         self.seq += 1
-        started_at, logs = r[4], r[10]
-        if ended is not None:  # what the runner observed: the real start, the lines it logged
-            if ended.started_at is not None:
-                started_at = ended.started_at
-            if ended.logs:
-                logs += ended.logs
-        self.records[key] = _new(Record, (r[0], r[1], SUCCEEDED, r[3], started_at, self.now, ports, None, r[8],
-                                          self.seq, logs))
+        self.records[key] = r
+        self.move(key, Move.SUCCEED, finished_at=self.now, ports=ports, error=None, finished_seq=self.seq)
         work = []
         for ei in self.g.out_edges[n]:
             e = self.g.edges[ei]
@@ -511,77 +618,76 @@ class _Transition:
                 work.append((e, path, DEAD if e.kind == FAN_OUT else value))
         self.resolve(work)
 
-    def attempt_failed(self, key, error: tuple) -> None:
+    def attempt_failed(self, key, error: Error) -> None:
         record = self.records[key]
         retry = self.g.nodes[key[0]].retry
         if record.attempts < retry.max_attempts:
-            self.records[key] = record._replace(status=WAITING, error=error)
-            self.set_timer("retry", key, record.attempts, self.now + retry.wait_after(record.attempts))
+            self.move(key, Move.RETRY_LATER, error=error)
+            self.set_timer(TimerKind.RETRY, key, record.attempts, self.now + retry.wait_after(record.attempts))
         else:
-            self.fail_final(key, error)
+            self.fail_final(key, Move.FAIL, error)
 
-    def fail_final(self, key, error: tuple) -> None:
+    def fail_final(self, key, move: Move, error: Error) -> None:
         n, path = key
         self.payloads.pop(key, None)
         self.seq += 1
-        self.records[key] = self.records[key]._replace(status=FAILED, finished_at=self.now, error=error,
-                                         finished_seq=self.seq)
-        failure = {"node": self.g.ids[n], "type": error[0], "message": error[1]}
+        self.move(key, move, finished_at=self.now, error=error, finished_seq=self.seq)
+        failure = error._replace(node=self.g.ids[n])
         if self.g.fail_fast:
-            self.end_run(FAILED, failure)
+            self.end_run(RunStatus.FAILED, failure)
             return
         self.first_failure = self.first_failure or failure
         self.resolve([(self.g.edges[ei], path, DEAD) for ei in self.g.out_edges[n]])
 
     def finish_if_done(self) -> None:
-        if self.status != RUNNING or self.ready_count or self.running_count:
+        if self.status != RunStatus.RUNNING or self.ready_count or self.running_count:
             return
         if len(self.timers) or len(self.awaiting) or len(self.held):
             return
-        self.status = FAILED if self.first_failure else SUCCEEDED
+        self.status = RunStatus.FAILED if self.first_failure else RunStatus.SUCCEEDED
         self.error = self.first_failure
         self.finished_at = self.now
         self.ended = True
 
-    def end_run(self, status: str, error: dict) -> None:
+    def end_run(self, status: RunStatus, error: Error) -> None:
         """Fail fast or cancel: stop everything in flight and close every open instance."""
         self.status, self.error, self.finished_at, self.ended = status, error, self.now, True
-        reason = "run failed" if status == FAILED else "run cancelled"
-        for key, attempt in sorted(self.snapshot("running").items()):
+        reason = "run failed" if status == RunStatus.FAILED else "run cancelled"
+        for key, attempt in sorted(self.running.finish().items()):
             node = self.g.ids[key[0]]
-            self.commands.append(CancelNode(node=node, item=key[1], attempt=attempt, reason=reason))
+            self.commands.append(CancelNode(node=node, item=key[1], attempt=attempt, reason=reason,
+                                            stimulus=self.stimulus))
             self.cancel_record(key)
-        for tid, timer in _by_due(self.snapshot("timers")):
-            self.commands.append(CancelTimer(timer=tid))
+        for tid, timer in _by_due(self.timers.finish()):
+            self.commands.append(CancelTimer(timer=tid, stimulus=self.stimulus))
             self.cancel_record(timer.key)
-        for key in self.snapshot("awaiting"):
+        for key in self.awaiting.finish():
             self.cancel_record(key)
-        for h in self.ready.values():
+        for h in self.ready.finish().values():
             for _, n, path in heap.entries(h):
                 self.cancel_record((n, path))
-        for key in self.snapshot("arrivals"):
+        for key in self.arrivals.finish():
             self.cancel_record(key)
-        for key in self.snapshot("held"):
+        for key in self.held.finish():
             self.cancel_record(key)
         self.cancel_unreached()
-        for name in ("running", "timers", "awaiting", "arrivals", "held", "payloads", "gathers",
-                     "instance_timer", "pool_running", "group_running"):
-            setattr(self, name, Map().mutate())
-        self.ready, self.ready_count, self.running_count = {}, 0, 0
+        # nothing is in flight, ready, timed or parked any more
+        self.running, self.timers, self.awaiting, self.arrivals, self.held, self.payloads, self.gathers, \
+            self.instance_timer, self.pool_running, self.group_running, self.ready = \
+            (Map().mutate() for _ in range(11))
+        self.candidates = {}
+        self.ready_count, self.running_count = 0, 0
 
     def cancel_record(self, key) -> None:
         record = self.records.get(key)
-        if record is None:
-            record = Record(node=self.g.ids[key[0]], item=key[1])
-        elif record.status not in (PENDING, RUNNING, WAITING):
-            return
-        self.records[key] = record._replace(status=CANCELLED, finished_at=self.now)
+        if record is None or record.status in OPEN:
+            self.move(key, Move.CANCEL, finished_at=self.now)
 
     def cancel_unreached(self) -> None:
         """Record ``cancelled`` every instance the run would have had but never reached (once per run)."""
         g = self.g
         by_node: dict = {}  # node -> every path it has in this run, whether reached or not
-        scopes = self.snapshot("scopes")
+        scopes, self.scopes = self.frozen(self.scopes)
         for n in g.topo:
             if g.depth[n] == 0:
                 expected = [()]
@@ -596,23 +702,16 @@ class _Transition:
             by_node[n] = expected
 
 
-def _rebuild(state: State, changes: dict) -> State:
-    """``attrs.evolve`` without re-running ``__init__``: the step's hot path builds one State per step."""
-    new = object.__new__(State)
-    for name in _STATE_FIELDS:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(state, name))
-    return new
+def _name(record: Record) -> str:
+    return record.node + "".join(f"[{i}]" for i in record.item)
 
 
-# Record is a named tuple; the hot paths build the updated one positionally (``_replace`` costs 4x more).
-# Fields: node, item, status, attempts, started_at, finished_at, ports, error, started_seq, finished_seq, logs.
-_new = tuple.__new__
-
-
-def _noted(r: Record, ended) -> Record:
+def _observed(r: Record, ended) -> Record:
     """``r`` with what the runner observed of its ended attempt: the real start, the lines it logged."""
-    started_at = r[4] if ended.started_at is None else ended.started_at
-    return _new(Record, (r[0], r[1], r[2], r[3], started_at, r[5], r[6], r[7], r[8], r[9], r[10] + ended.logs))
+    if ended.started_at is None and not ended.logs:
+        return r
+    return r._replace(started_at=r.started_at if ended.started_at is None else ended.started_at,
+                      logs=r.logs + ended.logs)
 
 
 def _by_due(timers: Map) -> list:
@@ -629,17 +728,11 @@ def _select(e, value):
         return SelectFailed(f"select {e.select_text!r} on the edge into this node failed: {exc}")
 
 
-_PARKING = frozenset({"delay", "wait", "hil"})
-_STATE_FIELDS = tuple(f.name for f in attrs.fields(State))
-_MAPS = ("records", "arrivals", "gathers", "scopes", "payloads", "running", "pool_running", "group_running",
-         "timers", "instance_timer", "awaiting", "stopping", "held")
-_SCALARS = ("status", "trigger", "started_at", "finished_at", "error", "first_failure", "now", "seq", "timer_seq",
-            "ready_count", "running_count")
+_ENDED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
-# The transition table: one handler per event type, one per timer kind.
+# What each event does: one handler per event type, one per timer kind.
 _HANDLERS = {
     RunStarted: _Transition.on_run_started,
-    NodeStarted: _Transition.on_node_started,
     NodeSucceeded: _Transition.on_node_succeeded,
     NodeFailed: _Transition.on_node_failed,
     TimerFired: _Transition.on_timer_fired,
@@ -649,8 +742,8 @@ _HANDLERS = {
     Resumed: _Transition.on_resumed,
 }
 _TIMER_HANDLERS = {
-    "timeout": _Transition.on_timeout,
-    "retry": _Transition.on_retry_due,
-    "delay": _Transition.on_delay_over,
-    "wait_timeout": _Transition.on_wait_timeout,
+    TimerKind.TIMEOUT: _Transition.on_timeout,
+    TimerKind.RETRY: _Transition.on_retry_due,
+    TimerKind.DELAY: _Transition.on_delay_over,
+    TimerKind.WAIT_TIMEOUT: _Transition.on_wait_timeout,
 }

@@ -7,6 +7,7 @@ No threads, no clock, no sleeps: time is whatever ``at`` a test passes.
 """
 from __future__ import annotations
 
+from adapters.node_types import NODE_TYPES
 from scheduler_core import (CancelConfirmed, CancelNode, CancelTimer, InputProvided, Node, NodeFailed, NodeSucceeded,
                             Resumed, RunStarted, Settings, StartNode, StartTimer, TimerFired, Edge, Workflow,
                             compile_workflow, initial_state, step)
@@ -31,19 +32,20 @@ def graph(*edges, nodes=(), **settings):
     edge_values = []
     for spec in edges:
         if isinstance(spec, str) and "->" not in spec:
-            declared.setdefault(spec, Node(id=spec, type=TASK))
+            declared.setdefault(spec, node(spec))
             continue
         e = edge(spec) if isinstance(spec, str) else spec
         edge_values.append(e)
         for name in (e.source, e.target):
-            declared.setdefault(name, Node(id=name, type=TASK))
+            declared.setdefault(name, node(name))
     wf = Workflow(name="test", nodes=tuple(declared.values()), edges=tuple(edge_values), settings=Settings(**settings))
     return compile_workflow(wf)
 
 
 def node(id: str, type: str = TASK, **fields) -> Node:
+    """A node of a built-in ``type``, with the behaviour that type gives it."""
     config = fields.pop("config", {})
-    return Node(id=id, type=type, config=config, **fields)
+    return Node(id=id, type=type, config=config, behaviour=NODE_TYPES[type].behaviour(config), **fields)
 
 
 class Run:

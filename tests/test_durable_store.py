@@ -15,12 +15,11 @@ from adapters.engine import Engine, definition_hash
 from adapters.store import (LEASE_SECONDS, Lease, LeaseHeld, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError,
                             UnknownRun, _process_stat, decode_event, encode_event)
 from durable_nodes import dead_pid
-from scheduler_core import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeStarted, NodeSucceeded,
+from scheduler_core import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeSucceeded,
                             Resumed, RunStarted, TimerFired)
 
 EVERY_EVENT = [
     RunStarted(at=1.0, trigger={"a": [1, 2]}),
-    NodeStarted(node="n", item=(2, 0), attempt=1, at=1.5),
     NodeSucceeded(node="n", item=(2, 0), attempt=1, at=2.0, ports={"result": None, "x": [1]}, started_at=1.5),
     NodeFailed(node="m", attempt=2, at=3.0, error_type="ValueError", message="bad", started_at=2.5),
     TimerFired(timer="retry:3", at=4.0),

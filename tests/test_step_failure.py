@@ -1,8 +1,8 @@
 """step: fail-fast (cancel everything, record every open instance, ignore late results) and on_error: continue."""
-from scheduler_core import CancelNode, CancelRequested, CancelTimer, Retry, RunFinished, sequence_keys
+from scheduler_core import CancelNode, Error, CancelRequested, CancelTimer, Retry, RunFinished, sequence_keys
 from step_helpers import Run, cancels, edge, graph, node, of_type, starts
 
-BOOM = {"node": "a", "type": "ValueError", "message": "boom"}
+BOOM = Error("ValueError", "boom", node="a")
 
 
 def test_fail_fast_fails_the_run_in_the_step_that_sees_the_failure():
@@ -108,7 +108,7 @@ def test_continue_fails_the_run_at_the_end_with_the_first_error():
     assert of_type(run.fail("a", message="first"), RunFinished) == []
     run.fail("b", message="second")
     commands = run.succeed("c")
-    error = {"node": "a", "type": "ValueError", "message": "first"}
+    error = Error("ValueError", "first", node="a")
     assert of_type(commands, RunFinished) == [RunFinished(status="failed", error=error)]
     assert run.status("c") == "succeeded"
 
@@ -127,7 +127,7 @@ def test_a_failed_record_keeps_its_error_and_attempts():
     run.start(at=0)
     run.fail("a", at=2, error_type="KeyError", message="'k'")
     record = run.record("a")
-    assert (record.status, record.error, record.attempts, record.finished_at) == ("failed", ("KeyError", "'k'"), 1, 2)
+    assert (record.status, record.error, record.attempts, record.finished_at) == ("failed", Error("KeyError", "'k'"), 1, 2)
 
 
 
@@ -135,7 +135,7 @@ def test_a_failed_select_under_fail_fast_leaves_no_sibling_target_open():
     run = Run(graph("a -> c", edge("a -> b", select="abs(@)"), "a -> e"))
     run.start()
     commands = run.succeed("a", "not a number")
-    assert starts(commands) == [] and of_type(commands, RunFinished)[0].error["type"] == "select"
+    assert starts(commands) == [] and of_type(commands, RunFinished)[0].error.type == "select"
     assert {n: run.status(n) for n in "bce"} == {"b": "failed", "c": "cancelled", "e": "cancelled"}
     assert run.state.ready_count == 0
 

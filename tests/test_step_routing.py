@@ -1,7 +1,8 @@
 """step: ports and routing (absent port = dead edge, None = a value, `if`), select, and how inputs are built."""
 import pytest
 
-from adapters.nodes import IfNode, MergeNode
+from adapters.node_types.branch import IfNode
+from adapters.node_types.merge import MergeNode
 from scheduler_core import Ports, as_ports
 from step_helpers import Run, edge, graph, node, start_of, starts
 

@@ -4,7 +4,7 @@ Time is only what events say: the core asks for timers and a test fires them wit
 """
 import pytest
 
-from scheduler_core import (AwaitInput, CancelNode, InputProvided, InvalidEvent, Retry, RunFinished, StartNode,
+from scheduler_core import (AwaitInput, Error, CancelNode, InputProvided, InvalidEvent, Retry, RunFinished, StartNode,
                             StartTimer, input_problem)
 from step_helpers import Run, cancelled_timers, cancels, edge, graph, node, of_type, start_of, starts, timers
 
@@ -38,11 +38,11 @@ def test_a_timeout_fails_the_attempt_with_error_type_timeout_and_a_message_namin
     timer = timer_of(run.start(at=0))
     commands = run.fire(timer.timer, at=5.0)
     assert [(c.node, c.attempt, c.reason) for c in of_type(commands, CancelNode)] == [("a", 1, "timeout")]
-    error_type, message = run.record("a").error
+    error_type, message, _ = run.record("a").error
     assert (run.status("a"), error_type) == ("failed", "timeout")
     assert "5 s" in message and "'a'" in message
     assert run.status("b") == "skipped"
-    assert run.state.error == {"node": "a", "type": "timeout", "message": message}
+    assert run.state.error == Error("timeout", message, node="a")
 
 
 def test_under_fail_fast_a_timeout_fails_the_run_with_one_cancel_of_the_attempt():
@@ -50,7 +50,7 @@ def test_under_fail_fast_a_timeout_fails_the_run_with_one_cancel_of_the_attempt(
     timer = timer_of(run.start(at=0))
     commands = run.fire(timer.timer, at=5.0)
     assert cancels(commands) == ["a"]
-    assert of_type(commands, RunFinished)[0].error["type"] == "timeout"
+    assert of_type(commands, RunFinished)[0].error.type == "timeout"
 
 
 def test_a_result_before_the_deadline_cancels_the_timer():
@@ -110,7 +110,7 @@ def test_when_retries_are_used_up_the_instance_fails_with_the_last_error():
     commands = run.fail("a", message="second")
     assert timers(commands) == []
     record = run.record("a")
-    assert (record.status, record.attempts, record.error) == ("failed", 2, ("ValueError", "second"))
+    assert (record.status, record.attempts, record.error) == ("failed", 2, Error("ValueError", "second"))
 
 
 def test_under_fail_fast_a_failed_attempt_with_retries_left_does_not_fail_the_run():

@@ -1,0 +1,36 @@
+"""The built-in node types, one module each (see ``base.py`` for what a type is).
+
+To add a type: write its module (a ``NodeType`` subclass with ``name``, ``fields``, ``behaviour``
+and, for a task, ``call``) and register it below. ``docs/architecture.md`` says what else a new
+type touches (nothing, unless it needs a new kind of behaviour in the core).
+"""
+from __future__ import annotations
+
+from .base import FieldProblem, NodeType
+from .branch import IfNode
+from .delay import DelayNode
+from .foreach import ForeachNode
+from .hil import HilNode
+from .merge import MergeNode
+from .noop import NoopNode
+from .python import PythonNode
+from .wait import WaitNode
+
+NODE_TYPES: dict[str, type[NodeType]] = {t.name: t for t in (
+    PythonNode,
+    IfNode,
+    ForeachNode,
+    MergeNode,
+    NoopNode,
+    DelayNode,
+    WaitNode,
+    HilNode,
+)}
+
+
+def owns_timeout(node_type: type[NodeType] | None) -> bool:
+    """Whether ``timeout`` is the type's own field (how long it waits) rather than the per-attempt one."""
+    return node_type is not None and "timeout" in node_type.fields
+
+
+__all__ = ["NODE_TYPES", "FieldProblem", "NodeType", "owns_timeout"]

@@ -1,0 +1,59 @@
+"""``python``: call ``module:function`` with the node's input and ``params`` (and ``ctx`` if it asks)."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Mapping
+
+from scheduler_core import RunTask, as_ports
+
+from .base import FieldProblem, NodeType
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve_call(call) -> tuple:
+    """(function, wants ctx, is a coroutine function) for ``module:function``: once per distinct call,
+    however many nodes share it (a 100,000-node workflow often names a handful of functions)."""
+    from ..nodes import import_call  # (adapters.nodes imports this package)
+
+    fn = import_call(call)
+    try:
+        wants_ctx = "ctx" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        wants_ctx = False
+    return fn, wants_ctx, inspect.iscoroutinefunction(fn)
+
+
+class PythonNode(NodeType):
+    name = "python"
+    fields = {"call": True, "params": False}
+
+    @classmethod
+    def behaviour(cls, config):
+        return RunTask()  # a function may return any ports (``Ports(a=..., b=...)``)
+
+    def __init__(self, node_id, config):
+        super().__init__(node_id, config)
+        call = config.get("call")
+        if not isinstance(call, str):
+            raise FieldProblem(f"call must look like 'module:function', not {call!r}")
+        self.fn, self.wants_ctx, self.is_async = _resolve_call(call)
+        params = config.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise FieldProblem("params must be a mapping of keyword arguments")
+        self.params = dict(params)
+
+    def _args(self, ctx):
+        kwargs = dict(self.params)
+        if self.wants_ctx:
+            kwargs["ctx"] = ctx
+        return kwargs
+
+    def call(self, cmd, ctx) -> dict:
+        if self.is_async:
+            return as_ports(asyncio.run(self.fn(cmd.input, **self._args(ctx))))
+        return as_ports(self.fn(cmd.input, **self._args(ctx)))
+
+    async def call_async(self, cmd, ctx) -> dict:
+        return as_ports(await self.fn(cmd.input, **self._args(ctx)))

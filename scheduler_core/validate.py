@@ -1,0 +1,128 @@
+"""``validate_state``: the invariants every state ``step`` returns must satisfy, checked in full.
+
+Like dask's ``WorkerState.validate_state``: O(size of the state), so it is for tests, the property
+tests (after every step) and the simulated runner, never for a production drive. It raises
+``InvalidState`` naming the first broken invariant.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from . import heap
+from .behaviour import Kind
+from .lifecycle import OPEN, RUN_ENDED, TERMINAL, RunStatus, Status
+from .state import State
+
+
+class InvalidState(AssertionError):
+    pass
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise InvalidState(message)
+
+
+def _name(g, key) -> str:
+    n, path = key
+    return g.ids[n] + "".join(f"[{i}]" for i in path)
+
+
+def validate_state(state: State) -> None:
+    g = state.graph
+    records = state.records
+    for key, r in records.items():
+        _check(r.status in Status.__members__.values(), f"{_name(g, key)}: unknown status {r.status!r}")
+        _check(r.node == g.ids[key[0]] and tuple(r.item) == key[1], f"{_name(g, key)}: record names {r.node}{r.item}")
+        if r.status in TERMINAL:
+            _check(r.finished_at is not None, f"{_name(g, key)}: {r.status} without finished_at")
+            _check(key not in state.payloads, f"{_name(g, key)}: {r.status} but still holds its inputs")
+        if r.status == Status.SUCCEEDED:
+            _check(r.ports is not None and r.error is None, f"{_name(g, key)}: succeeded without ports or with an error")
+        if r.status == Status.FAILED:
+            _check(r.error is not None, f"{_name(g, key)}: failed without an error")
+
+    if state.status in RUN_ENDED:
+        for name in ("running", "timers", "awaiting", "ready", "held", "payloads", "arrivals", "gathers"):
+            _check(len(getattr(state, name)) == 0, f"the run ended {state.status} with {name} not empty")
+        _check(state.running_count == 0 and state.ready_count == 0, "the run ended with instances counted in flight")
+        open_ = [_name(g, k) for k, r in records.items() if r.status in OPEN]
+        _check(not open_, f"the run ended {state.status} with instances not ended: {open_[:5]}")
+        return
+    _check(state.status in (RunStatus.PENDING, RunStatus.RUNNING), f"unknown run status {state.status!r}")
+
+    # running: each attempt in flight is its record's current one, and the counts add up
+    _check(state.running_count == len(state.running), f"running_count {state.running_count} != {len(state.running)}")
+    _check(state.running_count <= g.max_parallel, f"{state.running_count} in flight over the cap {g.max_parallel}")
+    pools: Counter = Counter()
+    groups: Counter = Counter()
+    for key, attempt in state.running.items():
+        r = records.get(key)
+        _check(r is not None and r.status == Status.RUNNING and r.attempts == attempt,
+               f"{_name(g, key)}: in flight as attempt {attempt} but its record is {r}")
+        _check(key in state.payloads, f"{_name(g, key)}: in flight without its inputs")
+        pool, group = g.queue[key[0]] or _queue_of(g, key)
+        if pool is not None:
+            pools[pool] += 1
+        if group is not None:
+            groups[group] += 1
+    for pool, count in pools.items():
+        _check(state.pool_running.get(pool, 0) == count, f"pool {pool!r}: counted {state.pool_running.get(pool)}, "
+                                                          f"{count} in flight")
+        _check(count <= g.pools[pool], f"pool {pool!r}: {count} in flight over its size {g.pools[pool]}")
+    for pool, count in state.pool_running.items():
+        _check(count == pools.get(pool, 0), f"pool {pool!r}: counted {count}, {pools.get(pool, 0)} in flight")
+    for group, count in state.group_running.items():
+        _check(count == groups.get(group, 0), f"group {group}: counted {count}, {groups.get(group, 0)} in flight")
+        _check(count <= g.group_cap[group[0]], f"group {group}: {count} in flight over its cap")
+
+    # ready: pending, holding inputs, in the queue it belongs to, counted once
+    seen = 0
+    for q, h in state.ready.items():
+        _check(h is not None, f"queue {q}: an empty heap is kept")
+        for _, n, path in heap.entries(h):
+            key = (n, path)
+            seen += 1
+            r = records.get(key)
+            _check(r is None or r.status == Status.PENDING, f"{_name(g, key)}: ready but {r.status if r else None}")
+            _check(key in state.payloads, f"{_name(g, key)}: ready without its inputs")
+            _check(_queue_of(g, key) == q, f"{_name(g, key)}: in queue {q}, belongs in {_queue_of(g, key)}")
+    _check(seen == state.ready_count, f"ready_count {state.ready_count} != {seen} queued")
+    # every per-item queue whose group has room has its head among its pool's candidates
+    for q, h in state.ready.items():
+        if q[1] is None or state.group_running.get(q[1], 0) >= g.group_cap[q[1][0]]:
+            continue
+        head = heap.peek(h)
+        _check(any(c == (head, q) for c in heap.entries(state.candidates.get(q[0]))),
+               f"queue {q}: its head {head} may start but is no candidate")
+
+    # parked: waiting for input or a timer
+    for key in state.awaiting.keys():
+        r = records.get(key)
+        _check(r is not None and r.status == Status.WAITING, f"{_name(g, key)}: awaiting input but {r}")
+        _check(g.nodes[key[0]].behaviour.kind is Kind.PARK_INPUT, f"{_name(g, key)}: awaiting input, cannot park")
+    for tid, timer in state.timers.items():
+        r = records.get(timer.key)
+        want = Status.RUNNING if timer.kind == "timeout" else Status.WAITING
+        _check(r is not None and r.status == want, f"timer {tid} of {_name(g, timer.key)}: record is {r}")
+    for key, tid in state.instance_timer.items():
+        _check(tid in state.timers and state.timers[tid].key == key, f"{_name(g, key)}: names a timer {tid} it lacks")
+    for key in state.held.keys():
+        _check(key in state.stopping, f"{_name(g, key)}: a retry is held but no attempt is stopping")
+        r = records.get(key)
+        _check(r is not None and r.status == Status.WAITING, f"{_name(g, key)}: held retry but {r}")
+    for key in state.payloads.keys():
+        r = records.get(key)
+        _check(r is None or r.status in OPEN, f"{_name(g, key)}: holds inputs but ended {r.status if r else None}")
+    for key, (remaining, _) in state.arrivals.items():
+        _check(0 < remaining < len(g.in_edges[key[0]]) + 1, f"{_name(g, key)}: {remaining} edges unresolved")
+        _check(key not in records, f"{_name(g, key)}: still gathering inputs but has a record")
+
+
+def _queue_of(g, key) -> tuple:
+    n, path = key
+    q = g.queue[n]
+    if q is not None:
+        return q
+    o = g.origin[n]
+    return (g.nodes[n].pool, (o, path[: g.depth[o]]))
