@@ -23,7 +23,7 @@ class NodeContext:
     Made for every start, so it is cheap to make: the stop event, the logger and the idempotency
     key are built on first use (most nodes never wait on a cancellation, log or need the key)."""
 
-    __slots__ = ("run_id", "node", "_item", "attempt", "inputs", "deadline", "lines", "_cancelled", "_stop",
+    __slots__ = ("run_id", "node", "_item", "attempt", "_cmd", "deadline", "lines", "_cancelled", "_stop",
                  "_logger")
 
     def __init__(self, run_id: str, cmd: StartNode):
@@ -31,12 +31,17 @@ class NodeContext:
         self.node = cmd.node
         self._item = cmd.item
         self.attempt = cmd.attempt
-        self.inputs = cmd.inputs
+        self._cmd = cmd
         self.deadline = cmd.deadline
         self.lines: list[str] = []
         self._cancelled = False
         self._stop = None  # a threading.Event, once someone waits for the cancellation
         self._logger = None
+
+    @property
+    def inputs(self) -> dict:
+        """The delivered values by source node id (built when asked for: most nodes never do)."""
+        return self._cmd.inputs
 
     @property
     def item(self) -> list | None:

@@ -46,7 +46,7 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class Move(enum.Enum):
+class Move(enum.StrEnum):
     """What happens to an instance (the 'event' of the lifecycle table)."""
 
     START = "start"  # an attempt is dispatched to a runner

@@ -95,7 +95,7 @@ class State:
     arrivals: Map = Map()  # key -> (edges still unresolved, delivered (edge position, source, value) as a cons list)
     gathers: Map = Map()  # (edge index, prefix) -> (items still unresolved, Map item -> value)
     scopes: Map = Map()  # (foreach index, path) -> number of items it fanned out
-    payloads: Map = Map()  # key -> tuple of Arrival, while the instance is not terminal
+    payloads: Map = Map()  # key -> its arrivals (source, value) in edge order, while it is not terminal
     ready: Map = Map()  # ready queue (pool, group) -> heap of (priority, node, path)
     ready_count: int = 0
     candidates: Map = Map()  # pool -> heap of (head entry, queue) for queues of capped fan-outs with room
