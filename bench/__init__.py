@@ -2,6 +2,6 @@
 
 ``python -m bench`` runs every section and prints one table per section, with the target from
 the issues and PASS/MISS beside each figure. Sections live in one module each (``overhead``,
-``makespan``, ``fanout``, ``durability``, ``simulated``); graphs, baselines, timing and tables are
+``makespan``, ``fanout``, ``durability``, ``simulated``, ``scaling``); graphs, baselines, timing and tables are
 shared. Nothing here is imported by flowcore itself.
 """

@@ -15,6 +15,7 @@ SECTIONS = {
     "fanout": "foreach -> mapped -> gather per-item overhead; a map chain with a slow item (issue 3)",
     "durability": "SQLite vs in-memory; loading and replaying a stored run (issue 4)",
     "simulated": "the simulated runner on 10,000 delay nodes (issue 3)",
+    "scaling": "nested capped fan-outs through step; serial on a 50-layer DAG of noop joins (issue 10)",
 }
 
 

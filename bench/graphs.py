@@ -123,3 +123,40 @@ def map_chain_workflow(seconds: float, slow_item: int, slow_seconds: float, max_
     edges += [{"from": u, "to": v, "map": True} for u, v in zip(MAP_STEPS, MAP_STEPS[1:])]
     return {"name": "map-chain", "settings": {"max_parallel": max_parallel},
             "nodes": [{"id": "items", "type": "foreach"}, *steps], "connections": edges}
+
+
+def deep_join_dag(n: int, layers: int = 50, fan_in: tuple[int, int] = (2, 3), seed: int = 0) -> Dag:
+    """``n`` nodes in ``layers`` layers of ``n // layers``; each node below the first joins
+    ``fan_in[0]``..``fan_in[1]`` random nodes of the layer above. Issue 10's serial-scaling graph:
+    the layers widen with ``n``, so the ready queue holds a whole layer (2,000 nodes at 100,000)."""
+    rng = random.Random(seed)
+    width = n // layers
+    preds: dict[str, list[str]] = {}
+    above: list[str] = []
+    for start in range(0, layers * width, width):
+        layer = [f"n{i}" for i in range(start, start + width)]
+        for v in layer:
+            preds[v] = rng.sample(above, min(rng.randint(*fan_in), len(above))) if above else []
+        above = layer
+    return Dag(preds)
+
+
+def noop_node(v: str) -> dict:
+    return {"type": "noop"}
+
+
+def nested_fan_out_workflow(inner_max_parallel: int | None) -> dict:
+    """``outer`` (foreach over the trigger, a list of lists) -> ``inner`` (foreach over one outer
+    item; capped at ``inner_max_parallel`` of its items at a time, or not at all) -> ``each`` (noop).
+    A capped inner foreach makes one fan-out group, so one ready queue, per outer item."""
+    inner = {"id": "inner", "type": "foreach"}
+    if inner_max_parallel is not None:
+        inner["max_parallel"] = inner_max_parallel
+    return {"name": "nested-fan-out", "nodes": [
+        {"id": "outer", "type": "foreach"},
+        inner,
+        {"id": "each", "type": "noop"},
+    ], "connections": [
+        {"from": "outer", "to": "inner", "port": "iteration"},
+        {"from": "inner", "to": "each", "port": "iteration"},
+    ]}

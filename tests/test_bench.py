@@ -107,3 +107,69 @@ def test_interleaved_timing_alternates_contenders_and_takes_the_median(monkeypat
     got = interleaved({"a": takes("a", [3, 1, 2]), "b": takes("b", [10, 30, 20])}, 3)
     assert got == {"a": 2, "b": 20}
     assert ran == ["a", "b"] * 3
+
+
+def test_the_deep_join_dag_has_50_layers_each_node_joining_2_or_3_of_the_layer_above():
+    from bench.graphs import deep_join_dag
+
+    dag = deep_join_dag(1_000)
+    levels = dag.levels()
+    assert len(dag) == 1_000 and [len(level) for level in levels] == [20] * 50
+    depth = {v: d for d, level in enumerate(levels) for v in level}
+    for v, us in dag.preds.items():
+        if depth[v]:
+            assert 2 <= len(us) <= 3 and {depth[u] for u in us} == {depth[v] - 1}
+
+
+def test_the_deep_join_contenders_run_every_node_as_a_noop_on_the_serial_runner():
+    import gc
+
+    from bench import scaling
+    from bench.graphs import deep_join_dag, noop_node
+
+    runs = scaling.deep_contenders(500)
+    assert set(runs) == {"serial", "serial, collector off"}
+    for name, run in runs.items():
+        nodes = run().to_dict()["nodes"]
+        assert [r["status"] for r in nodes] == ["succeeded"] * 500
+        assert gc.isenabled()  # the collector-off contender turns it back on
+    assert {n.type for n in load_workflow(deep_join_dag(500).workflow(node=noop_node)).nodes} == {"noop"}
+
+
+def most_in_flight_per_outer_item(trace, node):
+    """The most instances of ``node`` in flight at once under one outer item, over ``trace``."""
+    running, most = {}, 0
+    for what, name, item in trace:
+        if name == node:
+            running[item[0]] = running.get(item[0], 0) + (1 if what == "start" else -1)
+            most = max(most, running[item[0]])
+    return most
+
+
+def test_nested_fan_outs_driven_through_step_complete_every_instance_and_keep_the_inner_cap():
+    from bench import scaling
+    from bench.step_runs import drive_step
+
+    outer, inner = 20, scaling.INNER_ITEMS
+    graphs, trace, steps = scaling.nested_graphs(), {}, {}
+    for name, g in graphs.items():
+        trace[name] = []
+        steps[name] = drive_step(g, scaling.nested_trigger(outer), trace=trace[name])
+        done = [(node, item) for what, node, item in trace[name] if what == "done"]
+        assert sorted(done) == sorted([("outer", ())] + [("inner", (i,)) for i in range(outer)]
+                                      + [("each", (i, j)) for i in range(outer) for j in range(inner)])
+    assert steps["capped"] == steps["uncapped"] == 2 + outer + outer * inner  # the start, then one completion a step
+    assert most_in_flight_per_outer_item(trace["capped"], "each") == scaling.INNER_CAP
+    assert most_in_flight_per_outer_item(trace["uncapped"], "each") == inner  # uncapped, an outer item's items run at once
+    recorded = {}
+    scaling.nested_contenders(outer, recorded)["capped"]()
+    assert recorded == {("capped", outer): steps["capped"]}
+
+
+def test_driving_step_refuses_a_node_type_it_would_have_to_fake():
+    from bench.step_runs import drive_step
+    from scheduler_core import compile_workflow
+
+    python = compile_workflow(load_workflow({"name": "p", "nodes": [{"id": "x", "type": "python", "call": "builtins:len"}]}))
+    with pytest.raises(ValueError, match="not 'python'"):
+        drive_step(python)
