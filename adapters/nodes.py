@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 import jmespath
 
+from runners.private_values import private_start, recorded_ports
 from scheduler_core import Ports, as_ports
 
 
@@ -215,6 +216,9 @@ class NodeInvoker:
     output that is not JSON data fails its node, and one JSON keeps only in its own terms (a tuple,
     a dict with number keys) goes on as JSON reads it back: the next node gets the same value in the
     run that produced it as after a resume.
+
+    Node code gets copies of the values it reads and its result is recorded as a copy
+    (``runners.private_values``): no node can change a record or another node's input.
     """
 
     def __init__(self, impls: dict, json_only: bool = False):
@@ -225,15 +229,17 @@ class NodeInvoker:
         return self.impls[cmd.node].is_async
 
     def call(self, cmd, ctx) -> dict:
-        return self._checked(cmd, self.impls[cmd.node].call(cmd, ctx))
+        return self._checked(cmd, self.impls[cmd.node].call(private_start(cmd), ctx))
 
     async def call_async(self, cmd, ctx) -> dict:
-        return self._checked(cmd, await self.impls[cmd.node].call_async(cmd, ctx))
+        return self._checked(cmd, await self.impls[cmd.node].call_async(private_start(cmd), ctx))
 
     def _checked(self, cmd, ports: dict) -> dict:
-        if not self.json_only or (all(type(port) is str for port in ports) and all(map(_json_scalar, ports.values()))):
+        if not self.json_only:
+            return recorded_ports(ports)
+        if all(type(port) is str for port in ports) and all(map(_json_scalar, ports.values())):
             return ports  # string port names and scalars: JSON keeps them as they are
-        try:
+        try:  # a copy too, so the record is out of reach of the node code that returned the value
             return json.loads(json.dumps(ports, allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"node {cmd.node!r} returned a value that is not JSON ({exc}); a stored run keeps "
