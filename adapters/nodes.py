@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import jmespath
 
-from runners.private_values import private_start, recorded_ports
+from runners.private_values import private_copy, recorded_ports
 from scheduler_core import Ports, as_ports
 
 
@@ -112,19 +112,21 @@ class PythonNode(NodeType):
             raise FieldProblem("params must be a mapping of keyword arguments")
         self.params = dict(params)
 
-    def _args(self, cmd, ctx):
-        kwargs = dict(self.params)
+    def _call(self, cmd, ctx):
+        """Calls the function (a coroutine function gives a coroutine) with copies of its own of the input
+        and the params: what it does to them changes no record, no other node's input, no later call."""
+        kwargs = private_copy(self.params)
         if self.wants_ctx:
             kwargs["ctx"] = ctx
-        return kwargs
+        return self.fn(private_copy(cmd.input), **kwargs)
 
     def call(self, cmd, ctx) -> dict:
         if self.is_async:
-            return as_ports(asyncio.run(self.fn(cmd.input, **self._args(cmd, ctx))))
-        return as_ports(self.fn(cmd.input, **self._args(cmd, ctx)))
+            return as_ports(asyncio.run(self._call(cmd, ctx)))
+        return as_ports(self._call(cmd, ctx))
 
     async def call_async(self, cmd, ctx) -> dict:
-        return as_ports(await self.fn(cmd.input, **self._args(cmd, ctx)))
+        return as_ports(await self._call(cmd, ctx))
 
 
 class IfNode(NodeType):
@@ -217,8 +219,8 @@ class NodeInvoker:
     a dict with number keys) goes on as JSON reads it back: the next node gets the same value in the
     run that produced it as after a resume.
 
-    Node code gets copies of the values it reads and its result is recorded as a copy
-    (``runners.private_values``): no node can change a record or another node's input.
+    A result is recorded as a copy (``runners.private_values``; in a stored run, the JSON round trip
+    is the copy): node code that keeps what it returned cannot change the record.
     """
 
     def __init__(self, impls: dict, json_only: bool = False):
@@ -229,10 +231,10 @@ class NodeInvoker:
         return self.impls[cmd.node].is_async
 
     def call(self, cmd, ctx) -> dict:
-        return self._checked(cmd, self.impls[cmd.node].call(private_start(cmd), ctx))
+        return self._checked(cmd, self.impls[cmd.node].call(cmd, ctx))
 
     async def call_async(self, cmd, ctx) -> dict:
-        return self._checked(cmd, await self.impls[cmd.node].call_async(private_start(cmd), ctx))
+        return self._checked(cmd, await self.impls[cmd.node].call_async(cmd, ctx))
 
     def _checked(self, cmd, ports: dict) -> dict:
         if not self.json_only:

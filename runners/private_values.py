@@ -1,14 +1,14 @@
 """Values node code gets to keep: copies of what the records hold, and records that node code cannot reach.
 
-The core hands every consumer of an output the very object the producer's record holds. Node code
-is free to change what it is given (append to its input list, set a key), so each node receives
-copies of its own (``private_start`` for the command it runs, ``private_copy`` for ``ctx.inputs``),
-and a result is recorded as it was when its node returned (``recorded_ports``): a node that keeps
-what it returned and changes it later changes nothing recorded either. Without this, siblings see
-each other's changes (a data race under the thread runner) and a stored run replays to a state
-other than the one it ran to.
+The core hands every consumer of an output the very object the producer's record holds (and a node
+with several inputs the very list the run's state keeps for it). Node code is free to change what it
+is given (append to its input list, set a key), so a python node's function gets a copy of its own
+(``private_copy``: its input, its params, ``ctx.inputs``), and a result is recorded as it was when
+its node returned (``recorded_ports``): a node that keeps what it returned and changes it later
+changes nothing recorded either. Without this, siblings see each other's changes (a data race under
+the thread runner) and a stored run replays to a state other than the one it ran to.
 
-The copy is made for data: dicts, lists and tuples are copied recursively and strings, numbers,
+The copy is made for data: dicts, lists and tuples are copied recursively, and strings, numbers,
 bools and None are shared as they are, at no cost beyond a type check; anything else is left to
 ``copy.deepcopy``, and an object it cannot copy (a lock, a client, an open file: only in-memory runs
 pass such things, a stored run keeps JSON only) is handed on as it is. Shared parts stay shared and
@@ -19,38 +19,20 @@ from __future__ import annotations
 import copy
 import operator
 
-import attrs
-
-from scheduler_core import StartNode
-
 ATOMIC = frozenset({str, int, float, bool, type(None), bytes, complex})  # values no one can change
-
-# The fields of ``StartNode`` that hold values from other nodes' records, and that node code reads:
-# copied before the node runs. ``inputs`` is read only through ``NodeContext.inputs``, which copies
-# it on first use (most nodes never read it). The other fields are the instance's own plain data.
-COPIED_VIEWS = ("input", "values")
-COPIED_BY_CONTEXT = ("inputs",)
-PLAIN_FIELDS = ("node", "item", "attempt", "type", "deadline", "redispatch")
 
 
 def private_copy(value):
     """A copy of ``value`` that shares nothing changeable with it (``value`` itself if nothing in it can change)."""
-    return value if type(value) in ATOMIC else _copy(value, {})
-
-
-def private_start(cmd: StartNode) -> StartNode:
-    """``cmd`` with the values its node reads replaced by copies (``cmd`` itself when they are all scalars).
-
-    One copy serves every view: the value that is ``input`` and ``values[0]`` is copied once."""
-    memo: dict = {}
-    copies = {}
-    for name in COPIED_VIEWS:
-        value = getattr(cmd, name)
-        if type(value) not in ATOMIC:
-            copied = _copy(value, memo)
-            if copied is not value:
-                copies[name] = copied
-    return attrs.evolve(cmd, **copies) if copies else cmd
+    kind = type(value)
+    if kind in ATOMIC:
+        return value
+    # The common small cases (a list of inputs, a dict of params) hold scalars only: a shallow copy.
+    if kind is list:
+        return value.copy() if ATOMIC.issuperset(map(type, value)) else _copy(value, {})
+    if kind is dict:
+        return value.copy() if ATOMIC.issuperset(map(type, value.values())) else _copy(value, {})
+    return _copy(value, {})
 
 
 def recorded_ports(ports: dict) -> dict:
@@ -82,8 +64,7 @@ def _copy(value, memo: dict):
         return new
     if kind is tuple:
         elements = [_copy(element, memo) for element in value]
-        same = all(map(operator.is_, elements, value))
-        new = memo[id(value)] = value if same else tuple(elements)
+        new = memo[id(value)] = value if all(map(operator.is_, elements, value)) else tuple(elements)
         return new
     return _copy_other(value, memo)
 
@@ -95,4 +76,3 @@ def _copy_other(value, memo: dict):
         new = value
     memo[id(value)] = new
     return new
-

@@ -71,3 +71,9 @@ def keep_returned(value):
 def change_kept(value):
     kept.append("changed after it was returned")
     return len(kept)
+
+
+def append_to_param(value, seen=()):
+    """Appends its input to a list param (``seen``) and returns what the list then holds."""
+    seen.append(value)
+    return list(seen)

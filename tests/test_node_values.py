@@ -102,3 +102,10 @@ def test_a_node_changing_a_value_it_returned_after_returning_does_not_rewrite_it
     result = run(workflow, "serial", str(tmp_path / "runs.db") if db else None)
     assert result.record("later")["output"] == 2  # it did change the list the keeper returned
     assert result.record("keeper")["output"] == ["returned"]
+
+
+def test_a_node_changing_a_list_param_changes_it_for_no_later_instance():
+    workflow = {"nodes": [{"id": "loop", "type": "foreach"}, node("each", "append_to_param", params={"seen": []})],
+                "connections": [edge("loop", "each", port="iteration")]}
+    result = Engine(runner="serial").run({"name": "params", **workflow}, trigger=["a", "b"])
+    assert [result.record("each", [i])["output"] for i in (0, 1)] == [["a"], ["b"]]
