@@ -15,6 +15,7 @@ SECTIONS = {
     "fanout": "foreach -> mapped -> gather per-item overhead; a map chain with a slow item (issue 3)",
     "durability": "SQLite vs in-memory; loading and replaying a stored run (issue 4)",
     "simulated": "the simulated runner on 10,000 delay nodes (issue 3)",
+    "values": "what copying the values node code gets costs, per node of a chain (issue 10)",
 }
 
 

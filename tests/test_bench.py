@@ -107,3 +107,18 @@ def test_interleaved_timing_alternates_contenders_and_takes_the_median(monkeypat
     got = interleaved({"a": takes("a", [3, 1, 2]), "b": takes("b", [10, 30, 20])}, 3)
     assert got == {"a": 2, "b": 20}
     assert ran == ["a", "b"] * 3
+
+
+def test_the_values_section_times_copies_against_runs_that_really_share():
+    from bench import values
+    from bench.graphs import chain_workflow
+
+    workflow = {**chain_workflow(2), "nodes": [{"id": "n0", "type": "python", "call": "mutating_nodes:fresh_list"},
+                                               {"id": "n1", "type": "python", "call": "mutating_nodes:append_to"}]}
+    copied = Engine(runner="serial").run(workflow)
+    with values.values_shared():
+        kept = Engine(runner="serial").run(workflow)
+    assert copied.record("n0")["output"] == ["x", {"nested": ["y"]}]
+    assert kept.record("n0")["output"] == ["x", {"nested": ["y", "appended"]}, "appended"]
+    assert set(values.contenders({"chain": 3, "dag": 10})) == {
+        (w, r, m) for w in ("chain", "dag") for r in ("serial", "thread") for m in ("copied", "shared")}
