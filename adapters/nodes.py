@@ -9,6 +9,8 @@ import json
 import math
 import sys
 
+from runners.private_values import recorded_ports
+
 from .node_types.base import FieldProblem
 
 
@@ -39,6 +41,9 @@ class NodeInvoker:
     output that is not JSON data fails its node, and one JSON keeps only in its own terms (a tuple,
     a dict with number keys) goes on as JSON reads it back: the next node gets the same value in the
     run that produced it as after a resume.
+
+    A result is recorded as a copy (``runners.private_values``; in a stored run, the JSON round trip
+    is the copy): node code that keeps what it returned cannot change the record.
     """
 
     def __init__(self, impls: dict, json_only: bool = False):
@@ -55,9 +60,11 @@ class NodeInvoker:
         return self._checked(cmd, await self.impls[cmd.node].call_async(cmd, ctx))
 
     def _checked(self, cmd, ports: dict) -> dict:
-        if not self.json_only or (all(type(port) is str for port in ports) and all(map(_json_scalar, ports.values()))):
+        if not self.json_only:
+            return recorded_ports(ports)
+        if all(type(port) is str for port in ports) and all(map(_json_scalar, ports.values())):
             return ports  # string port names and scalars: JSON keeps them as they are
-        try:
+        try:  # a copy too, so the record is out of reach of the node code that returned the value
             return json.loads(json.dumps(ports, allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"node {cmd.node!r} returned a value that is not JSON ({exc}); a stored run keeps "

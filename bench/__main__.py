@@ -16,6 +16,7 @@ SECTIONS = {
     "durability": "SQLite vs in-memory; loading and replaying a stored run (issue 4)",
     "simulated": "the simulated runner on 10,000 delay nodes (issue 3)",
     "scaling": "nested capped fan-outs through step; serial on a 50-layer DAG of noop joins (issue 10)",
+    "values": "what copying the values node code gets costs, per node of a chain (issue 10)",
 }
 
 

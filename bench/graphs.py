@@ -13,6 +13,7 @@ from typing import Callable
 NOTHING = "bench.nodes:nothing"
 SLEEP = "bench.nodes:sleep"
 SLEEP_ITEM = "bench.nodes:sleep_item"
+PASS_ON = "bench.nodes:pass_on"
 
 
 @dataclass(frozen=True)
@@ -160,3 +161,15 @@ def nested_fan_out_workflow(inner_max_parallel: int | None) -> dict:
         {"from": "outer", "to": "inner", "port": "iteration"},
         {"from": "inner", "to": "each", "port": "iteration"},
     ]}
+def chain_workflow(n: int) -> dict:
+    """``n`` python nodes in a line, each passing its input on (the trigger travels the whole chain)."""
+    nodes = [{"id": f"n{i}", "type": "python", "call": PASS_ON} for i in range(n)]
+    edges = [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(n - 1)]
+    return {"name": "chain", "nodes": nodes, "connections": edges}
+
+
+def kilobyte_payload() -> dict:
+    """About 1 KB of JSON in the shape of a typical record: scalars, a list of tags, a list of line items."""
+    return {"id": 12345, "name": "a customer record", "tags": ["alpha", "beta", "gamma"],
+            "items": [{"sku": f"SKU-{i}", "qty": i, "price": 9.99 + i, "ok": True} for i in range(12)],
+            "address": {"street": "1 Long Road", "city": "Somewhere", "zip": "12345"}}

@@ -18,3 +18,8 @@ def sleep_item(item, seconds: float = 0.05, slow_item: int = 0, slow_seconds: fl
     """One per-item step: sleeps ``slow_seconds`` for the slow item, ``seconds`` otherwise; passes the item on."""
     time.sleep(slow_seconds if item == slow_item else seconds)
     return item
+
+
+def pass_on(value):
+    """A node that hands its input on unchanged: a chain of them carries one payload from end to end."""
+    return value

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from scheduler_core import StartNode
 
+from .private_values import private_copy
+
 
 def instance_name(node: str, item) -> str:
     """``node``, ``node[2]`` or ``node[2][0]``: how people and the ``--json`` sequence name an instance."""
@@ -23,8 +25,8 @@ class NodeContext:
     Made for every start, so it is cheap to make: the stop event, the logger and the idempotency
     key are built on first use (most nodes never wait on a cancellation, log or need the key)."""
 
-    __slots__ = ("run_id", "node", "_item", "attempt", "_cmd", "deadline", "lines", "_cancelled", "_stop",
-                 "_logger")
+    __slots__ = ("run_id", "node", "_item", "attempt", "_cmd", "_inputs", "deadline", "lines", "_cancelled",
+                 "_stop", "_logger")
 
     def __init__(self, run_id: str, cmd: StartNode):
         self.run_id = run_id
@@ -32,6 +34,7 @@ class NodeContext:
         self._item = cmd.item
         self.attempt = cmd.attempt
         self._cmd = cmd
+        self._inputs = None  # built (and copied) on first use
         self.deadline = cmd.deadline
         self.lines: list[str] = []
         self._cancelled = False
@@ -39,14 +42,17 @@ class NodeContext:
         self._logger = None
 
     @property
-    def inputs(self) -> dict:
-        """The delivered values by source node id (built when asked for: most nodes never do)."""
-        return self._cmd.inputs
-
-    @property
     def item(self) -> list | None:
         """The item path inside fan-outs (``[2]``, ``[2, 0]``), or None outside any."""
         return list(self._item) if self._item else None
+
+    @property
+    def inputs(self) -> dict:
+        """The delivered values keyed by source node: this instance's own copies (made on first use, as
+        most nodes never read them), so changing them changes no record and no other node's input."""
+        if self._inputs is None:
+            self._inputs = private_copy(self._cmd.inputs)
+        return self._inputs
 
     @property
     def idempotency_key(self) -> str:

@@ -173,3 +173,16 @@ def test_driving_step_refuses_a_node_type_it_would_have_to_fake():
     python = compile_workflow(load_workflow({"name": "p", "nodes": [{"id": "x", "type": "python", "call": "builtins:len"}]}))
     with pytest.raises(ValueError, match="not 'python'"):
         drive_step(python)
+def test_the_values_section_times_copies_against_runs_that_really_share():
+    from bench import values
+    from bench.graphs import chain_workflow
+
+    workflow = {**chain_workflow(2), "nodes": [{"id": "n0", "type": "python", "call": "mutating_nodes:fresh_list"},
+                                               {"id": "n1", "type": "python", "call": "mutating_nodes:append_to"}]}
+    copied = Engine(runner="serial").run(workflow)
+    with values.values_shared():
+        kept = Engine(runner="serial").run(workflow)
+    assert copied.record("n0")["output"] == ["x", {"nested": ["y"]}]
+    assert kept.record("n0")["output"] == ["x", {"nested": ["y", "appended"]}, "appended"]
+    assert set(values.contenders({"chain": 3, "dag": 10})) == {
+        (w, r, m) for w in ("chain", "dag") for r in ("serial", "thread") for m in ("copied", "shared")}

@@ -6,6 +6,7 @@ import functools
 import inspect
 from collections.abc import Mapping
 
+from runners.private_values import private_copy
 from scheduler_core import RunTask, as_ports
 
 from .base import FieldProblem, NodeType
@@ -44,16 +45,18 @@ class PythonNode(NodeType):
             raise FieldProblem("params must be a mapping of keyword arguments")
         self.params = dict(params)
 
-    def _args(self, ctx):
-        kwargs = dict(self.params)
+    def _call(self, cmd, ctx):
+        """Calls the function (a coroutine function gives a coroutine) with copies of its own of the input
+        and the params: what it does to them changes no record, no other node's input, no later call."""
+        kwargs = private_copy(self.params)
         if self.wants_ctx:
             kwargs["ctx"] = ctx
-        return kwargs
+        return self.fn(private_copy(cmd.input), **kwargs)
 
     def call(self, cmd, ctx) -> dict:
         if self.is_async:
-            return as_ports(asyncio.run(self.fn(cmd.input, **self._args(ctx))))
-        return as_ports(self.fn(cmd.input, **self._args(ctx)))
+            return as_ports(asyncio.run(self._call(cmd, ctx)))
+        return as_ports(self._call(cmd, ctx))
 
     async def call_async(self, cmd, ctx) -> dict:
-        return as_ports(await self.fn(cmd.input, **self._args(ctx)))
+        return as_ports(await self._call(cmd, ctx))
