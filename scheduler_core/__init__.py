@@ -3,7 +3,7 @@
 Pure: no I/O, no clock, no threads, no randomness. Never imports ``runners`` or ``adapters``.
 """
 from .commands import AwaitInput, CancelNode, CancelTimer, RunFinished, StartNode, StartTimer
-from .events import (EVENT_TYPES, CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeStarted,
+from .events import (EVENT_TYPES, CancelConfirmed, CapChanged, CancelRequested, InputProvided, NodeFailed, NodeStarted,
                      NodeSucceeded, Resumed, RunStarted, TimerFired)
 from .graph import Graph, Problem, WorkflowInvalid, compile_workflow
 from .model import Edge, Node, Retry, Settings, Workflow
@@ -14,7 +14,7 @@ from .step import InvalidEvent, input_problem, step
 
 __all__ = [
     "AwaitInput", "CancelNode", "CancelTimer", "RunFinished", "StartNode", "StartTimer",
-    "EVENT_TYPES", "CancelConfirmed", "CancelRequested", "InputProvided", "NodeFailed", "NodeStarted",
+    "EVENT_TYPES", "CancelConfirmed", "CapChanged", "CancelRequested", "InputProvided", "NodeFailed", "NodeStarted",
     "NodeSucceeded", "Resumed", "RunStarted", "TimerFired",
     "Graph", "Problem", "WorkflowInvalid", "compile_workflow",
     "Edge", "Node", "Retry", "Settings", "Workflow",

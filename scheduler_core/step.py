@@ -42,8 +42,8 @@ from jmespath.exceptions import JMESPathError
 
 from . import heap
 from .commands import AwaitInput, CancelNode, CancelTimer, RunFinished, StartNode, StartTimer
-from .events import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeStarted, NodeSucceeded,
-                     Resumed, RunStarted, TimerFired)
+from .events import (CancelConfirmed, CancelRequested, CapChanged, InputProvided, NodeFailed, NodeStarted,
+                     NodeSucceeded, Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER
 from .model import FOREACH, ITERATION
 from .state import (CANCELLED, FAILED, PENDING, RUNNING, SKIPPED, SUCCEEDED, WAITING, Payload, Record, State,
@@ -238,6 +238,9 @@ class _Transition:
             self.held.pop(key)
             self.requeue(key)
 
+    def on_cap_changed(self, ev: CapChanged) -> None:
+        self.max_parallel = ev.max_parallel
+
     def on_resumed(self, ev: Resumed) -> None:
         """A new process drives the run: nothing of the old one is running any more.
 
@@ -406,7 +409,8 @@ class _Transition:
         return best
 
     def fill_slots(self) -> None:
-        while self.ready_count and self.running_count < self.g.max_parallel and not self.ended:
+        cap = self.max_parallel or self.g.max_parallel
+        while self.ready_count and self.running_count < cap and not self.ended:
             q = self.best_queue()
             if q is None:
                 return
@@ -634,7 +638,7 @@ _STATE_FIELDS = tuple(f.name for f in attrs.fields(State))
 _MAPS = ("records", "arrivals", "gathers", "scopes", "payloads", "running", "pool_running", "group_running",
          "timers", "instance_timer", "awaiting", "stopping", "held")
 _SCALARS = ("status", "trigger", "started_at", "finished_at", "error", "first_failure", "now", "seq", "timer_seq",
-            "ready_count", "running_count")
+            "ready_count", "running_count", "max_parallel")
 
 # The transition table: one handler per event type, one per timer kind.
 _HANDLERS = {
@@ -647,6 +651,7 @@ _HANDLERS = {
     CancelRequested: _Transition.on_cancel_requested,
     CancelConfirmed: _Transition.on_cancel_confirmed,
     Resumed: _Transition.on_resumed,
+    CapChanged: _Transition.on_cap_changed,
 }
 _TIMER_HANDLERS = {
     "timeout": _Transition.on_timeout,
