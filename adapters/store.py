@@ -6,9 +6,11 @@ before that step's commands are carried out (write-ahead), with a fingerprint of
 replay can check that the core still decides the same. A run's state is ``replay`` of its batches.
 A run is created together with its first batch, so a stored run has always started.
 
-``MemoryStore`` keeps everything in the process; ``SqliteStore`` is the embedded default. Both
-implement ``Store``; a Postgres store implements the same methods (leases there need no pid check,
-only the heartbeat).
+``MemoryStore`` keeps everything in the process; ``SqliteStore`` is the embedded default, a file
+whose header says it is a flowcore store of a schema version (``MIGRATIONS`` bring an older one up
+to date). A Postgres store implements the same methods (leases there need no pid check, only the
+heartbeat; ``adapters.leases`` decides). Nothing read back from a store is ever unpickled or
+evaluated: events and definitions are JSON, snapshots are ``adapters.snapshots`` text.
 """
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ from immutables import Map
 
 from adapters import Engine, snapshots
 from adapters.snapshots import SnapshotInvalid, SnapshotUnsupported, decode_state, encode_state
-from scheduler_core import State
 from scheduler_core.state import Timer
 
 WF = {"nodes": [{"id": "each", "type": "foreach", "max_parallel": 2}, {"id": "x", "type": "noop"},
