@@ -54,10 +54,12 @@ def _db_path(args) -> str:
 
 
 def _existing_store(args) -> SqliteStore | None:
+    """The store at the path given, opened without creating anything: None where there is no file;
+    a file that is not a flowcore store is refused and left as it is."""
     path = _db_path(args)
     if not os.path.exists(path):
         return None
-    return SqliteStore(path)
+    return SqliteStore(path, create=False)
 
 
 def _positive(kind):

@@ -1,37 +1,29 @@
 """The engine facade: wires a workflow, a runner and a store into runs, and resumes them.
 
 ``Engine.run`` records the run (its definition and options, with its first step) and drives it;
-``Engine.resume`` takes the run's lease, rebuilds the run from its event log (replaying it with a
-check of every decision), checks the request against the state, and drives it on. Every refusal
-raises ``RunRefused`` before anything is written (a lease taken for it is given back).
+``Engine.resume`` takes the run's lease, rebuilds the run (``adapters.recovery``), checks the
+request against the state, and drives it on. Every refusal raises ``RunRefused`` before anything
+is written (a lease taken for it is given back).
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
-import pickle
 import threading
 import uuid
 
 import attrs
 
-from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, collector_paused, make_backend
-from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, State, fingerprint,
-                            initial_state, input_problem, step)
+from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, make_backend
+from scheduler_core import CapChanged, InputProvided, Resumed, RunStarted, fingerprint, initial_state, input_problem
 
+from . import recovery
+from .recovery import RunRefused, current_cap, load_run
 from .report import run_dict, run_status
-from .store import (LeaseHeld, Lease, MemoryStore, RunInfo, Snapshot, SqliteStore, StoreError, UnknownRun,
+from .store import (LeaseHeld, Lease, MemoryStore, RunInfo, SqliteStore, StoreError, UnknownRun,
                     canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
-from .nodes import ensure_importable
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
 HEARTBEAT_SECONDS = 10.0
 CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
-
-
-class RunRefused(ValueError):
-    """A request the engine will not carry out; nothing was changed."""
 
 
 class RunInterrupted(StoreError):
@@ -131,7 +123,7 @@ class Engine:
             raise RunRefused(f"unknown runner {runner!r}; choose one of {', '.join(backend_names())}")
         graph = compiled(wf, default_max_parallel=self.max_parallel, max_parallel=max_parallel)
         definition = workflow_to_dict(wf)
-        options = {"runner": runner, "max_parallel": graph.max_parallel, "caps": [[0, graph.max_parallel]],
+        options = {"runner": runner, "max_parallel": graph.max_parallel,
                    "linger": self.linger if linger is None else linger,
                    "grace": self.grace if grace is None else grace, "path": path}
         run_id = run_id or new_run_id(wf.name)
@@ -151,52 +143,12 @@ class Engine:
 
     def load(self, run_id: str, use_snapshot: bool = True):
         """(info, workflow, state) of a stored run, rebuilt by replaying its event log: in full, or
-        from the last snapshot a run of this same core left (``use_snapshot``)."""
-        info, wf, state, *_ = self._load(run_id, use_snapshot)
-        return info, wf, state
+        from the last snapshot this code can read (``use_snapshot``)."""
+        loaded = self._load(run_id, use_snapshot)
+        return loaded.info, loaded.workflow, loaded.state
 
-    def _load(self, run_id: str, use_snapshot: bool = True):
-        with collector_paused():  # a replay builds many long-lived acyclic values, and runs no node code
-            return self._load_and_replay(run_id, use_snapshot)
-
-    def _snapshot_state(self, run_id: str):
-        """(steps it covers, state without graph) from a usable snapshot, or (0, None)."""
-        snap = self.store.snapshot(run_id)
-        if snap is None or snap.version != core_version():
-            return 0, None
-        try:
-            return snap.index, pickle.loads(snap.blob)
-        except Exception:  # a cache only: an unreadable one means a full replay
-            return 0, None
-
-    def _load_and_replay(self, run_id: str, use_snapshot: bool):
-        """(info, workflow, state, steps logged, steps the snapshot used covers, events after it)."""
-        since, start = self._snapshot_state(run_id) if use_snapshot and self.store.durable else (0, None)
-        try:
-            info, batches, prints = self.store.load(run_id, since=since)
-        except UnknownRun as exc:
-            raise RunRefused(str(exc)) from None
-        if not info.definition_intact():
-            raise RunRefused(f"run {run_id!r}: its stored workflow definition does not match the hash recorded "
-                             f"when it started; the store was changed by hand, so the run cannot be trusted")
-        if info.options.get("path"):  # node modules beside the workflow file import as they did at run time
-            ensure_importable(os.path.dirname(info.options["path"]))
-        try:  # the structure, for the replay; the node types are checked when a resume runs them
-            wf = load_workflow(info.definition, node_types=False)
-        except WorkflowError as exc:
-            raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
-        count = since + len(batches)
-        tail = sum(len(b) for b in batches)  # events after the snapshot
-        cached = self._cache.get(run_id)
-        if cached and cached[0] == count:
-            return info, wf, cached[1], count, since, tail
-        try:
-            state = replay_run(wf, batches, prints, _caps(info.options), since, start)
-        except ReplayDiverged as exc:
-            raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine, the node types or the "
-                             f"stored definition changed since the run was recorded; finish it with the "
-                             f"version that started it.") from None
-        return info, wf, state, count, since, tail
+    def _load(self, run_id: str, use_snapshot: bool = True) -> recovery.LoadedRun:
+        return load_run(self.store, run_id, use_snapshot, cached=self._cache.get(run_id))
 
     def status(self, run_id: str) -> RunResult:
         info, _, state = self.load(run_id)
@@ -213,24 +165,33 @@ class Engine:
             raise RunRefused(str(exc)) from None
         lease = self._acquire(run_id)  # first: the log cannot grow between reading it and driving on
         try:
-            info, wf, state, count, snapshot_at, tail = self._load(run_id)
-            path = _check_request(run_id, state, node, input, port, item)
-            _check_node_types(run_id, wf)
-            options = _resume_options(info.options, count, runner=runner, max_parallel=max_parallel,
-                                      linger=linger, grace=grace)
+            loaded = self._load(run_id)
+            if loaded.state.finished and loaded.info.status != loaded.state.status:
+                return self._repair_summary(run_id, loaded, lease)
+            path = _check_request(run_id, loaded.state, node, input, port, item)
+            _check_node_types(run_id, loaded.workflow)
+            options = _resume_options(loaded, runner=runner, max_parallel=max_parallel, linger=linger, grace=grace)
         except BaseException:
             self.store.release(run_id, lease)
             raise
-        if options["max_parallel"] != state.graph.max_parallel:
-            state = attrs.evolve(state, graph=compiled(wf, max_parallel=options["max_parallel"]))
+        new_cap = options["max_parallel"] if options["max_parallel"] != current_cap(loaded.state) else None
 
         def events(now):
+            cap = [CapChanged(at=now, max_parallel=new_cap)] if new_cap is not None else []
             answer = [InputProvided(node=node, item=path, at=now, value=input, port=port)] if node is not None else []
-            return [Resumed(at=now), *answer]
-        changed = options["caps"] != _caps(info.options)
-        stored = dict(info.options, max_parallel=options["max_parallel"], caps=options["caps"]) if changed else None
-        session = _Session(run_id, wf, options, lease, count, new_options=stored, tail=tail, snapshot_at=snapshot_at)
-        return self._drive(session, state, events, observer)
+            return [*cap, Resumed(at=now), *answer]
+        session = _Session(run_id, loaded.workflow, options, lease, loaded.steps, tail=loaded.tail,
+                           snapshot_at=loaded.snapshot_at)
+        return self._drive(session, loaded.state, events, observer)
+
+    def _repair_summary(self, run_id: str, loaded: recovery.LoadedRun, lease: Lease) -> RunResult:
+        """A run whose log says it finished but whose summary does not (its driver died between the
+        two, under a version that wrote them apart): write the summary the log implies."""
+        try:
+            self.store.update(run_id, _summary(loaded.state, run_status(loaded.state)))
+        finally:
+            self.store.release(run_id, lease)
+        return RunResult(run_id, loaded.state)
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -256,13 +217,16 @@ class Engine:
         (virtual for the simulated runner)."""
         run_id, options = session.run_id, session.options
         try:
-            backend = self._backend(options, session.wf, run_id, state.graph.max_parallel)
+            backend = self._backend(options, session.wf, run_id, options["max_parallel"])
         except BaseException:
             self.store.release(run_id, session.lease)
             raise
 
         def on_step(step_events, commands, new_state):
-            session.log(self.store, step_events, fingerprint(commands), _summary(new_state, "running"))
+            # a run that ends with this step is stored ended by it: there is no moment at which the
+            # log says finished and the summary says running
+            status = new_state.status if new_state.finished else "running"
+            session.log(self.store, step_events, fingerprint(commands), _summary(new_state, status))
             if self.store.durable and session.snapshot_due(ended=False):  # a crash replays only what follows
                 session.snapshot(self.store, new_state)
             if observer is not None:
@@ -319,22 +283,15 @@ class _Session:
     lease: Lease
     index: int
     new_run: RunInfo | None = None  # created together with the first batch
-    new_options: dict | None = None  # a resume that changed the cap stores it with its first batch
     summary: dict | None = None  # the last one written: most steps leave it as it was
     tail: int = 0  # events in the log after the latest snapshot
     snapshot_at: int = 0  # steps the latest snapshot covers (0: none)
 
     def snapshot_due(self, ended: bool) -> bool:
-        """Leave a snapshot now? At the end of a drive: once SNAPSHOT_EVERY events came after the
-        latest one. During a drive: once SNAPSHOT_DURING events came after the latest one and the log
-        has doubled in steps since it, so that in a very long run a crash replays at most about half
-        the log, and pickling costs at most about twice the final state in all."""
-        if ended:
-            return self.tail >= SNAPSHOT_EVERY
-        return self.tail >= SNAPSHOT_DURING and self.index >= 2 * self.snapshot_at
+        return recovery.snapshot_due(self.tail, self.index, self.snapshot_at, ended)
 
-    def snapshot(self, store, state: State) -> None:
-        save_snapshot(store, self.run_id, self.index, state)
+    def snapshot(self, store, state) -> None:
+        recovery.save_snapshot(store, self.run_id, self.index, state)
         self.snapshot_at, self.tail = self.index, 0
 
     def log(self, store, events, print_: str, summary: dict) -> None:
@@ -343,9 +300,6 @@ class _Session:
             store.create_run(attrs.evolve(self.new_run, **summary), events, print_)
             self.new_run = None
         else:
-            if self.new_options is not None:
-                changed = dict(summary, options=self.new_options)
-                self.new_options = None
             try:
                 store.append(self.run_id, self.index, events, print_, changed)
             except StoreError as exc:
@@ -358,73 +312,15 @@ class _Session:
         self.tail += len(events)
 
 
-def replay_run(wf, batches, prints, caps, since: int = 0, start: State | None = None) -> State:
-    """Fold the logged batches (from step ``since`` on, onto ``start``) through ``step`` with the cap
-    in force at each, checking every decision against its fingerprint."""
-    changes = dict(caps)
-    cap_at = lambda i: changes[max(k for k in changes if k <= i)]  # noqa: E731
-    graph = compiled(wf, max_parallel=cap_at(since))
-    state = initial_state(graph) if start is None else attrs.evolve(start, graph=graph)
-    for i, events in enumerate(batches, start=since):
-        if i and i in changes and i != since:
-            state = attrs.evolve(state, graph=compiled(wf, max_parallel=changes[i]))
-        state, commands = step(state, events)
-        if fingerprint(commands) != prints[i - since]:
-            raise ReplayDiverged(i, prints[i - since], fingerprint(commands))
-    return state
-
-
-# Events logged after the latest snapshot that make a drive leave a new one at its end: below this a
-# full replay is quick, and pickling a state is not free. (Events, not steps: a step can hold many.)
-SNAPSHOT_EVERY = 20_000
-# ... and that make a drive leave one before its end (for a crash). Higher: pickling a large state in
-# the middle of a run costs the run that long (0.2-0.8 s for 100,000 instances), a replay is rarer.
-SNAPSHOT_DURING = 100_000
-
-
-@functools.cache
-def core_version() -> str:
-    """A digest of the core's source: a snapshot is only trusted by the core that made it."""
-    import scheduler_core
-
-    root = os.path.dirname(scheduler_core.__file__)
-    digest = hashlib.sha256()
-    for name in sorted(f for f in os.listdir(root) if f.endswith(".py")):
-        with open(os.path.join(root, name), "rb") as f:
-            digest.update(name.encode() + b"\0" + f.read())
-    return digest.hexdigest()
-
-
-def save_snapshot(store, run_id: str, index: int, state: State) -> None:
-    """Cache ``state`` (after ``index`` steps) so a later load replays only what came after."""
-    try:
-        blob = pickle.dumps(attrs.evolve(state, graph=None), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # node outputs that cannot be pickled: loads replay the log in full
-        return
-    try:
-        store.save_snapshot(run_id, Snapshot(index=index, version=core_version(), blob=blob))
-    except StoreError:  # a cache only: the run goes on, and a load replays more of the log
-        pass
-
-
-def _caps(options: dict) -> list:
-    """``[[from step, max_parallel], ...]``: the run's cap, and every change a resume made to it."""
-    return [list(c) for c in options.get("caps") or [[0, options.get("max_parallel")]]]
-
-
-def _resume_options(stored: dict, count: int, *, runner, max_parallel, linger, grace) -> dict:
-    """The run's own settings, overridden by the resume's; a new cap holds from the next step on."""
-    options = dict(stored)
+def _resume_options(loaded: recovery.LoadedRun, *, runner, max_parallel, linger, grace) -> dict:
+    """The run's own settings (its cap: the one in force), overridden by the resume's."""
+    options = dict(loaded.info.options, max_parallel=max_parallel or current_cap(loaded.state))
+    options.pop("caps", None)  # the cap history of a run stored before CapChanged: read by recovery only
     for key, value in (("runner", runner), ("linger", linger), ("grace", grace)):
         if value is not None:
             options[key] = value
     if options["runner"] not in backend_names():
         raise RunRefused(f"unknown runner {options['runner']!r}; choose one of {', '.join(backend_names())}")
-    caps = _caps(stored)
-    if max_parallel and max_parallel != options["max_parallel"]:
-        caps = [c for c in caps if c[0] < count] + [[count, max_parallel]]
-        options["max_parallel"] = max_parallel
-    options["caps"] = caps
     return options
 
 

@@ -6,26 +6,29 @@ before that step's commands are carried out (write-ahead), with a fingerprint of
 replay can check that the core still decides the same. A run's state is ``replay`` of its batches.
 A run is created together with its first batch, so a stored run has always started.
 
-``MemoryStore`` keeps everything in the process; ``SqliteStore`` is the embedded default. Both
-implement ``Store``; a Postgres store implements the same methods (leases there need no pid check,
-only the heartbeat).
+``MemoryStore`` keeps everything in the process; ``SqliteStore`` is the embedded default, a file
+whose header says it is a flowcore store of a schema version (``MIGRATIONS`` bring an older one up
+to date). A Postgres store implements the same methods (leases there need no pid check, only the
+heartbeat; ``adapters.leases`` decides). Nothing read back from a store is ever unpickled or
+evaluated: events and definitions are JSON, snapshots are ``adapters.snapshots`` text.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 import attrs
 
 from scheduler_core import EVENT_TYPES
 
-LEASE_SECONDS = 30.0  # a driver on another host is presumed dead this long after its last heartbeat
+from .leases import LEASE_SECONDS, Lease, lease_blocks, lease_message  # noqa: F401 (LEASE_SECONDS, Lease: re-exported)
+
 
 
 class StoreError(RuntimeError):
@@ -42,22 +45,6 @@ class UnknownRun(StoreError):
 
 class LeaseHeld(StoreError):
     pass
-
-
-@attrs.frozen
-class Lease:
-    pid: int
-    host: str
-    token: str
-
-    @classmethod
-    def mine(cls) -> "Lease":
-        """This process's lease. Its token ends with when the process started, where the system says
-        (Linux's /proc): a later process that reuses the pid is then not taken for this one."""
-        pid = os.getpid()
-        stat = _process_stat(pid)
-        return cls(pid=pid, host=socket.gethostname(),
-                   token=f"{pid}-{time.time_ns()}" + (f"-{stat[1]}" if stat else ""))
 
 
 def canonical_json(definition) -> str:
@@ -102,12 +89,13 @@ class RunInfo:
 
 @attrs.frozen
 class Snapshot:
-    """A cache of a run's state after its first ``index`` steps, valid only for the core it was
-    made by (``version``). Never the source of truth: without it, the log is replayed in full."""
+    """A cache of a run's state after its first ``index`` steps, as text in the format ``version``
+    names (``adapters.snapshots``: data, never code). Never the source of truth: without it, the
+    log is replayed in full."""
 
     index: int
     version: str
-    blob: bytes
+    data: str
 
 
 def encode_event(event) -> dict:
@@ -131,45 +119,6 @@ def decode_event(data: dict):
 
 def _encode_batch(events) -> str:
     return json.dumps([encode_event(e) for e in events], default=str)
-
-
-def _process_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time in clock ticks since boot) of process ``pid``, from /proc; None where
-    there is no such process or no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    except OSError:
-        return None
-    return fields[0], fields[19]  # fields 3 and 22 of proc(5)
-
-
-def _driver_alive(held: Lease) -> bool:
-    """Whether the process that took ``held`` on this host still runs: not gone, not a zombie (dead,
-    not yet reaped by its parent), and not another process that got its pid since."""
-    stat = _process_stat(held.pid)
-    if stat is None:
-        try:  # no such process, no /proc, or one /proc hides: whether the pid exists is what there is
-            os.kill(held.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    state, started = stat
-    if state in ("Z", "X"):
-        return False
-    parts = held.token.split("-")
-    return len(parts) < 3 or parts[2] == started  # a token without a start time (older, or no /proc)
-
-
-def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
-    """Whether a lease still held by ``held`` keeps ``me`` from driving the run."""
-    if held.token == me.token:
-        return False
-    if held.host == me.host:
-        return held.pid != me.pid and _driver_alive(held)
-    return now - heartbeat < LEASE_SECONDS
 
 
 class MemoryStore:
@@ -232,7 +181,7 @@ class MemoryStore:
         with self.lock:
             held = self.leases.get(run_id)
             if held and lease_blocks(held[0], held[1], me, time.time()):
-                raise LeaseHeld(_lease_message(run_id, held[0]))
+                raise LeaseHeld(lease_message(run_id, held[0]))
             self.leases[run_id] = (me, time.time())
 
     def heartbeat(self, run_id: str, me: Lease) -> None:
@@ -249,24 +198,44 @@ class MemoryStore:
         pass
 
 
-def _lease_message(run_id: str, held: Lease) -> str:
-    return (f"run {run_id!r} is being driven by process {held.pid} on {held.host}; "
-            f"wait for it to finish (or stop that process) before resuming")
+# -- SQLite ----------------------------------------------------------------------------------------
 
+# A flowcore store says so in its header: ``PRAGMA application_id`` is APPLICATION_ID and
+# ``PRAGMA user_version`` the schema version, the number of MIGRATIONS applied to the first layout.
+APPLICATION_ID = 0x666C6F77  # "flow"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+# The first layout (flowcore until the schema had a version; such a file has neither pragma set).
+_FIRST_LAYOUT = """
+CREATE TABLE runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, definition_hash TEXT NOT NULL,
     options TEXT NOT NULL, status TEXT NOT NULL, started_at REAL, finished_at REAL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS definitions (run_id TEXT PRIMARY KEY, definition TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (
+CREATE TABLE definitions (run_id TEXT PRIMARY KEY, definition TEXT NOT NULL);
+CREATE TABLE batches (
     run_id TEXT NOT NULL, idx INTEGER NOT NULL, events TEXT NOT NULL, fingerprint TEXT NOT NULL,
     PRIMARY KEY (run_id, idx));
-CREATE TABLE IF NOT EXISTS snapshots (
+CREATE TABLE snapshots (
     run_id TEXT PRIMARY KEY, idx INTEGER NOT NULL, version TEXT NOT NULL, state BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS leases (
+CREATE TABLE leases (
     run_id TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, token TEXT NOT NULL, heartbeat REAL NOT NULL);
 """
+_FIRST_TABLES = frozenset({"runs", "definitions", "batches", "snapshots", "leases"})
+
+# Migration i (from 1) takes a store from version i - 1 to version i. Append only: never edit one
+# that shipped. A new store is the first layout with every migration applied.
+MIGRATIONS = (
+    # 1: snapshots are text in a documented format (adapters/snapshots.py), never a pickle. The old
+    # rows are caches (pickles that could run code when loaded): dropped, never read.
+    """
+    DROP TABLE snapshots;
+    CREATE TABLE snapshots (
+        run_id TEXT PRIMARY KEY, idx INTEGER NOT NULL, version TEXT NOT NULL, data TEXT NOT NULL);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class NotAFlowcoreStore(StoreError):
+    """The file is a database of something else; flowcore leaves it as it is."""
 
 
 class SqliteStore:
@@ -274,12 +243,19 @@ class SqliteStore:
 
     A run's definition has a table of its own: SQLite rewrites a whole row on update, and the row
     a run's summary lives in should stay small however large the workflow is.
+
+    Opening a file checks what it is before changing anything: a flowcore store (migrated to
+    ``SCHEMA_VERSION`` if older), an empty or new file (given flowcore's schema only with
+    ``create``: a store opened to read stays empty and reads as having no runs), or anything else
+    (refused with ``NotAFlowcoreStore``, untouched: no tables made, no switch to WAL).
     """
 
     durable = True
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, create: bool = True):
         self.path = path
+        self.create = create
+        self.empty = False  # an empty file opened without ``create``: no runs, nothing written
         self.local = threading.local()
         self.conn  # open now, so a bad file is reported before anything runs
 
@@ -293,16 +269,61 @@ class SqliteStore:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
+            target = self.path if self.create else f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=rw"
+            conn = sqlite3.connect(target, timeout=60, isolation_level=None, check_same_thread=False,
+                                   uri=not self.create)
+            try:
+                conn.execute("PRAGMA busy_timeout = 60000")
+                self._prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable flowcore database ({exc})") from None
         return conn
 
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Make ``conn`` a connection to a flowcore store of this version, or refuse the file."""
+        kind = _kind(conn)
+        if kind == "empty" and not self.create:
+            self.empty = True
+            return
+        if kind == "other":
+            raise NotAFlowcoreStore(f"{self.path} is not a flowcore store (it is a database of something else); "
+                                    f"flowcore left it as it is: give it a path of its own with --db or FLOWCORE_DB")
+        version = _version(conn)
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} is a flowcore store of schema version {version}, made by a newer "
+                             f"flowcore than this one (which knows versions up to {SCHEMA_VERSION}); use that one")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if kind == "empty" or version < SCHEMA_VERSION:
+            self._migrate(conn)
+        self.empty = False
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the store to SCHEMA_VERSION in one transaction (another process may be doing the same:
+        the first to take the write lock does it, the others find it done)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            kind = _kind(conn)
+            if kind == "other":
+                raise NotAFlowcoreStore(f"{self.path} is not a flowcore store")
+            if kind == "empty":
+                _run_script(conn, _FIRST_LAYOUT)
+            version = 0 if kind == "empty" else _version(conn)
+            for script in MIGRATIONS[version:]:
+                _run_script(conn, script)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def _write(self, fn):
+        if self.empty:
+            raise StoreError(f"{self.path} holds no flowcore store yet; only a command that starts a run makes one")
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -326,13 +347,15 @@ class SqliteStore:
 
         def insert(conn):
             try:
-                conn.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                conn.execute("INSERT INTO runs (run_id, workflow, definition_hash, options, status, started_at, "
+                             "finished_at, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              (info.run_id, info.workflow, dhash, json.dumps(info.options, default=str),
                               info.status, info.started_at, info.finished_at, time.time()))
             except sqlite3.IntegrityError:
                 raise RunExists(f"a run with id {info.run_id!r} already exists in {self.path}") from None
-            conn.execute("INSERT INTO definitions VALUES (?,?)", (info.run_id, text))
-            conn.execute("INSERT INTO batches VALUES (?,?,?,?)", (info.run_id, 0, payload, fingerprint))
+            conn.execute("INSERT INTO definitions (run_id, definition) VALUES (?, ?)", (info.run_id, text))
+            conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (?, ?, ?, ?)",
+                         (info.run_id, 0, payload, fingerprint))
         self._write(insert)
 
     def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict) -> None:
@@ -340,16 +363,22 @@ class SqliteStore:
 
         def insert(conn):
             try:
-                conn.execute("INSERT INTO batches VALUES (?,?,?,?)", (run_id, index, payload, fingerprint))
+                conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (?, ?, ?, ?)",
+                             (run_id, index, payload, fingerprint))
             except sqlite3.IntegrityError:
                 raise StoreError(f"run {run_id!r}: step {index} was already logged by another process") from None
             self._set_summary(conn, run_id, summary)
         self._write(insert)
 
-    @staticmethod
-    def _set_summary(conn, run_id: str, summary: dict) -> None:
-        """Update the run's row: status and times, and ``options`` when a resume changed them."""
+    _SUMMARY_COLUMNS = ("status", "started_at", "finished_at", "options")
+
+    @classmethod
+    def _set_summary(cls, conn, run_id: str, summary: dict) -> None:
+        """Update the run's row: status and times, and ``options`` when given."""
         if summary:
+            unknown = set(summary) - set(cls._SUMMARY_COLUMNS)
+            if unknown:
+                raise ValueError(f"not a column of a run's summary: {', '.join(sorted(unknown))}")
             cols = ", ".join(f"{k} = ?" for k in summary)
             values = [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
             conn.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*values, run_id))
@@ -358,6 +387,8 @@ class SqliteStore:
         self._write(lambda conn: self._set_summary(conn, run_id, summary))
 
     def _read(self, sql: str, args=()):
+        if self.empty:
+            return []
         try:
             return self.conn.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
@@ -380,6 +411,8 @@ class SqliteStore:
     def load(self, run_id: str, since: int = 0):
         """(info, batches, fingerprints) from step ``since`` on, read in one transaction: a consistent
         view of a run being driven."""
+        if self.empty:
+            raise UnknownRun(f"no run with id {run_id!r} in {self.path}")
         conn = self.conn
         try:
             conn.execute("BEGIN")
@@ -398,12 +431,13 @@ class SqliteStore:
         return info, batches, [f for _, f in rows]
 
     def save_snapshot(self, run_id: str, snapshot: Snapshot) -> None:
-        self._write(lambda conn: conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?)",
-                                              (run_id, snapshot.index, snapshot.version, snapshot.blob)))
+        self._write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO snapshots (run_id, idx, version, data) VALUES (?, ?, ?, ?)",
+            (run_id, snapshot.index, snapshot.version, snapshot.data)))
 
     def snapshot(self, run_id: str) -> Snapshot | None:
-        rows = self._read("SELECT idx, version, state FROM snapshots WHERE run_id = ?", (run_id,))
-        return Snapshot(index=rows[0][0], version=rows[0][1], blob=bytes(rows[0][2])) if rows else None
+        rows = self._read("SELECT idx, version, data FROM snapshots WHERE run_id = ?", (run_id,))
+        return Snapshot(index=rows[0][0], version=rows[0][1], data=rows[0][2]) if rows else None
 
     def runs(self) -> list[dict]:
         """The summary of every run, oldest first."""
@@ -416,8 +450,8 @@ class SqliteStore:
             if row:
                 held = Lease(pid=row[0], host=row[1], token=row[2])
                 if lease_blocks(held, row[3], me, time.time()):
-                    raise LeaseHeld(_lease_message(run_id, held))
-            conn.execute("INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?)",
+                    raise LeaseHeld(lease_message(run_id, held))
+            conn.execute("INSERT OR REPLACE INTO leases (run_id, pid, host, token, heartbeat) VALUES (?, ?, ?, ?, ?)",
                          (run_id, me.pid, me.host, me.token, time.time()))
         self._write(take)
 
@@ -434,3 +468,28 @@ class SqliteStore:
         if conn is not None:
             conn.close()
             self.local.conn = None
+
+
+def _kind(conn: sqlite3.Connection) -> str:
+    """``flowcore`` (a store with flowcore's header, or of the first layout), ``empty`` (no tables)
+    or ``other``. Reads only the header and the schema: changes nothing."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app_id == APPLICATION_ID:
+        return "flowcore"
+    if app_id == 0 and not tables and _version(conn) == 0:
+        return "empty"
+    if app_id == 0 and tables == _FIRST_TABLES and _version(conn) == 0:
+        return "flowcore"
+    return "other"
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` inside the open transaction (``executescript`` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)

@@ -4,7 +4,7 @@ Pure: no I/O, no clock, no threads, no randomness. Never imports ``runners`` or 
 """
 from .behaviour import FanOut, Kind, ParkForInput, ParkForTimer, RunTask
 from .commands import AwaitInput, CancelNode, CancelTimer, RunFinished, StartNode, StartTimer
-from .events import (EVENT_TYPES, CancelConfirmed, CancelRequested, InputProvided, NodeFailed,
+from .events import (EVENT_TYPES, CancelConfirmed, CapChanged, CancelRequested, InputProvided, NodeFailed,
                      NodeSucceeded, Resumed, RunStarted, TimerFired)
 from .graph import Graph, Problem, WorkflowInvalid, compile_workflow
 from .lifecycle import LIFECYCLE, IllegalTransition, Move, RunStatus, Status
@@ -18,7 +18,7 @@ from .validate import InvalidState, validate_state
 __all__ = [
     "FanOut", "Kind", "ParkForInput", "ParkForTimer", "RunTask",
     "AwaitInput", "CancelNode", "CancelTimer", "RunFinished", "StartNode", "StartTimer",
-    "EVENT_TYPES", "CancelConfirmed", "CancelRequested", "InputProvided", "NodeFailed",
+    "EVENT_TYPES", "CancelConfirmed", "CapChanged", "CancelRequested", "InputProvided", "NodeFailed",
     "NodeSucceeded", "Resumed", "RunStarted", "TimerFired",
     "Graph", "Problem", "WorkflowInvalid", "compile_workflow",
     "LIFECYCLE", "IllegalTransition", "Move", "RunStatus", "Status",

@@ -77,5 +77,13 @@ class Resumed:
     at: float
 
 
+@attrs.frozen(kw_only=True)
+class CapChanged:
+    """The run's cap on instances in flight is ``max_parallel`` from this step on (a resume asked for
+    another cap). Logged like any event, so a replay applies it at the same step."""
+    at: float
+    max_parallel: int
+
+
 EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, NodeSucceeded, NodeFailed, TimerFired,
-                                             InputProvided, CancelRequested, CancelConfirmed, Resumed)}
+                                             InputProvided, CancelRequested, CancelConfirmed, Resumed, CapChanged)}

@@ -18,15 +18,17 @@ class ReplayDiverged(RuntimeError):
                          f"it now decides {got!r}")
 
 
-def replay(graph: Graph, batches, recorded_commands=None) -> State:
-    """Fold ``batches`` (a sequence of event sequences) through ``step``."""
-    state = initial_state(graph)
+def replay(graph: Graph, batches, recorded_commands=None, *, start: State | None = None, first: int = 0) -> State:
+    """Fold ``batches`` (a sequence of event sequences) through ``step``: from the initial state, or
+    from ``start``, a state after the first ``first`` batches of the run (a snapshot of it), in
+    which case ``batches`` are the ones after it and a divergence names the run's batch number."""
+    state = initial_state(graph) if start is None else start
     for i, events in enumerate(batches):
         state, commands = step(state, events)
         if recorded_commands is not None:
             expected = recorded_commands[i]
             if expected is not None and expected != fingerprint(commands):
-                raise ReplayDiverged(i, expected, fingerprint(commands))
+                raise ReplayDiverged(first + i, expected, fingerprint(commands))
     return state
 
 

@@ -108,6 +108,7 @@ class State:
     awaiting: Map = Map()  # key -> True: instances parked for input
     stopping: Map = Map()  # key -> attempt told to stop (timed out), not yet confirmed stopped
     held: Map = Map()  # key -> attempt: retries due that wait for the stopping attempt to end
+    max_parallel: int | None = None  # the run's cap once a CapChanged set it; None: the graph's
 
     @property
     def finished(self) -> bool:

@@ -58,7 +58,7 @@ from jmespath.exceptions import JMESPathError
 from . import heap
 from .behaviour import Kind
 from .commands import AwaitInput, CancelNode, CancelTimer, RunFinished, StartNode, StartTimer
-from .events import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeSucceeded,
+from .events import (CancelConfirmed, CancelRequested, CapChanged, InputProvided, NodeFailed, NodeSucceeded,
                      Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER
 from .lifecycle import LIFECYCLE, OPEN, IllegalTransition, Move, RunStatus, Status
@@ -159,6 +159,7 @@ class _Transition:
         self.timer_seq = state.timer_seq
         self.ready_count = state.ready_count
         self.running_count = state.running_count
+        self.max_parallel = state.max_parallel
         # persistent maps, opened for mutation (O(1) to open and to finish)
         self.records = state.records.mutate()
         self.arrivals = state.arrivals.mutate()
@@ -190,7 +191,7 @@ class _Transition:
             running_count=self.running_count, pool_running=self.pool_running.finish(),
             group_running=self.group_running.finish(), timers=self.timers.finish(),
             instance_timer=self.instance_timer.finish(), awaiting=self.awaiting.finish(),
-            stopping=self.stopping.finish(), held=self.held.finish(),
+            stopping=self.stopping.finish(), held=self.held.finish(), max_parallel=self.max_parallel,
         )
         return new, tuple(self.commands)
 
@@ -322,6 +323,9 @@ class _Transition:
         if self.held.get(key) is not None:
             self.held.pop(key)
             self.requeue(key)
+
+    def on_cap_changed(self, ev: CapChanged) -> None:
+        self.max_parallel = ev.max_parallel
 
     def on_resumed(self, ev: Resumed) -> None:
         """A new process drives the run: nothing of the old one is running any more.
@@ -522,7 +526,8 @@ class _Transition:
         return best
 
     def fill_slots(self) -> None:
-        while self.ready_count and self.running_count < self.g.max_parallel and not self.ended:
+        cap = self.max_parallel or self.g.max_parallel
+        while self.ready_count and self.running_count < cap and not self.ended:
             q = self.best_queue()
             if q is None:
                 return
@@ -778,6 +783,7 @@ _HANDLERS = {
     CancelRequested: _Transition.on_cancel_requested,
     CancelConfirmed: _Transition.on_cancel_confirmed,
     Resumed: _Transition.on_resumed,
+    CapChanged: _Transition.on_cap_changed,
 }
 _TIMER_HANDLERS = {
     TimerKind.TIMEOUT: _Transition.on_timeout,

@@ -53,7 +53,8 @@ def validate_state(state: State) -> None:
 
     # running: each attempt in flight is its record's current one, and the counts add up
     _check(state.running_count == len(state.running), f"running_count {state.running_count} != {len(state.running)}")
-    _check(state.running_count <= g.max_parallel, f"{state.running_count} in flight over the cap {g.max_parallel}")
+    cap = state.max_parallel or g.max_parallel
+    _check(state.running_count <= cap, f"{state.running_count} in flight over the cap {cap}")
     pools: Counter = Counter()
     groups: Counter = Counter()
     for key, attempt in state.running.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from adapters.node_types import NODE_TYPES
 from scheduler_core import (CancelConfirmed, CancelNode, CancelTimer, InputProvided, Node, NodeFailed, NodeSucceeded,
                             Resumed, RunStarted, Settings, StartNode, StartTimer, TimerFired, Edge, Workflow,
-                            compile_workflow, initial_state, step)
+                            compile_workflow, initial_state, step, validate_state)
 
 TASK = "python"
 
@@ -51,7 +51,8 @@ def node(id: str, type: str = TASK, **fields) -> Node:
 class Run:
     """One run driven through ``step`` by a test."""
 
-    def __init__(self, g):
+    def __init__(self, g, trace: list | None = None):
+        self.trace = trace  # if given, every instance transition the steps make is appended
         self.state = initial_state(g)
         self.batches: list = []
         self.commands: tuple = ()
@@ -62,7 +63,8 @@ class Run:
         for e in events:
             self.now = e.at
         self.batches.append(events)
-        self.state, self.commands = step(self.state, events)
+        self.state, self.commands = step(self.state, events, trace=self.trace)
+        validate_state(self.state)  # every step of every step test leaves a consistent state
         for c in self.commands:
             if isinstance(c, StartNode):
                 self.attempts[(c.node, c.item)] = c.attempt

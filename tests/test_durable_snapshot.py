@@ -1,9 +1,9 @@
-"""Snapshots are a cache of a replay: used when the same core made them, ignored otherwise."""
+"""Snapshots are a cache of a replay: used when they match this code's format and state shape, ignored otherwise."""
 import sqlite3
 
 import pytest
 
-from adapters import Engine, engine as engine_module
+from adapters import Engine, recovery, snapshots
 from adapters.report import run_dict
 
 WF = {"nodes": [{"id": "each", "type": "foreach"}, {"id": "x", "type": "noop"},
@@ -14,7 +14,7 @@ WF = {"nodes": [{"id": "each", "type": "foreach"}, {"id": "x", "type": "noop"},
 
 @pytest.fixture
 def snapshot_every_drive(monkeypatch):
-    monkeypatch.setattr(engine_module, "SNAPSHOT_EVERY", 1)
+    monkeypatch.setattr(recovery, "SNAPSHOT_EVERY", 1)
 
 
 def records(state):
@@ -31,7 +31,7 @@ def test_a_waiting_run_leaves_a_snapshot_that_loads_to_the_replayed_state(tmp_pa
     db = str(tmp_path / "runs.db")
     assert Engine(runner="serial", db=db).run(WF, trigger=[1, 2, 3], run_id="r").status == "waiting"
     index, version = snapshot_row(db)
-    assert index > 0 and version == engine_module.core_version()
+    assert index > 0 and version == snapshots.version()
     _, _, from_snapshot = Engine(db=db).load("r")
     _, _, replayed = Engine(db=db).load("r", use_snapshot=False)
     assert records(from_snapshot) == records(replayed)
@@ -48,8 +48,9 @@ def test_a_resume_from_a_snapshot_replays_only_the_tail_and_finishes(tmp_path, s
 
 
 @pytest.mark.parametrize("damage", ["UPDATE snapshots SET version = 'another core'",
-                                    "UPDATE snapshots SET state = x'00ff'"])
-def test_a_snapshot_from_another_core_or_unreadable_is_ignored(tmp_path, snapshot_every_drive, damage):
+                                    "UPDATE snapshots SET data = x'00ff'",
+                                    "UPDATE snapshots SET data = substr(data, 1, length(data) / 2)"])
+def test_a_snapshot_of_another_shape_or_unreadable_is_ignored(tmp_path, snapshot_every_drive, damage):
     db = str(tmp_path / "runs.db")
     Engine(runner="serial", db=db).run(WF, trigger=[1, 2], run_id="r")
     with sqlite3.connect(db) as conn:
@@ -85,8 +86,8 @@ def crash_at(step_count):
 
 
 def test_a_long_drive_leaves_snapshots_as_it_goes_so_a_crash_replays_only_the_tail(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_module, "SNAPSHOT_EVERY", 5)
-    monkeypatch.setattr(engine_module, "SNAPSHOT_DURING", 5)
+    monkeypatch.setattr(recovery, "SNAPSHOT_EVERY", 5)
+    monkeypatch.setattr(recovery, "SNAPSHOT_DURING", 5)
     db = str(tmp_path / "runs.db")
     with pytest.raises(Crash):
         Engine(runner="serial", db=db).run(CHAIN, run_id="r", observer=crash_at(33))

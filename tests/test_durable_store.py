@@ -13,7 +13,8 @@ import pytest
 
 from adapters.engine import Engine, definition_hash
 from adapters.store import (LEASE_SECONDS, Lease, LeaseHeld, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError,
-                            UnknownRun, _process_stat, decode_event, encode_event)
+                            UnknownRun, decode_event, encode_event)
+from adapters.leases import process_stat
 from durable_nodes import dead_pid
 from scheduler_core import (CancelConfirmed, CancelRequested, InputProvided, NodeFailed, NodeSucceeded,
                             Resumed, RunStarted, TimerFired)
@@ -163,7 +164,7 @@ def test_a_driver_whose_pid_another_process_took_since_is_taken_over_at_once(sto
     at another time is not the driver."""
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as other:
         try:
-            _, started = _process_stat(other.pid)
+            started = process_stat(other.pid).started
             host = socket.gethostname()
             store.acquire("r1", Lease(pid=other.pid, host=host, token=f"{other.pid}-1-{started}"))
             with pytest.raises(LeaseHeld):
@@ -180,7 +181,7 @@ def test_a_driver_that_died_but_is_not_yet_reaped_is_taken_over_at_once(store):
     other = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         deadline = time.monotonic() + 10
-        while _process_stat(other.pid)[0] != "Z":  # exited, not waited for
+        while process_stat(other.pid).state != "Z":  # exited, not waited for
             assert time.monotonic() < deadline
             time.sleep(0.01)
         store.acquire("r1", Lease(pid=other.pid, host=socket.gethostname(), token="zombie"))

@@ -1,0 +1,233 @@
+"""Snapshots: a run's ``State`` written as data (tagged JSON), read back without running any code.
+
+A snapshot is a cache of a replay: the state after a run's first N steps, so that a later load
+replays only what came after. It is never the source of truth, and what a store hands back is
+not trusted: decoding builds only the values listed below, so a crafted snapshot can at worst be
+refused (and the log replayed in full), never run code. (A pickle would run whatever it names.)
+
+Format ``FORMAT``: lines of JSON (``json.dumps`` never writes a newline inside a value). The first
+is ``{"format": FORMAT, "deep": N}``; the next ``N`` are the values ``deep[0]`` .. ``deep[N-1]``
+(see ``@`` below); the last is the state: an array of ``[field name, value]`` pairs, one for every
+field of ``State`` but ``graph`` (which a load compiles from the run's definition). A value is:
+
+- ``null``, ``true``/``false``, a number, a string: itself; an array: a list of values.
+- an object with exactly one key, which says what it is:
+  ``{"t": [v, ...]}`` a tuple; ``{"d": [k, v, k, v, ...]}`` a dict and ``{"m": [k, v, ...]}`` an
+  ``immutables.Map`` (keys are values too: tuples, say); ``{"f": "inf"}`` (or ``"-inf"``,
+  ``"nan"``) a float JSON has no number for; ``{ClassName: [v, ...]}`` an instance of a class of
+  ``CLASSES`` (the core's records, timers...), its fields in declaration order (an enum member:
+  ``[its value]``); ``{"@": i}`` the value ``deep[i]``, where ``i`` is greater than the index of
+  the value that holds the reference. Values nested more than ``MAX_DEPTH`` deep are cut out into
+  ``deep``: the core's cons lists and heaps nest as deep as they are long (100,000 for a large
+  fan-out), and neither JSON's parser nor this codec may recurse that far.
+
+Each line is parsed by ``json.loads`` with a hook that builds the tagged objects: the parsing, and
+the lists, stay in C, and the hook runs once per tuple, dict, Map or record.
+
+A snapshot is only used by a core whose state has the same shape: ``version()`` is the format
+and a digest of the field names of ``State`` and of every class in ``CLASSES``. Adding a field to
+``State`` needs nothing here; a new class that the state holds needs one line in ``CLASSES``.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import json
+import math
+
+import attrs
+from immutables import Map
+
+from scheduler_core.lifecycle import RunStatus, Status
+from scheduler_core.state import Error, Record, State, Timer
+from scheduler_core.step import SelectFailed
+
+FORMAT = "flowcore-snapshot/1"
+MAX_DEPTH = 48
+
+# Every class a State may hold besides JSON's own values, tuples, dicts and Maps. Decoding builds
+# these and nothing else.
+CLASSES = {cls.__name__: cls for cls in (Record, Error, Timer, SelectFailed, Status, RunStatus)}
+
+
+class SnapshotUnsupported(ValueError):
+    """The state holds a value this format cannot write (the run goes on without a snapshot)."""
+
+
+class SnapshotInvalid(ValueError):
+    """The text is not a snapshot of this format and shape (a load replays the log instead)."""
+
+
+def _fields_of(cls) -> tuple:
+    if issubclass(cls, enum.Enum):
+        return ("value",)
+    if attrs.has(cls):
+        return tuple(f.name for f in attrs.fields(cls))
+    return tuple(cls._fields)  # a named tuple
+
+
+_FIELDS = {cls: _fields_of(cls) for cls in CLASSES.values()}
+_BY_CLASS = {cls: (name, _FIELDS[cls]) for name, cls in CLASSES.items()}
+_STATE_FIELDS = tuple(f.name for f in attrs.fields(State) if f.name != "graph")
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+_PLAIN = frozenset({str, int, bool, type(None)})  # written as they are
+_PLAIN_OR_FLOAT = _PLAIN | {float}
+_BUILTIN_TAGS = frozenset({"f", "t", "d", "m", "@"})
+assert not _BUILTIN_TAGS & CLASSES.keys()
+
+
+@functools.cache
+def version() -> str:
+    """The format and a digest of the state's shape: what a snapshot must match to be used."""
+    shape = [["State", *_STATE_FIELDS]] + [[name, *_FIELDS[cls]] for name, cls in sorted(CLASSES.items())]
+    return f"{FORMAT}:{hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]}"
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+def encode_state(state: State) -> str:
+    """The snapshot text of ``state`` (its graph left out); ``SnapshotUnsupported`` if it holds a
+    value of a type the format does not know."""
+    try:  # floats inline, as JSON numbers: a state seldom holds one that is not finite
+        return _encode_state(state, finite_only=True)
+    except ValueError as exc:  # json.dumps met inf or nan
+        if isinstance(exc, SnapshotUnsupported):
+            raise
+        return _encode_state(state, finite_only=False)
+
+
+def _encode_state(state: State, finite_only: bool) -> str:
+    deep: list = []
+    pending: list = []
+    encode = _encoder(deep, pending, _PLAIN_OR_FLOAT if finite_only else _PLAIN)
+    fields = [[name, encode(getattr(state, name), 0)] for name in _STATE_FIELDS]
+    while pending:  # values cut out for depth: each is encoded from depth 0, into its own slot
+        index, value = pending.pop()
+        deep[index] = encode(value, 0)
+    lines = [{"format": FORMAT, "deep": len(deep)}, *deep, fields]
+    return "\n".join(_dumps(line) for line in lines)
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
+
+
+def _encoder(deep: list, pending: list, inline: frozenset):
+    """``encode(value, depth)``. Children of a type in ``inline`` are written as they are, without
+    a call: they are most of a state."""
+    def encode(v, depth: int):
+        t = type(v)
+        if t in inline:
+            return v
+        if t is float:
+            return v if v - v == 0.0 else {"f": repr(v)}  # inf - inf and nan - nan are nan
+        if depth >= MAX_DEPTH:
+            deep.append(None)
+            pending.append((len(deep) - 1, v))
+            return {"@": len(deep) - 1}
+        depth += 1
+        if t is tuple or t is list:
+            out = [x if type(x) in inline else encode(x, depth) for x in v]
+            return {"t": out} if t is tuple else out
+        if t is dict or t is Map:
+            out = []
+            for k, x in v.items():
+                out.append(k if type(k) in inline else encode(k, depth))
+                out.append(x if type(x) in inline else encode(x, depth))
+            return {"d" if t is dict else "m": out}
+        spec = _BY_CLASS.get(t)
+        if spec is None:
+            raise SnapshotUnsupported(f"a snapshot cannot hold a {t.__module__}.{t.__qualname__}")
+        if not issubclass(t, tuple):  # a named tuple iterates its fields in order
+            v = [getattr(v, f) for f in spec[1]]
+        return {spec[0]: [x if type(x) in inline else encode(x, depth) for x in v]}
+    return encode
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def decode_state(text, graph) -> State:
+    """The state a snapshot text holds, with ``graph``; ``SnapshotInvalid`` for anything that is not
+    a well-formed snapshot of this format."""
+    if not isinstance(text, str):
+        raise SnapshotInvalid("a snapshot is text")
+    lines = text.split("\n")
+    try:
+        header = json.loads(lines[0])
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise SnapshotInvalid("not a flowcore snapshot of format " + FORMAT)
+        if header.get("deep") != len(lines) - 2:
+            raise SnapshotInvalid("the snapshot is cut short, or has lines it should not")
+        fields = _Reader(len(lines) - 2).read(lines[1:])
+        if not isinstance(fields, list) or not all(isinstance(f, list) and len(f) == 2 for f in fields):
+            raise SnapshotInvalid("the state is not a list of fields")
+        values = dict(fields)
+        if set(values) != set(_STATE_FIELDS) or len(fields) != len(_STATE_FIELDS):
+            raise SnapshotInvalid("the snapshot's state does not have the fields of this core's State")
+        return State(graph=graph, **values)
+    except SnapshotInvalid:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+        raise SnapshotInvalid(f"malformed snapshot: {exc!r}") from None
+
+
+class _Reader:
+    """Parses the value lines, the last first, so that a reference is always to a value built already."""
+
+    def __init__(self, slots: int):
+        self.done: list = [None] * slots
+        self.current = slots
+
+    def read(self, lines: list):
+        for index in range(len(self.done) - 1, -1, -1):
+            self.current = index
+            self.done[index] = json.loads(lines[index], object_pairs_hook=self.build)
+        self.current = -1
+        return json.loads(lines[-1], object_pairs_hook=self.build)
+
+    def build(self, pairs):
+        if len(pairs) != 1:
+            raise SnapshotInvalid("an object in a value has more than one key")
+        tag, args = pairs[0]
+        if tag == "t":
+            return tuple(args)
+        build = _BUILDERS.get(tag)
+        if build is not None:
+            return build(args)
+        if tag == "d":
+            return dict(zip(args[0::2], args[1::2]))
+        if tag == "m":
+            return Map(zip(args[0::2], args[1::2]))
+        if tag == "f":
+            return _NON_FINITE[args]
+        if tag == "@":
+            if type(args) is not int or not self.current < args < len(self.done):
+                raise SnapshotInvalid(f"a reference to slot {args!r} from slot {self.current}")
+            return self.done[args]
+        raise SnapshotInvalid(f"{tag!r} is not a value a snapshot may hold")
+
+
+def _builder(name: str, cls):
+    """How to build an instance of an allowlisted class from its field values, checking their number."""
+    fields = _FIELDS[cls]
+
+    def check(args):
+        if type(args) is not list or len(args) != len(fields):
+            raise SnapshotInvalid(f"{name} has {len(fields)} fields, the snapshot gives {len(args)}")
+
+    if issubclass(cls, enum.Enum):
+        def build(args):
+            check(args)
+            return cls(args[0])
+    elif attrs.has(cls):
+        def build(args):
+            check(args)
+            return cls(**dict(zip(fields, args)))
+    else:  # a named tuple: tuple.__new__ skips the keyword handling of its __new__
+        def build(args):
+            check(args)
+            return tuple.__new__(cls, args)
+    return build
+
+
+_BUILDERS = {name: _builder(name, cls) for name, cls in CLASSES.items()}

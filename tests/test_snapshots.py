@@ -1,0 +1,84 @@
+"""The snapshot format: any state the core makes comes back equal, however deep its values nest,
+and text that is not a snapshot of this format and shape is refused, never run."""
+import math
+
+import attrs
+import pytest
+from immutables import Map
+
+from adapters import Engine, snapshots
+from adapters.snapshots import SnapshotInvalid, SnapshotUnsupported, decode_state, encode_state
+from scheduler_core.state import Timer
+
+WF = {"nodes": [{"id": "each", "type": "foreach", "max_parallel": 2}, {"id": "x", "type": "noop"},
+                {"id": "ask", "type": "hil", "choices": ["go", "stop"], "timeout": 60},
+                {"id": "all", "type": "merge"}],
+      "connections": [{"from": "each", "to": "x", "port": "iteration"}, {"from": "x", "to": "all"},
+                      {"from": "ask", "to": "all", "port": "go"}]}
+
+
+def waiting_state():
+    return Engine(runner="serial", linger=0).run(WF, trigger=[1, 2, 3]).state
+
+
+def round_trip(state):
+    return decode_state(encode_state(state), state.graph)
+
+
+def test_a_state_comes_back_equal():
+    state = waiting_state()
+    assert len(state.awaiting) and len(state.timers)
+    assert round_trip(state) == state
+
+
+def test_a_state_holding_heaps_and_cons_lists_100000_deep_comes_back_equal():
+    deep = None
+    for i in range(100_000):
+        deep = (i, deep)
+    state = attrs.evolve(waiting_state(), trigger=deep)
+    back = round_trip(state).trigger
+    for i in reversed(range(100_000)):  # compared in a loop: == on such a value would recurse
+        assert back[0] == i
+        back = back[1]
+    assert back is None
+
+
+def test_floats_that_json_has_no_number_for_come_back():
+    state = attrs.evolve(waiting_state(), trigger={"a": math.inf, "b": [-math.inf, math.nan], "c": 1.5})
+    trigger = round_trip(state).trigger
+    assert trigger["a"] == math.inf and trigger["b"][0] == -math.inf and math.isnan(trigger["b"][1])
+    assert "NaN" not in encode_state(state) and "Infinity" not in encode_state(state)
+
+
+def test_tuples_lists_dicts_and_maps_keep_their_types():
+    value = {(1, (2,)): [(), []], "m": Map({(0, ()): Timer(kind="retry", key=(0, ()), attempt=1, due=2.0)})}
+    back = round_trip(attrs.evolve(waiting_state(), trigger=value)).trigger
+    assert back == value and type(back["m"]) is Map and type(back[(1, (2,))][0]) is tuple
+
+
+def test_a_value_the_format_does_not_know_is_refused_when_writing():
+    with pytest.raises(SnapshotUnsupported, match="set"):
+        encode_state(attrs.evolve(waiting_state(), trigger={1, 2}))
+
+
+@pytest.mark.parametrize("text", [
+    b"\x80\x04K\x01.", "", "not json", '{"format": "flowcore-snapshot/0", "deep": 0}\n[]',
+    '{"format": "%s", "deep": 1}\n[]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["status", {"os.system": ["true"]}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["status", {"t": [], "d": []}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 1}\n{"@": 0}\n[]' % snapshots.FORMAT,
+])
+def test_text_that_is_not_a_snapshot_of_this_format_is_refused(text):
+    with pytest.raises(SnapshotInvalid):
+        decode_state(text, None)
+
+
+def test_the_version_names_the_format_and_changes_with_the_states_shape(monkeypatch):
+    before = snapshots.version()
+    assert before.startswith(snapshots.FORMAT + ":")
+    snapshots.version.cache_clear()
+    monkeypatch.setattr(snapshots, "_STATE_FIELDS", snapshots._STATE_FIELDS + ("a_new_field",))
+    try:
+        assert snapshots.version() != before
+    finally:
+        snapshots.version.cache_clear()
