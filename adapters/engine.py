@@ -23,7 +23,6 @@ from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, 
 from .report import run_dict, run_status
 from .store import (LeaseHeld, Lease, MemoryStore, RunInfo, Snapshot, SqliteStore, StoreError, UnknownRun,
                     canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
-from .nodes import ensure_importable
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
 HEARTBEAT_SECONDS = 10.0
@@ -125,6 +124,8 @@ class Engine:
     def run(self, workflow, trigger=None, run_id=None, *, runner=None, max_parallel=None, linger=None, grace=None,
             observer=None, path=None) -> RunResult:
         wf = load_workflow(workflow)
+        if path is None and isinstance(workflow, (str, os.PathLike)):  # a resume finds its node modules there
+            path = os.path.abspath(workflow)
         runner = runner or wf.settings.runner or self.runner
         if runner not in backend_names():
             raise RunRefused(f"unknown runner {runner!r}; choose one of {', '.join(backend_names())}")
@@ -178,10 +179,9 @@ class Engine:
         if not info.definition_intact():
             raise RunRefused(f"run {run_id!r}: its stored workflow definition does not match the hash recorded "
                              f"when it started; the store was changed by hand, so the run cannot be trusted")
-        if info.options.get("path"):  # node modules beside the workflow file import as they did at run time
-            ensure_importable(os.path.dirname(info.options["path"]))
+        path = info.options.get("path")  # node modules beside the workflow file import as they did at run time
         try:  # the structure, for the replay; the node types are checked when a resume runs them
-            wf = load_workflow(info.definition, node_types=False)
+            wf = load_workflow(info.definition, node_types=False, base_dir=os.path.dirname(path) if path else None)
         except WorkflowError as exc:
             raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
         count = since + len(batches)

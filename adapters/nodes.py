@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import inspect
 import json
 import math
-import sys
 from collections.abc import Mapping
 
 import jmespath
 
 from scheduler_core import Ports, as_ports
+
+from .imports import CallNotImportable, current_search_folders, import_call
 
 
 class FieldProblem(Exception):
@@ -37,26 +37,6 @@ def _number(value, field, positive=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
         raise FieldProblem(f"{field} must be a {'positive' if positive else 'non-negative'} number, not {value!r}")
     return value
-
-
-def import_call(call: str):
-    """``module:function`` -> the function; a clear message when it does not import."""
-    if not isinstance(call, str) or ":" not in call:
-        raise FieldProblem(f"call must look like 'module:function', not {call!r}")
-    module_name, _, attr = call.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise FieldProblem(f"call {call!r}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") \
-            from None
-    fn = module
-    for part in attr.split("."):
-        fn = getattr(fn, part, None)
-        if fn is None:
-            raise FieldProblem(f"call {call!r}: module {module_name!r} has no {attr!r}")
-    if not callable(fn):
-        raise FieldProblem(f"call {call!r} is not callable")
-    return fn
 
 
 def truthy(value) -> bool:
@@ -86,10 +66,14 @@ class NodeType:
 
 
 @functools.lru_cache(maxsize=4096)
-def _resolve_call(call) -> tuple:
-    """(function, wants ctx, is a coroutine function) for ``module:function``: once per distinct call,
-    however many nodes share it (a 100,000-node workflow often names a handful of functions)."""
-    fn = import_call(call)
+def _resolve_call(call, folders) -> tuple:
+    """(function, wants ctx, is a coroutine function) for ``module:function`` looked for in
+    ``folders`` first: once per distinct call and folders, however many nodes share it (a
+    100,000-node workflow often names a handful of functions)."""
+    try:
+        fn = import_call(call, folders=folders)
+    except CallNotImportable as exc:
+        raise FieldProblem(str(exc)) from None
     try:
         wants_ctx = "ctx" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -105,7 +89,7 @@ class PythonNode(NodeType):
         call = config.get("call")
         if not isinstance(call, str):
             raise FieldProblem(f"call must look like 'module:function', not {call!r}")
-        self.fn, self.wants_ctx, self.is_async = _resolve_call(call)
+        self.fn, self.wants_ctx, self.is_async = _resolve_call(call, current_search_folders())
         params = config.get("params") or {}
         if type(params) is not dict and not isinstance(params, Mapping):  # a dict skips the slower ABC check
             raise FieldProblem("params must be a mapping of keyword arguments")
@@ -245,10 +229,3 @@ def _json_scalar(value) -> bool:
     """A value JSON keeps as it is: a string, a whole number, a bool, None or a finite float."""
     kind = type(value)
     return kind is str or kind is int or kind is bool or value is None or (kind is float and math.isfinite(value))
-
-
-def ensure_importable(directory: str) -> None:
-    """Let ``call: module:function`` find modules beside the workflow file and in the working directory."""
-    for d in (directory, "."):
-        if d not in sys.path:
-            sys.path.insert(0, d)
