@@ -16,7 +16,8 @@ import uuid
 
 import attrs
 
-from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, collector_paused, make_backend
+from runners import (DEFAULT_GRACE, DEFAULT_LINGER, Drive, RunnerUnavailable, backend_names, collector_paused,
+                     make_backend)
 from scheduler_core import (InputProvided, ReplayDiverged, Resumed, RunStarted, State, fingerprint,
                             initial_state, input_problem, step)
 
@@ -295,7 +296,10 @@ class Engine:
             extra["grace"] = options["grace"]
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
-        return make_backend(name, build_invoker(wf, json_only=self.store.durable), run_id, max_parallel, **extra)
+        try:
+            return make_backend(name, build_invoker(wf, json_only=self.store.durable), run_id, max_parallel, **extra)
+        except RunnerUnavailable as exc:
+            raise RunRefused(str(exc)) from None
 
 
 def _check_node_types(run_id: str, wf) -> None:

@@ -11,6 +11,8 @@ import queue
 import threading
 import time
 
+from distributed import Client, LocalCluster
+
 from scheduler_core import CancelConfirmed, NodeFailed
 
 from .context import NodeContext
@@ -26,8 +28,6 @@ def _run_attempt(invoker, run_id, cmd):
 class DaskBackend:
     def __init__(self, invoker, run_id: str, max_parallel: int = 8, *, address: str | None = None,
                  grace: float = 2.0, clock=time.time):
-        from distributed import Client, LocalCluster
-
         self.invoker = invoker
         self.run_id = run_id
         self.clock = clock
