@@ -292,7 +292,7 @@ class Engine:
 
         name = options["runner"]
         extra = dict(self.runner_options)
-        if name in ("thread", "asyncio"):
+        if name in ("thread", "asyncio", "dask"):
             extra["grace"] = options["grace"]
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})

@@ -137,3 +137,11 @@ def thread_name(value):
 def ports_named(value, names=()):
     """Its input on each port in ``names``, where a name given as a list becomes a tuple."""
     return Ports({tuple(n) if isinstance(n, list) else n: value for n in names})
+
+
+def timed_sleep(value, seconds=1.0, ctx=None):
+    """Like ``sleep`` (ignores cancellation), and notes when each attempt started and ended (monotonic)."""
+    note(ctx.node, ("start", ctx.attempt, time.monotonic()))
+    time.sleep(seconds)
+    note(ctx.node, ("end", ctx.attempt, time.monotonic()))
+    return value
