@@ -5,7 +5,8 @@ line). Runners make no scheduling decisions: they carry out ``step``'s commands 
 """
 from .async_runner import AsyncioBackend
 from .context import Invoker, NodeContext, instance_name
-from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, Drive, TimerService, collector_paused, fewer_gc_passes
+from .collector import collector_paused, fewer_gc_passes
+from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, Drive, TimerService
 from .serial import SerialBackend
 from .simulated import SimulatedBackend
 from .thread import ThreadBackend
