@@ -125,7 +125,8 @@ def _check_not_shadowing(top: str, spec, folders: list[str]) -> None:
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         raise CallNotImportable(f"{mine} has the name of the standard-library module {top!r}, which flowcore "
                                 f"does not let a workflow's module shadow; rename the file")
-    others = [p for p in sys.path if os.path.realpath(p or os.curdir) not in {os.path.realpath(f) for f in folders}]
+    searched = {os.path.realpath(folder) for folder in folders}
+    others = [p for p in sys.path if os.path.realpath(p or os.curdir) not in searched]
     elsewhere = importlib.machinery.PathFinder.find_spec(top, others)
     if elsewhere is not None and _location(elsewhere) != mine:
         raise CallNotImportable(f"{mine} has the name of the installed module {top!r} ({_location(elsewhere)}), "
