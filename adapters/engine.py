@@ -7,12 +7,13 @@ is written (a lease taken for it is given back).
 """
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 
 import attrs
 
-from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, backend_names, make_backend
+from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, RunnerUnavailable, backend_names, make_backend
 from scheduler_core import CapChanged, InputProvided, Resumed, RunStarted, fingerprint, initial_state, input_problem
 
 from . import recovery
@@ -118,6 +119,8 @@ class Engine:
     def run(self, workflow, trigger=None, run_id=None, *, runner=None, max_parallel=None, linger=None, grace=None,
             observer=None, path=None) -> RunResult:
         wf = load_workflow(workflow)
+        if path is None and isinstance(workflow, (str, os.PathLike)):  # a resume finds its node modules there
+            path = os.path.abspath(workflow)
         runner = runner or wf.settings.runner or self.runner
         if runner not in backend_names():
             raise RunRefused(f"unknown runner {runner!r}; choose one of {', '.join(backend_names())}")
@@ -256,11 +259,14 @@ class Engine:
 
         name = options["runner"]
         extra = dict(self.runner_options)
-        if name in ("thread", "asyncio"):
+        if name in ("thread", "asyncio", "dask"):
             extra["grace"] = options["grace"]
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
-        return make_backend(name, build_invoker(wf, json_only=self.store.durable), run_id, max_parallel, **extra)
+        try:
+            return make_backend(name, build_invoker(wf, json_only=self.store.durable), run_id, max_parallel, **extra)
+        except RunnerUnavailable as exc:
+            raise RunRefused(str(exc)) from None
 
 
 def _check_node_types(run_id: str, wf) -> None:

@@ -1,37 +1,14 @@
-"""Calling node code: importing what a ``call`` names, and the invoker the runners call nodes through.
+"""The invoker the runners call node code through.
 
-The node types themselves live in ``adapters/node_types/``, one module each.
+The node types themselves live in ``adapters/node_types/``, one module each; how a ``call`` is
+imported, in ``adapters/imports.py``.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import sys
 
 from runners.private_values import recorded_ports
-
-from .node_types.base import FieldProblem
-
-
-def import_call(call: str):
-    """``module:function`` -> the function; a clear message when it does not import."""
-    if not isinstance(call, str) or ":" not in call:
-        raise FieldProblem(f"call must look like 'module:function', not {call!r}")
-    module_name, _, attr = call.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise FieldProblem(f"call {call!r}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") \
-            from None
-    fn = module
-    for part in attr.split("."):
-        fn = getattr(fn, part, None)
-        if fn is None:
-            raise FieldProblem(f"call {call!r}: module {module_name!r} has no {attr!r}")
-    if not callable(fn):
-        raise FieldProblem(f"call {call!r} is not callable")
-    return fn
 
 
 class NodeInvoker:
@@ -76,10 +53,3 @@ def _json_scalar(value) -> bool:
     """A value JSON keeps as it is: a string, a whole number, a bool, None or a finite float."""
     kind = type(value)
     return kind is str or kind is int or kind is bool or value is None or (kind is float and math.isfinite(value))
-
-
-def ensure_importable(directory: str) -> None:
-    """Let ``call: module:function`` find modules beside the workflow file and in the working directory."""
-    for d in (directory, "."):
-        if d not in sys.path:
-            sys.path.insert(0, d)

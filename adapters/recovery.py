@@ -20,7 +20,6 @@ from runners import collector_paused
 from scheduler_core import CapChanged, ReplayDiverged, State, replay
 
 from . import snapshots
-from .nodes import ensure_importable
 from .store import RunInfo, Snapshot, StoreError, UnknownRun
 from .workflow_file import WorkflowError, compiled, load_workflow
 
@@ -80,10 +79,9 @@ def _workflow(run_id: str, info: RunInfo):
     if not info.definition_intact():
         raise RunRefused(f"run {run_id!r}: its stored workflow definition does not match the hash recorded "
                          f"when it started; the store was changed by hand, so the run cannot be trusted")
-    if info.options.get("path"):  # node modules beside the workflow file import as they did at run time
-        ensure_importable(os.path.dirname(info.options["path"]))
+    path = info.options.get("path")  # node modules beside the workflow file import as they did at run time
     try:  # the structure, for the replay; the node types are checked when a resume runs them
-        return load_workflow(info.definition, node_types=False)
+        return load_workflow(info.definition, node_types=False, base_dir=os.path.dirname(path) if path else None)
     except WorkflowError as exc:
         raise RunRefused(f"run {run_id!r}: its stored workflow no longer loads here:\n{exc}") from None
 

@@ -20,8 +20,9 @@ from runners import collector_paused
 from scheduler_core import (Edge, Graph, Node, Problem, Retry, RunTask, Settings, Workflow, WorkflowInvalid,
                             compile_workflow)
 
+from .imports import calls_from
 from .node_types import NODE_TYPES, FieldProblem, owns_timeout
-from .nodes import NodeInvoker, ensure_importable
+from .nodes import NodeInvoker
 
 COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description"}
 _PARSED_COMMON_FIELDS = COMMON_FIELDS - {"id", "type", "description"}  # those a Node holds as attributes
@@ -68,8 +69,12 @@ def read_definition(path: str) -> dict:
     return dict(data)
 
 
-def load_workflow(source, max_parallel: int | None = None, *, node_types: bool = True) -> Workflow:
+def load_workflow(source, max_parallel: int | None = None, *, node_types: bool = True,
+                  base_dir: str | None = None) -> Workflow:
     """A path (YAML or JSON) or a dict -> a checked ``Workflow``; raises ``WorkflowError``.
+
+    A python node's ``call`` is looked for beside the workflow file first (``base_dir`` for a dict:
+    the folder of the file it came from), then in the working directory (see ``adapters.imports``).
 
     ``node_types=False`` checks the structure only and leaves each node type's own checks (which
     import the code python nodes call) to ``build_invoker``, when the nodes are about to run: for a
@@ -79,7 +84,7 @@ def load_workflow(source, max_parallel: int | None = None, *, node_types: bool =
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         data = read_definition(path)
-        ensure_importable(os.path.dirname(os.path.abspath(path)))
+        base_dir = os.path.dirname(os.path.abspath(path))
         where = path
     elif isinstance(source, Mapping):
         data, where = dict(source), "workflow"
@@ -87,6 +92,8 @@ def load_workflow(source, max_parallel: int | None = None, *, node_types: bool =
         raise TypeError(f"load_workflow takes a path or a dict, not {type(source).__name__}")
     with collector_paused():  # a large workflow is many small long-lived values; no node code runs here
         workflow, problems = parse(data, default_name=_default_name(where))
+        if base_dir:
+            _BASE_DIRS[workflow] = os.path.abspath(base_dir)
         check(workflow, problems, where, node_types=node_types)
     return workflow
 
@@ -112,6 +119,11 @@ def _node_impls(workflow: Workflow, problems: list, parsed: bool = True) -> dict
     """Node id -> its type's implementation; a node type's complaints about its fields go to ``problems``,
     and, for a workflow that was not ``parsed`` from a file or dict (built in code), unknown types and
     missing required fields too (parsing reports those)."""
+    with calls_from(_BASE_DIRS.get(workflow)):
+        return _node_impls_here(workflow, problems, parsed)
+
+
+def _node_impls_here(workflow: Workflow, problems: list, parsed: bool) -> dict:
     impls = {}
     for node in workflow.nodes:
         impl = NODE_TYPES.get(node.type)
@@ -130,6 +142,8 @@ def _node_impls(workflow: Workflow, problems: list, parsed: bool = True) -> dict
 # the only thing that changes from run to run) and the node types' implementations.
 _GRAPHS: "weakref.WeakKeyDictionary[Workflow, Graph]" = weakref.WeakKeyDictionary()
 _IMPLS: "weakref.WeakKeyDictionary[Workflow, dict]" = weakref.WeakKeyDictionary()
+# The folder of the file a workflow came from: its python nodes' calls are looked for there first.
+_BASE_DIRS: "weakref.WeakKeyDictionary[Workflow, str]" = weakref.WeakKeyDictionary()
 
 
 def compiled(workflow: Workflow, default_max_parallel: int = 8, max_parallel: int | None = None) -> Graph:

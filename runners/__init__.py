@@ -5,7 +5,8 @@ line). Runners make no scheduling decisions: they carry out ``step``'s commands 
 """
 from .async_runner import AsyncioBackend
 from .context import Invoker, NodeContext, instance_name
-from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, Drive, TimerService, collector_paused, fewer_gc_passes
+from .collector import collector_paused, fewer_gc_passes
+from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, Drive, TimerService
 from .serial import SerialBackend
 from .simulated import SimulatedBackend
 from .thread import ThreadBackend
@@ -18,13 +19,21 @@ BACKENDS = {
 }
 
 
+class RunnerUnavailable(RuntimeError):
+    """A runner whose optional packages are not installed; the message says what to install."""
+
+
 def backend_names() -> list[str]:
     return sorted(BACKENDS) + ["dask"]
 
 
 def make_backend(name: str, invoker, run_id: str, max_parallel: int, **options):
     if name == "dask":
-        from .dask_runner import DaskBackend  # needs the optional `distributed` package
+        try:
+            from .dask_runner import DaskBackend  # needs the optional `distributed` package
+        except ModuleNotFoundError as exc:
+            raise RunnerUnavailable(f"the dask runner needs the optional 'distributed' package ({exc}); install "
+                                    f"it with: pip install 'flowcore[dask]'") from None
         return DaskBackend(invoker, run_id, max_parallel, **options)
     if name not in BACKENDS:
         raise ValueError(f"unknown runner {name!r}; choose one of {', '.join(backend_names())}")
@@ -33,4 +42,4 @@ def make_backend(name: str, invoker, run_id: str, max_parallel: int, **options):
 
 __all__ = ["AsyncioBackend", "Invoker", "NodeContext", "instance_name", "DEFAULT_GRACE", "DEFAULT_LINGER",
            "Backend", "Drive", "TimerService", "collector_paused", "fewer_gc_passes", "SerialBackend", "SimulatedBackend", "ThreadBackend",
-           "BACKENDS", "backend_names", "make_backend"]
+           "BACKENDS", "RunnerUnavailable", "backend_names", "make_backend"]

@@ -7,14 +7,14 @@ loop makes no scheduling decision: those are ``step``'s.
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import heapq
 import queue
 from typing import Callable, Protocol
 
 from scheduler_core import (AwaitInput, CancelNode, CancelRequested, CancelTimer, NodeFailed, NodeSucceeded, StartNode, StartTimer,
                             State, TimerFired, step)
+
+from .collector import fewer_gc_passes
 
 DEFAULT_LINGER = 60.0
 DEFAULT_GRACE = 2.0
@@ -94,42 +94,6 @@ def attempt_event(cmd: StartNode, ctx, call: Callable[[], dict], clock: Callable
     except Exception as exc:  # a node's failure is data, reported to the core
         return ended_event(cmd, ctx, started, clock(), error=exc)
     return ended_event(cmd, ctx, started, clock(), ports=ports)
-
-
-@contextlib.contextmanager
-def fewer_gc_passes():
-    """A run allocates many small, acyclic, long-lived values (records, map nodes); with the default
-    thresholds the cyclic collector rescans them so often that a 100,000-node run costs 1.5x per node
-    what a 10,000-node run does. Collect less often while driving; restore the thresholds after."""
-    before = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 20)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-
-
-@contextlib.contextmanager
-def collector_paused():
-    """For bounded work of flowcore's own that builds many long-lived, acyclic values (parsing a
-    workflow, replaying a log: no node code runs): the cyclic collector would only rescan them, a
-    fifth of the time it takes to load a 100,000-node workflow even with ``fewer_gc_passes``. It
-    runs as before once the work is done. (The pause, like ``fewer_gc_passes``, is process-wide.)"""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            # What the work built would all be young, and the first collection after it would scan
-            # it all (as long as the work took). Move every tracked object to the oldest generation
-            # instead (freeze, then unfreeze: two list splices), where full collections see it;
-            # not where the application froze objects itself (before forking, say): unfreezing
-            # would undo that.
-            if gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 class Drive:

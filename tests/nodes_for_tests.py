@@ -27,6 +27,7 @@ def reset() -> None:
         running.clear()
         peak.clear()
         seen.clear()
+        signals.clear()
 
 
 def note(node: str, what: str) -> None:
@@ -137,3 +138,22 @@ def thread_name(value):
 def ports_named(value, names=()):
     """Its input on each port in ``names``, where a name given as a list becomes a tuple."""
     return Ports({tuple(n) if isinstance(n, list) else n: value for n in names})
+
+
+def timed_sleep(value, seconds=1.0, ctx=None):
+    """Like ``sleep`` (ignores cancellation), and notes when each attempt started and ended (monotonic)."""
+    note(ctx.node, ("start", ctx.attempt, time.monotonic()))
+    time.sleep(seconds)
+    note(ctx.node, ("end", ctx.attempt, time.monotonic()))
+    return value
+
+
+signals: dict = collections.defaultdict(threading.Event)  # name -> an event nodes and tests set and wait for
+
+
+def rendezvous(value, mine="", wait_for="", seconds=10.0):
+    """Sets the signal ``mine``, then waits (up to ``seconds``) for the signal ``wait_for``."""
+    signals[mine].set()
+    if not signals[wait_for].wait(seconds):
+        raise TimeoutError(f"no {wait_for!r} within {seconds} s")
+    return value

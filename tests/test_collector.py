@@ -1,9 +1,11 @@
-"""collector_paused: the cyclic collector is off during flowcore's own bulk work and as before after it."""
+"""The cyclic collector: off during flowcore's own bulk work, fewer passes while driving, and as before after it,
+however many runs overlap in threads."""
 import gc
+import threading
 
 import pytest
 
-from runners.drive import collector_paused
+from runners import collector_paused, fewer_gc_passes
 
 
 @pytest.fixture
@@ -46,3 +48,67 @@ def test_objects_the_application_froze_stay_frozen(collector_restored):
     with collector_paused():
         built = [[i] for i in range(1000)]
     assert frozen(kept) and gc.isenabled() and len(built) == 1000
+
+
+@pytest.fixture
+def collector_settings_restored():
+    enabled, threshold = gc.isenabled(), gc.get_threshold()
+    yield
+    gc.set_threshold(*threshold)
+    (gc.enable if enabled else gc.disable)()
+
+
+def test_two_engines_running_at_once_leave_the_collector_as_they_found_it(collector_settings_restored):
+    # The runs overlap as A in, B in, A out, B out: the order that left (50000, 20, 20) for good when
+    # each run saved the thresholds it found and put them back when it ended.
+    from adapters import Engine
+    from nodes_for_tests import signals, task
+
+    gc.set_threshold(1234, 11, 12)
+    gc.enable()
+    first = {"nodes": [task("a", "rendezvous", params={"mine": "a_in", "wait_for": "b_in"})]}
+    second = {"nodes": [task("b", "rendezvous", params={"mine": "b_in", "wait_for": "a_out"})]}
+    results = {}
+
+    def run_first():
+        results["a"] = Engine(runner="thread").run(first)
+        signals["a_out"].set()
+
+    def run_second():
+        signals["a_in"].wait(10)
+        results["b"] = Engine(runner="serial").run(second)
+
+    threads = [threading.Thread(target=run_first), threading.Thread(target=run_second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results["a"].status == results["b"].status == "succeeded"
+    assert gc.get_threshold() == (1234, 11, 12)
+    assert gc.isenabled()
+
+
+def test_overlapping_pauses_in_threads_leave_the_collector_on(collector_settings_restored):
+    gc.enable()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with collector_paused():
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def second():
+        a_in.wait(10)
+        with fewer_gc_passes(), collector_paused():
+            b_in.set()
+            a_out.wait(10)
+            seen.append(gc.isenabled())  # still paused for this holder after the other one left
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen == [False] and gc.isenabled()

@@ -9,16 +9,19 @@ from collections.abc import Mapping
 from runners.private_values import private_copy
 from scheduler_core import RunTask, as_ports
 
+from ..imports import CallNotImportable, current_search_folders, import_call
 from .base import FieldProblem, NodeType
 
 
 @functools.lru_cache(maxsize=4096)
-def _resolve_call(call) -> tuple:
-    """(function, wants ctx, is a coroutine function) for ``module:function``: once per distinct call,
-    however many nodes share it (a 100,000-node workflow often names a handful of functions)."""
-    from ..nodes import import_call  # (adapters.nodes imports this package)
-
-    fn = import_call(call)
+def _resolve_call(call, folders) -> tuple:
+    """(function, wants ctx, is a coroutine function) for ``module:function`` looked for in
+    ``folders`` first: once per distinct call and folders, however many nodes share it (a
+    100,000-node workflow often names a handful of functions)."""
+    try:
+        fn = import_call(call, folders=folders)
+    except CallNotImportable as exc:
+        raise FieldProblem(str(exc)) from None
     try:
         wants_ctx = "ctx" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -39,7 +42,7 @@ class PythonNode(NodeType):
         call = config.get("call")
         if not isinstance(call, str):
             raise FieldProblem(f"call must look like 'module:function', not {call!r}")
-        self.fn, self.wants_ctx, self.is_async = _resolve_call(call)
+        self.fn, self.wants_ctx, self.is_async = _resolve_call(call, current_search_folders())
         params = config.get("params") or {}
         if not isinstance(params, Mapping):
             raise FieldProblem("params must be a mapping of keyword arguments")
