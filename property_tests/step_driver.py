@@ -7,8 +7,8 @@ late result may still come), the instances waiting for an answer. At each turn a
 picks the next thing to report: a completion or failure, a timer falling due (time jumps to it:
 a timeout, a retry, a delay, a wait's timeout), a confirmation, a late result of a cancelled
 attempt, an answer to a waiting ``wait`` or ``hil``, or a duplicate of something already
-reported; sometimes several in one batch. A scenario may also crash the driving process at some
-steps: everything the process held is lost, a new one rebuilds the state from the logged batches
+reported; sometimes several in one batch. A scenario may also let the driving process crash at
+random steps: everything the process held is lost, a new one rebuilds the state from the logged batches
 (``replay``) and resumes the run (``Resumed``). Time only moves forward, and every timer due by an
 event's time fires before that event, as in the real drive loop. What instances do and what people
 answer is a ``Behaviour``: a pure function of the instance, attempt and input.
@@ -40,6 +40,7 @@ FAST, SLOW = (0, 0.5, 1), (2, 4, 8)  # how long an attempt takes, in seconds; sl
 OVERRUNS = (0.5, 2)  # how far past its deadline an attempt that overruns it would finish
 STOPPING = (0, 0.5, 3)  # how long a runner takes to stop a cancelled attempt
 MAX_STEPS = 5000
+MAX_CRASHES = 2  # per run: each crash replays the whole log so far
 
 
 @attrs.frozen
@@ -133,13 +134,14 @@ def frozen_bytes(state: State) -> bytes:
 
 class Driver:
     def __init__(self, definition: dict, graph, behaviour: Behaviour, schedule, *, cancel_at=None,
-                 crashes_at=(), snapshots=False):
+                 crash_odds=None, snapshots=False):
         self.definition = definition
         self.graph = graph
         self.behaviour = behaviour
         self.schedule = schedule
         self.cancel_at = cancel_at
-        self.crashes_at = frozenset(crashes_at)
+        self.crash_odds = crash_odds
+        self.crashes_left = MAX_CRASHES
         self.snapshots = [] if snapshots else None
         self.state = initial_state(graph)
         self.now = 0.0
@@ -170,7 +172,7 @@ class Driver:
     # -- choosing what happens ------------------------------------------------------------------
 
     def next_batch(self) -> list:
-        if len(self.steps) in self.crashes_at and not self.finished:
+        if self.crash_odds and self.crashes_left and not self.finished and self.schedule.chance(self.crash_odds):
             return self.crash_and_resume()
         events = []
         if self.cancel_at is not None and len(self.steps) == self.cancel_at and not self.finished:
@@ -189,6 +191,7 @@ class Driver:
         """The driving process dies: what it ran, owed, timed and asked is gone, and so is its state. A
         new one rebuilds the state from the logged batches (checking the core decides as it did) and
         resumes the run."""
+        self.crashes_left -= 1
         for pending in (self.running, self.zombies, self.to_confirm, self.timers, self.awaiting):
             pending.clear()
         self.reported.clear()
@@ -289,7 +292,7 @@ class Driver:
     def carry_out(self, c) -> None:
         kind = type(c)
         if kind is StartNode:
-            if c.deadline is not None and self.schedule.chance(3):  # overruns its deadline: it times out
+            if c.deadline is not None and self.schedule.chance(2):  # overruns its deadline: it times out
                 finish = c.deadline + OVERRUNS[self.schedule.pick(len(OVERRUNS))]
             else:
                 durations = SLOW if self.schedule.chance(5) else FAST

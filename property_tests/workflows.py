@@ -35,9 +35,9 @@ class Vocabulary:
     delays: bool = True
     delay_seconds: tuple = (0, 0.5, 1, 3)
     timeouts: bool = True
-    timeout_odds: int = 8  # one task node in this many has a timeout
+    timeout_odds: int = 3  # one task node in this many has a timeout
     retries: bool = True
-    retry_odds: int = 4
+    retry_odds: int = 3
     retry_delays: tuple = (0, 0.5, 1)
     caps: bool = True
     selects: tuple = ("@", "[0]", "length(@)")  # on an edge; length() of a number fails the target
