@@ -8,10 +8,10 @@ picks the next thing to report: a completion or failure, a timer falling due (ti
 a timeout, a retry, a delay, a wait's timeout), a confirmation, a late result of a cancelled
 attempt, an answer to a waiting ``wait`` or ``hil``, or a duplicate of something already
 reported; sometimes several in one batch. A scenario may also let the driving process crash at
-random steps: everything the process held is lost, a new one rebuilds the state from the logged batches
-(``replay``) and resumes the run (``Resumed``). Time only moves forward, and every timer due by an
-event's time fires before that event, as in the real drive loop. What instances do and what people
-answer is a ``Behaviour``: a pure function of the instance, attempt and input.
+random steps: everything the process held is lost, a new one rebuilds the state from the logged
+batches (``replay``) and resumes the run (``Resumed``). Time only moves forward, and every timer
+due by an event's time fires before that event, as in the real drive loop. What instances do and
+what people answer is a ``Behaviour``: a pure function of the instance, attempt and input.
 
 The result is a ``Trace`` of every step (events, state before and after, commands) that the
 invariants in ``invariants.py`` read, and that prints as a literal reproduction.

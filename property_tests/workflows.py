@@ -64,7 +64,7 @@ class _Declared:
     scope: str | None  # the foreach whose items this node runs per, or None at the top level
     depth: int
     size: int  # a bound on how many numbers its output holds: values passed on must not grow exponentially
-    ports: tuple = ()
+    ports: tuple  # the ports edges may read: its type's, and a hil's choices
 
 
 @st.composite
