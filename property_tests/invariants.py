@@ -11,12 +11,14 @@ import functools
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from scheduler_core import (CancelConfirmed, CancelNode, CancelTimer, NodeFailed, NodeSucceeded, RunFinished,
-                            Resumed, StartNode, StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
+from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelTimer, InputProvided, NodeFailed,
+                            NodeSucceeded, RunFinished, Resumed, StartNode, StartTimer, TimerFired, fingerprint, heap,
+                            replay, sequence_keys)
 from scheduler_core.graph import FAN_OUT, GATHER, MAP
 from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING
 
 from .step_driver import Trace, frozen_bytes
+from .workflows import PARKING_TYPES, WAITING_TYPES
 
 
 @functools.lru_cache(maxsize=None)
@@ -293,7 +295,7 @@ def attempts_never_overlap(trace: Trace) -> None:
 
     ledger = walk(trace, on_start=on_start, after_step=after_step)
     for key, record in trace.final.records.items():
-        if g.nodes[key[0]].type != "delay":
+        if g.nodes[key[0]].type not in PARKING_TYPES:  # a parked instance counts one attempt, never started
             assert record.attempts == ledger.started.get(key, 0), \
                 f"{name(g, key)} records {record.attempts} attempts but started {ledger.started.get(key, 0)}"
 
@@ -451,27 +453,72 @@ def step_never_mutates_the_state_it_is_given(trace: Trace) -> None:
 
 
 def replaying_the_batches_rebuilds_the_state(trace: Trace) -> None:
+    """Of the whole log, and of the log so far at each crash (the driver resumed from that replay)."""
     batches = [s.events for s in trace.steps]
     prints = [fingerprint(s.commands) for s in trace.steps]
     rebuilt = replay(trace.graph, batches, prints)
-    assert rebuilt == trace.final, "replaying the logged batches gives a different state"
+    _same_state(trace.graph, rebuilt, trace.final, "replaying the logged batches")
+    for i, s in enumerate(trace.steps[1:], 1):
+        if any(type(e) is Resumed for e in s.events):
+            _same_state(trace.graph, s.before, trace.steps[i - 1].after, f"replaying the {i} batches before a crash")
+
+
+def _same_state(g, rebuilt, live, what: str) -> None:
+    differ = sorted(name(g, k) for k in set(rebuilt.records.keys()) | set(live.records.keys())
+                    if rebuilt.records.get(k) != live.records.get(k))
+    assert not differ, f"{what} gives other records for {differ}"
+    assert rebuilt == live, f"{what} gives the same records but another state"
+
+
+def waits_end_answered_or_timed_out(trace: Trace) -> None:
+    """A ``wait`` or ``hil`` instance is announced when it parks and again at each resume while it
+    waits; it ends with the answer it was given (on its chosen port and ``result``; a ``wait``'s on
+    ``completed``), or once its timeout has passed with its input on ``timeout``; never otherwise."""
+    g = trace.graph
+    answers: dict = {}
+    for s in trace.steps:
+        asked = {key_of(g, c) for c in s.commands if type(c) is AwaitInput}
+        resumed = any(type(e) is Resumed for e in s.events)
+        for key, r in s.after.records.items():
+            parked = r.status == WAITING and g.nodes[key[0]].type in WAITING_TYPES
+            if parked and (resumed or s.before.records.get(key) is None):
+                assert key in asked, f"{name(g, key)} waits for an answer but was not announced"
+        for e in s.events:
+            if type(e) is InputProvided:
+                answers.setdefault(key_of(g, e), e)
+    for key, r in trace.final.records.items():
+        node = g.nodes[key[0]]
+        if node.type not in WAITING_TYPES or r.status != SUCCEEDED:
+            continue
+        answer = answers.get(key)
+        if answer is not None:
+            port = "completed" if node.type == "wait" else answer.port
+            expected = {"result": answer.value, **({port: answer.value} if port else {})}
+            assert r.ports == expected, f"{name(g, key)} was answered {answer}, yet ended with {r.ports}"
+        else:
+            timeout = node.config.get("timeout")
+            assert timeout is not None, f"{name(g, key)} has no timeout and no answer, yet ended with {r.ports}"
+            assert set(r.ports) == {"timeout"}, f"{name(g, key)} timed out, yet ended with ports {r.ports}"
+            assert r.finished_at - r.started_at >= float(timeout) - 1e-9, \
+                f"{name(g, key)} timed out after {r.finished_at - r.started_at} s, before its {timeout} s"
 
 
 def every_item_instance_runs_exactly_once(trace: Trace) -> None:
-    """Without failures or timeouts: each instance a fan-out expands to starts once and succeeds."""
+    """Without failures (other than flaky attempts, which are retried) or timeouts: each instance a
+    fan-out expands to starts each of its attempts once, and succeeds."""
     g = trace.graph
     starts: dict = {}
     for s in trace.steps:
         for c in s.commands:
             if type(c) is StartNode and not c.redispatch:  # a re-dispatch after a crash is the documented exception
-                starts[key_of(g, c)] = starts.get(key_of(g, c), 0) + 1
+                starts.setdefault(key_of(g, c), []).append(c.attempt)
     for key in expected_instances(g, trace.final.records):
         record = trace.final.records[key]
-        runs = starts.get(key, 0)
+        runs = starts.get(key, [])
         assert record.status in (SUCCEEDED, SKIPPED), f"{name(g, key)} ended {record.status} in a run without failures"
-        is_task = g.nodes[key[0]].type != "delay"
-        want = 1 if record.status == SUCCEEDED and is_task else 0
-        assert runs == want, f"{name(g, key)} ({record.status}) started {runs} times, not {want}"
+        is_task = g.nodes[key[0]].type not in PARKING_TYPES
+        want = list(range(1, record.attempts + 1)) if record.status == SUCCEEDED and is_task else []
+        assert runs == want, f"{name(g, key)} ({record.status}) started attempts {runs}, not {want}"
 
 
 def gathers_receive_item_results_in_item_order(trace: Trace) -> None:

@@ -1,13 +1,17 @@
 """A runner stand-in that feeds ``scheduler_core.step`` directly, with a schedule choosing what happens.
 
-The driver keeps what a runner would: the attempts it was told to start, the timers it was asked
-for, the cancelled attempts it still owes a ``CancelConfirmed`` (and whose late result may still
-come). At each turn a ``Schedule`` picks the next thing to report: a completion or failure, a
-timer falling due (time jumps to it), a confirmation, a late result of a cancelled attempt, or a
-duplicate of something already reported; sometimes several in one batch. A scenario may also
-crash the driving process at one step: a new one resumes the run (``Resumed``). Time only moves
-forward, and every timer due by an event's time fires before that event, as in the real drive
-loop. What instances do is a ``Behaviour``: a pure function of the instance, attempt and input.
+The driver keeps what a runner would: the attempts it was told to start (an attempt with a
+deadline sometimes overruns it), the timers it was asked for, the cancelled attempts it still owes
+a ``CancelConfirmed`` (a runner takes a while to stop one, so the retry may fall due first; the
+late result may still come), the instances waiting for an answer. At each turn a ``Schedule``
+picks the next thing to report: a completion or failure, a timer falling due (time jumps to it:
+a timeout, a retry, a delay, a wait's timeout), a confirmation, a late result of a cancelled
+attempt, an answer to a waiting ``wait`` or ``hil``, or a duplicate of something already
+reported; sometimes several in one batch. A scenario may also let the driving process crash at
+random steps: everything the process held is lost, a new one rebuilds the state from the logged
+batches (``replay``) and resumes the run (``Resumed``). Time only moves forward, and every timer
+due by an event's time fires before that event, as in the real drive loop. What instances do and
+what people answer is a ``Behaviour``: a pure function of the instance, attempt and input.
 
 The result is a ``Trace`` of every step (events, state before and after, commands) that the
 invariants in ``invariants.py`` read, and that prints as a literal reproduction.
@@ -23,16 +27,20 @@ from functools import partial
 import attrs
 from hypothesis import strategies as st
 
+import scheduler_core
 from adapters.store import encode_event
-from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, NodeFailed,
-                            NodeSucceeded, Resumed, RunFinished, RunStarted, StartNode, StartTimer, State, TimerFired,
-                            compile_workflow, initial_state, step)
+from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, InputProvided,
+                            NodeFailed, NodeSucceeded, Resumed, RunFinished, RunStarted, StartNode, StartTimer, State,
+                            TimerFired, compile_workflow, fingerprint, initial_state, input_problem, replay, step)
 
 from .pure_nodes import digest
 from .workflows import PYTHON_PORTS
 
 FAST, SLOW = (0, 0.5, 1), (2, 4, 8)  # how long an attempt takes, in seconds; slow ones are rarer
+OVERRUNS = (0.5, 2)  # how far past its deadline an attempt that overruns it would finish
+STOPPING = (0, 0.5, 3)  # how long a runner takes to stop a cancelled attempt
 MAX_STEPS = 5000
+MAX_CRASHES = 2  # per run: each crash replays the whole log so far
 
 
 @attrs.frozen
@@ -47,6 +55,8 @@ class Behaviour:
         """The attempt's ports (a dict), or ``(error_type, message)``."""
         rng = random.Random(digest(self.seed, cmd.node, cmd.item, cmd.attempt, cmd.input))
         node = graph.nodes[graph.index[cmd.node]]
+        if cmd.attempt <= (node.config.get("params") or {}).get("flaky_attempts", 0):
+            return ("ConnectionError", f"{cmd.node} attempt {cmd.attempt} is flaky")  # always retried
         may_fail = self.final_failures or cmd.attempt < node.retry.max_attempts
         if may_fail and rng.randrange(100) < self.fail_percent:
             return ("Boom", f"{cmd.node} attempt {cmd.attempt} failed")
@@ -60,6 +70,11 @@ class Behaviour:
         if cmd.type == "noop":
             return {"result": cmd.input}
         return {p: rng.randrange(1000) for p in PYTHON_PORTS if rng.randrange(4)}
+
+    def answer(self, ask: AwaitInput) -> tuple:
+        """What a person answers a waiting instance: ``(port, value)``, a choice when it offers some."""
+        rng = random.Random(digest(self.seed, "answer", ask.node, ask.item))
+        return (rng.choice(ask.choices) if ask.choices else None), rng.randrange(1000)
 
 
 class FirstSchedule:
@@ -119,20 +134,22 @@ def frozen_bytes(state: State) -> bytes:
 
 class Driver:
     def __init__(self, definition: dict, graph, behaviour: Behaviour, schedule, *, cancel_at=None,
-                 crash_at=None, snapshots=False):
+                 crash_odds=None, snapshots=False):
         self.definition = definition
         self.graph = graph
         self.behaviour = behaviour
         self.schedule = schedule
         self.cancel_at = cancel_at
-        self.crash_at = crash_at
+        self.crash_odds = crash_odds
+        self.crashes_left = MAX_CRASHES
         self.snapshots = [] if snapshots else None
         self.state = initial_state(graph)
         self.now = 0.0
         self.finished = False
         self.running: dict = {}  # (node, item, attempt) -> (StartNode, started at, due to finish at)
         self.zombies: dict = {}  # cancelled attempts whose late result may still come
-        self.to_confirm: dict = {}  # cancelled attempts owed a CancelConfirmed
+        self.to_confirm: dict = {}  # cancelled attempts owed a CancelConfirmed -> (CancelNode, stopped at)
+        self.awaiting: dict = {}  # (node, item) -> AwaitInput, instances a person may answer
         self.timers: dict = {}  # timer id -> (due, order asked)
         self.timers_asked: list = []
         self.reported: list = []  # events already delivered, for duplicates
@@ -155,13 +172,14 @@ class Driver:
     # -- choosing what happens ------------------------------------------------------------------
 
     def next_batch(self) -> list:
-        if self.crash_at is not None and len(self.steps) == self.crash_at and not self.finished:
+        if self.crash_odds and self.crashes_left and not self.finished and self.schedule.chance(self.crash_odds):
             return self.crash_and_resume()
         events = []
         if self.cancel_at is not None and len(self.steps) == self.cancel_at and not self.finished:
             events.append(CancelRequested(at=self.now, reason="cancelled by the property test"))
         for _ in range(4):
-            actions = self.actions()
+            # Once a timer fired in this batch, it may have ended a wait the driver does not know of yet.
+            actions = self.actions(answers=not any(type(e) is TimerFired for e in events))
             if not actions:
                 break
             events.extend(actions[self.schedule.pick(len(actions))]())
@@ -170,19 +188,26 @@ class Driver:
         return events
 
     def crash_and_resume(self) -> list:
-        """The driving process dies: what it ran, owed and timed is gone; a new one resumes the run."""
-        for pending in (self.running, self.zombies, self.to_confirm, self.timers):
+        """The driving process dies: what it ran, owed, timed and asked is gone, and so is its state. A
+        new one rebuilds the state from the logged batches (checking the core decides as it did) and
+        resumes the run."""
+        self.crashes_left -= 1
+        for pending in (self.running, self.zombies, self.to_confirm, self.timers, self.awaiting):
             pending.clear()
         self.reported.clear()
+        self.state = replay(self.graph, [s.events for s in self.steps], [fingerprint(s.commands) for s in self.steps])
+        self.validate()
         self.now += FAST[self.schedule.pick(len(FAST))]
         return [Resumed(at=self.now)]
 
-    def actions(self) -> list:
+    def actions(self, answers: bool = True) -> list:
         acts = [partial(self.complete, key) for key in self.running]
         if self.timers and self.next_timer_due() <= min((r[2] for r in self.running.values()), default=math.inf):
             acts.append(self.fire_next_timer)
         acts += [partial(self.confirm, key) for key in self.to_confirm]
         acts += [partial(self.late_result, key) for key in self.zombies]
+        if answers:
+            acts += [partial(self.answer, key) for key in self.awaiting]
         if self.reported and self.schedule.chance(6):
             acts.append(self.duplicate)
         return acts
@@ -220,9 +245,19 @@ class Driver:
         return events
 
     def confirm(self, key) -> list:
-        cmd = self.to_confirm.pop(key)
-        return [CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=self.now,
-                                abandoned=self.schedule.chance(4))]
+        """The runner reports the attempt stopped, no earlier than it took to stop it."""
+        cmd, stopped = self.to_confirm.pop(key)
+        at = max(self.now, stopped)
+        events = self.timers_due(at)
+        self.now = at
+        events.append(CancelConfirmed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at,
+                                      abandoned=self.schedule.chance(4)))
+        return events
+
+    def answer(self, key) -> list:
+        ask = self.awaiting.pop(key)
+        port, value = self.behaviour.answer(ask)
+        return [InputProvided(node=ask.node, item=ask.item, at=self.now, value=value, port=port)]
 
     def duplicate(self) -> list:
         return [attrs.evolve(self.reported[self.schedule.pick(len(self.reported))], at=self.now)]
@@ -234,22 +269,40 @@ class Driver:
         if self.snapshots is not None:
             self.snapshots.append(frozen_bytes(before))
         self.state, commands = step(before, events)
+        self.validate()
         self.steps.append(Step(tuple(events), before, self.state, commands))
-        self.reported.extend(e for e in events if not isinstance(e, (RunStarted, CancelRequested, Resumed)))
+        # An answer is not repeated: the engine refuses one to an instance that no longer waits.
+        self.reported.extend(e for e in events if not isinstance(e, (RunStarted, CancelRequested, Resumed,
+                                                                     InputProvided)))
         for command in commands:
             self.carry_out(command)
+        self.awaiting = {k: ask for k, ask in self.awaiting.items() if self.answerable(ask)}
+
+    def answerable(self, ask: AwaitInput) -> bool:
+        """Whether the instance still waits (a timeout or the run's end may have closed it): the
+        engine's own check, which refuses an answer to anything else."""
+        return input_problem(self.state, ask.node, ask.item, ask.choices[0] if ask.choices else None) is None
+
+    def validate(self) -> None:
+        """The core's own invariant checker, if it ships one (``scheduler_core.validate_state``)."""
+        validate_state = getattr(scheduler_core, "validate_state", None)
+        if validate_state is not None:
+            validate_state(self.state)
 
     def carry_out(self, c) -> None:
         kind = type(c)
         if kind is StartNode:
-            durations = SLOW if self.schedule.chance(5) else FAST
-            duration = durations[self.schedule.pick(len(durations))]
-            self.running[(c.node, c.item, c.attempt)] = (c, self.now, self.now + duration)
+            if c.deadline is not None and self.schedule.chance(2):  # overruns its deadline: it times out
+                finish = c.deadline + OVERRUNS[self.schedule.pick(len(OVERRUNS))]
+            else:
+                durations = SLOW if self.schedule.chance(5) else FAST
+                finish = self.now + durations[self.schedule.pick(len(durations))]
+            self.running[(c.node, c.item, c.attempt)] = (c, self.now, finish)
         elif kind is CancelNode:
             key = (c.node, c.item, c.attempt)
             if key in self.running:
                 self.zombies[key] = self.running.pop(key)
-            self.to_confirm[key] = c
+            self.to_confirm[key] = (c, self.now + STOPPING[self.schedule.pick(len(STOPPING))])
         elif kind is StartTimer:
             self.timers[c.timer] = (c.due, len(self.timers_asked))
             self.timers_asked.append(c.timer)
@@ -258,7 +311,7 @@ class Driver:
         elif kind is RunFinished:
             self.finished = True
         elif kind is AwaitInput:
-            raise AssertionError(f"no node in these workflows waits for input, yet the core asked: {c}")
+            self.awaiting[(c.node, c.item)] = c
 
 
 def drive(definition, workflow, behaviour, schedule, **options) -> Trace:

@@ -16,11 +16,11 @@ from .invariants import (a_timed_out_attempt_never_succeeds, attempts_never_over
                          every_instance_ends_in_exactly_one_terminal_status, holds, in_flight_never_exceeds_a_cap,
                          no_instance_starts_before_its_inputs_resolve, nothing_completes_before_its_delay,
                          nothing_happens_after_the_run_finished, replaying_the_batches_rebuilds_the_state,
-                         sequence_is_a_linear_extension_of_the_graph)
+                         sequence_is_a_linear_extension_of_the_graph, waits_end_answered_or_timed_out)
 from .step_driver import Step, Trace
 from .workflows import Vocabulary, workflow_definitions
 
-SIMULATED = Vocabulary(max_nodes=30, fail_percent=5)
+SIMULATED = Vocabulary(max_nodes=30, fail_percent=5, answers=False)  # its waits and hils time out
 faults = st.fixed_dictionaries({
     "seed": st.integers(0, 2**16),
     "fail_rate": st.sampled_from((0.0, 0.05, 0.2)),
@@ -60,7 +60,8 @@ def test_simulated_runs_with_injected_faults_keep_the_step_invariants(definition
     holds(trace, no_instance_starts_before_its_inputs_resolve, attempts_never_overlap, in_flight_never_exceeds_a_cap,
           nothing_happens_after_the_run_finished, every_instance_ends_in_exactly_one_terminal_status,
           sequence_is_a_linear_extension_of_the_graph, nothing_completes_before_its_delay,
-          a_timed_out_attempt_never_succeeds, replaying_the_batches_rebuilds_the_state)
+          a_timed_out_attempt_never_succeeds, replaying_the_batches_rebuilds_the_state,
+          waits_end_answered_or_timed_out)
 
 
 def layered_delays(n: int, seed: int = 1) -> dict:

@@ -14,8 +14,12 @@ from hypothesis import strategies as st
 CALL = "property_tests.pure_nodes:mix"
 PYTHON_PORTS = ("result", "a", "b")
 OUT_PORTS = {"python": PYTHON_PORTS, "if": ("true", "false"), "foreach": ("result",), "merge": ("result",),
-             "noop": ("result",), "delay": ("result",)}
+             "noop": ("result",), "delay": ("result",), "wait": ("result", "completed", "timeout"),
+             "hil": ("result", "timeout")}  # a hil also has one port per choice (``_ports``)
 TASK_TYPES = ("python", "if", "foreach", "merge", "noop")
+PARKING_TYPES = ("delay", "wait", "hil")  # instances that park for a timer or an answer, never run
+WAITING_TYPES = ("wait", "hil")  # parked until answered (or until their own timeout, if they have one)
+HIL_CHOICES = (None, ("approve", "reject"), ("a", "b", "c"))
 FOREACH_ITEMS = ("`[]`", "[@]", "[@, @]", "[@, @, @]")
 CONDITIONS = ("@ > `500`", "@", "@ == `7`")
 MAX_FOREACH_DEPTH = 2
@@ -31,21 +35,26 @@ class Vocabulary:
     delays: bool = True
     delay_seconds: tuple = (0, 0.5, 1, 3)
     timeouts: bool = True
-    timeout_odds: int = 8  # one task node in this many has a timeout
+    timeout_odds: int = 3  # one task node in this many has a timeout
     retries: bool = True
-    retry_odds: int = 4
+    retry_odds: int = 3
     retry_delays: tuple = (0, 0.5, 1)
     caps: bool = True
     selects: tuple = ("@", "[0]", "length(@)")  # on an edge; length() of a number fails the target
     select_odds: int = 6
     on_error: tuple = ("fail_fast", "continue")
     fail_percent: int = 0  # for the pure node functions the runners call
+    waits: bool = True  # wait and hil nodes, which a person (the step driver) answers
+    wait_timeouts: bool = True  # a wait or hil may have a timeout: it ends answered, or timed out
+    answers: bool = True  # False: nobody answers (a runner on its own), so every wait and hil has a timeout
+    wait_seconds: tuple = (1, 3, 10)
 
 
 STEP_VOCABULARY = Vocabulary()
 # Runner tests run real code on real clocks: short delays, no timeouts (a timeout races the clock).
+# Nobody answers a wait there, so no wait or hil nodes.
 RUNNER_VOCABULARY = Vocabulary(max_nodes=12, timeouts=False, delay_seconds=(0, 0.01, 0.03),
-                               retry_delays=(0, 0.01), fail_percent=15)
+                               retry_delays=(0, 0.01), fail_percent=15, waits=False)
 
 
 @attrs.define
@@ -55,6 +64,7 @@ class _Declared:
     scope: str | None  # the foreach whose items this node runs per, or None at the top level
     depth: int
     size: int  # a bound on how many numbers its output holds: values passed on must not grow exponentially
+    ports: tuple  # the ports edges may read: its type's, and a hil's choices
 
 
 @st.composite
@@ -91,8 +101,12 @@ def _node(draw, vocab, i, declared, settings):
         node.update(_task_fields(draw, vocab, settings))
     if kind == "python" and "retry" in node:
         node["params"]["flaky_attempts"] = draw(st.integers(0, node["retry"]["max_attempts"] - 1))
-    declared.append(_Declared(node["id"], kind, scope, depth, 1 if kind == "python" else size))
+    declared.append(_Declared(node["id"], kind, scope, depth, 1 if kind == "python" else size, _ports(node)))
     return node, [{"to": node["id"], **e} for e in edges]
+
+
+def _ports(node) -> tuple:
+    return OUT_PORTS[node["type"]] + tuple(node.get("choices", ()))
 
 
 def _input_size(edges, declared) -> int:
@@ -117,6 +131,8 @@ def _types(vocab, depth) -> list:
         kinds.append("foreach")
     if vocab.delays:
         kinds.append("delay")
+    if vocab.waits:
+        kinds.extend(("wait", "hil"))
     return kinds
 
 
@@ -128,9 +144,9 @@ def _candidates(scope, declared) -> list:
         if d.id == scope:
             out.append((d.id, "iteration", False))
         if d.scope == scope:
-            out.extend((d.id, port, scope is not None) for port in OUT_PORTS[d.type])
+            out.extend((d.id, port, scope is not None) for port in d.ports)
         elif d.scope is not None and parent[d.scope] == scope:
-            out.extend((d.id, port, False) for port in OUT_PORTS[d.type])  # a gather
+            out.extend((d.id, port, False) for port in d.ports)  # a gather
     return out
 
 
@@ -163,7 +179,21 @@ def _config(draw, vocab, i, kind) -> dict:
         return config
     if kind == "delay":
         return {"seconds": draw(st.sampled_from(vocab.delay_seconds))}
+    if kind in WAITING_TYPES:
+        return _wait_config(draw, vocab, kind)
     return {}
+
+
+def _wait_config(draw, vocab, kind) -> dict:
+    config = {}
+    if kind == "hil":
+        config["prompt"] = "go on?"
+        choices = draw(st.sampled_from(HIL_CHOICES))
+        if choices:
+            config["choices"] = list(choices)
+    if vocab.wait_timeouts and (not vocab.answers or draw(st.booleans())):
+        config["timeout"] = draw(st.sampled_from(vocab.wait_seconds))
+    return config
 
 
 def _task_fields(draw, vocab, settings) -> dict:
