@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 
-from runners.private_values import recorded_ports
 
 
 class NodeInvoker:
@@ -19,8 +18,10 @@ class NodeInvoker:
     a dict with number keys) goes on as JSON reads it back: the next node gets the same value in the
     run that produced it as after a resume.
 
-    A result is recorded as a copy (``runners.private_values``; in a stored run, the JSON round trip
-    is the copy): node code that keeps what it returned cannot change the record.
+    A python node's result is recorded as a copy (its type makes it; in a stored run, the JSON round
+    trip is one too): node code that keeps what it returned cannot change the record. The built-in
+    types pass on what they were given, by reference, and never change it: copying their results
+    would turn a DAG of shared values into a tree (a 50-layer join of noops grows exponentially).
     """
 
     def __init__(self, impls: dict, json_only: bool = False):
@@ -38,7 +39,7 @@ class NodeInvoker:
 
     def _checked(self, cmd, ports: dict) -> dict:
         if not self.json_only:
-            return recorded_ports(ports)
+            return ports
         if all(type(port) is str for port in ports) and all(map(_json_scalar, ports.values())):
             return ports  # string port names and scalars: JSON keeps them as they are
         try:  # a copy too, so the record is out of reach of the node code that returned the value

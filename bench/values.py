@@ -14,7 +14,6 @@ import contextlib
 import json
 
 import adapters.node_types.python
-import adapters.nodes
 from adapters.workflow_file import load_workflow
 
 from .engine_runs import run_workflow
@@ -31,12 +30,13 @@ REPEATS = 7  # at least: the differences are a few per cent of a figure
 @contextlib.contextmanager
 def values_shared():
     """Runs inside hand node code the recorded objects themselves, and record results uncopied."""
-    saved = adapters.node_types.python.private_copy, adapters.nodes.recorded_ports
-    adapters.node_types.python.private_copy = adapters.nodes.recorded_ports = _same
+    module = adapters.node_types.python
+    saved = module.private_copy, module.recorded_ports
+    module.private_copy = module.recorded_ports = _same
     try:
         yield
     finally:
-        adapters.node_types.python.private_copy, adapters.nodes.recorded_ports = saved
+        module.private_copy, module.recorded_ports = saved
 
 
 def _same(value):

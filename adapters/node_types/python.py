@@ -6,7 +6,7 @@ import functools
 import inspect
 from collections.abc import Mapping
 
-from runners.private_values import private_copy
+from runners.private_values import private_copy, recorded_ports
 from scheduler_core import RunTask, as_ports
 
 from ..imports import CallNotImportable, current_search_folders, import_call
@@ -58,8 +58,8 @@ class PythonNode(NodeType):
 
     def call(self, cmd, ctx) -> dict:
         if self.is_async:
-            return as_ports(asyncio.run(self._call(cmd, ctx)))
-        return as_ports(self._call(cmd, ctx))
+            return recorded_ports(as_ports(asyncio.run(self._call(cmd, ctx))))
+        return recorded_ports(as_ports(self._call(cmd, ctx)))
 
     async def call_async(self, cmd, ctx) -> dict:
-        return as_ports(await self._call(cmd, ctx))
+        return recorded_ports(as_ports(await self._call(cmd, ctx)))
