@@ -284,14 +284,17 @@ class SqliteStore:
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Make ``conn`` a connection to a flowcore store of this version, or refuse the file."""
-        kind = _kind(conn)
+        conn.execute("BEGIN")  # one read transaction: another process may be creating the store meanwhile
+        try:
+            kind, version = _kind(conn), _version(conn)
+        finally:
+            conn.execute("COMMIT")
         if kind == "empty" and not self.create:
             self.empty = True
             return
         if kind == "other":
             raise NotAFlowcoreStore(f"{self.path} is not a flowcore store (it is a database of something else); "
                                     f"flowcore left it as it is: give it a path of its own with --db or FLOWCORE_DB")
-        version = _version(conn)
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} is a flowcore store of schema version {version}, made by a newer "
                              f"flowcore than this one (which knows versions up to {SCHEMA_VERSION}); use that one")
