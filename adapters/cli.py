@@ -268,11 +268,16 @@ def cmd_validate(args, out: Console) -> int:
     return 0
 
 
+SIMULATE_VALIDATES_UP_TO = 2_000  # nodes
+
+
 def cmd_simulate(args, out: Console) -> int:
     trigger = _json_arg(args.trigger, "--trigger") if args.trigger is not None else None
     workflow = load_workflow(args.file)
     options = {"seed": args.seed, "execute": args.execute, "fail_rate": args.fail_rate,
-               "late_rate": args.late_rate, "duplicate_rate": args.duplicate_rate}
+               "late_rate": args.late_rate, "duplicate_rate": args.duplicate_rate,
+               # every state checked after every step (O(state) a step: small workflows only)
+               "validate": len(workflow.nodes) <= SIMULATE_VALIDATES_UP_TO}
     engine = Engine(runner="simulated", runner_options=options, linger=float("inf"))
     result = engine.run(workflow, trigger=trigger, runner="simulated")
     return _print_result(args, result, out)

@@ -12,7 +12,7 @@ import queue
 from typing import Callable, Protocol
 
 from scheduler_core import (AwaitInput, CancelNode, CancelRequested, CancelTimer, NodeFailed, NodeSucceeded, StartNode, StartTimer,
-                            State, TimerFired, step)
+                            State, TimerFired, step, validate_state)
 
 from .collector import fewer_gc_passes
 
@@ -106,6 +106,7 @@ class Drive:
         self.on_step = on_step or (lambda events, commands, state: None)
         self.on_await = on_await or (lambda cmd: None)
         self.timers = TimerService()
+        self.validate = getattr(backend, "validate", False)  # backends that want every state checked
 
     def run(self, state: State, events: list) -> State:
         """Feed ``events``, then keep stepping until the run ends or is waiting."""
@@ -115,6 +116,8 @@ class Drive:
     def _run(self, state: State, events: list) -> State:
         while True:
             state, commands = step(state, events)
+            if self.validate:
+                validate_state(state)
             self.on_step(events, commands, state)  # write-ahead: logged before anything is done
             self.execute(commands)
             if state.finished:

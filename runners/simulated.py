@@ -22,8 +22,11 @@ from .drive import ended_event
 class SimulatedBackend:
     def __init__(self, invoker, run_id: str, max_parallel: int = 8, *, seed: int = 0, start_time: float = 0.0,
                  estimates: dict | None = None, execute: bool = True, fail_rate: float = 0.0,
-                 duplicate_rate: float = 0.0, late_rate: float = 0.0, spread: float = 1.0):
+                 duplicate_rate: float = 0.0, late_rate: float = 0.0, spread: float = 1.0, validate: bool = True):
         self.invoker = invoker
+        # check every state the core returns (scheduler_core.validate_state, O(state) a step): a dry run
+        # is where a broken invariant should show; a benchmark of the runner itself turns it off
+        self.validate = validate
         self.run_id = run_id
         self.rng = random.Random(seed)
         self.clock = start_time

@@ -74,3 +74,12 @@ def test_validate_state_finds_a_state_whose_parts_disagree():
     stale = attrs.evolve(run.state, records=run.state.records.set(key, run.record("a")._replace(status=Status.WAITING)))
     with pytest.raises(InvalidState, match="in flight as attempt 1 but its record"):
         validate_state(stale)
+
+
+def test_the_architecture_doc_shows_the_lifecycle_table_as_the_code_has_it():
+    import pathlib
+    import re
+
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    rows = set(re.findall(r"^\| `(\w+)` \| `(\w+)` \| `(\w+)` \|", doc, flags=re.M))
+    assert rows == {(str(s), str(m), str(n)) for (s, m), n in LIFECYCLE.items()}
