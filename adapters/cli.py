@@ -101,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", help="the choice, for a hil node with choices")
     p.add_argument("--input", help="the answer, as JSON")
     common(p)
-    p = sub.add_parser("status", help="show a run")
+    p = sub.add_parser("status", help="show a run, or with --node the story of one of its instances")
     p.add_argument("run_id")
+    p.add_argument("--node", help="tell this node's story: each change of its status, the event that caused "
+                                  "it and the commands it led to")
+    p.add_argument("--item", help="the item path of a node that runs per item, e.g. 2 or 2,0 (with --node)")
     common(p, runner=False)
     p = sub.add_parser("runs", help="list runs")
     common(p, runner=False)
@@ -235,11 +238,26 @@ def cmd_status(args, out: Console) -> int:
     store = _existing_store(args)
     if store is None:
         raise UserError(f"no run {args.run_id!r}: there is no flowcore database at {_db_path(args)}")
+    if args.node is not None:
+        return _status_of_instance(args, store, out)
+    if args.item is not None:
+        raise UserError("--item needs --node (the node whose item to tell the story of)")
     result = Engine(store=store).status(args.run_id)
     if args.json:
         _emit_json(args, result.to_dict())
     else:
         render_table(result.run_id, result.state, out)
+    return 0
+
+
+def _status_of_instance(args, store, out: Console) -> int:
+    from .story import instance_story, render_story
+
+    story = instance_story(store, args.run_id, args.node, _item_arg(args.item) or ())
+    if args.json:
+        _emit_json(args, story.to_dict())
+    else:
+        render_story(story, out)
     return 0
 
 

@@ -56,23 +56,30 @@ def load_run(store, run_id: str, use_snapshot: bool = True, cached: tuple | None
 
 def _load(store, run_id, use_snapshot, cached) -> LoadedRun:
     since, snapped = _snapshot(store, run_id) if use_snapshot else (0, None)
-    try:
-        info, batches, prints = store.load(run_id, since=since)
-    except UnknownRun as exc:
-        raise RunRefused(str(exc)) from None
-    wf = _workflow(run_id, info)
+    info, wf, batches, prints = read_log(store, run_id, since)
     steps, tail = since + len(batches), sum(len(b) for b in batches)
     if cached and cached[0] == steps:
         return LoadedRun(info, wf, cached[1], steps, since, tail)
     graph = compiled(wf, max_parallel=first_cap(info.options))
     start = None if snapped is None else attrs.evolve(snapped, graph=graph)
     try:
-        state = replay(graph, _with_cap_history(info.options, batches, since), prints, start=start, first=since)
+        state = replay(graph, with_cap_history(info.options, batches, since), prints, start=start, first=since)
     except ReplayDiverged as exc:
         raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine, the node types or the "
                          f"stored definition changed since the run was recorded; finish it with the "
                          f"version that started it.") from None
     return LoadedRun(info, wf, state, steps, since, tail)
+
+
+def read_log(store, run_id: str, since: int = 0) -> tuple:
+    """(info, workflow, batches, fingerprints) of a stored run, its log from step ``since`` on as it
+    was logged (replay it through ``with_cap_history``). ``RunRefused`` for an unknown run or one
+    whose stored definition cannot be trusted or no longer loads."""
+    try:
+        info, batches, prints = store.load(run_id, since=since)
+    except UnknownRun as exc:
+        raise RunRefused(str(exc)) from None
+    return info, _workflow(run_id, info), batches, prints
 
 
 def _workflow(run_id: str, info: RunInfo):
@@ -132,7 +139,7 @@ def current_cap(state: State) -> int:
     return state.max_parallel or state.graph.max_parallel
 
 
-def _with_cap_history(options: dict, batches: list, since: int) -> list:
+def with_cap_history(options: dict, batches: list, since: int) -> list:
     """The batches from step ``since`` on, with the cap changes a run stored before ``CapChanged``
     kept in its options put back as events at the steps they took effect."""
     changes = [(at, cap) for at, cap in options.get("caps") or () if at > 0 and at >= since]
