@@ -229,7 +229,7 @@ def no_instance_starts_before_its_inputs_resolve(trace: Trace) -> None:
         for key, old, new in changed_records(s):
             if new.status == SKIPPED or (new.status == WAITING and new.attempts == 1 and old is None):
                 _check_resolution(g, s.after.records, key, new.status)
-            elif new.status == FAILED and new.error[0] == "select":
+            elif new.status == FAILED and new.error.type == "select":
                 _check_resolution(g, s.after.records, key, "failed its select")
 
 

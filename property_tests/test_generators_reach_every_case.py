@@ -58,7 +58,7 @@ def keeps_an_unexpanded_record(trace) -> bool:
 
 
 def fails_a_select(trace) -> bool:
-    return any(r.error and r.error[0] == "select" for r in trace.final.records.values())
+    return any(r.error and r.error.type == "select" for r in trace.final.records.values())
 
 
 def starts_with_a_selected_value(trace) -> bool:

@@ -87,7 +87,7 @@ def test_a_select_failing_on_a_gather_edge_fails_the_gather_instead_of_starting_
     run.succeed("w", "not a number", item=(0,))
     commands = run.succeed("w", -3, item=(1,))
     assert starts(commands) == []
-    assert (run.status("g"), run.record("g").error[0]) == ("failed", "select")
+    assert (run.status("g"), run.record("g").error.type) == ("failed", "select")
     assert of_type(commands, RunFinished)[0].status == "failed"
 
 
@@ -117,8 +117,8 @@ def test_a_foreach_given_something_other_than_a_list_fails():
     run = Run(graph("f.iteration -> w", nodes=[FOREACH]))
     run.start()
     run.succeed("f", ports={"result": "abc", "iteration": "abc"})
-    assert (run.status("f"), run.record("f").error[0]) == ("failed", "foreach")
-    assert "list" in run.record("f").error[1]
+    assert (run.status("f"), run.record("f").error.type) == ("failed", "foreach")
+    assert "list" in run.record("f").error.message
 
 
 def test_a_nested_foreach_keys_instances_by_item_paths():

@@ -119,6 +119,6 @@ def test_a_select_that_fails_fails_the_node_it_feeds_with_error_type_select():
     run.start()
     assert starts(run.succeed("a", "not a number")) == []
     record = run.record("b")
-    assert (record.status, record.error[0]) == ("failed", "select")
-    assert "abs(@)" in record.error[1]
+    assert (record.status, record.error.type) == ("failed", "select")
+    assert "abs(@)" in record.error.message
     assert run.state.status == "failed"
