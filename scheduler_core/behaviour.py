@@ -21,6 +21,8 @@ A new node type picks one of these; a new *kind* of behaviour is a change to the
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from typing import ClassVar, Literal
 
 import attrs
 
@@ -34,24 +36,24 @@ class Kind(enum.Enum):
     PARK_INPUT = "park_input"
 
 
-def _port_set(value) -> frozenset | None:
+def _port_set(value: Iterable[str] | None) -> frozenset[str] | None:
     return None if value is None else frozenset(value)
 
 
 @attrs.frozen
 class RunTask:
-    ports: frozenset | None = attrs.field(default=None, converter=_port_set)
-    kind = Kind.RUN
+    ports: frozenset[str] | None = attrs.field(default=None, converter=_port_set)
+    kind: ClassVar[Literal[Kind.RUN]] = Kind.RUN  # (a literal: checking it narrows a Behaviour)
 
 
 @attrs.frozen
 class FanOut:
     max_parallel: int | None = None
     item_port: str = "iteration"
-    kind = Kind.FAN_OUT
+    kind: ClassVar[Literal[Kind.FAN_OUT]] = Kind.FAN_OUT
 
     @property
-    def ports(self) -> frozenset:
+    def ports(self) -> frozenset[str]:
         return frozenset({RESULT, self.item_port})
 
 
@@ -59,10 +61,10 @@ class FanOut:
 class ParkForTimer:
     seconds: float
     port: str = RESULT
-    kind = Kind.PARK_TIMER
+    kind: ClassVar[Literal[Kind.PARK_TIMER]] = Kind.PARK_TIMER
 
     @property
-    def ports(self) -> frozenset:
+    def ports(self) -> frozenset[str]:
         return frozenset({self.port})
 
 
@@ -73,10 +75,10 @@ class ParkForInput:
     answer_port: str | None = None  # without choices, an answer also goes out here (besides result)
     prompt: str | None = None
     timeout_port: str = "timeout"
-    kind = Kind.PARK_INPUT
+    kind: ClassVar[Literal[Kind.PARK_INPUT]] = Kind.PARK_INPUT
 
     @property
-    def ports(self) -> frozenset:
+    def ports(self) -> frozenset[str]:
         extra = self.choices or ((self.answer_port,) if self.answer_port else ())
         return frozenset({RESULT, self.timeout_port, *extra})
 

@@ -21,10 +21,10 @@ class StartNode:
     views a node may want (``input``, ``values``, ``inputs``) are derived from it."""
 
     node: str
-    item: tuple
+    item: tuple[int, ...]
     attempt: int
     type: str
-    arrivals: tuple  # of Arrival(source node id or None, value)
+    arrivals: tuple[tuple[str | None, Any], ...]  # of Arrival(source node id or None, value)
     deadline: float | None = None
     redispatch: bool = False  # re-issued after the process that ran it died
     stimulus: str | None = attrs.field(default=None, eq=False)  # the id of the event that led to it
@@ -37,14 +37,14 @@ class StartNode:
         return [value for _, value in self.arrivals]
 
     @property
-    def values(self) -> tuple:
+    def values(self) -> tuple[Any, ...]:
         """Every delivered value, in edge declaration order."""
         return tuple(value for _, value in self.arrivals)
 
     @property
-    def inputs(self) -> dict:
+    def inputs(self) -> dict[str, Any]:
         """Delivered values by source node id (a list where one node delivered several)."""
-        by_source: dict = {}
+        by_source: dict[str, list[Any]] = {}
         for source, value in self.arrivals:
             if source is not None:
                 by_source.setdefault(source, []).append(value)
@@ -54,7 +54,7 @@ class StartNode:
 @attrs.frozen(kw_only=True)
 class CancelNode:
     node: str
-    item: tuple
+    item: tuple[int, ...]
     attempt: int
     reason: str
     stimulus: str | None = attrs.field(default=None, eq=False)
@@ -76,10 +76,10 @@ class CancelTimer:
 @attrs.frozen(kw_only=True)
 class AwaitInput:
     node: str
-    item: tuple
+    item: tuple[int, ...]
     type: str
     prompt: str | None = None
-    choices: tuple | None = None
+    choices: tuple[str, ...] | None = None
     stimulus: str | None = attrs.field(default=None, eq=False)
 
 
@@ -88,3 +88,6 @@ class RunFinished:
     status: str  # succeeded, failed or cancelled
     error: Any = None  # an Error, or None
     stimulus: str | None = attrs.field(default=None, eq=False)
+
+
+Command = StartNode | CancelNode | StartTimer | CancelTimer | AwaitInput | RunFinished

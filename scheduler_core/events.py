@@ -20,24 +20,24 @@ class RunStarted:
 @attrs.frozen(kw_only=True)
 class NodeSucceeded:
     node: str
-    item: tuple = ()
+    item: tuple[int, ...] = ()
     attempt: int
     at: float
-    ports: dict
+    ports: dict[str, Any]
     started_at: float | None = None
-    logs: tuple = ()  # what the node logged through ctx.logger (a tuple of lines)
+    logs: tuple[str, ...] = ()  # what the node logged through ctx.logger (a tuple of lines)
 
 
 @attrs.frozen(kw_only=True)
 class NodeFailed:
     node: str
-    item: tuple = ()
+    item: tuple[int, ...] = ()
     attempt: int
     at: float
     error_type: str
     message: str
     started_at: float | None = None
-    logs: tuple = ()
+    logs: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -49,7 +49,7 @@ class TimerFired:
 @attrs.frozen(kw_only=True)
 class InputProvided:
     node: str
-    item: tuple = ()
+    item: tuple[int, ...] = ()
     at: float
     value: Any = None
     port: str | None = None
@@ -65,7 +65,7 @@ class CancelRequested:
 class CancelConfirmed:
     """A cancelled or timed-out attempt really stopped (or its runner gave up on it)."""
     node: str
-    item: tuple = ()
+    item: tuple[int, ...] = ()
     attempt: int
     at: float
     abandoned: bool = False
@@ -87,3 +87,5 @@ class CapChanged:
 
 EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, NodeSucceeded, NodeFailed, TimerFired,
                                              InputProvided, CancelRequested, CancelConfirmed, Resumed, CapChanged)}
+Event = (RunStarted | NodeSucceeded | NodeFailed | TimerFired | InputProvided | CancelRequested | CancelConfirmed
+         | Resumed | CapChanged)

@@ -9,13 +9,17 @@ fields (a python node's ``call``, an ``if`` node's condition) are the adapters' 
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 import jmespath
 
 from .behaviour import Kind
 from .model import ON_ERROR, Edge, Node, Workflow
+
+if TYPE_CHECKING:
+    from .state import Queue
 
 PLAIN, FAN_OUT, MAP, GATHER = "plain", "iteration", "map", "gather"
 _new = tuple.__new__  # builds a named tuple from a tuple, without its keyword-handling __new__
@@ -28,12 +32,12 @@ class Problem:
     where: str
     message: str
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.where}: {self.message}"
 
 
 class WorkflowInvalid(ValueError):
-    def __init__(self, problems):
+    def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
@@ -42,13 +46,13 @@ class CompiledEdge(NamedTuple):
     """One connection as ``step`` uses it. (A named tuple: a workflow has one per edge, and building
     a 200,000-edge graph's with attrs took a tenth of loading it.)"""
 
-    index: int  # declaration order among all connections
+    index: int  # type: ignore[assignment]  # declaration order among all connections (shadows tuple.index)
     source: int
     target: int
     port: str
     kind: str  # PLAIN, FAN_OUT, MAP or GATHER
     pos: int  # position among the target's incoming edges (declaration order)
-    select: object  # a compiled JMESPath expression or None
+    select: Any  # a compiled JMESPath expression (jmespath has no type stubs) or None
     select_text: str | None
 
 
@@ -56,22 +60,22 @@ class CompiledEdge(NamedTuple):
 class Graph:
     name: str  # the workflow's; not the workflow itself, which a graph cached per workflow must not keep alive
     ids: tuple[str, ...]
-    index: dict
+    index: dict[str, int]
     nodes: tuple[Node, ...]
     edges: tuple[CompiledEdge, ...]
     out_edges: tuple[tuple[int, ...], ...]
     in_edges: tuple[tuple[int, ...], ...]
     depth: tuple[int, ...]  # how many fan-outs a node is inside of
     origin: tuple[int, ...]  # the foreach whose items a mapped node runs per, or -1
-    queue: tuple  # a node's ready queue (pool, None), or None where it depends on the item (capped group)
-    group_cap: tuple  # per node: the max_parallel of a capped fan-out node, else None
-    plain_queues: tuple  # every ready queue that is one per pool: (pool, None)
-    group_pools: dict  # capped fan-out node -> the pools of the nodes that run per its items
+    queue: tuple[Queue | None, ...]  # a node's ready queue (pool, None), or None where it depends on the item (capped group)
+    group_cap: tuple[int | None, ...]  # per node: the max_parallel of a capped fan-out node, else None
+    plain_queues: tuple[Queue, ...]  # every ready queue that is one per pool: (pool, None)
+    group_pools: dict[int, tuple[str | None, ...]]  # capped fan-out node -> the pools of the nodes that run per its items
     rank: tuple[float, ...]  # longest remaining path to a sink, costs included
     topo: tuple[int, ...]
     roots: tuple[int, ...]
     max_parallel: int
-    pools: dict
+    pools: dict[str, int]
     fail_fast: bool
     has_select: bool  # any edge with a select expression (which may fail and fail its target)
 
@@ -83,8 +87,8 @@ def _edge_where(i: int, edge: Edge) -> str:
     return f"connection #{i + 1} ({edge.source} -> {edge.target})"
 
 
-def _check_nodes(wf: Workflow, problems: list) -> dict:
-    index: dict = {}
+def _check_nodes(wf: Workflow, problems: list[Problem]) -> dict[str, int]:
+    index: dict[str, int] = {}
     pools = wf.settings.pools
     for i, node in enumerate(wf.nodes):
         if type(node.id) is str and node.id and node.id not in index and _all_defaults(node):
@@ -121,7 +125,7 @@ def _all_defaults(node: Node) -> bool:
 _NO_RETRY = attrs.fields(Node).retry.default
 
 
-def _check_settings(wf: Workflow, problems: list) -> None:
+def _check_settings(wf: Workflow, problems: list[Problem]) -> None:
     s = wf.settings
     if s.on_error not in ON_ERROR:
         problems.append(Problem("settings.on_error", f"must be one of {', '.join(ON_ERROR)}, not {s.on_error!r}"))
@@ -132,7 +136,7 @@ def _check_settings(wf: Workflow, problems: list) -> None:
             problems.append(Problem(f"settings.pools.{name}", "a pool's size must be a whole number >= 1"))
 
 
-def _ports_of(node: Node):
+def _ports_of(node: Node) -> frozenset[str] | None:
     """The ports a node can produce; None where it may produce any (or has no behaviour)."""
     return None if node.behaviour is None else node.behaviour.ports
 
@@ -141,20 +145,23 @@ class _Connections(NamedTuple):
     """The edges that join two nodes on a port the source has, in declaration order, as parallel
     lists (no object per edge): declaration index, edge, source and target node index."""
 
-    declared: list
-    edge: list
-    source: list
-    target: list
+    declared: list[int]
+    edge: list[Edge]
+    source: list[int]
+    target: list[int]
 
 
-def _check_edges(wf: Workflow, index: dict, problems: list) -> _Connections:
+def _check_edges(wf: Workflow, index: dict[str, int], problems: list[Problem]) -> _Connections:
     """The good edges; a problem for each of the others."""
-    numbers, edges, sources, targets = [], [], [], []
+    numbers: list[int] = []
+    edges: list[Edge] = []
+    sources: list[int] = []
+    targets: list[int] = []
     ports = [_ports_of(node) for node in wf.nodes]  # None: a type that may produce any port
     for i, edge in enumerate(wf.edges):
         s, t = index.get(edge.source), index.get(edge.target)
         if (s is None or t is None or edge.select is not None
-                or ports[s] is not None and edge.port not in ports[s]):
+                or (p := ports[s]) is not None and edge.port not in p):
             if not _edge_problems(wf, index, i, edge, problems):  # only now build a 'where'
                 continue
             s, t = index[edge.source], index[edge.target]
@@ -165,7 +172,7 @@ def _check_edges(wf: Workflow, index: dict, problems: list) -> _Connections:
     return _Connections(numbers, edges, sources, targets)
 
 
-def _edge_problems(wf: Workflow, index: dict, i: int, edge: Edge, problems: list) -> bool:
+def _edge_problems(wf: Workflow, index: dict[str, int], i: int, edge: Edge, problems: list[Problem]) -> bool:
     """Report what is wrong with one edge; True if nothing is."""
     where = _edge_where(i, edge)
     bad = False
@@ -194,13 +201,15 @@ class _Adjacency(NamedTuple):
     """Per node, its outgoing and incoming good edges (positions in ``_Connections``), in declaration
     order; per good edge, its position among its target's incoming edges."""
 
-    outs: list
-    ins: list
-    pos: list
+    outs: list[list[int]]
+    ins: list[list[int]]
+    pos: list[int]
 
 
 def _adjacency(n: int, good: _Connections) -> _Adjacency:
-    outs, ins, pos = [[] for _ in range(n)], [[] for _ in range(n)], []
+    outs: list[list[int]] = [[] for _ in range(n)]
+    ins: list[list[int]] = [[] for _ in range(n)]
+    pos: list[int] = []
     for k, (s, t) in enumerate(zip(good.source, good.target)):
         outs[s].append(k)
         pos.append(len(ins[t]))
@@ -208,7 +217,7 @@ def _adjacency(n: int, good: _Connections) -> _Adjacency:
     return _Adjacency(outs, ins, pos)
 
 
-def _topological_order(good: _Connections, adj: _Adjacency) -> list:
+def _topological_order(good: _Connections, adj: _Adjacency) -> list[int]:
     """The nodes in topological order (Kahn's algorithm, O(V + E)); short of some if there is a cycle."""
     indegree = [len(incoming) for incoming in adj.ins]
     order = [i for i, d in enumerate(indegree) if d == 0]
@@ -222,7 +231,7 @@ def _topological_order(good: _Connections, adj: _Adjacency) -> list:
     return order
 
 
-def _a_cycle(nodes, good: _Connections, order: list) -> list:
+def _a_cycle(nodes: Sequence[Node], good: _Connections, order: list[int]) -> list[str]:
     """The ids along one cycle among the nodes a topological ``order`` could not place."""
     import networkx as nx  # here, not at the top: only a cycle needs it, and it takes 0.1 s to import
 
@@ -238,14 +247,16 @@ def _fans_out(node: Node) -> bool:
 
 
 def _edge_kind(src: Node, edge: Edge, src_depth: int) -> str:
-    if _fans_out(src) and edge.port == src.behaviour.item_port:
+    b = src.behaviour
+    if b is not None and b.kind is Kind.FAN_OUT and edge.port == b.item_port:  # _fans_out(src), narrowing b
         return FAN_OUT
     if src_depth > 0:
         return MAP if edge.map else GATHER
     return PLAIN
 
 
-def _fan_out_levels(wf, good, adj, topo, problems):
+def _fan_out_levels(wf: Workflow, good: _Connections, adj: _Adjacency, topo: list[int],
+                    problems: list[Problem]) -> tuple[list[int], list[int], list[str]]:
     """Each node's depth and origin foreach, and each good edge's kind; every input of a node must
     agree on the first two."""
     n = len(wf.nodes)
@@ -255,7 +266,7 @@ def _fan_out_levels(wf, good, adj, topo, problems):
     origin = [-1] * n
     kinds = [PLAIN] * len(good.edge)
     for t in topo:
-        seen = None
+        seen: tuple[int, int] | None = None
         for k in adj.ins[t]:
             i, edge, s = good.declared[k], good.edge[k], good.source[k]
             kind = kinds[k] = _edge_kind(wf.nodes[s], edge, depth[s])
@@ -279,7 +290,7 @@ def _fan_out_levels(wf, good, adj, topo, problems):
     return depth, origin, kinds
 
 
-def _ranks(nodes, good, adj, topo):
+def _ranks(nodes: Sequence[Node], good: _Connections, adj: _Adjacency, topo: list[int]) -> list[float]:
     rank = [0.0] * len(nodes)
     target = good.target
     for n in reversed(topo):
@@ -297,7 +308,7 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     The run's cap is ``max_parallel`` if given (a CLI flag), else the workflow's setting, else
     ``default_max_parallel`` (the engine's default).
     """
-    problems: list = []
+    problems: list[Problem] = []
     _check_settings(wf, problems)
     index = _check_nodes(wf, problems)
     good = _check_edges(wf, index, problems)
@@ -314,15 +325,16 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     return _index(wf, index, good, adj, topo, depth, origin, kinds, cap)
 
 
-def _compiled_edges(good: _Connections, adj: _Adjacency, kinds: list) -> list:
-    edges = []
+def _compiled_edges(good: _Connections, adj: _Adjacency, kinds: list[str]) -> list[CompiledEdge]:
+    edges: list[CompiledEdge] = []
     for i, edge, s, t, kind, pos in zip(good.declared, good.edge, good.source, good.target, kinds, adj.pos):
         select = jmespath.compile(edge.select) if edge.select else None
         edges.append(_new(CompiledEdge, (i, s, t, edge.port, kind, pos, select, edge.select)))
     return edges
 
 
-def _index(wf, index, good, adj, topo, depth, origin, kinds, cap) -> Graph:
+def _index(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjacency, topo: list[int], depth: list[int],
+           origin: list[int], kinds: list[str], cap: int) -> Graph:
     edges = _compiled_edges(good, adj, kinds)
     s = wf.settings
     queues = _queues(wf.nodes, origin)
@@ -340,17 +352,18 @@ def _index(wf, index, good, adj, topo, depth, origin, kinds, cap) -> Graph:
 
 
 def _group_cap(node: Node) -> int | None:
-    return node.behaviour.max_parallel if _fans_out(node) else None
+    b = node.behaviour
+    return b.max_parallel if b is not None and b.kind is Kind.FAN_OUT else None  # (as _fans_out, narrowing b)
 
 
-def _plain_queues(queues, pools) -> tuple:
+def _plain_queues(queues: tuple[Queue | None, ...], pools: Iterable[str]) -> tuple[Queue, ...]:
     """The per-pool ready queues: the default one, one per declared pool."""
     return ((None, None), *((pool, None) for pool in pools))
 
 
-def _group_pools(nodes, origin) -> dict:
+def _group_pools(nodes: Sequence[Node], origin: list[int]) -> dict[int, tuple[str | None, ...]]:
     """For each capped fan-out node, the pools of the nodes whose queues are per its items."""
-    out: dict = {}
+    out: dict[int, list[str | None]] = {}
     for node, o in zip(nodes, origin):
         if o >= 0 and _group_cap(nodes[o]):
             pools = out.setdefault(o, [])
@@ -359,10 +372,10 @@ def _group_pools(nodes, origin) -> dict:
     return {o: tuple(pools) for o, pools in out.items()}
 
 
-def _queues(nodes, origin) -> tuple:
+def _queues(nodes: Sequence[Node], origin: list[int]) -> tuple[Queue | None, ...]:
     """The ready queue of each node that does not depend on the item: ``(pool, None)``; None for a
     node mapped under a fan-out with ``max_parallel`` (its queue is per item of that fan-out)."""
-    shared = {}  # one tuple per pool, so most nodes share one value
+    shared: dict[str | None, Queue] = {}  # one tuple per pool, so most nodes share one value
     return tuple(None if o >= 0 and _group_cap(nodes[o])
                  else shared.setdefault(node.pool, (node.pool, None))
                  for node, o in zip(nodes, origin))

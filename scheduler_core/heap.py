@@ -6,9 +6,28 @@ A heap is ``None`` (empty) or a tuple ``(entry, children)``, where ``children`` 
 holds because the scheduler never pops the same version twice.) Every walk is a loop, never a
 recursion, so a heap of 100,000 entries is fine.
 """
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol, TypeAlias, TypeVar, overload
 
 
-def _meld(a, b):
+class _Ordered(Protocol):
+    def __lt__(self, other: Any, /) -> bool: ...
+
+
+E = TypeVar("E", bound=_Ordered)  # an entry
+# Plain tuples, not classes (a heap operation builds several), named for the type checker:
+NonEmpty: TypeAlias = "tuple[E, Children[E]]"  # (entry, children)
+Heap: TypeAlias = "NonEmpty[E] | None"
+Children: TypeAlias = "tuple[NonEmpty[E], Children[E]] | None"  # a cons list (heap, rest)
+
+
+@overload
+def _meld(a: Heap[E], b: NonEmpty[E]) -> NonEmpty[E]: ...
+@overload
+def _meld(a: Heap[E], b: Heap[E]) -> Heap[E]: ...
+def _meld(a: Heap[E], b: Heap[E]) -> Heap[E]:
     if a is None:
         return b
     if b is None:
@@ -18,17 +37,17 @@ def _meld(a, b):
     return (a[0], (b, a[1]))
 
 
-def push(heap, entry):
+def push(heap: Heap[E], entry: E) -> NonEmpty[E]:
     return _meld(heap, (entry, None))
 
 
-def peek(heap):
+def peek(heap: NonEmpty[E]) -> E:
     return heap[0]
 
 
-def pop(heap):
+def pop(heap: NonEmpty[E]) -> tuple[E, Heap[E]]:
     """Return ``(smallest entry, rest of the heap)``: meld the children in pairs, then fold right to left."""
-    pairs = []
+    pairs: list[NonEmpty[E]] = []
     children = heap[1]
     while children is not None:  # (melds inlined: this is the scheduler's hottest loop)
         first, children = children
@@ -50,9 +69,9 @@ def pop(heap):
     return heap[0], rest
 
 
-def entries(heap):
+def entries(heap: Heap[E]) -> Iterator[E]:
     """Every entry, in no particular order."""
-    stack = [heap]
+    stack: list[Heap[E]] = [heap]
     while stack:
         h = stack.pop()
         if h is None:

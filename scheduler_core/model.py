@@ -7,6 +7,7 @@ indexed form the scheduler uses). Nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from types import MappingProxyType
 
 import attrs
@@ -16,7 +17,7 @@ from .behaviour import Behaviour
 ON_ERROR = ("fail_fast", "continue")
 
 
-def _frozen_mapping(value) -> Mapping:
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
@@ -41,7 +42,7 @@ class Node:
 
     id: str
     type: str
-    config: Mapping = attrs.field(factory=dict, converter=_frozen_mapping)
+    config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
     timeout: float | None = None  # seconds per attempt of a task
     retry: Retry = Retry()
     pool: str | None = None
@@ -63,7 +64,7 @@ class Settings:
     runner: str | None = None
     max_parallel: int | None = None
     on_error: str = "fail_fast"
-    pools: Mapping = attrs.field(factory=dict, converter=_frozen_mapping)
+    pools: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_mapping)
 
 
 @attrs.frozen(eq=False)
@@ -72,4 +73,4 @@ class Workflow:
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
     settings: Settings = Settings()
-    source: Mapping | None = attrs.field(default=None, repr=False)  # the definition as declared, for storing
+    source: Mapping[str, Any] | None = attrs.field(default=None, repr=False)  # the definition as declared, for storing

@@ -6,19 +6,24 @@ does not (the core or the workflow changed), it raises ``ReplayDiverged`` naming
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+from .commands import Command
+from .events import Event
 from .graph import Graph
 from .state import State, initial_state
 from .step import step
 
 
 class ReplayDiverged(RuntimeError):
-    def __init__(self, batch: int, expected, got):
+    def __init__(self, batch: int, expected: str, got: str) -> None:
         self.batch = batch
         super().__init__(f"replay diverged at step {batch}: the log says the core decided {expected!r}, "
                          f"it now decides {got!r}")
 
 
-def replay(graph: Graph, batches, recorded_commands=None, *, start: State | None = None, first: int = 0) -> State:
+def replay(graph: Graph, batches: Iterable[Sequence[Event]], recorded_commands: Sequence[str | None] | None = None,
+           *, start: State | None = None, first: int = 0) -> State:
     """Fold ``batches`` (a sequence of event sequences) through ``step``: from the initial state, or
     from ``start``, a state after the first ``first`` batches of the run (a snapshot of it), in
     which case ``batches`` are the ones after it and a divergence names the run's batch number."""
@@ -32,9 +37,9 @@ def replay(graph: Graph, batches, recorded_commands=None, *, start: State | None
     return state
 
 
-def fingerprint(commands) -> str:
+def fingerprint(commands: Iterable[Command]) -> str:
     """A short, stable summary of a step's decisions, stored beside its events."""
-    parts = []
+    parts: list[str] = []
     for c in commands:
         name = type(c).__name__
         ident = getattr(c, "node", None) or getattr(c, "timer", None) or getattr(c, "status", "")

@@ -20,13 +20,28 @@ Where an instance is, besides its record's status (see ``lifecycle``):
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import attrs
 from immutables import Map
 
 from .graph import Graph
 from .lifecycle import OPEN, RUN_ENDED, TERMINAL, RunStatus, Status
+
+if TYPE_CHECKING:
+    from .heap import NonEmpty
+
+# The core's keys and queue entries are plain tuples (one is built per instance and per transition),
+# named here for the type checker only.
+Path: TypeAlias = tuple[int, ...]  # an item path: one index per fan-out the instance runs inside of
+Key: TypeAlias = tuple[int, Path]  # an instance: (node index, item path)
+Group: TypeAlias = tuple[int, Path]  # a capped fan-out's items: (foreach node index, its path prefix)
+Queue: TypeAlias = tuple[str | None, Group | None]  # a ready queue: (pool, group or None)
+ReadyEntry: TypeAlias = tuple[float, int, Path]  # in a ready heap: (-rank, node index, item path)
+Candidate: TypeAlias = tuple[ReadyEntry, Queue]  # in a pool's candidate heap: (the queue's head, the queue)
+Payload: TypeAlias = tuple[tuple[str | None, Any], ...]  # an instance's arrivals: (source id, value) in edge order
+# The values delivered to a not-yet-ready instance, newest first: a cons list of (edge position, source, value).
+Delivered: TypeAlias = "tuple[tuple[int, int, Any], Delivered] | None"
 
 # The statuses under their old names, for readers of records.
 PENDING, RUNNING, WAITING = Status.PENDING, Status.RUNNING, Status.WAITING
@@ -41,8 +56,8 @@ class Error(NamedTuple):
     message: str
     node: str | None = None
 
-    def as_dict(self, with_node: bool) -> dict:
-        out = {"type": self.type, "message": self.message}
+    def as_dict(self, with_node: bool) -> dict[str, str | None]:
+        out: dict[str, str | None] = {"type": self.type, "message": self.message}
         return {"node": self.node, **out} if with_node else out
 
 
@@ -50,16 +65,16 @@ class Record(NamedTuple):
     """What happened to one node instance. (A named tuple: one is built on every transition.)"""
 
     node: str
-    item: tuple
+    item: Path
     status: Status = Status.PENDING
     attempts: int = 0
     started_at: float | None = None
     finished_at: float | None = None
-    ports: dict | None = None
+    ports: dict[str, Any] | None = None
     error: Error | None = None
     started_seq: int | None = None  # when it (last) started or parked, in the order the core decided
     finished_seq: int | None = None  # when it ended
-    logs: tuple = ()  # lines the node logged, over all its attempts
+    logs: tuple[str, ...] = ()  # lines the node logged, over all its attempts
     stimulus: str | None = None  # the id of the event that last moved it (see ``step``)
 
 
@@ -73,7 +88,7 @@ class Arrival(NamedTuple):
 @attrs.frozen(kw_only=True)
 class Timer:
     kind: str  # a TimerKind
-    key: tuple
+    key: Key
     attempt: int
     due: float
 
@@ -91,23 +106,23 @@ class State:
     steps: int = 0  # steps applied so far: an event's id is "<step>.<position in its batch>"
     seq: int = 0
     timer_seq: int = 0
-    records: Map = Map()  # key -> Record
-    arrivals: Map = Map()  # key -> (edges still unresolved, delivered (edge position, source, value) as a cons list)
-    gathers: Map = Map()  # (edge index, prefix) -> (items still unresolved, Map item -> value)
-    scopes: Map = Map()  # (foreach index, path) -> number of items it fanned out
-    payloads: Map = Map()  # key -> its arrivals (source, value) in edge order, while it is not terminal
-    ready: Map = Map()  # ready queue (pool, group) -> heap of (priority, node, path)
+    records: Map[Key, Record] = Map()  # key -> Record
+    arrivals: Map[Key, tuple[int, Delivered]] = Map()  # key -> (edges still unresolved, delivered (edge position, source, value) as a cons list)
+    gathers: Map[tuple[int, Path], tuple[int, Map[int, Any]]] = Map()  # (edge index, prefix) -> (items still unresolved, Map item -> value)
+    scopes: Map[Key, int] = Map()  # (foreach index, path) -> number of items it fanned out
+    payloads: Map[Key, Payload] = Map()  # key -> its arrivals (source, value) in edge order, while it is not terminal
+    ready: Map[Queue, NonEmpty[ReadyEntry]] = Map()  # ready queue (pool, group) -> heap of (priority, node, path)
     ready_count: int = 0
-    candidates: Map = Map()  # pool -> heap of (head entry, queue) for queues of capped fan-outs with room
-    running: Map = Map()  # key -> attempt in flight
+    candidates: Map[str | None, NonEmpty[Candidate]] = Map()  # pool -> heap of (head entry, queue) for queues of capped fan-outs with room
+    running: Map[Key, int] = Map()  # key -> attempt in flight
     running_count: int = 0
-    pool_running: Map = Map()  # pool -> instances in flight
-    group_running: Map = Map()  # fan-out group -> instances in flight
-    timers: Map = Map()  # timer id -> Timer
-    instance_timer: Map = Map()  # key -> its current timeout / retry / delay / wait timer id
-    awaiting: Map = Map()  # key -> True: instances parked for input
-    stopping: Map = Map()  # key -> attempt told to stop (timed out), not yet confirmed stopped
-    held: Map = Map()  # key -> attempt: retries due that wait for the stopping attempt to end
+    pool_running: Map[str, int] = Map()  # pool -> instances in flight
+    group_running: Map[Group, int] = Map()  # fan-out group -> instances in flight
+    timers: Map[str, Timer] = Map()  # timer id -> Timer
+    instance_timer: Map[Key, str] = Map()  # key -> its current timeout / retry / delay / wait timer id
+    awaiting: Map[Key, bool] = Map()  # key -> True: instances parked for input
+    stopping: Map[Key, int] = Map()  # key -> attempt told to stop (timed out), not yet confirmed stopped
+    held: Map[Key, int] = Map()  # key -> attempt: retries due that wait for the stopping attempt to end
     max_parallel: int | None = None  # the run's cap once a CapChanged set it; None: the graph's
 
     @property
@@ -124,7 +139,7 @@ def initial_state(graph: Graph) -> State:
     return State(graph=graph)
 
 
-def sequence_keys(state: State) -> list:
+def sequence_keys(state: State) -> list[Key]:
     """Every succeeded instance's key, in the order the core heard of the successes.
 
     Derived from the records (each success takes the next ``finished_seq``) rather than kept as a

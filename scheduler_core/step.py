@@ -51,18 +51,31 @@ O(what changed). The given state is never modified; the new one shares all untou
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+
 import attrs
 from immutables import Map
 from jmespath.exceptions import JMESPathError
 
 from . import heap
-from .behaviour import Kind
-from .commands import AwaitInput, CancelNode, CancelTimer, RunFinished, StartNode, StartTimer
+from .behaviour import Kind, ParkForInput, ParkForTimer
+from .commands import AwaitInput, CancelNode, CancelTimer, Command, RunFinished, StartNode, StartTimer
 from .events import (CancelConfirmed, CancelRequested, CapChanged, InputProvided, NodeFailed, NodeSucceeded,
-                     Resumed, RunStarted, TimerFired)
-from .graph import FAN_OUT, GATHER
+                     Event, Resumed, RunStarted, TimerFired)
+from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, IllegalTransition, Move, RunStatus, Status
-from .state import Error, Record, State, Timer
+from .state import Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer
+
+if TYPE_CHECKING:
+    from immutables import MapMutation
+
+    from .behaviour import Behaviour
+
+K = TypeVar("K")
+V = TypeVar("V")
+Work: TypeAlias = tuple[CompiledEdge, Path, Any]  # an edge to resolve: (edge, item path, value or DEAD)
+Trace: TypeAlias = list[tuple[Key, Status, Move, Status, str | None]]
 
 DEAD = object()  # an edge that resolved without a value
 
@@ -71,7 +84,10 @@ DEAD = object()  # an edge that resolved without a value
 START, PARK, SUCCEED, FAIL, RETRY_LATER, RETRY_DUE, SKIP, CANCEL, RESTART = (
     Move.START, Move.PARK, Move.SUCCEED, Move.FAIL, Move.RETRY_LATER, Move.RETRY_DUE, Move.SKIP, Move.CANCEL,
     Move.RESTART)
-FANS_OUT, PARKS_FOR_TIMER, PARKS_FOR_INPUT = Kind.FAN_OUT, Kind.PARK_TIMER, Kind.PARK_INPUT
+# (Final: their literal types narrow a Behaviour, as Kind.FAN_OUT would.)
+FANS_OUT: Final = Kind.FAN_OUT
+PARKS_FOR_TIMER: Final = Kind.PARK_TIMER
+PARKS_FOR_INPUT: Final = Kind.PARK_INPUT
 RUNNING, PENDING = RunStatus.RUNNING, Status.PENDING
 
 
@@ -94,7 +110,7 @@ class SelectFailed:
     message: str
 
 
-def step(state: State, events, trace: list | None = None) -> tuple[State, tuple]:
+def step(state: State, events: Iterable[Event], trace: Trace | None = None) -> tuple[State, tuple[Command, ...]]:
     """Apply ``events`` in order, then start what the caps allow. Pure: ``state`` is not changed.
 
     ``trace``, if given, gets one ``(key, old status, move, new status, stimulus)`` per instance
@@ -108,7 +124,7 @@ def step(state: State, events, trace: list | None = None) -> tuple[State, tuple]
     return tx.result()
 
 
-def input_problem(state: State, node: str, item=(), port=None) -> str | None:
+def input_problem(state: State, node: str, item: Iterable[int] | None = (), port: str | None = None) -> str | None:
     """Why ``InputProvided(node, item, port)`` would be refused, or None if it would be accepted."""
     problem = _input_problem(state.graph, state.awaiting, state.finished, node, tuple(item or ()), port)
     n = state.graph.index.get(node)
@@ -120,7 +136,8 @@ def input_problem(state: State, node: str, item=(), port=None) -> str | None:
     return problem
 
 
-def _input_problem(g, awaiting, finished, node, item, port):
+def _input_problem(g: Graph, awaiting: Map[Key, bool] | MapMutation[Key, bool], finished: bool, node: str, item: Path,
+                   port: str | None) -> str | None:
     if finished:
         return "the run has already finished"
     n = g.index.get(node)
@@ -129,7 +146,10 @@ def _input_problem(g, awaiting, finished, node, item, port):
     if awaiting.get((n, item)) is None:
         where = f"{node}{''.join(f'[{i}]' for i in item)}"
         return f"node {where} is not waiting for input"
-    choices = g.nodes[n].behaviour.choices or ()
+    b = g.nodes[n].behaviour
+    if TYPE_CHECKING:
+        assert isinstance(b, ParkForInput)  # it awaits input
+    choices = b.choices or ()
     if choices and port not in choices:
         return f"node {node!r} needs one of the choices {', '.join(choices)} (got {port!r})"
     if not choices and port is not None:
@@ -140,12 +160,12 @@ def _input_problem(g, awaiting, finished, node, item, port):
 class _Transition:
     """One step in the making: mutable views of the state's maps, and the commands so far."""
 
-    def __init__(self, state: State, trace: list | None):
+    def __init__(self, state: State, trace: Trace | None):
         self.state = state
         self.g = state.graph
         self.trace = trace
         self.stimulus: str | None = None
-        self.commands: list = []
+        self.commands: list[Command] = []
         self.ended = False
         # scalars
         self.status = state.status
@@ -154,7 +174,7 @@ class _Transition:
         self.finished_at = state.finished_at
         self.error = state.error
         self.first_failure = state.first_failure
-        self.now = state.now
+        self.now: float = state.now  # type: ignore[assignment]  # None only until the first event sets it
         self.seq = state.seq
         self.timer_seq = state.timer_seq
         self.ready_count = state.ready_count
@@ -178,7 +198,7 @@ class _Transition:
         # one candidate heap per pool in use: a handful at most (the workflow declares its pools)
         self.candidates = dict(state.candidates.items()) if state.candidates else {}
 
-    def result(self) -> tuple[State, tuple]:
+    def result(self) -> tuple[State, tuple[Command, ...]]:
         if self.ended:
             self.commands.append(RunFinished(status=self.status, error=self.error, stimulus=self.stimulus))
         new = State(
@@ -196,14 +216,14 @@ class _Transition:
         return new, tuple(self.commands)
 
     @staticmethod
-    def frozen(mutation) -> tuple[Map, object]:
+    def frozen(mutation: MapMutation[K, V]) -> tuple[Map[K, V], MapMutation[K, V]]:
         """Freeze a map to iterate it (rare: ends of runs and resumes); returns it and a new mutation."""
         frozen = mutation.finish()
         return frozen, frozen.mutate()
 
     # -- the lifecycle ------------------------------------------------------------------------
 
-    def move(self, key, move: Move, **changes) -> Record:
+    def move(self, key: Key, move: Move, **changes: Any) -> Record:
         """Move an instance through the lifecycle table (``IllegalTransition`` for a move it lacks),
         recording ``changes`` with its new status."""
         old = self.records.get(key)
@@ -221,7 +241,7 @@ class _Transition:
 
     # -- events -------------------------------------------------------------------------------
 
-    def apply(self, event, stimulus: str) -> None:
+    def apply(self, event: Event, stimulus: str) -> None:
         self.now = event.at
         self.stimulus = stimulus
         handler = _HANDLERS.get(type(event))
@@ -231,7 +251,7 @@ class _Transition:
             return  # late results, timers and confirmations after the end change nothing
         handler(self, event)
 
-    def key_of(self, event) -> tuple:
+    def key_of(self, event: NodeSucceeded | NodeFailed | InputProvided | CancelConfirmed) -> Key:
         n = self.g.index.get(event.node)
         if n is None:
             raise InvalidEvent(f"event for unknown node {event.node!r}")
@@ -261,7 +281,7 @@ class _Transition:
         self.note_attempt(key, ev)
         self.attempt_failed(key, Error(ev.error_type, ev.message))
 
-    def note_attempt(self, key, ev) -> None:
+    def note_attempt(self, key: Key, ev: NodeSucceeded | NodeFailed) -> None:
         """Keep what the runner observed of an ended attempt: its real start and its log lines."""
         if ev.started_at is not None or ev.logs:
             self.records[key] = _observed(self.records[key], ev)
@@ -295,11 +315,15 @@ class _Transition:
 
     def on_delay_over(self, timer: Timer) -> None:
         behaviour = self.g.nodes[timer.key[0]].behaviour
+        if TYPE_CHECKING:
+            assert isinstance(behaviour, ParkForTimer)  # a delay timer's
         self.succeed(timer.key, {behaviour.port: self.input_of(timer.key)})
 
     def on_wait_timeout(self, timer: Timer) -> None:
         self.awaiting.pop(timer.key)
         behaviour = self.g.nodes[timer.key[0]].behaviour
+        if TYPE_CHECKING:
+            assert isinstance(behaviour, ParkForInput)  # a wait timeout's
         self.succeed(timer.key, {behaviour.timeout_port: self.input_of(timer.key)})
 
     def on_input_provided(self, ev: InputProvided) -> None:
@@ -309,7 +333,10 @@ class _Transition:
         key = self.key_of(ev)
         self.awaiting.pop(key)
         self.clear_timer(key)
-        ports = self.g.nodes[key[0]].behaviour.answer_ports(ev.port)
+        behaviour = self.g.nodes[key[0]].behaviour
+        if TYPE_CHECKING:
+            assert isinstance(behaviour, ParkForInput)  # it awaited input
+        ports = behaviour.answer_ports(ev.port)
         self.succeed(key, {port: ev.value for port in ports})
 
     def on_cancel_requested(self, ev: CancelRequested) -> None:
@@ -354,7 +381,7 @@ class _Transition:
 
     # -- readiness ----------------------------------------------------------------------------
 
-    def resolve(self, work: list) -> None:
+    def resolve(self, work: list[Work]) -> None:
         """Resolve edges ``(edge, path, value or DEAD)``; what becomes ready is queued or skipped.
 
         Stops as soon as the run ends (a failed ``select`` under fail-fast): what was not reached
@@ -383,7 +410,7 @@ class _Transition:
             else:
                 self.make_ready(key, self.arrivals_in_order(got))
 
-    def collect(self, e, path, value):
+    def collect(self, e: CompiledEdge, path: Path, value: Any) -> tuple[Path, Any] | None:
         """One item of a gather edge resolved; return ``(prefix, list or DEAD)`` once all have.
 
         An item whose ``select`` failed makes the whole gathered value that failure, so the target
@@ -405,26 +432,27 @@ class _Transition:
             return prefix, next((v for v in gathered if isinstance(v, SelectFailed)), gathered)
         return prefix, gathered
 
-    def arrivals_in_order(self, got) -> tuple:
+    def arrivals_in_order(self, got: tuple[tuple[int, int, Any], Delivered]) -> Payload:
         """The delivered values (a cons list of ``(edge position, source, value)``) in edge order, as
         ``Arrival`` pairs (plain tuples: one is made per delivered value)."""
         ids = self.g.ids
         if got[1] is None:  # one edge delivered: the common case, without the sorting
             _, src, value = got[0]
             return ((ids[src], value),)
-        arrived = []
-        while got is not None:
-            arrived.append(got[0])
-            got = got[1]
+        arrived: list[tuple[int, int, Any]] = []
+        rest: Delivered = got
+        while rest is not None:
+            arrived.append(rest[0])
+            rest = rest[1]
         arrived.sort(key=lambda a: a[0])
         return tuple([(ids[src], value) for _, src, value in arrived])
 
-    def input_of(self, key):
+    def input_of(self, key: Key) -> Any:
         """The single input value a parked instance passes on (a list where several delivered)."""
         arrivals = self.payloads[key]
         return arrivals[0][1] if len(arrivals) == 1 else [value for _, value in arrivals]
 
-    def make_ready(self, key, arrivals: tuple) -> None:
+    def make_ready(self, key: Key, arrivals: Payload) -> None:
         node = self.g.nodes[key[0]]
         self.payloads[key] = arrivals
         failed_select = None
@@ -432,22 +460,25 @@ class _Transition:
             failed_select = next((value for _, value in arrivals if isinstance(value, SelectFailed)), None)
         if failed_select is not None:
             self.fail_final(key, FAIL, Error("select", failed_select.message))
-        elif node.behaviour.kind is PARKS_FOR_TIMER or node.behaviour.kind is PARKS_FOR_INPUT:
+        # (a compiled graph's nodes all have a behaviour: never None)
+        elif node.behaviour.kind is PARKS_FOR_TIMER or node.behaviour.kind is PARKS_FOR_INPUT:  # type: ignore[union-attr]
             self.park(key)
         else:  # its record is made when it starts: a ready instance is pending wherever it is read
             self.enqueue(key)
 
-    def skip(self, key) -> list:
+    def skip(self, key: Key) -> list[Work]:
         n, path = key
         self.move(key, SKIP, finished_at=self.now)
         return [(self.g.edges[ei], path, DEAD) for ei in self.g.out_edges[n]]
 
     # -- parking --------------------------------------------------------------------------------
 
-    def park(self, key) -> None:
+    def park(self, key: Key) -> None:
         self.seq += 1
         self.move(key, PARK, attempts=1, started_at=self.now, started_seq=self.seq)
         behaviour = self.g.nodes[key[0]].behaviour
+        if TYPE_CHECKING:
+            assert isinstance(behaviour, (ParkForTimer, ParkForInput))  # it parks
         if behaviour.kind is PARKS_FOR_TIMER:
             self.set_timer(TimerKind.DELAY, key, 1, self.now + behaviour.seconds)
             return
@@ -456,15 +487,17 @@ class _Transition:
         if behaviour.timeout is not None:
             self.set_timer(TimerKind.WAIT_TIMEOUT, key, 1, self.now + behaviour.timeout)
 
-    def announce_wait(self, key) -> None:
+    def announce_wait(self, key: Key) -> None:
         node = self.g.nodes[key[0]]
         b = node.behaviour
+        if TYPE_CHECKING:
+            assert isinstance(b, ParkForInput)  # it awaits input
         self.commands.append(AwaitInput(node=node.id, item=key[1], type=node.type, prompt=b.prompt,
                                         choices=b.choices or None, stimulus=self.stimulus))
 
     # -- slots --------------------------------------------------------------------------------
 
-    def queue_of(self, key) -> tuple:
+    def queue_of(self, key: Key) -> Queue:
         """``(pool, group)``: the ready queue an instance waits in, and the caps it counts against."""
         n, path = key
         q = self.g.queue[n]
@@ -473,7 +506,7 @@ class _Transition:
         o = self.g.origin[n]
         return (self.g.nodes[n].pool, (o, path[: self.g.depth[o]]))
 
-    def enqueue(self, key) -> None:
+    def enqueue(self, key: Key) -> None:
         n, path = key
         q = self.queue_of(key)
         entry = (-self.g.rank[n], n, path)
@@ -483,36 +516,37 @@ class _Transition:
         if q[1] is not None and (before is None or entry < heap.peek(before)) and self.group_has_room(q[1]):
             self.add_candidate(q, entry)  # a new head of a per-item queue that may start
 
-    def requeue(self, key) -> None:
+    def requeue(self, key: Key) -> None:
         self.move(key, RETRY_DUE)
         self.enqueue(key)
 
-    def pool_has_room(self, pool) -> bool:
+    def pool_has_room(self, pool: str | None) -> bool:
         return pool is None or self.pool_running.get(pool, 0) < self.g.pools[pool]
 
-    def group_has_room(self, group) -> bool:
-        return self.group_running.get(group, 0) < self.g.group_cap[group[0]]
+    def group_has_room(self, group: Group) -> bool:
+        return self.group_running.get(group, 0) < self.g.group_cap[group[0]]  # type: ignore[operator]  # a group's cap is set
 
-    def add_candidate(self, q, head) -> None:
+    def add_candidate(self, q: Queue, head: ReadyEntry) -> None:
         self.candidates[q[0]] = heap.push(self.candidates.get(q[0]), (head, q))
 
-    def best_candidate(self, pool):
+    def best_candidate(self, pool: str | None) -> tuple[ReadyEntry, Queue] | None:
         """The best ``(head, queue)`` among the per-item queues of ``pool`` whose group has room;
         candidates that no longer hold (the head started, the group filled up) are dropped."""
         h = self.candidates.get(pool)
         while h is not None:
             head, q = heap.peek(h)
             qh = self.ready.get(q)
-            if qh is not None and heap.peek(qh) == head and self.group_has_room(q[1]):
+            if qh is not None and heap.peek(qh) == head and self.group_has_room(q[1]):  # type: ignore[arg-type]  # per item
                 self.candidates[pool] = h
                 return head, q
             h = heap.pop(h)[1]
         self.candidates.pop(pool, None)
         return None
 
-    def best_queue(self):
+    def best_queue(self) -> Queue | None:
         """The queue whose head starts next: the best head among the queues whose caps have room."""
-        best, best_head = None, None
+        best: Queue | None = None
+        best_head: Any = None  # best's head (None while best is)
         for q in self.g.plain_queues:
             h = self.ready.get(q)
             if h is not None and self.pool_has_room(q[0]) and (best is None or heap.peek(h) < best_head):
@@ -543,7 +577,7 @@ class _Transition:
             if rest is not None and q[1] is not None and self.group_has_room(q[1]):
                 self.add_candidate(q, heap.peek(rest))
 
-    def count(self, key, delta: int) -> None:
+    def count(self, key: Key, delta: int) -> None:
         self.running_count += delta
         pool, group = self.g.queue[key[0]] or self.queue_of(key)
         if pool is None and group is None:
@@ -553,13 +587,13 @@ class _Transition:
         if group is not None:
             running = self.group_running.get(group, 0) + delta
             self.group_running[group] = running
-            if delta < 0 and running == self.g.group_cap[group[0]] - 1:
+            if delta < 0 and running == self.g.group_cap[group[0]] - 1:  # type: ignore[operator]  # a group's cap is set
                 for p in self.g.group_pools[group[0]]:  # the group was full: its queues may start again
                     qh = self.ready.get((p, group))
                     if qh is not None:
                         self.add_candidate((p, group), heap.peek(qh))
 
-    def dispatch(self, key, attempt: int, redispatch: bool = False) -> None:
+    def dispatch(self, key: Key, attempt: int, redispatch: bool = False) -> None:
         n, path = key
         node = self.g.nodes[n]
         self.seq += 1
@@ -577,23 +611,23 @@ class _Transition:
                                        arrivals=self.payloads[key], deadline=deadline, redispatch=redispatch,
                                        stimulus=self.stimulus))
 
-    def release(self, key) -> None:
+    def release(self, key: Key) -> None:
         self.running.pop(key)
         self.count(key, -1)
 
-    def is_current(self, key, attempt) -> bool:
+    def is_current(self, key: Key, attempt: int) -> bool:
         return self.running.get(key) == attempt
 
     # -- timers -------------------------------------------------------------------------------
 
-    def set_timer(self, kind: str, key, attempt: int, due: float) -> None:
+    def set_timer(self, kind: str, key: Key, attempt: int, due: float) -> None:
         self.timer_seq += 1
         tid = f"{kind}:{self.timer_seq}"
         self.timers[tid] = Timer(kind=kind, key=key, attempt=attempt, due=due)
         self.instance_timer[key] = tid
         self.commands.append(StartTimer(timer=tid, due=due, stimulus=self.stimulus))
 
-    def clear_timer(self, key, announce: bool = True) -> None:
+    def clear_timer(self, key: Key, announce: bool = True) -> None:
         tid = self.instance_timer.get(key)
         if tid is None:
             return
@@ -604,11 +638,11 @@ class _Transition:
 
     # -- endings ------------------------------------------------------------------------------
 
-    def succeed(self, key, ports: dict, ended: NodeSucceeded | None = None) -> None:
+    def succeed(self, key: Key, ports: dict[str, Any], ended: NodeSucceeded | None = None) -> None:
         """The instance succeeded with ``ports`` (its attempt ``ended`` so, if it ran): record it and
         resolve its outgoing edges."""
         n, path = key
-        behaviour = self.g.nodes[n].behaviour
+        behaviour: Behaviour = self.g.nodes[n].behaviour  # type: ignore[assignment]  # compiled: never None
         if behaviour.kind is FANS_OUT and behaviour.item_port in ports \
                 and not isinstance(ports[behaviour.item_port], list):
             if ended is not None:
@@ -626,7 +660,7 @@ class _Transition:
             self.move(key, SUCCEED, finished_at=self.now, ports=ports, error=None, finished_seq=self.seq,
                       started_at=r.started_at if ended.started_at is None else ended.started_at,
                       logs=r.logs + ended.logs)
-        work = []
+        work: list[Work] = []
         for ei in self.g.out_edges[n]:
             e = self.g.edges[ei]
             value = ports.get(e.port, DEAD)
@@ -637,7 +671,7 @@ class _Transition:
                 work.append((e, path, DEAD if e.kind == FAN_OUT else value))
         self.resolve(work)
 
-    def attempt_failed(self, key, error: Error) -> None:
+    def attempt_failed(self, key: Key, error: Error) -> None:
         record = self.records[key]
         retry = self.g.nodes[key[0]].retry
         if record.attempts < retry.max_attempts:
@@ -646,7 +680,7 @@ class _Transition:
         else:
             self.fail_final(key, FAIL, error)
 
-    def fail_final(self, key, move: Move, error: Error) -> None:
+    def fail_final(self, key: Key, move: Move, error: Error) -> None:
         n, path = key
         self.payloads.pop(key, None)
         self.seq += 1
@@ -697,7 +731,7 @@ class _Transition:
         self.candidates = {}
         self.ready_count, self.running_count = 0, 0
 
-    def cancel_record(self, key) -> None:
+    def cancel_record(self, key: Key) -> None:
         record = self.records.get(key)
         if record is None or record.status in OPEN:
             self.move(key, CANCEL, finished_at=self.now)
@@ -705,11 +739,11 @@ class _Transition:
     def cancel_unreached(self) -> None:
         """Record ``cancelled`` every instance the run would have had but never reached (once per run)."""
         g = self.g
-        by_node: dict = {}  # node -> every path it has in this run, whether reached or not
+        by_node: dict[int, list[Path]] = {}  # node -> every path it has in this run, whether reached or not
         scopes, self.scopes = self.frozen(self.scopes)
         for n in g.topo:
             if g.depth[n] == 0:
-                expected = [()]
+                expected: list[Path] = [()]
             else:
                 o = g.origin[n]
                 expected = []
@@ -721,7 +755,7 @@ class _Transition:
             by_node[n] = expected
 
 
-def _moved(old: Record, status, stimulus, changes: dict) -> Record:
+def _moved(old: Record, status: Status, stimulus: str | None, changes: dict[str, Any]) -> Record:
     """``old`` with a new status, stimulus and ``changes``: ``old._replace(...)``, built positionally.
 
     The one speed trick of the hot path (two moves per instance): ``_replace`` costs about twice as
@@ -735,7 +769,7 @@ def _moved(old: Record, status, stimulus, changes: dict) -> Record:
     return tuple.__new__(Record, values)
 
 
-def _fresh(node: str, item: tuple) -> Record:
+def _fresh(node: str, item: Path) -> Record:
     """``Record(node, item)``, positionally (as ``_moved``, and for the same reason)."""
     return tuple.__new__(Record, (node, item, PENDING, 0, None, None, None, None, None, None, (), None))
 
@@ -748,7 +782,7 @@ def _name(record: Record) -> str:
     return record.node + "".join(f"[{i}]" for i in record.item)
 
 
-def _observed(r: Record, ended) -> Record:
+def _observed(r: Record, ended: NodeSucceeded | NodeFailed) -> Record:
     """``r`` with what the runner observed of its ended attempt: the real start, the lines it logged."""
     if ended.started_at is None and not ended.logs:
         return r
@@ -756,12 +790,12 @@ def _observed(r: Record, ended) -> Record:
                       logs=r.logs + ended.logs)
 
 
-def _by_due(timers: Map) -> list:
+def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:
     """Timers in a stable order (due time, then id), whatever the process's string hash seed."""
     return sorted(timers.items(), key=lambda item: (item[1].due, item[0]))
 
 
-def _select(e, value):
+def _select(e: CompiledEdge, value: Any) -> Any:
     if isinstance(value, SelectFailed):
         return value
     try:
@@ -770,11 +804,11 @@ def _select(e, value):
         return SelectFailed(f"select {e.select_text!r} on the edge into this node failed: {exc}")
 
 
-_NO_CANDIDATES = Map()
+_NO_CANDIDATES: Map[str | None, heap.NonEmpty[tuple[ReadyEntry, Queue]]] = Map()
 _ENDED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 # What each event does: one handler per event type, one per timer kind.
-_HANDLERS = {
+_HANDLERS: dict[type[Event], Callable[[_Transition, Any], None]] = {
     RunStarted: _Transition.on_run_started,
     NodeSucceeded: _Transition.on_node_succeeded,
     NodeFailed: _Transition.on_node_failed,
@@ -785,7 +819,7 @@ _HANDLERS = {
     Resumed: _Transition.on_resumed,
     CapChanged: _Transition.on_cap_changed,
 }
-_TIMER_HANDLERS = {
+_TIMER_HANDLERS: dict[str, Callable[[_Transition, Timer], None]] = {
     TimerKind.TIMEOUT: _Transition.on_timeout,
     TimerKind.RETRY: _Transition.on_retry_due,
     TimerKind.DELAY: _Transition.on_delay_over,

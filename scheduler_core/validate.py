@@ -7,11 +7,15 @@ tests (after every step) and the simulated runner, never for a production drive.
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from . import heap
 from .behaviour import Kind
 from .lifecycle import OPEN, RUN_ENDED, TERMINAL, RunStatus, Status
-from .state import State
+from .state import Group, Key, Queue, Record, State
+
+if TYPE_CHECKING:
+    from .graph import Graph
 
 
 class InvalidState(AssertionError):
@@ -23,7 +27,7 @@ def _check(ok: bool, message: str) -> None:
         raise InvalidState(message)
 
 
-def _name(g, key) -> str:
+def _name(g: Graph, key: Key) -> str:
     n, path = key
     return g.ids[n] + "".join(f"[{i}]" for i in path)
 
@@ -31,6 +35,7 @@ def _name(g, key) -> str:
 def validate_state(state: State) -> None:
     g = state.graph
     records = state.records
+    r: Record | None
     for key, r in records.items():
         _check(r.status in Status.__members__.values(), f"{_name(g, key)}: unknown status {r.status!r}")
         _check(r.node == g.ids[key[0]] and tuple(r.item) == key[1], f"{_name(g, key)}: record names {r.node}{r.item}")
@@ -55,8 +60,8 @@ def validate_state(state: State) -> None:
     _check(state.running_count == len(state.running), f"running_count {state.running_count} != {len(state.running)}")
     cap = state.max_parallel or g.max_parallel
     _check(state.running_count <= cap, f"{state.running_count} in flight over the cap {cap}")
-    pools: Counter = Counter()
-    groups: Counter = Counter()
+    pools: Counter[str] = Counter()
+    groups: Counter[Group] = Counter()
     for key, attempt in state.running.items():
         r = records.get(key)
         _check(r is not None and r.status == Status.RUNNING and r.attempts == attempt,
@@ -75,7 +80,8 @@ def validate_state(state: State) -> None:
         _check(count == pools.get(pool, 0), f"pool {pool!r}: counted {count}, {pools.get(pool, 0)} in flight")
     for group, count in state.group_running.items():
         _check(count == groups.get(group, 0), f"group {group}: counted {count}, {groups.get(group, 0)} in flight")
-        _check(count <= g.group_cap[group[0]], f"group {group}: {count} in flight over its cap")
+        cap_of_group = g.group_cap[group[0]]
+        _check(cap_of_group is not None and count <= cap_of_group, f"group {group}: {count} in flight over its cap")
 
     # ready: pending, holding inputs, in the queue it belongs to, counted once
     seen = 0
@@ -91,7 +97,8 @@ def validate_state(state: State) -> None:
     _check(seen == state.ready_count, f"ready_count {state.ready_count} != {seen} queued")
     # every per-item queue whose group has room has its head among its pool's candidates
     for q, h in state.ready.items():
-        if q[1] is None or state.group_running.get(q[1], 0) >= g.group_cap[q[1][0]]:
+        group_cap = None if q[1] is None else g.group_cap[q[1][0]]
+        if q[1] is None or group_cap is not None and state.group_running.get(q[1], 0) >= group_cap:
             continue
         head = heap.peek(h)
         _check(any(c == (head, q) for c in heap.entries(state.candidates.get(q[0]))),
@@ -101,7 +108,8 @@ def validate_state(state: State) -> None:
     for key in state.awaiting.keys():
         r = records.get(key)
         _check(r is not None and r.status == Status.WAITING, f"{_name(g, key)}: awaiting input but {r}")
-        _check(g.nodes[key[0]].behaviour.kind is Kind.PARK_INPUT, f"{_name(g, key)}: awaiting input, cannot park")
+        b = g.nodes[key[0]].behaviour
+        _check(b is not None and b.kind is Kind.PARK_INPUT, f"{_name(g, key)}: awaiting input, cannot park")
     for tid, timer in state.timers.items():
         r = records.get(timer.key)
         want = Status.RUNNING if timer.kind == "timeout" else Status.WAITING
@@ -120,7 +128,7 @@ def validate_state(state: State) -> None:
         _check(key not in records, f"{_name(g, key)}: still gathering inputs but has a record")
 
 
-def _queue_of(g, key) -> tuple:
+def _queue_of(g: Graph, key: Key) -> Queue:
     n, path = key
     q = g.queue[n]
     if q is not None:
