@@ -17,13 +17,16 @@ def truthy(value) -> bool:
     return True
 
 
+ROUTES = RunTask(ports=PORTS)  # the same for every node of the type: made once
+
+
 class IfNode(NodeType):
     name = "if"
     fields = {"condition": True}
 
     @classmethod
     def behaviour(cls, config):
-        return RunTask(ports=PORTS)
+        return ROUTES
 
     def __init__(self, node_id, config):
         super().__init__(node_id, config)

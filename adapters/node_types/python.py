@@ -29,13 +29,16 @@ def _resolve_call(call, folders) -> tuple:
     return fn, wants_ctx, inspect.iscoroutinefunction(fn)
 
 
+ANY_PORTS = RunTask()  # a function may return any ports (``Ports(a=..., b=...)``); one value for every node
+
+
 class PythonNode(NodeType):
     name = "python"
     fields = {"call": True, "params": False}
 
     @classmethod
     def behaviour(cls, config):
-        return RunTask()  # a function may return any ports (``Ports(a=..., b=...)``)
+        return ANY_PORTS
 
     def __init__(self, node_id, config):
         super().__init__(node_id, config)
