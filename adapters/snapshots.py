@@ -16,7 +16,7 @@ field of ``State`` but ``graph`` (which a load compiles from the run's definitio
   ``immutables.Map`` (keys are values too: tuples, say); ``{"f": "inf"}`` (or ``"-inf"``,
   ``"nan"``) a float JSON has no number for; ``{ClassName: [v, ...]}`` an instance of a class of
   ``CLASSES`` (the core's records, timers...), its fields in declaration order (an enum member:
-  ``[its value]``); ``{"@": i}`` the value ``deep[i]``, where ``i`` is greater than the index of
+  ``{ClassName: its value}``, a status is ``{"Status": "succeeded"}``); ``{"@": i}`` the value ``deep[i]``, where ``i`` is greater than the index of
   the value that holds the reference. Values nested more than ``MAX_DEPTH`` deep are cut out into
   ``deep``: the core's cons lists and heaps nest as deep as they are long (100,000 for a large
   fan-out), and neither JSON's parser nor this codec may recurse that far.
@@ -43,7 +43,7 @@ from scheduler_core.lifecycle import RunStatus, Status
 from scheduler_core.state import Error, Record, State, Timer
 from scheduler_core.step import SelectFailed
 
-FORMAT = "flowcore-snapshot/1"
+FORMAT = "flowcore-snapshot/2"  # 2: an enum member is its value, not a list of it
 MAX_DEPTH = 48
 
 # Every class a State may hold besides JSON's own values, tuples, dicts and Maps. Decoding builds
@@ -138,6 +138,8 @@ def _encoder(deep: list, pending: list, inline: frozenset):
         spec = _BY_CLASS.get(t)
         if spec is None:
             raise SnapshotUnsupported(f"a snapshot cannot hold a {t.__module__}.{t.__qualname__}")
+        if isinstance(v, enum.Enum):  # a member, by its value (a status: a string)
+            return {spec[0]: v.value}
         if not issubclass(t, tuple):  # a named tuple iterates its fields in order
             v = [getattr(v, f) for f in spec[1]]
         return {spec[0]: [x if type(x) in inline else encode(x, depth) for x in v]}
@@ -210,22 +212,28 @@ class _Reader:
 def _builder(name: str, cls):
     """How to build an instance of an allowlisted class from its field values, checking their number."""
     fields = _FIELDS[cls]
+    count = len(fields)
 
     def check(args):
-        if type(args) is not list or len(args) != len(fields):
-            raise SnapshotInvalid(f"{name} has {len(fields)} fields, the snapshot gives {len(args)}")
+        if type(args) is not list or len(args) != count:
+            raise SnapshotInvalid(f"{name} has {count} fields, the snapshot gives {args!r}")
 
     if issubclass(cls, enum.Enum):
+        members = {member.value: member for member in cls}
+
         def build(args):
-            check(args)
-            return cls(args[0])
+            try:
+                return members[args]
+            except (KeyError, TypeError):
+                raise SnapshotInvalid(f"{args!r} is not a {name}") from None
     elif attrs.has(cls):
         def build(args):
             check(args)
             return cls(**dict(zip(fields, args)))
     else:  # a named tuple: tuple.__new__ skips the keyword handling of its __new__
         def build(args):
-            check(args)
+            if type(args) is not list or len(args) != count:
+                check(args)
             return tuple.__new__(cls, args)
     return build
 
