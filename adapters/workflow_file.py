@@ -220,7 +220,7 @@ def _plain_node(raw) -> Node | None:
     if not (raw.keys() <= fields.plain_keys and fields.required <= raw.keys()):
         return None
     config = {key: value for key, value in raw.items() if key in impl.fields}
-    return Node(node_id, str(ntype), config, behaviour=impl.behaviour(config))
+    return Node(node_id, str(ntype), config, impl.behaviour(config))  # positional: one call per node
 
 
 def _parse_node(i: int, raw, problems: list):

@@ -43,11 +43,11 @@ class Node:
     id: str
     type: str
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    behaviour: Behaviour | None = None
     timeout: float | None = None  # seconds per attempt of a task
     retry: Retry = Retry()
     pool: str | None = None
     estimate: float = 1.0
-    behaviour: Behaviour | None = None
 
 
 @attrs.frozen
