@@ -22,6 +22,7 @@ from scheduler_core import (Edge, Graph, Node, Problem, Retry, RunTask, Settings
 
 from .imports import calls_from
 from .node_types import NODE_TYPES, FieldProblem, owns_timeout
+from .node_types.base import is_number
 from .nodes import NodeInvoker
 
 COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description"}
@@ -288,6 +289,7 @@ def _type_problems(where: str, ntype, impl, fields, problems: list) -> None:
 
 
 def _parse_retry(where, raw, problems) -> Retry:
+    """The node's retry as given; its bounds are checked with the graph (``Retry.problem``)."""
     spec = raw.get("retry")
     if spec is None:
         return Retry()
@@ -296,12 +298,13 @@ def _parse_retry(where, raw, problems) -> Retry:
     if not isinstance(spec, Mapping) or set(spec) - {"max_attempts", "delay", "backoff"}:
         problems.append(Problem(where, "retry must be a mapping of max_attempts, delay and backoff"))
         return Retry()
-    try:
-        return Retry(max_attempts=int(spec.get("max_attempts", 1)), delay=float(spec.get("delay", 0.0)),
-                     backoff=float(spec.get("backoff", 1.0)))
-    except (TypeError, ValueError):
+    if not all(is_number(value) for value in spec.values()):
         problems.append(Problem(where, "retry values must be numbers"))
         return Retry()
+    attempts = spec.get("max_attempts", 1)
+    if isinstance(attempts, float) and attempts.is_integer():
+        attempts = int(attempts)  # 3.0 is 3; 2.5, inf and nan stay as they are, and are refused
+    return Retry(max_attempts=attempts, delay=float(spec.get("delay", 0.0)), backoff=float(spec.get("backoff", 1.0)))
 
 
 def _parse_estimate(where, raw, problems) -> float:

@@ -8,7 +8,7 @@ from .events import (EVENT_TYPES, CancelConfirmed, CapChanged, CancelRequested, 
                      NodeSucceeded, Resumed, RunStarted, TimerFired)
 from .graph import Graph, Problem, WorkflowInvalid, compile_workflow
 from .lifecycle import LIFECYCLE, IllegalTransition, Move, RunStatus, Status
-from .model import Edge, Node, Retry, Settings, Workflow
+from .model import MAX_ATTEMPTS, MAX_BACKOFF, MAX_SECONDS, Edge, Node, Retry, Settings, Workflow
 from .ports import RESULT, Ports, as_ports
 from .replay import ReplayDiverged, fingerprint, replay
 from .state import TERMINAL, Arrival, Error, Record, State, initial_state, sequence_keys
@@ -22,7 +22,7 @@ __all__ = [
     "NodeSucceeded", "Resumed", "RunStarted", "TimerFired",
     "Graph", "Problem", "WorkflowInvalid", "compile_workflow",
     "LIFECYCLE", "IllegalTransition", "Move", "RunStatus", "Status",
-    "Edge", "Node", "Retry", "Settings", "Workflow",
+    "MAX_ATTEMPTS", "MAX_BACKOFF", "MAX_SECONDS", "Edge", "Node", "Retry", "Settings", "Workflow",
     "RESULT", "Ports", "as_ports",
     "ReplayDiverged", "fingerprint", "replay",
     "TERMINAL", "Arrival", "Error", "Record", "State", "initial_state", "sequence_keys",

@@ -16,7 +16,7 @@ import attrs
 import jmespath
 
 from .behaviour import Kind
-from .model import ON_ERROR, Edge, Node, Workflow
+from .model import MAX_SECONDS, ON_ERROR, Edge, Node, Workflow
 
 if TYPE_CHECKING:
     from .state import Queue
@@ -102,17 +102,19 @@ def _check_nodes(wf: Workflow, problems: list[Problem]) -> dict[str, int]:
             problems.append(Problem(where, "duplicate id (ids must be unique)"))
             continue
         index[node.id] = i
-        if node.timeout is not None and not node.timeout > 0:
-            problems.append(Problem(where, f"timeout must be a positive number of seconds, not {node.timeout!r}"))
-        r = node.retry
-        if r.max_attempts < 1 or r.delay < 0 or r.backoff <= 0:
-            problems.append(Problem(where, "retry needs max_attempts >= 1, delay >= 0 and backoff > 0"))
+        if node.timeout is not None and not 0 < node.timeout <= MAX_SECONDS:
+            problems.append(Problem(where, f"timeout must be a positive number of seconds, at most {MAX_SECONDS:g} "
+                                           f"(a year), not {node.timeout!r}"))
+        retry_problem = node.retry.problem()
+        if retry_problem:
+            problems.append(Problem(where, retry_problem))
         if node.behaviour is None:
             problems.append(Problem(where, f"type {node.type!r} gave it no behaviour (is the type known?)"))
         if node.pool is not None and node.pool not in pools:
             problems.append(Problem(where, f"pool {node.pool!r} is not declared in settings.pools"))
-        if not node.estimate >= 0:
-            problems.append(Problem(where, "estimate must be a non-negative number"))
+        if not 0 <= node.estimate <= MAX_SECONDS:
+            problems.append(Problem(where, f"estimate must be a number of seconds from 0 to {MAX_SECONDS:g}, "
+                                           f"not {node.estimate!r}"))
     return index
 
 

@@ -6,6 +6,7 @@ indexed form the scheduler uses). Nothing here does I/O.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 from types import MappingProxyType
@@ -15,6 +16,11 @@ import attrs
 from .behaviour import Behaviour
 
 ON_ERROR = ("fail_fast", "continue")
+
+# Bounds on the numbers a workflow gives, checked where they are read (every number must be finite):
+MAX_SECONDS = 366 * 24 * 3600.0  # the longest timeout, delay, wait or retry delay: a year
+MAX_ATTEMPTS = 1000  # the most attempts a retry may make
+MAX_BACKOFF = 1000.0  # the largest factor a retry delay may grow by per attempt
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -30,8 +36,22 @@ class Retry:
     backoff: float = 1.0
 
     def wait_after(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return self.delay * (self.backoff ** (attempt - 1))
+        """Seconds to wait after failed attempt number ``attempt`` (1-based), at most ``MAX_SECONDS``."""
+        try:
+            wait = self.delay * (self.backoff ** (attempt - 1))
+        except OverflowError:
+            return MAX_SECONDS
+        return min(wait, MAX_SECONDS) if math.isfinite(wait) else MAX_SECONDS
+
+    def problem(self) -> str | None:
+        """What is out of bounds in this retry, or None."""
+        if not (type(self.max_attempts) is int and 1 <= self.max_attempts <= MAX_ATTEMPTS):
+            return f"retry max_attempts must be a whole number from 1 to {MAX_ATTEMPTS}, not {self.max_attempts!r}"
+        if not 0 <= self.delay <= MAX_SECONDS:
+            return f"retry delay must be from 0 to {MAX_SECONDS:g} seconds (a year), not {self.delay!r}"
+        if not 0 < self.backoff <= MAX_BACKOFF:
+            return f"retry backoff must be above 0 and at most {MAX_BACKOFF:g}, not {self.backoff!r}"
+        return None
 
 
 @attrs.frozen(eq=False)

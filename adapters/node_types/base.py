@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import jmespath
 
-from scheduler_core import RunTask
+from scheduler_core import MAX_SECONDS, RunTask
 
 
 class FieldProblem(Exception):
@@ -65,12 +65,13 @@ def is_number(value) -> bool:
 
 
 def number_field(value, field, positive=False):
-    """A non-negative (or positive) number of seconds, or ``FieldProblem``."""
-    if not is_number(value) or value < 0 or (positive and value == 0):
-        raise FieldProblem(f"{field} must be a {'positive' if positive else 'non-negative'} number, not {value!r}")
+    """A non-negative (or positive) number of seconds, at most ``MAX_SECONDS`` (a year), or ``FieldProblem``."""
+    if not is_number(value) or not 0 <= value <= MAX_SECONDS or (positive and value == 0):
+        raise FieldProblem(f"{field} must be a {'positive' if positive else 'non-negative'} number of seconds, at "
+                           f"most {MAX_SECONDS:g} (a year), not {value!r}")
     return value
 
 
 def seconds_or_none(value):
-    """``value`` as seconds where it reads as a non-negative number, else None (for ``behaviour``)."""
-    return float(value) if is_number(value) and value >= 0 else None
+    """``value`` as seconds where it reads as a number in bounds, else None (for ``behaviour``)."""
+    return float(value) if is_number(value) and 0 <= value <= MAX_SECONDS else None
