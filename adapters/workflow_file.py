@@ -50,16 +50,29 @@ def read_definition(path: str) -> dict:
             text = f.read()
     except FileNotFoundError:
         raise WorkflowError(path, [Problem("file", "no such file")]) from None
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(path, [Problem("file", f"is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                                                   f"save it as UTF-8")]) from None
     except OSError as exc:
         raise WorkflowError(path, [Problem("file", f"cannot be read: {exc.strerror or exc}")]) from None
     try:
         if path.endswith(".json"):
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         else:
-            data = yaml.safe_load(text)
+            loader = _SafeLoader(text)
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
+            if loader.aliases:
+                _check_expanded_size(data)
+    except RecursionError:
+        raise WorkflowError(path, [Problem("file", "is nested too deeply to read (hundreds of levels)")]) from None
     except json.JSONDecodeError as exc:
         raise WorkflowError(path, [Problem(f"line {exc.lineno}, column {exc.colno}", f"not valid JSON: {exc.msg}")]) \
             from None
+    except _Unreadable as exc:
+        raise WorkflowError(path, [Problem("file", str(exc))]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
@@ -68,6 +81,78 @@ def read_definition(path: str) -> dict:
     if not isinstance(data, Mapping):
         raise WorkflowError(path, [Problem("file", "a workflow must be a mapping with 'nodes' and 'connections'")])
     return dict(data)
+
+
+# A YAML file whose aliases would expand to more values than this is refused (a "billion laughs"
+# file is a few lines that expand to 10^9 values when the definition is stored or walked).
+MAX_EXPANDED_VALUES = 1_000_000
+
+
+class _Unreadable(ValueError):
+    """A file that parses but is refused: a key given twice, aliases that expand too far."""
+
+
+def _no_duplicate_keys(pairs):
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(key for i, key in enumerate(keys) if key in keys[:i])
+        raise _Unreadable(f"the key {twice!r} appears twice in one mapping (JSON keeps only the last)")
+    return dict(pairs)
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping, and counts aliases."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the constructor reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping (YAML keeps only the last; "
+                                f"remove or rename one)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expanded_size(data) -> None:
+    """Refuse data whose shared parts (YAML aliases) expand to more than MAX_EXPANDED_VALUES values.
+    Counted once per distinct object, so the count itself is as cheap as the data is small."""
+    sizes: dict = {}
+    stack = [(data, False)]
+    while stack:
+        value, children_done = stack.pop()
+        if not isinstance(value, (list, dict)) or (id(value) in sizes and not children_done):
+            continue
+        items = list(value.values()) if isinstance(value, dict) else value
+        if children_done:
+            size = 1 + sum(sizes.get(id(item), 1) for item in items)
+            if size > MAX_EXPANDED_VALUES:
+                raise _Unreadable(f"its YAML aliases expand to more than {MAX_EXPANDED_VALUES:,} values; "
+                                    f"write the values out, or use fewer aliases")
+            sizes[id(value)] = size
+        else:
+            sizes[id(value)] = 0  # being counted
+            stack.append((value, True))
+            stack.extend((item, False) for item in items)
+
+
+def _type_named(name):
+    """The node type called ``name``, or None (also for a name that is not a string: a list, a mapping)."""
+    return NODE_TYPES.get(name) if type(name) is str else None
 
 
 def load_workflow(source, max_parallel: int | None = None, *, node_types: bool = True,
@@ -127,7 +212,7 @@ def _node_impls(workflow: Workflow, problems: list, parsed: bool = True) -> dict
 def _node_impls_here(workflow: Workflow, problems: list, parsed: bool) -> dict:
     impls = {}
     for node in workflow.nodes:
-        impl = NODE_TYPES.get(node.type)
+        impl = _type_named(node.type)
         if impl is None or not _type_fields(impl).required <= node.config.keys():
             if not parsed:
                 _type_problems(f"node {node.id!r}", node.type, impl, node.config, problems)
@@ -214,7 +299,7 @@ def _plain_node(raw) -> Node | None:
     if type(node_id) is not str or not node_id:
         return None
     ntype = raw.get("type")
-    impl = NODE_TYPES.get(ntype)
+    impl = _type_named(ntype)
     if impl is None:
         return None
     fields = _type_fields(impl)
@@ -236,7 +321,7 @@ def _parse_node(i: int, raw, problems: list):
         problems.append(Problem(where, "missing 'id' (a non-empty string)"))
         return None
     ntype = raw.get("type")
-    impl = NODE_TYPES.get(ntype)
+    impl = _type_named(ntype)
     _type_problems(where, ntype, impl, raw, problems)
     type_fields = set(impl.fields) if impl else set()
     config = {}
@@ -271,7 +356,7 @@ def with_behaviours(workflow: Workflow) -> Workflow:
     done = _WITH_BEHAVIOURS.get(workflow)
     if done is None:
         nodes = tuple(node if node.behaviour is not None
-                      else attrs.evolve(node, behaviour=_behaviour(NODE_TYPES.get(node.type), node.config))
+                      else attrs.evolve(node, behaviour=_behaviour(_type_named(node.type), node.config))
                       for node in workflow.nodes)
         done = _WITH_BEHAVIOURS[workflow] = attrs.evolve(workflow, nodes=nodes)
     return done

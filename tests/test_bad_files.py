@@ -1,0 +1,35 @@
+"""Workflow files the loader refuses with exit 2 and one clear line, never a traceback or a hang
+(issue 15): not UTF-8, nested too deep, a YAML alias bomb, duplicate keys, a type or pool that is a
+list or a mapping."""
+import subprocess
+import sys
+
+import pytest
+
+LOL = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+                + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)])
+
+CASES = {
+    "latin-1.yaml": ("name: café\nnodes: [{id: a, type: noop}]\n".encode("latin-1"), "UTF-8"),
+    "utf-16.yaml": ("name: x\nnodes: [{id: a, type: noop}]\n".encode("utf-16"), "UTF-8"),
+    "random.json": (bytes(range(128, 256)) * 4, "UTF-8"),
+    "deep.yaml": (("x: " + "[" * 5000 + "]" * 5000 + "\nnodes: [{id: a, type: noop}]\n").encode(), "nested"),
+    "deep.json": (("{\"x\": " + "[" * 5000 + "]" * 5000 + ", \"nodes\": []}").encode(), "nested"),
+    "bomb.yaml": ((LOL + "\ndescription: *i\nnodes: [{id: a, type: noop}]\n").encode(), "alias"),
+    "dup.yaml": (b"name: x\nnodes: [{id: a, type: noop}]\nnodes: [{id: b, type: noop}]\n", "nodes"),
+    "dup-node.yaml": (b"nodes:\n  - {id: a, type: noop, id: b}\n", "id"),
+    "list-type.yaml": (b"nodes: [{id: a, type: [noop]}]\n", "type"),
+    "map-pool.yaml": (b"nodes: [{id: a, type: noop, pool: {x: 1}}]\n", "pool"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_bad_file_is_refused_with_exit_2_and_a_clear_message(tmp_path, name):
+    content, says = CASES[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "adapters.cli", "validate", str(path)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    assert says in result.stderr, result.stderr[-2000:]
