@@ -110,8 +110,10 @@ def _check_nodes(wf: Workflow, problems: list[Problem]) -> dict[str, int]:
             problems.append(Problem(where, retry_problem))
         if node.behaviour is None:
             problems.append(Problem(where, f"type {node.type!r} gave it no behaviour (is the type known?)"))
-        if node.pool is not None and (type(node.pool) is not str or node.pool not in pools):
-            problems.append(Problem(where, f"pool {node.pool!r} is not a pool declared in settings.pools"))
+        if node.pool is not None and type(node.pool) is not str:
+            problems.append(Problem(where, f"pool must be the name of a pool in settings.pools, not {node.pool!r}"))
+        elif node.pool is not None and node.pool not in pools:
+            problems.append(Problem(where, f"pool {node.pool!r} is not declared in settings.pools"))
         if not 0 <= node.estimate <= MAX_SECONDS:
             problems.append(Problem(where, f"estimate must be a number of seconds from 0 to {MAX_SECONDS:g}, "
                                            f"not {node.estimate!r}"))
