@@ -76,7 +76,7 @@ def import_call(call: str, base_dir: str | None = None, *, folders: tuple | None
         module = import_module(module_name, folders or search_folders(base_dir))
     except CallNotImportable as exc:
         raise CallNotImportable(f"call {call!r}: {exc}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a module may also call sys.exit() when it is imported
         raise CallNotImportable(f"call {call!r}: cannot import module {module_name!r} "
                                 f"({type(exc).__name__}: {exc})") from None
     fn = module

@@ -33,3 +33,12 @@ def test_a_bad_file_is_refused_with_exit_2_and_a_clear_message(tmp_path, name):
     assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
     assert "Traceback" not in result.stderr
     assert says in result.stderr, result.stderr[-2000:]
+
+
+def test_a_module_that_exits_when_imported_is_a_clear_problem_not_exit_5(tmp_path):
+    (tmp_path / "quits.py").write_text("import sys\nsys.exit(5)\ndef f(x):\n    return x\n")
+    (tmp_path / "wf.yaml").write_text("nodes: [{id: a, type: python, call: 'quits:f'}]\n")
+    result = subprocess.run([sys.executable, "-m", "adapters.cli", "validate", "wf.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "SystemExit" in result.stderr and "quits" in result.stderr
