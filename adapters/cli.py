@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
@@ -305,14 +306,40 @@ COMMANDS = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "runs": 
             "simulate": cmd_simulate}
 
 
+@contextlib.contextmanager
+def _json_only_on_stdout(args):
+    """With ``--json``, standard output carries the one JSON object (``args.stdout``, written when the
+    command is done). Whatever else is written to it meanwhile goes to standard error, at the level
+    of the file descriptor: a node's print, an ``os.write(1, ...)``, a child process it starts."""
+    args.stdout = sys.stdout
+    if not getattr(args, "json", False):
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no descriptors to move (an embedding without them): Python-level only
+        saved = None
+    args.stdout = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+        sys.stdout.write(args.stdout.getvalue())
+        sys.stdout.flush()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
     err = Console(stderr=True, soft_wrap=True)
-    redirect = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
-    args.stdout = sys.stdout  # the --json object goes here; node prints go to stderr
     try:
-        with redirect:
+        with _json_only_on_stdout(args):
             code = COMMANDS[args.command](args, out)
     except RunInterrupted as exc:
         err.print(f"flowcore {args.command}: {exc}", highlight=False, markup=False)

@@ -157,3 +157,15 @@ def rendezvous(value, mine="", wait_for="", seconds=10.0):
     if not signals[wait_for].wait(seconds):
         raise TimeoutError(f"no {wait_for!r} within {seconds} s")
     return value
+
+
+def writes_to_fd_1(value):
+    """Output that bypasses sys.stdout: straight to file descriptor 1, and from a child process."""
+    import os
+    import subprocess
+    import sys
+
+    os.write(1, b"raw bytes on fd 1\n")
+    subprocess.run([sys.executable, "-c", "print('a child process printing')"], check=True)
+    print("a plain print")
+    return value

@@ -288,3 +288,12 @@ def test_a_store_that_fails_mid_run_exits_4_and_the_run_resumes_once_it_works(wo
     assert [r["status"] for r in result["nodes"]] == ["succeeded", "running", "pending"]
     code, result, err = cli_json(capsys, "resume", "r1")
     assert code == 0 and result["status"] == "succeeded", err
+
+
+def test_with_json_stdout_is_one_json_value_even_when_nodes_write_to_file_descriptor_1(tmp_path):
+    (tmp_path / "wf.yaml").write_text("nodes: [{id: loud, type: python, call: 'nodes_for_tests:writes_to_fd_1'}]\n")
+    result = flowcore("run", "wf.yaml", "--json", "--trigger", "7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["nodes"][0]["output"] == 7  # stdout holds the object and nothing else
+    for line in ("raw bytes on fd 1", "a child process printing", "a plain print"):
+        assert line in result.stderr
