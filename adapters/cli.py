@@ -21,6 +21,7 @@ from rich.console import Console
 from runners import backend_names
 
 from .engine import Engine, RunInterrupted, RunRefused
+from .nodes import MAX_NESTING, nesting_problem
 from .report import render_table, waiting_on
 from .store import SqliteStore, StoreError
 from .workflow_file import WorkflowError, load_workflow
@@ -36,9 +37,15 @@ class UserError(Exception):
 
 def _json_arg(text: str, flag: str):
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError as exc:
         raise UserError(f"{flag} must be JSON (for a string, quote it: '\"yes\"'): {exc}") from None
+    except RecursionError:
+        value = text  # nested too deep even to parse: said below
+    problem = nesting_problem(value) if value is not text else f"nested more than {MAX_NESTING} levels deep"
+    if problem:
+        raise UserError(f"{flag} is {problem}; a run stores it as JSON, so give flatter data")
+    return value
 
 
 def _item_arg(text: str | None):

@@ -42,12 +42,36 @@ class NodeInvoker:
             return ports
         if all(type(port) is str for port in ports) and all(map(_json_scalar, ports.values())):
             return ports  # string port names and scalars: JSON keeps them as they are
+        problem = nesting_problem(ports)
+        if problem:
+            raise ValueError(f"node {cmd.node!r} returned a value {problem}; a stored run keeps every output as "
+                             f"JSON, so return flatter data")
         try:  # a copy too, so the record is out of reach of the node code that returned the value
             return json.loads(json.dumps(ports, allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"node {cmd.node!r} returned a value that is not JSON ({exc}); a stored run keeps "
                             f"every output as JSON, so return plain data (dict, list, str, number, bool, "
                             f"None)") from None
+
+
+# The deepest a value a run stores may nest (an output, a trigger, an answer): a store encodes it as
+# JSON, and JSON encoders and decoders recurse, so a deeper value would break the event log.
+MAX_NESTING = 200
+
+
+def nesting_problem(value, limit: int = MAX_NESTING) -> str | None:
+    """``"nested more than N levels deep"`` for a value whose lists and dicts nest deeper than
+    ``limit``, else None. Iterative: it never recurses itself."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list or kind is tuple:
+            if depth > limit:
+                return f"nested more than {limit} levels deep"
+            children = item.values() if kind is dict else item
+            stack.extend((child, depth + 1) for child in children if type(child) in (dict, list, tuple))
+    return None
 
 
 def _json_scalar(value) -> bool:

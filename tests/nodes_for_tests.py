@@ -169,3 +169,11 @@ def writes_to_fd_1(value):
     subprocess.run([sys.executable, "-c", "print('a child process printing')"], check=True)
     print("a plain print")
     return value
+
+
+def deeply_nested(value, depth=1000):
+    """A list nested ``depth`` levels deep."""
+    out: list = []
+    for _ in range(depth):
+        out = [out]
+    return out

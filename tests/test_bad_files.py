@@ -1,6 +1,7 @@
 """Workflow files the loader refuses with exit 2 and one clear line, never a traceback or a hang
 (issue 15): not UTF-8, nested too deep, a YAML alias bomb, duplicate keys, a type or pool that is a
 list or a mapping."""
+import json
 import subprocess
 import sys
 
@@ -42,3 +43,32 @@ def test_a_module_that_exits_when_imported_is_a_clear_problem_not_exit_5(tmp_pat
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and "SystemExit" in result.stderr and "quits" in result.stderr
+
+
+def _cli(tmp_path, *args):
+    import os
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "adapters.cli", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_node_output_nested_too_deep_fails_its_node_and_the_run_is_not_left_running(tmp_path):
+    (tmp_path / "wf.yaml").write_text("nodes: [{id: deep, type: python, call: 'nodes_for_tests:deeply_nested'}]\n")
+    result = _cli(tmp_path, "run", "wf.yaml", "--json")
+    assert result.returncode == 1, result.stderr[-2000:]
+    run = json.loads(result.stdout)
+    assert run["status"] == "failed" and "nested more than" in run["error"]["message"]
+    status = _cli(tmp_path, "status", run["run_id"], "--json")
+    assert json.loads(status.stdout)["status"] == "failed"
+
+
+@pytest.mark.parametrize("trigger", ["[" * 990 + "]" * 990, "[" * 60_000])
+def test_a_trigger_nested_too_deep_is_refused_with_exit_2(tmp_path, trigger):
+    (tmp_path / "wf.yaml").write_text("nodes: [{id: a, type: noop}]\n")
+    result = _cli(tmp_path, "run", "wf.yaml", "--trigger", trigger)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "--trigger" in result.stderr
+    assert _cli(tmp_path, "runs", "--json").stdout.strip() in ("[]", "")

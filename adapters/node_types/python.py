@@ -10,6 +10,7 @@ from runners.private_values import private_copy, recorded_ports
 from scheduler_core import RunTask, as_ports
 
 from ..imports import CallNotImportable, current_search_folders, import_call
+from ..nodes import nesting_problem
 from .base import FieldProblem, NodeType
 
 
@@ -29,6 +30,7 @@ def _resolve_call(call, folders) -> tuple:
     return fn, wants_ctx, inspect.iscoroutinefunction(fn)
 
 
+_CONTAINERS = (dict, list, tuple)
 ANY_PORTS = RunTask()  # a function may return any ports (``Ports(a=..., b=...)``); one value for every node
 
 
@@ -61,8 +63,19 @@ class PythonNode(NodeType):
 
     def call(self, cmd, ctx) -> dict:
         if self.is_async:
-            return recorded_ports(as_ports(asyncio.run(self._call(cmd, ctx))))
-        return recorded_ports(as_ports(self._call(cmd, ctx)))
+            return self._recorded(asyncio.run(self._call(cmd, ctx)))
+        return self._recorded(self._call(cmd, ctx))
 
     async def call_async(self, cmd, ctx) -> dict:
-        return recorded_ports(as_ports(await self._call(cmd, ctx)))
+        return self._recorded(await self._call(cmd, ctx))
+
+    def _recorded(self, returned) -> dict:
+        """The ports to record: a copy of what the function returned (no deeper than a run can keep)."""
+        ports = as_ports(returned)
+        for value in ports.values():
+            if type(value) in _CONTAINERS:  # (most results are scalars: nothing to walk)
+                problem = nesting_problem(ports)
+                if problem:
+                    raise ValueError(f"node {self.node_id!r} returned a value {problem}; return flatter data")
+                break
+        return recorded_ports(ports)
