@@ -190,6 +190,9 @@ def _edge_problems(wf: Workflow, index: dict[str, int], i: int, edge: Edge, prob
         except jmespath.exceptions.JMESPathError as exc:
             problems.append(Problem(where, f"select {edge.select!r} is not valid JMESPath: {exc}"))
             bad = True
+        except RecursionError:
+            problems.append(Problem(where, f"select is nested too deeply to read ({len(edge.select)} characters)"))
+            bad = True
     if bad:
         return False
     ports = _ports_of(wf.nodes[index[edge.source]])

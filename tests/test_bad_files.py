@@ -72,3 +72,18 @@ def test_a_trigger_nested_too_deep_is_refused_with_exit_2(tmp_path, trigger):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "--trigger" in result.stderr
     assert _cli(tmp_path, "runs", "--json").stdout.strip() in ("[]", "")
+
+
+@pytest.mark.parametrize("where", ["condition", "select"])
+def test_a_jmespath_expression_nested_too_deep_is_a_problem_not_a_traceback(tmp_path, where):
+    expression = "(" * 3000 + "a" + ")" * 3000
+    wf = {"nodes": [{"id": "a", "type": "noop"}, {"id": "c", "type": "if", "condition": "x"}],
+          "connections": [{"from": "a", "to": "c"}]}
+    if where == "condition":
+        wf["nodes"][1]["condition"] = expression
+    else:
+        wf["connections"][0]["select"] = expression
+    (tmp_path / "wf.json").write_text(json.dumps(wf))
+    result = _cli(tmp_path, "validate", "wf.json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "nested too deeply" in result.stderr

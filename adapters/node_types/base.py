@@ -58,6 +58,8 @@ def jmespath_field(value, field):
         return jmespath.compile(value)
     except jmespath.exceptions.JMESPathError as exc:
         raise FieldProblem(f"{field} {value!r} is not valid JMESPath: {exc}") from None
+    except RecursionError:
+        raise FieldProblem(f"{field} is nested too deeply to read ({len(value)} characters)") from None
 
 
 def is_number(value) -> bool:
