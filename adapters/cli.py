@@ -231,8 +231,9 @@ def _warn_if_changed(engine: Engine, run_id: str) -> None:
     except WorkflowError:
         current = None
     if info.definition_hash is not None and current != info.definition_hash:
-        Console(stderr=True, soft_wrap=True).print(f"note: {visible(path)} has changed since run {visible(run_id)} started; "
-                                   f"the run goes on with the definition it started with.", highlight=False, markup=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"note: {visible(path)} has changed since run {visible(run_id)} started; the run goes on with the "
+            f"definition it started with.", highlight=False, markup=False)
 
 
 def cmd_status(args, out: Console) -> int:
