@@ -24,6 +24,7 @@ from .engine import Engine, RunInterrupted, RunRefused
 from .nodes import MAX_NESTING, nesting_problem
 from .report import render_table, waiting_on
 from .store import SqliteStore, StoreError
+from .terminal import shown, visible
 from .workflow_file import WorkflowError, load_workflow
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 3}
@@ -177,16 +178,16 @@ def _print_result(args, result, out: Console) -> int:
         render_table(result.run_id, result.state, out, abandoned=result.abandoned)
     if status == "waiting":
         err = Console(stderr=True, soft_wrap=True)
-        err.print(f"run {result.run_id} is waiting.", highlight=False)
+        err.print(f"run {visible(result.run_id)} is waiting.", highlight=False, markup=False)
         for name, ntype, prompt, choices in waiting_on(result.state):
             node, _, rest = name.partition("[")
             item = f" --item {rest.rstrip(']').replace('][', ',')}" if rest else ""
             port = f" --port {'|'.join(choices)}" if choices else ""
             ask = f" ({prompt})" if prompt else ""
-            err.print(f"  {name}{ask}: flowcore resume {result.run_id} --node {node}{item}{port} --input JSON",
+            err.print(visible(f"  {name}{ask}: flowcore resume {result.run_id} --node {node}{item}{port} --input JSON"),
                       highlight=False, markup=False)
         if len(result.state.timers):
-            err.print(f"  timers are pending: `flowcore resume {result.run_id}` fires those that are due",
+            err.print(f"  timers are pending: `flowcore resume {visible(result.run_id)}` fires those that are due",
                       highlight=False, markup=False)
     return EXIT[status]
 
@@ -238,8 +239,9 @@ def _warn_if_changed(engine: Engine, run_id: str) -> None:
     except WorkflowError:
         current = None
     if info.definition_hash is not None and current != info.definition_hash:
-        Console(stderr=True, soft_wrap=True).print(f"note: {path} has changed since run {run_id} started; the run goes on with "
-                                   f"the definition it started with.", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"note: {visible(path)} has changed since run {visible(run_id)} started; the run goes on with the "
+            f"definition it started with.", highlight=False, markup=False)
 
 
 def cmd_status(args, out: Console) -> int:
@@ -277,20 +279,21 @@ def cmd_runs(args, out: Console) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"runs in {_db_path(args)}", title_justify="left")
+    table = Table(title=f"runs in {shown(_db_path(args))}", title_justify="left")
     for col in ("run_id", "workflow", "status", "started", "took"):
         table.add_column(col)
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])) if r["started_at"] else ""
         took = f"{r['finished_at'] - r['started_at']:.2f}s" if r["finished_at"] and r["started_at"] else ""
-        table.add_row(r["run_id"], r["workflow"], r["status"], started, took)
+        table.add_row(shown(r["run_id"]), shown(r["workflow"]), r["status"], started, took)
     out.print(table)
     return 0
 
 
 def cmd_validate(args, out: Console) -> int:
     wf = load_workflow(args.file)
-    out.print(f"{args.file}: valid ({len(wf.nodes)} nodes, {len(wf.edges)} connections)", highlight=False)
+    out.print(f"{visible(args.file)}: valid ({len(wf.nodes)} nodes, {len(wf.edges)} connections)", highlight=False,
+              markup=False)
     return 0
 
 
@@ -349,10 +352,10 @@ def main(argv=None) -> int:
         with _json_only_on_stdout(args):
             code = COMMANDS[args.command](args, out)
     except RunInterrupted as exc:
-        err.print(f"flowcore {args.command}: {exc}", highlight=False, markup=False)
+        err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)
         return STORE_FAILED
     except (WorkflowError, RunRefused, StoreError, UserError) as exc:
-        err.print(f"flowcore {args.command}: {exc}", highlight=False, markup=False)
+        err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)
         return USAGE
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)

@@ -9,6 +9,8 @@ from scheduler_core import Kind, Record, RunStatus, State, heap, sequence_keys
 
 from runners import instance_name
 
+from .terminal import shown, visible
+
 
 def run_status(state: State) -> str:
     """succeeded, failed or cancelled once ended; waiting when only parked work is left; else running."""
@@ -71,19 +73,20 @@ def waiting_on(state: State) -> list[tuple]:
 
 
 def _short(value, width: int = 40) -> str:
-    text = repr(value) if not isinstance(value, str) else value
+    text = visible(repr(value) if not isinstance(value, str) else value)
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _detail(record) -> str:
+    """The cell's text, made visible (its markup is escaped where it is put in the table)."""
     if record.error:
-        return f"{record.error.type}: {record.error.message}"
+        return visible(f"{record.error.type}: {record.error.message}")
     if not record.ports:
         return ""
     if "result" in record.ports:
         return _short(record.ports["result"])
-    return "→ " + ", ".join(record.ports)  # routed: name the ports it produced
+    return "→ " + visible(", ".join(record.ports))  # routed: name the ports it produced
 
 
 def _bar(record, t0: float, span: float, width: int = 20) -> str:
@@ -98,13 +101,14 @@ def _bar(record, t0: float, span: float, width: int = 20) -> str:
 
 def render_table(run_id: str, state: State, console, *, max_rows: int = 60, abandoned: int = 0) -> None:
     """Print the run's records as a table (rich), with a timeline and timings relative to the run's start."""
+    from rich.markup import escape
     from rich.table import Table
 
     t0 = state.started_at or 0.0
     records = ordered_records(state)
     ends = [r.finished_at for r in records if r.finished_at is not None]
     span = (state.finished_at or max(ends, default=t0)) - t0
-    table = Table(title=f"run {run_id} · {state.graph.name}", title_justify="left")
+    table = Table(title=f"run {shown(run_id)} · {shown(state.graph.name)}", title_justify="left")
     table.add_column("node", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("tries", justify="right")
@@ -118,11 +122,11 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
         start = f"{r.started_at - t0:.2f}s" if r.started_at is not None else ""
         took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at is not None and r.started_at is not None \
             else ""
-        table.add_row(instance_name(r.node, r.item), f"[{colour.get(r.status, '')}]{r.status}[/]",
+        table.add_row(shown(instance_name(r.node, r.item)), f"[{colour.get(r.status, '')}]{r.status}[/]",
                       str(r.attempts), start, took, f"[{colour.get(r.status, '')}]{_bar(r, t0, span)}[/]",
-                      _detail(r))
+                      escape(_detail(r)))
     if len(records) > max_rows:
-        table.caption = f"… and {len(records) - max_rows} more instances (flowcore status {run_id} --json)"
+        table.caption = f"… and {len(records) - max_rows} more instances (flowcore status {shown(run_id)} --json)"
     console.print(table)
     _print_logs(records[:max_rows], console)
     console.print(_footer(state, records, abandoned), highlight=False)
@@ -132,12 +136,13 @@ def _print_logs(records, console, per_instance: int = 5) -> None:
     """What nodes logged through ``ctx.logger``, kept with their records."""
     for r in records:
         if r.logs:
-            console.print(f"[bold]{instance_name(r.node, r.item)}[/] logged:", highlight=False)
+            console.print(f"[bold]{shown(instance_name(r.node, r.item))}[/] logged:", highlight=False)
             for line in r.logs[-per_instance:]:
-                console.print(f"  {line}", highlight=False, markup=False)
+                console.print(f"  {visible(line)}", highlight=False, markup=False)
 
 
 def _footer(state, records, abandoned: int) -> str:
+    """The closing line (rich markup): every string from the run in it is shown literally."""
     status = run_status(state)
     line = f"[bold]{status}[/]"
     if state.finished_at is not None:
@@ -147,12 +152,12 @@ def _footer(state, records, abandoned: int) -> str:
                    if r.finished_at is not None and r.started_at is not None and r.node not in waits)
         line += f" in {wall:.2f}s wall time"
         if waits:  # a person or a timer held the run up: its wall time says nothing of running at once
-            line += f", waits ({', '.join(sorted(waits))}) included"
+            line += f", waits ({shown(', '.join(sorted(waits)))}) included"
         line += f"; the same nodes one after the other: {busy:.2f}s"
         if wall > 0 and busy > wall * 1.05 and not waits:
             line += f" ({busy / wall:.1f}× from running at once)"
     if state.error:
-        line += f"\n{state.error.node or 'run'}: {state.error.type}: {state.error.message}"
+        line += "\n" + shown(f"{state.error.node or 'run'}: {state.error.type}: {state.error.message}")
     if abandoned:
         line += f"\n{abandoned} abandoned thread{'s' if abandoned != 1 else ''} (ignored cancellation)"
     return line

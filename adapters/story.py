@@ -181,8 +181,9 @@ def _command(command, started_at) -> dict:
 
 def render_story(story: Story, out) -> None:
     """The story as a table on the rich console ``out``; every string from the run is escaped."""
-    from rich.markup import escape
     from rich.table import Table
+
+    from .terminal import shown as escape  # markup escaped and control characters made visible
 
     name = story.node + "".join(f"[{i}]" for i in story.item)
     table = Table(title=f"story of {escape(name)} in run {escape(story.run_id)}", title_justify="left")

@@ -177,3 +177,24 @@ def deeply_nested(value, depth=1000):
     for _ in range(depth):
         out = [out]
     return out
+
+
+# Strings a terminal view must show literally: rich markup, and terminal escape sequences.
+ESCAPES = "a\x1b[31mred\x1b]0;title\x07\x9bz"
+
+
+def markup_close(value):
+    return "[/]"
+
+
+def markup_bold(value):
+    return "[bold]x"
+
+
+def terminal_escapes(value, ctx=None):
+    ctx.logger.info("log %s [/] end", ESCAPES)
+    return ESCAPES
+
+
+def fail_markup(value):
+    raise RuntimeError("bad [/] and [red]x[/red] \x1b[31m")
