@@ -99,7 +99,7 @@ class AsyncioBackend:
             event = ended_event(cmd, ctx, started, self.clock(), ports=ports)
         except asyncio.CancelledError:
             event = None
-        except Exception as exc:
+        except BaseException as exc:  # noqa: B036 - whatever a node raises (sys.exit too), its attempt failed
             event = ended_event(cmd, ctx, started, self.clock(), error=exc)
         with self.lock:
             key = (cmd.node, cmd.item, cmd.attempt)
@@ -125,7 +125,7 @@ class AsyncioBackend:
         def work():
             try:
                 outcome = (self.invoker.call(cmd, ctx), None)
-            except Exception as exc:  # a node's failure is data, reported to the core
+            except BaseException as exc:  # noqa: B036 - a node's failure is data, whatever it raised
                 outcome = (None, exc)
             self.loop.call_soon_threadsafe(settle, *outcome)
 

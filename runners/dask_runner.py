@@ -25,7 +25,7 @@ from distributed import Client, LocalCluster
 from scheduler_core import CancelConfirmed, NodeFailed
 
 from .context import NodeContext
-from .drive import DEFAULT_GRACE, attempt_event, drain
+from .drive import DEFAULT_GRACE, attempt_event, describe, drain
 
 
 class _InProcessAttempt:
@@ -136,7 +136,7 @@ class DaskBackend:
         exc = fut.exception() if fut.status == "error" else None
         return NodeFailed(node=node, item=item, attempt=attempt, at=self.clock(),
                           error_type=type(exc).__name__ if exc else "DaskError",
-                          message=str(exc) if exc else f"future ended as {fut.status}")
+                          message=describe(exc) if exc else f"future ended as {fut.status}")
 
     def _confirm(self, key, abandoned: bool = False) -> None:
         """Tell the core a cancelled attempt stopped, or was abandoned (called with the lock held)."""

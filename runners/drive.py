@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import heapq
 import queue
+import signal
+import threading
 from typing import Callable, Protocol
 
 from scheduler_core import (AwaitInput, CancelNode, CancelRequested, CancelTimer, NodeFailed, NodeSucceeded, StartNode, StartTimer,
@@ -76,12 +78,36 @@ def drain(results: queue.SimpleQueue, timeout: float | None, winding_down: bool 
             return out
 
 
+def describe(error: BaseException) -> str:
+    """What an error says: its ``str()``, else its ``repr()``, else its type's name. Node code
+    defines its errors, and their ``__str__`` or ``__repr__`` may raise: that must not stop the run."""
+    for show in (str, repr):
+        try:
+            text = show(error)
+        except BaseException:  # noqa: B036 - whatever describing node code's error raises, it is skipped
+            continue
+        if text:
+            return text
+    return type(error).__name__
+
+
+# Set while a real Ctrl-C (SIGINT) is being delivered to a drive loop on the main thread, so that the
+# KeyboardInterrupt it raises inside a node's call (serial runner) cancels the run instead of failing
+# the attempt, as a KeyboardInterrupt that node code raises itself does.
+_CTRL_C = threading.Event()
+
+
+def _on_sigint(signum, frame):
+    _CTRL_C.set()
+    raise KeyboardInterrupt
+
+
 def ended_event(cmd: StartNode, ctx, started: float, at: float, ports=None, error: BaseException | None = None):
     """How an attempt ended, as the event the core hears (with the lines the node logged)."""
     logs = tuple(ctx.lines) if ctx is not None else ()
     if error is not None:
         return NodeFailed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started, logs=logs,
-                          error_type=type(error).__name__, message=str(error) or repr(error))
+                          error_type=type(error).__name__, message=describe(error))
     return NodeSucceeded(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started, logs=logs,
                          ports=ports)
 
@@ -91,9 +117,28 @@ def attempt_event(cmd: StartNode, ctx, call: Callable[[], dict], clock: Callable
     started = clock()
     try:
         ports = call()
-    except Exception as exc:  # a node's failure is data, reported to the core
+    except BaseException as exc:  # noqa: B036 - a node's failure is data, whatever it raised (sys.exit too)
+        if type(exc) is KeyboardInterrupt and _CTRL_C.is_set():
+            raise  # a real Ctrl-C, not the node's doing: the drive loop cancels the run
         return ended_event(cmd, ctx, started, clock(), error=exc)
     return ended_event(cmd, ctx, started, clock(), ports=ports)
+
+
+class _ctrl_c_noticed:
+    """On the main thread (where SIGINT arrives), while Python's own handler is in place: note a
+    real Ctrl-C before raising KeyboardInterrupt as that handler does."""
+
+    def __enter__(self):
+        _CTRL_C.clear()
+        self.installed = (threading.current_thread() is threading.main_thread()
+                          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if self.installed:
+            signal.signal(signal.SIGINT, _on_sigint)
+
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        _CTRL_C.clear()
 
 
 class Drive:
@@ -110,7 +155,7 @@ class Drive:
 
     def run(self, state: State, events: list) -> State:
         """Feed ``events``, then keep stepping until the run ends or is waiting."""
-        with fewer_gc_passes():
+        with fewer_gc_passes(), _ctrl_c_noticed():
             return self._run(state, events)
 
     def _run(self, state: State, events: list) -> State:
@@ -124,7 +169,7 @@ class Drive:
                 return state
             try:
                 events = self.next_events()
-            except KeyboardInterrupt:  # Ctrl-C cancels the run cleanly instead of leaving it half-done
+            except KeyboardInterrupt:  # a real Ctrl-C (node code's own is a failed attempt) cancels the run cleanly instead of leaving it half-done
                 events = [CancelRequested(at=self.backend.now(), reason="interrupted by the user (Ctrl-C)")]
             if not events:
                 return state  # waiting: parked instances, or timers beyond the linger time

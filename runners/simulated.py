@@ -67,7 +67,7 @@ class SimulatedBackend:
         ctx = NodeContext(self.run_id, cmd)
         try:
             ports = self.invoker.call(cmd, ctx)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: B036 - a node's failure is data, whatever it raised (sys.exit too)
             return ended_event(cmd, ctx, common["started_at"], common["at"], error=exc)
         return ended_event(cmd, ctx, common["started_at"], common["at"], ports=ports)
 

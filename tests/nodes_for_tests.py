@@ -6,6 +6,7 @@ test. The sleeps stand in for slow external calls.
 """
 import asyncio
 import collections
+import sys
 import threading
 import time
 
@@ -198,3 +199,54 @@ def terminal_escapes(value, ctx=None):
 
 def fail_markup(value):
     raise RuntimeError("bad [/] and [red]x[/red] \x1b[31m")
+
+
+class Unprintable(Exception):
+    """An error whose ``str()`` raises (and, with ``repr_too``, whose ``repr()`` raises too)."""
+
+    def __init__(self, repr_too=False):
+        super().__init__()
+        self.repr_too = repr_too
+
+    def __str__(self):
+        raise RuntimeError("str() of this error raises")
+
+    def __repr__(self):
+        if self.repr_too:
+            raise RuntimeError("repr() of this error raises")
+        return "Unprintable(...)"
+
+
+def _misbehaviour(kind):
+    if kind == "exit":
+        return SystemExit(0)
+    if kind == "interrupt":
+        return KeyboardInterrupt()
+    if kind == "base":
+        return BaseException("x")
+    if kind == "unprintable":
+        return Unprintable()
+    if kind == "unprintable_repr":
+        return Unprintable(repr_too=True)
+    raise ValueError(kind)
+
+
+def misbehave(value, kind="exit"):
+    """Raises what well-behaved node code never does: ``sys.exit(0)``, KeyboardInterrupt, BaseException..."""
+    if kind == "exit":
+        sys.exit(0)
+    raise _misbehaviour(kind)
+
+
+async def async_misbehave(value, kind="exit"):
+    await asyncio.sleep(0)
+    if kind == "exit":
+        sys.exit(0)
+    raise _misbehaviour(kind)
+
+
+def mark_then_sleep(value, path="", seconds=30.0):
+    """Creates the file ``path`` (a test waits for it to know the node runs), then sleeps."""
+    open(path, "w").close()
+    time.sleep(seconds)
+    return value
