@@ -50,6 +50,14 @@ def test_floats_that_json_has_no_number_for_come_back():
     assert "NaN" not in encode_state(state) and "Infinity" not in encode_state(state)
 
 
+def test_maps_keyed_by_instance_are_written_as_triples_and_records_with_their_typed_fields():
+    state = waiting_state()
+    text = encode_state(state)
+    assert '"records":' not in text and '["records",{"k":[' in text  # triples, not a tagged tuple per key
+    assert '{"Status":' not in text  # a record's status is its plain value
+    assert round_trip(state).records == state.records
+
+
 def test_tuples_lists_dicts_and_maps_keep_their_types():
     value = {(1, (2,)): [(), []], "m": Map({(0, ()): Timer(kind="retry", key=(0, ()), attempt=1, due=2.0)})}
     back = round_trip(attrs.evolve(waiting_state(), trigger=value)).trigger
@@ -67,6 +75,12 @@ def test_a_value_the_format_does_not_know_is_refused_when_writing():
     '{"format": "%s", "deep": 0}\n[["status", {"os.system": ["true"]}]]' % snapshots.FORMAT,
     '{"format": "%s", "deep": 0}\n[["status", {"t": [], "d": []}]]' % snapshots.FORMAT,
     '{"format": "%s", "deep": 1}\n{"@": 0}\n[]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["records", {"k": [0, "x", 1]}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["records", {"k": [0, []]}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["x", {"Record": ["a", "not a list", "succeeded", 0, null, null, null, '
+    'null, null, null, [], null]}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["x", {"Record": ["a", [], "no such status", 0, null, null, null, '
+    'null, null, null, [], null]}]]' % snapshots.FORMAT,
 ])
 def test_text_that_is_not_a_snapshot_of_this_format_is_refused(text):
     with pytest.raises(SnapshotInvalid):
