@@ -268,6 +268,8 @@ class SqliteStore:
         return conn
 
     def _open(self) -> sqlite3.Connection:
+        if self.create:
+            _create_private(self.path)
         try:
             target = self.path if self.create else f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=rw"
             conn = sqlite3.connect(target, timeout=60, isolation_level=None, check_same_thread=False,
@@ -471,6 +473,20 @@ class SqliteStore:
         if conn is not None:
             conn.close()
             self.local.conn = None
+
+
+def _create_private(path: str) -> None:
+    """Create the store's file readable and writable by its owner only (it holds triggers, answers
+    and outputs in plain text); SQLite gives its -wal and -shm files the same mode. A file that
+    exists already is left as it is."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # a directory that does not exist, say: connecting reports it
 
 
 def _kind(conn: sqlite3.Connection) -> str:

@@ -261,3 +261,14 @@ def test_a_crafted_snapshot_runs_no_code_and_is_ignored(tmp_path, monkeypatch, c
     assert not marker.exists()
     assert Engine(runner="serial", db=db).resume("r", node="ask", input=1).status == "succeeded"
     assert not marker.exists()
+
+
+def test_a_new_store_and_its_wal_files_are_readable_by_their_owner_only(tmp_path):
+    import stat
+
+    from adapters import Engine
+
+    db = tmp_path / "private.db"
+    Engine(runner="serial", db=str(db)).run({"nodes": [{"id": "a", "type": "noop"}]}, trigger={"secret": 1})
+    for path in [db, *tmp_path.glob("private.db-*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
