@@ -41,9 +41,10 @@ def _json_arg(text: str, flag: str):
         value = json.loads(text)
     except ValueError as exc:
         raise UserError(f"{flag} must be JSON (for a string, quote it: '\"yes\"'): {exc}") from None
-    except RecursionError:
-        value = text  # nested too deep even to parse: said below
-    problem = nesting_problem(value) if value is not text else f"nested more than {MAX_NESTING} levels deep"
+    except RecursionError:  # too deep even for the parser
+        problem: str | None = f"nested more than {MAX_NESTING} levels deep"
+    else:
+        problem = nesting_problem(value)
     if problem:
         raise UserError(f"{flag} is {problem}; a run stores it as JSON, so give flatter data")
     return value

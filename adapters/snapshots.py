@@ -250,13 +250,7 @@ def _builder(name: str, cls):
             raise SnapshotInvalid(f"{name} has {count} fields, the snapshot gives {args!r}")
 
     if issubclass(cls, enum.Enum):
-        members = {member.value: member for member in cls}
-
-        def build(args):
-            try:
-                return members[args]
-            except (KeyError, TypeError):
-                raise SnapshotInvalid(f"{args!r} is not a {name}") from None
+        build = _member_reader(cls, name)
     elif attrs.has(cls):
         def build(args):
             check(args)
@@ -308,13 +302,18 @@ def _typed_reader(name: str, field: str, kind):
                 raise SnapshotInvalid(f"{name}.{field} must be a list, not {value!r}")
             return tuple(value)
         return read
+    return _member_reader(kind, f"{name}.{field}")
+
+
+def _member_reader(kind, what: str):
+    """The member of enum ``kind`` a snapshot names by its value; ``SnapshotInvalid`` for any other."""
     members = {member.value: member for member in kind}
 
     def read_member(value):
         try:
             return members[value]
         except (KeyError, TypeError):
-            raise SnapshotInvalid(f"{name}.{field}: {value!r} is not a {kind.__name__}") from None
+            raise SnapshotInvalid(f"{what}: {value!r} is not a {kind.__name__}") from None
     return read_member
 
 

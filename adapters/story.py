@@ -21,7 +21,7 @@ import attrs
 from runners import collector_paused
 from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, CapChanged,
                             InputProvided, NodeFailed, NodeSucceeded, ReplayDiverged, StartNode, StartTimer,
-                            TimerFired, fingerprint, initial_state, step)
+                            TimerFired, fingerprint, initial_state, instance_name, step)
 
 from .recovery import RunRefused, first_cap, read_log, with_cap_history
 from .workflow_file import compiled
@@ -185,7 +185,7 @@ def render_story(story: Story, out) -> None:
 
     from .terminal import shown as escape  # markup escaped and control characters made visible
 
-    name = story.node + "".join(f"[{i}]" for i in story.item)
+    name = instance_name(story.node, story.item)
     table = Table(title=f"story of {escape(name)} in run {escape(story.run_id)}", title_justify="left")
     for col in ("event", "at", "cause", "move", "status", "commands"):
         table.add_column(col, justify="right" if col == "at" else "left")
@@ -205,7 +205,7 @@ def _describe_cause(cause: dict, node: str) -> str:
         return "after the step's events (starts chosen, the run ended)"
     parts = [kind]
     if "node" in cause and cause["node"] != node:  # another instance's event (an upstream end, say)
-        parts.append(cause["node"] + "".join(f"[{i}]" for i in cause["item"] or ()))
+        parts.append(instance_name(cause["node"], cause["item"] or ()))
     if "attempt" in cause:
         parts.append(f"attempt {cause['attempt']}")
     if "error" in cause:

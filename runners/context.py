@@ -9,14 +9,9 @@ import logging
 import threading
 from typing import Protocol
 
-from scheduler_core import StartNode
+from scheduler_core import StartNode, instance_name  # noqa: F401 (instance_name: re-exported for runners' users)
 
 from .private_values import private_copy
-
-
-def instance_name(node: str, item) -> str:
-    """``node``, ``node[2]`` or ``node[2][0]``: how people and the ``--json`` sequence name an instance."""
-    return node + "".join(f"[{i}]" for i in item)
 
 
 class NodeContext:

@@ -11,7 +11,7 @@ from .lifecycle import LIFECYCLE, IllegalTransition, Move, RunStatus, Status
 from .model import MAX_ATTEMPTS, MAX_BACKOFF, MAX_SECONDS, Edge, Node, Retry, Settings, Workflow
 from .ports import RESULT, Ports, as_ports
 from .replay import ReplayDiverged, fingerprint, replay
-from .state import TERMINAL, Arrival, Error, Record, State, initial_state, sequence_keys
+from .state import TERMINAL, Error, Record, State, initial_state, instance_name, sequence_keys
 from .step import InvalidEvent, TimerKind, input_problem, step
 from .validate import InvalidState, validate_state
 
@@ -25,7 +25,7 @@ __all__ = [
     "MAX_ATTEMPTS", "MAX_BACKOFF", "MAX_SECONDS", "Edge", "Node", "Retry", "Settings", "Workflow",
     "RESULT", "Ports", "as_ports",
     "ReplayDiverged", "fingerprint", "replay",
-    "TERMINAL", "Arrival", "Error", "Record", "State", "initial_state", "sequence_keys",
+    "TERMINAL", "Error", "instance_name", "Record", "State", "initial_state", "sequence_keys",
     "InvalidEvent", "TimerKind", "input_problem", "step",
     "InvalidState", "validate_state",
 ]

@@ -24,7 +24,7 @@ class StartNode:
     item: tuple[int, ...]
     attempt: int
     type: str
-    arrivals: tuple[tuple[str | None, Any], ...]  # of Arrival(source node id or None, value)
+    arrivals: tuple[tuple[str | None, Any], ...]  # (source node id or None, value) pairs
     deadline: float | None = None
     redispatch: bool = False  # re-issued after the process that ran it died
     stimulus: str | None = attrs.field(default=None, eq=False)  # the id of the event that led to it

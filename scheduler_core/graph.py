@@ -82,6 +82,15 @@ class Graph:
     def edge_label(self, e: CompiledEdge) -> str:
         return f"{self.ids[e.source]} -> {self.ids[e.target]}"
 
+    def queue_of(self, key: tuple[int, tuple[int, ...]]) -> Queue:
+        """``(pool, group)``: the ready queue instance ``key`` waits in, and the caps it counts against."""
+        n, path = key
+        q = self.queue[n]
+        if q is not None:  # most nodes: one queue per pool, computed once per graph
+            return q
+        o = self.origin[n]
+        return (self.nodes[n].pool, (o, path[: self.depth[o]]))
+
 
 def _edge_where(i: int, edge: Edge) -> str:
     return f"connection #{i + 1} ({edge.source} -> {edge.target})"
@@ -350,7 +359,7 @@ def _index(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjace
         name=wf.name, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
         edges=tuple(edges), out_edges=tuple(map(tuple, adj.outs)), in_edges=tuple(map(tuple, adj.ins)),
         depth=tuple(depth), origin=tuple(origin), queue=queues,
-        group_cap=tuple(_group_cap(node) for node in wf.nodes), plain_queues=_plain_queues(queues, s.pools),
+        group_cap=tuple(_group_cap(node) for node in wf.nodes), plain_queues=_plain_queues(s.pools),
         group_pools=_group_pools(wf.nodes, origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
         topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),
         max_parallel=cap, pools=dict(s.pools),
@@ -363,7 +372,7 @@ def _group_cap(node: Node) -> int | None:
     return b.max_parallel if b is not None and b.kind is Kind.FAN_OUT else None  # (as _fans_out, narrowing b)
 
 
-def _plain_queues(queues: tuple[Queue | None, ...], pools: Iterable[str]) -> tuple[Queue, ...]:
+def _plain_queues(pools: Iterable[str]) -> tuple[Queue, ...]:
     """The per-pool ready queues: the default one, one per declared pool."""
     return ((None, None), *((pool, None) for pool in pools))
 

@@ -20,6 +20,7 @@ Where an instance is, besides its record's status (see ``lifecycle``):
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import attrs
@@ -78,13 +79,6 @@ class Record(NamedTuple):
     stimulus: str | None = None  # the id of the event that last moved it (see ``step``)
 
 
-class Arrival(NamedTuple):
-    """One value an instance was started with: which node delivered it (None for the trigger)."""
-
-    source: str | None
-    value: Any
-
-
 @attrs.frozen(kw_only=True)
 class Timer:
     kind: str  # a TimerKind
@@ -135,6 +129,11 @@ class State:
         return self.running_count == 0 and self.ready_count == 0
 
 
+def instance_name(node: str, item: Iterable[int]) -> str:
+    """``node``, ``node[2]`` or ``node[2][0]``: how people and the ``--json`` sequence name an instance."""
+    return node + "".join(f"[{i}]" for i in item)
+
+
 def initial_state(graph: Graph) -> State:
     return State(graph=graph)
 
@@ -149,5 +148,5 @@ def sequence_keys(state: State) -> list[Key]:
     return [key for _, key in done]
 
 
-__all__ = ["Error", "Record", "Arrival", "Timer", "State", "initial_state", "sequence_keys", "TERMINAL", "OPEN",
+__all__ = ["Error", "Record", "instance_name", "Timer", "State", "initial_state", "sequence_keys", "TERMINAL", "OPEN",
            "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"]

@@ -64,8 +64,9 @@ from .commands import AwaitInput, CancelNode, CancelTimer, Command, RunFinished,
 from .events import (CancelConfirmed, CancelRequested, CapChanged, InputProvided, NodeFailed, NodeSucceeded,
                      Event, Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
-from .lifecycle import LIFECYCLE, OPEN, IllegalTransition, Move, RunStatus, Status
-from .state import Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer
+from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
+from .state import (Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
+                    instance_name)
 
 if TYPE_CHECKING:
     from immutables import MapMutation
@@ -144,8 +145,7 @@ def _input_problem(g: Graph, awaiting: Map[Key, bool] | MapMutation[Key, bool], 
     if n is None:
         return f"there is no node {node!r} in this workflow"
     if awaiting.get((n, item)) is None:
-        where = f"{node}{''.join(f'[{i}]' for i in item)}"
-        return f"node {where} is not waiting for input"
+        return f"node {instance_name(node, item)} is not waiting for input"
     b = g.nodes[n].behaviour
     if TYPE_CHECKING:
         assert isinstance(b, ParkForInput)  # it awaits input
@@ -207,7 +207,8 @@ class _Transition:
             steps=self.state.steps + 1, seq=self.seq, timer_seq=self.timer_seq,
             records=self.records.finish(), arrivals=self.arrivals.finish(), gathers=self.gathers.finish(),
             scopes=self.scopes.finish(), payloads=self.payloads.finish(), ready=self.ready.finish(),
-            ready_count=self.ready_count, candidates=Map(self.candidates) if self.candidates else _NO_CANDIDATES, running=self.running.finish(),
+            ready_count=self.ready_count, candidates=Map(self.candidates) if self.candidates else _NO_CANDIDATES,
+            running=self.running.finish(),
             running_count=self.running_count, pool_running=self.pool_running.finish(),
             group_running=self.group_running.finish(), timers=self.timers.finish(),
             instance_timer=self.instance_timer.finish(), awaiting=self.awaiting.finish(),
@@ -230,9 +231,8 @@ class _Transition:
         if old is None:
             old = _fresh(self.g.ids[key[0]], key[1])
         status = LIFECYCLE.get((old.status, move))
-        if status is None:
-            raise IllegalTransition(f"{_name(old)}: no move {move.value!r} from {old.status!r} in the lifecycle table "
-                                    f"(event {self.stimulus})")
+        if status is None:  # the table's own refusal (IllegalTransition); looked up inline on the hot path
+            status = next_status(old.status, move, f"{instance_name(old.node, old.item)} (event {self.stimulus})")
         new = _moved(old, status, self.stimulus, changes)
         self.records[key] = new
         if self.trace is not None:
@@ -247,7 +247,7 @@ class _Transition:
         handler = _HANDLERS.get(type(event))
         if handler is None:
             raise InvalidEvent(f"unknown event {event!r}")
-        if self.status in _ENDED and type(event) is not RunStarted:
+        if self.status in RUN_ENDED and type(event) is not RunStarted:
             return  # late results, timers and confirmations after the end change nothing
         handler(self, event)
 
@@ -284,7 +284,8 @@ class _Transition:
     def note_attempt(self, key: Key, ev: NodeSucceeded | NodeFailed) -> None:
         """Keep what the runner observed of an ended attempt: its real start and its log lines."""
         if ev.started_at is not None or ev.logs:
-            self.records[key] = _observed(self.records[key], ev)
+            record = self.records[key]
+            self.records[key] = record._replace(**_observed(record, ev))
 
     def on_timer_fired(self, ev: TimerFired) -> None:
         timer = self.timers.get(ev.timer)
@@ -434,7 +435,7 @@ class _Transition:
 
     def arrivals_in_order(self, got: tuple[tuple[int, int, Any], Delivered]) -> Payload:
         """The delivered values (a cons list of ``(edge position, source, value)``) in edge order, as
-        ``Arrival`` pairs (plain tuples: one is made per delivered value)."""
+        ``(source id, value)`` pairs."""
         ids = self.g.ids
         if got[1] is None:  # one edge delivered: the common case, without the sorting
             _, src, value = got[0]
@@ -497,18 +498,9 @@ class _Transition:
 
     # -- slots --------------------------------------------------------------------------------
 
-    def queue_of(self, key: Key) -> Queue:
-        """``(pool, group)``: the ready queue an instance waits in, and the caps it counts against."""
-        n, path = key
-        q = self.g.queue[n]
-        if q is not None:  # most nodes: one queue per pool, computed once per graph
-            return q
-        o = self.g.origin[n]
-        return (self.g.nodes[n].pool, (o, path[: self.g.depth[o]]))
-
     def enqueue(self, key: Key) -> None:
         n, path = key
-        q = self.queue_of(key)
+        q = self.g.queue_of(key)
         entry = (-self.g.rank[n], n, path)
         before = self.ready.get(q)
         self.ready[q] = heap.push(before, entry)
@@ -579,7 +571,7 @@ class _Transition:
 
     def count(self, key: Key, delta: int) -> None:
         self.running_count += delta
-        pool, group = self.g.queue[key[0]] or self.queue_of(key)
+        pool, group = self.g.queue[key[0]] or self.g.queue_of(key)
         if pool is None and group is None:
             return
         if pool is not None:
@@ -653,13 +645,8 @@ class _Transition:
             return
         self.payloads.pop(key, None)
         self.seq += 1
-        if ended is None or (ended.started_at is None and not ended.logs):
-            self.move(key, SUCCEED, finished_at=self.now, ports=ports, error=None, finished_seq=self.seq)
-        else:  # what the runner observed of the attempt: its real start, the lines it logged
-            r = self.records[key]
-            self.move(key, SUCCEED, finished_at=self.now, ports=ports, error=None, finished_seq=self.seq,
-                      started_at=r.started_at if ended.started_at is None else ended.started_at,
-                      logs=r.logs + ended.logs)
+        observed = {} if ended is None else _observed(self.records[key], ended)
+        self.move(key, SUCCEED, finished_at=self.now, ports=ports, error=None, finished_seq=self.seq, **observed)
         work: list[Work] = []
         for ei in self.g.out_edges[n]:
             e = self.g.edges[ei]
@@ -778,16 +765,12 @@ _RECORD_INDEX = {name: i for i, name in enumerate(Record._fields)}
 assert _RECORD_INDEX["status"] == 2 and _RECORD_INDEX["stimulus"] == 11 == len(Record._fields) - 1
 
 
-def _name(record: Record) -> str:
-    return record.node + "".join(f"[{i}]" for i in record.item)
-
-
-def _observed(r: Record, ended: NodeSucceeded | NodeFailed) -> Record:
-    """``r`` with what the runner observed of its ended attempt: the real start, the lines it logged."""
+def _observed(r: Record, ended: NodeSucceeded | NodeFailed) -> dict[str, Any]:
+    """The changes to ``r`` that record what the runner observed of its ended attempt: the real
+    start and the lines it logged (none when it observed nothing)."""
     if ended.started_at is None and not ended.logs:
-        return r
-    return r._replace(started_at=r.started_at if ended.started_at is None else ended.started_at,
-                      logs=r.logs + ended.logs)
+        return {}
+    return {"started_at": r.started_at if ended.started_at is None else ended.started_at, "logs": r.logs + ended.logs}
 
 
 def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:
@@ -805,7 +788,6 @@ def _select(e: CompiledEdge, value: Any) -> Any:
 
 
 _NO_CANDIDATES: Map[str | None, heap.NonEmpty[tuple[ReadyEntry, Queue]]] = Map()
-_ENDED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 # What each event does: one handler per event type, one per timer kind.
 _HANDLERS: dict[type[Event], Callable[[_Transition, Any], None]] = {

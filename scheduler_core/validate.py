@@ -7,12 +7,13 @@ tests (after every step) and the simulated runner, never for a production drive.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import heap
 from .behaviour import Kind
 from .lifecycle import OPEN, RUN_ENDED, TERMINAL, RunStatus, Status
-from .state import Group, Key, Queue, Record, State
+from .state import Group, Key, Record, State, instance_name
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -22,79 +23,87 @@ class InvalidState(AssertionError):
     pass
 
 
-def _check(ok: bool, message: str) -> None:
+def _check(ok: bool, message: str | Callable[[], str]) -> None:
+    """Raise ``InvalidState`` with ``message`` unless ``ok``; a message that names things is a
+    function, called only then (a check runs per instance, after every step)."""
     if not ok:
-        raise InvalidState(message)
+        raise InvalidState(message if isinstance(message, str) else message())
 
 
 def _name(g: Graph, key: Key) -> str:
-    n, path = key
-    return g.ids[n] + "".join(f"[{i}]" for i in path)
+    return instance_name(g.ids[key[0]], key[1])
 
 
 def validate_state(state: State) -> None:
     g = state.graph
     records = state.records
-    r: Record | None
-    for key, r in records.items():
-        _check(r.status in Status.__members__.values(), f"{_name(g, key)}: unknown status {r.status!r}")
-        _check(r.node == g.ids[key[0]] and tuple(r.item) == key[1], f"{_name(g, key)}: record names {r.node}{r.item}")
-        if r.status in TERMINAL:
-            _check(r.finished_at is not None, f"{_name(g, key)}: {r.status} without finished_at")
-            _check(key not in state.payloads, f"{_name(g, key)}: {r.status} but still holds its inputs")
-        if r.status == Status.SUCCEEDED:
-            _check(r.ports is not None and r.error is None, f"{_name(g, key)}: succeeded without ports or with an error")
-        if r.status == Status.FAILED:
-            _check(r.error is not None, f"{_name(g, key)}: failed without an error")
+    for key, record in records.items():
+        _check(record.status in Status.__members__.values(),
+               lambda: f"{_name(g, key)}: unknown status {record.status!r}")
+        _check(record.node == g.ids[key[0]] and tuple(record.item) == key[1],
+               lambda: f"{_name(g, key)}: record names {record.node}{record.item}")
+        if record.status in TERMINAL:
+            _check(record.finished_at is not None, lambda: f"{_name(g, key)}: {record.status} without finished_at")
+            _check(key not in state.payloads, lambda: f"{_name(g, key)}: {record.status} but still holds its inputs")
+        if record.status == Status.SUCCEEDED:
+            _check(record.ports is not None and record.error is None,
+                   lambda: f"{_name(g, key)}: succeeded without ports or with an error")
+        if record.status == Status.FAILED:
+            _check(record.error is not None, lambda: f"{_name(g, key)}: failed without an error")
 
     if state.status in RUN_ENDED:
         for name in ("running", "timers", "awaiting", "ready", "held", "payloads", "arrivals", "gathers"):
-            _check(len(getattr(state, name)) == 0, f"the run ended {state.status} with {name} not empty")
+            _check(len(getattr(state, name)) == 0, lambda: f"the run ended {state.status} with {name} not empty")
         _check(state.running_count == 0 and state.ready_count == 0, "the run ended with instances counted in flight")
         open_ = [_name(g, k) for k, r in records.items() if r.status in OPEN]
-        _check(not open_, f"the run ended {state.status} with instances not ended: {open_[:5]}")
+        _check(not open_, lambda: f"the run ended {state.status} with instances not ended: {open_[:5]}")
         return
-    _check(state.status in (RunStatus.PENDING, RunStatus.RUNNING), f"unknown run status {state.status!r}")
+    _check(state.status in (RunStatus.PENDING, RunStatus.RUNNING), lambda: f"unknown run status {state.status!r}")
 
+    r: Record | None
     # running: each attempt in flight is its record's current one, and the counts add up
-    _check(state.running_count == len(state.running), f"running_count {state.running_count} != {len(state.running)}")
+    _check(state.running_count == len(state.running),
+           lambda: f"running_count {state.running_count} != {len(state.running)}")
     cap = state.max_parallel or g.max_parallel
-    _check(state.running_count <= cap, f"{state.running_count} in flight over the cap {cap}")
+    _check(state.running_count <= cap, lambda: f"{state.running_count} in flight over the cap {cap}")
     pools: Counter[str] = Counter()
     groups: Counter[Group] = Counter()
     for key, attempt in state.running.items():
         r = records.get(key)
         _check(r is not None and r.status == Status.RUNNING and r.attempts == attempt,
                f"{_name(g, key)}: in flight as attempt {attempt} but its record is {r}")
-        _check(key in state.payloads, f"{_name(g, key)}: in flight without its inputs")
-        pool, group = g.queue[key[0]] or _queue_of(g, key)
+        _check(key in state.payloads, lambda: f"{_name(g, key)}: in flight without its inputs")
+        pool, group = g.queue[key[0]] or g.queue_of(key)
         if pool is not None:
             pools[pool] += 1
         if group is not None:
             groups[group] += 1
-    for pool, count in pools.items():
-        _check(state.pool_running.get(pool, 0) == count, f"pool {pool!r}: counted {state.pool_running.get(pool)}, "
-                                                          f"{count} in flight")
-        _check(count <= g.pools[pool], f"pool {pool!r}: {count} in flight over its size {g.pools[pool]}")
-    for pool, count in state.pool_running.items():
-        _check(count == pools.get(pool, 0), f"pool {pool!r}: counted {count}, {pools.get(pool, 0)} in flight")
+    for name, count in pools.items():  # (the pools: a handful)
+        _check(state.pool_running.get(name, 0) == count,
+               f"pool {name!r}: counted {state.pool_running.get(name)}, {count} in flight")
+        _check(count <= g.pools[name], f"pool {name!r}: {count} in flight over its size {g.pools[name]}")
+    for name, count in state.pool_running.items():
+        _check(count == pools.get(name, 0), f"pool {name!r}: counted {count}, {pools.get(name, 0)} in flight")
     for group, count in state.group_running.items():
-        _check(count == groups.get(group, 0), f"group {group}: counted {count}, {groups.get(group, 0)} in flight")
+        _check(count == groups.get(group, 0),
+               lambda: f"group {group}: counted {count}, {groups.get(group, 0)} in flight")
         cap_of_group = g.group_cap[group[0]]
-        _check(cap_of_group is not None and count <= cap_of_group, f"group {group}: {count} in flight over its cap")
+        _check(cap_of_group is not None and count <= cap_of_group,
+               lambda: f"group {group}: {count} in flight over its cap")
 
     # ready: pending, holding inputs, in the queue it belongs to, counted once
     seen = 0
     for q, h in state.ready.items():
-        _check(h is not None, f"queue {q}: an empty heap is kept")
+        _check(h is not None, lambda: f"queue {q}: an empty heap is kept")
         for _, n, path in heap.entries(h):
             key = (n, path)
             seen += 1
             r = records.get(key)
-            _check(r is None or r.status == Status.PENDING, f"{_name(g, key)}: ready but {r.status if r else None}")
-            _check(key in state.payloads, f"{_name(g, key)}: ready without its inputs")
-            _check(_queue_of(g, key) == q, f"{_name(g, key)}: in queue {q}, belongs in {_queue_of(g, key)}")
-    _check(seen == state.ready_count, f"ready_count {state.ready_count} != {seen} queued")
+            _check(r is None or r.status == Status.PENDING,
+                   lambda: f"{_name(g, key)}: ready but {r.status if r else None}")
+            _check(key in state.payloads, lambda: f"{_name(g, key)}: ready without its inputs")
+            _check(g.queue_of(key) == q, lambda: f"{_name(g, key)}: in queue {q}, belongs in {g.queue_of(key)}")
+    _check(seen == state.ready_count, lambda: f"ready_count {state.ready_count} != {seen} queued")
     # every per-item queue whose group has room has its head among its pool's candidates
     for q, h in state.ready.items():
         group_cap = None if q[1] is None else g.group_cap[q[1][0]]
@@ -107,31 +116,25 @@ def validate_state(state: State) -> None:
     # parked: waiting for input or a timer
     for key in state.awaiting.keys():
         r = records.get(key)
-        _check(r is not None and r.status == Status.WAITING, f"{_name(g, key)}: awaiting input but {r}")
+        _check(r is not None and r.status == Status.WAITING, lambda: f"{_name(g, key)}: awaiting input but {r}")
         b = g.nodes[key[0]].behaviour
-        _check(b is not None and b.kind is Kind.PARK_INPUT, f"{_name(g, key)}: awaiting input, cannot park")
+        _check(b is not None and b.kind is Kind.PARK_INPUT, lambda: f"{_name(g, key)}: awaiting input, cannot park")
     for tid, timer in state.timers.items():
         r = records.get(timer.key)
         want = Status.RUNNING if timer.kind == "timeout" else Status.WAITING
-        _check(r is not None and r.status == want, f"timer {tid} of {_name(g, timer.key)}: record is {r}")
+        _check(r is not None and r.status == want, lambda: f"timer {tid} of {_name(g, timer.key)}: record is {r}")
     for key, tid in state.instance_timer.items():
-        _check(tid in state.timers and state.timers[tid].key == key, f"{_name(g, key)}: names a timer {tid} it lacks")
+        _check(tid in state.timers and state.timers[tid].key == key,
+               lambda: f"{_name(g, key)}: names a timer {tid} it lacks")
     for key in state.held.keys():
-        _check(key in state.stopping, f"{_name(g, key)}: a retry is held but no attempt is stopping")
+        _check(key in state.stopping, lambda: f"{_name(g, key)}: a retry is held but no attempt is stopping")
         r = records.get(key)
-        _check(r is not None and r.status == Status.WAITING, f"{_name(g, key)}: held retry but {r}")
+        _check(r is not None and r.status == Status.WAITING, lambda: f"{_name(g, key)}: held retry but {r}")
     for key in state.payloads.keys():
         r = records.get(key)
-        _check(r is None or r.status in OPEN, f"{_name(g, key)}: holds inputs but ended {r.status if r else None}")
+        _check(r is None or r.status in OPEN,
+               lambda: f"{_name(g, key)}: holds inputs but ended {r.status if r else None}")
     for key, (remaining, _) in state.arrivals.items():
-        _check(0 < remaining < len(g.in_edges[key[0]]) + 1, f"{_name(g, key)}: {remaining} edges unresolved")
-        _check(key not in records, f"{_name(g, key)}: still gathering inputs but has a record")
+        _check(0 < remaining < len(g.in_edges[key[0]]) + 1, lambda: f"{_name(g, key)}: {remaining} edges unresolved")
+        _check(key not in records, lambda: f"{_name(g, key)}: still gathering inputs but has a record")
 
-
-def _queue_of(g: Graph, key: Key) -> Queue:
-    n, path = key
-    q = g.queue[n]
-    if q is not None:
-        return q
-    o = g.origin[n]
-    return (g.nodes[n].pool, (o, path[: g.depth[o]]))
