@@ -193,7 +193,7 @@ def render_story(story: Story, out) -> None:
         status = f"{ch['from']} → {ch['to']}" if ch["move"] else ""
         at = "" if ch["at"] is None else f"+{ch['at']:.3f}s"
         table.add_row(ch["event"], at, escape(_describe_cause(ch["cause"], story.node)), ch["move"] or "(none)",
-                      status, escape("\n".join(_describe_command(c) for c in ch["commands"])))
+                      status, "\n".join(escape(_describe_command(c)) for c in ch["commands"]))
     out.print(table)
     if not story.chapters:
         out.print(f"{escape(name)} has not been reached: its status never changed.", highlight=False)

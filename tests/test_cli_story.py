@@ -109,3 +109,11 @@ def test_status_without_node_is_unchanged_and_item_needs_node(workdir, capsys):
     assert code == 0 and result["run_id"] == "x" and "nodes" in result
     code, _, err = cli(capsys, "status", "x", "--item", "1")
     assert code == 2 and "--item needs --node" in err
+
+
+def test_the_table_shows_each_command_on_a_line_of_its_own_not_a_literal_newline(workdir, capsys):
+    (workdir / "ask.yaml").write_text("nodes: [{id: ask, type: hil, prompt: 'Ship it?', timeout: 60}]\n")
+    cli(capsys, "run", "ask.yaml", "--run-id", "a", "--linger", "0")
+    code, out, _ = cli(capsys, "status", "a", "--node", "ask")
+    assert code == 0 and "AwaitInput" in out and "StartTimer" in out
+    assert "\\n" not in out  # (the terminal view shows a newline inside one value as \n; not between commands)
