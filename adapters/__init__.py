@@ -3,8 +3,10 @@
 The public Python API is ``Engine`` and ``load_workflow``.
 """
 from .engine import Engine, RunInterrupted, RunRefused, RunResult
+from .inbox import RequestPending
 from .store import MemoryStore, SqliteStore, StoreError
 from .workflow_file import WorkflowError, load_workflow
+from .worker import Worker
 
-__all__ = ["Engine", "RunInterrupted", "RunRefused", "RunResult", "MemoryStore", "SqliteStore", "StoreError", "WorkflowError",
+__all__ = ["Engine", "RunInterrupted", "RunRefused", "RunResult", "RequestPending", "Worker", "MemoryStore", "SqliteStore", "StoreError", "WorkflowError",
            "load_workflow"]

@@ -1,9 +1,10 @@
-"""The ``flowcore`` command: run, resume, status, runs, validate, simulate.
+"""The ``flowcore`` command: run, submit, resume, cancel, status, runs, worker, validate, simulate.
 
 Exit codes (run and resume): 0 succeeded, 1 failed or cancelled, 2 invalid usage, invalid
 workflow or refused request (nothing changed), 3 waiting, 4 the store failed during the run (what
-was logged before stands; resume the run once the store works). ``status`` exits 0 for a known run and
-2 for an unknown one. With ``--json``, standard output carries only the result object; what nodes
+was logged before stands; resume the run once the store works). A ``resume --node`` or ``cancel``
+that another live process applies: 0 applied, 2 refused, 3 not applied within ``--wait`` (it stays in
+the inbox). ``status`` exits 0 for a known run and 2 for an unknown one. With ``--json``, standard output carries only the result object; what nodes
 print goes to standard error. User errors print a message, never a traceback.
 """
 from __future__ import annotations
@@ -20,15 +21,18 @@ from rich.console import Console
 
 from runners import backend_names
 
-from .engine import Engine, RunInterrupted, RunRefused
+from .engine import Engine, RunInterrupted, RunRefused, new_run_id
+from .inbox import RequestPending
 from .nodes import MAX_NESTING, nesting_problem
-from .report import render_table, waiting_on
+from .report import how_it_continues, render_table, waiting_on
+from runners import instance_name
 from .store import SqliteStore, StoreError
 from .terminal import shown, visible
 from .workflow_file import WorkflowError, load_workflow
 
-EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 3}
+EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 3, "queued": 3}
 USAGE = 2
+NOT_YET = 3  # a request another process drives has not applied yet
 STORE_FAILED = 4
 
 
@@ -84,6 +88,16 @@ def _positive(kind):
     return parse
 
 
+def _non_negative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, 0 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowcore", description="Run workflows: every node as soon as its "
                                                                   "inputs resolve, as many at once as the caps allow.")
@@ -104,13 +118,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", help="the trigger data, as JSON (default: null)")
     p.add_argument("--run-id", help="the id to store the run under (default: generated)")
     common(p)
+    p = sub.add_parser("submit", help="store a new run, queued for a worker; nothing runs here")
+    p.add_argument("file")
+    p.add_argument("--trigger", help="the trigger data, as JSON (default: null)")
+    p.add_argument("--run-id", help="the id to store the run under (default: generated)")
+    p.add_argument("--db", help="SQLite store (default: $FLOWCORE_DB or ./flowcore.db)")
+    p.add_argument("--json", action="store_true", help="print the run object instead of its id")
     p = sub.add_parser("resume", help="answer a waiting node, or continue an interrupted run")
     p.add_argument("run_id")
     p.add_argument("--node", help="the waiting node to answer")
     p.add_argument("--item", help="the item path of a node waiting per item, e.g. 2 or 2,0")
     p.add_argument("--port", help="the choice, for a hil node with choices")
     p.add_argument("--input", help="the answer, as JSON")
+    p.add_argument("--wait", type=_non_negative, default=30.0,
+                   help="seconds to wait for another process driving the run to apply the answer (default 30)")
     common(p)
+    p = sub.add_parser("cancel", help="cancel a run, or one node (or item) of it, wherever it is")
+    p.add_argument("run_id")
+    p.add_argument("--node", help="cancel only this node's instances that have not ended")
+    p.add_argument("--item", help="only this item of the node, e.g. 2 or 2,0")
+    p.add_argument("--reason", help="why (recorded as the error's message)")
+    p.add_argument("--db", help="SQLite store (default: $FLOWCORE_DB or ./flowcore.db)")
+    p.add_argument("--wait", type=_non_negative, default=30.0,
+                   help="seconds to wait for another process driving the run to apply it (default 30)")
+    p.add_argument("--json", action="store_true", help="print the run object")
+    p = sub.add_parser("worker", help="drive every run of the store that needs it, until SIGTERM")
+    p.add_argument("--db", help="SQLite store (default: $FLOWCORE_DB or ./flowcore.db)")
+    p.add_argument("--runner", choices=backend_names(), help="how nodes execute (default: each run's own)")
+    p.add_argument("--max-parallel", type=_positive(int), help="cap on instances running at once, per run")
+    p.add_argument("--max-runs", type=_positive(int), default=8, help="runs driven at once (default 8)")
+    p.add_argument("--grace", type=_positive(float), default=2.0,
+                   help="on SIGTERM, seconds attempts in flight get to finish (default 2)")
+    p.add_argument("--once", action="store_true", help="drive what is due now until each run ends or parks, "
+                   "then exit")
     p = sub.add_parser("status", help="show a run, or with --node the story of one of its instances")
     p.add_argument("run_id")
     p.add_argument("--node", help="tell this node's story: each change of its status, the event that caused "
@@ -118,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--item", help="the item path of a node that runs per item, e.g. 2 or 2,0 (with --node)")
     common(p, runner=False)
     p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--status", choices=("queued", "running", "waiting", "succeeded", "failed", "cancelled"))
+    p.add_argument("--workflow", help="only runs of the workflow of this name")
+    p.add_argument("--limit", type=_positive(int), help="only the newest N")
     common(p, runner=False)
     p = sub.add_parser("validate", help="check a workflow file without running it")
     p.add_argument("file")
@@ -136,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
 class Progress:
     """A live status line on standard error while a run is going (only on a terminal)."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, run_id: str | None = None):
         self.console = console
+        self.run_id = run_id
         self.counts = {"done": 0, "failed": 0}
         self.status = console.status("starting…") if console.is_terminal else None
         self.last = 0.0
@@ -152,6 +196,13 @@ class Progress:
             self.status.__exit__(*exc)
 
     def __call__(self, events, commands, state):
+        for c in commands:
+            if type(c).__name__ == "AwaitInput" and self.run_id is not None:
+                # told while the run goes on: an answer from another terminal is applied at once
+                self.console.print(visible(f"{instance_name(c.node, c.item)} waits for an answer"
+                                           f"{f' ({c.prompt})' if c.prompt else ''}: "
+                                           f"{resume_command(self.run_id, c.node, c.item, c.choices)}"),
+                                   highlight=False, markup=False, soft_wrap=True)
         for e in events:
             name = type(e).__name__
             if name == "NodeSucceeded":
@@ -180,17 +231,21 @@ def _print_result(args, result, out: Console) -> int:
     if status == "waiting":
         err = Console(stderr=True, soft_wrap=True)
         err.print(f"run {visible(result.run_id)} is waiting.", highlight=False, markup=False)
-        for name, ntype, prompt, choices in waiting_on(result.state):
-            node, _, rest = name.partition("[")
-            item = f" --item {rest.rstrip(']').replace('][', ',')}" if rest else ""
-            port = f" --port {'|'.join(choices)}" if choices else ""
+        for name, node, item, prompt, choices in waiting_on(result.state):
             ask = f" ({prompt})" if prompt else ""
-            err.print(visible(f"  {name}{ask}: flowcore resume {result.run_id} --node {node}{item}{port} --input JSON"),
+            err.print(visible(f"  {name}{ask}: {resume_command(result.run_id, node, item, choices)}"),
                       highlight=False, markup=False)
         if len(result.state.timers):
             err.print(f"  timers are pending: `flowcore resume {visible(result.run_id)}` fires those that are due",
                       highlight=False, markup=False)
     return EXIT[status]
+
+
+def resume_command(run_id: str, node: str, item, choices) -> str:
+    """The command that answers a waiting instance."""
+    at = f" --item {','.join(map(str, item))}" if item else ""
+    port = f" --port {'|'.join(choices)}" if choices else ""
+    return f"flowcore resume {run_id} --node {node}{at}{port} --input JSON"
 
 
 def _engine(args) -> Engine:
@@ -201,27 +256,105 @@ def cmd_run(args, out: Console) -> int:
     trigger = _json_arg(args.trigger, "--trigger") if args.trigger is not None else None
     workflow = load_workflow(args.file)
     engine = _engine(args)
-    with Progress(Console(stderr=True)) as progress:
-        result = engine.run(workflow, trigger=trigger, run_id=args.run_id, runner=args.runner,
+    run_id = args.run_id or new_run_id(workflow.name)
+    with Progress(Console(stderr=True), run_id) as progress:
+        result = engine.run(workflow, trigger=trigger, run_id=run_id, runner=args.runner,
                             max_parallel=args.max_parallel, linger=args.linger, grace=args.grace,
                             observer=progress, path=os.path.abspath(args.file))
     return _print_result(args, result, out)
+
+
+def cmd_submit(args, out: Console) -> int:
+    trigger = _json_arg(args.trigger, "--trigger") if args.trigger is not None else None
+    workflow = load_workflow(args.file)
+    engine = _engine(args)
+    run_id = engine.submit(workflow, trigger=trigger, run_id=args.run_id, path=os.path.abspath(args.file))
+    if args.json:
+        _emit_json(args, engine.status(run_id).to_dict())
+    else:
+        out.print(run_id, highlight=False, markup=False, soft_wrap=True)
+    return 0
+
+
+def _stored_engine(args) -> Engine:
+    store = _existing_store(args)
+    if store is None:
+        raise UserError(f"no flowcore database at {_db_path(args)} (use --db or FLOWCORE_DB)")
+    return Engine(store=store)
 
 
 def cmd_resume(args, out: Console) -> int:
     value = _json_arg(args.input, "--input") if args.input is not None else None
     if args.node is not None and args.input is None:
         raise UserError("--node needs --input JSON (the answer to give it)")
-    store = _existing_store(args)
-    if store is None:
-        raise UserError(f"no flowcore database at {_db_path(args)} (use --db or FLOWCORE_DB)")
-    engine = Engine(store=store)
+    engine = _stored_engine(args)
     _warn_if_changed(engine, args.run_id)
-    with Progress(Console(stderr=True)) as progress:
+    with Progress(Console(stderr=True), args.run_id) as progress:
         result = engine.resume(args.run_id, node=args.node, input=value, port=args.port, item=_item_arg(args.item),
                                runner=args.runner, max_parallel=args.max_parallel, linger=args.linger,
-                               grace=args.grace, observer=progress)
+                               grace=args.grace, observer=progress, wait=args.wait)
+    if result.applied_by:
+        return _print_applied(args, result, f"the answer to {args.node} was applied by {result.applied_by} driving "
+                                            f"run {args.run_id}")
     return _print_result(args, result, out)
+
+
+def cmd_cancel(args, out: Console) -> int:
+    if args.item is not None and args.node is None:
+        raise UserError("--item names an item of a node: give --node too")
+    engine = _stored_engine(args)
+    result = engine.cancel(args.run_id, node=args.node, item=_item_arg(args.item), reason=args.reason, wait=args.wait)
+    what = f"node {args.node}" + (f" item {args.item}" if args.item else "") if args.node else f"run {args.run_id}"
+    if result.applied_by == "queued":
+        line = f"{what}: cancelled when run {args.run_id} starts (it is queued; nothing of it has run)"
+    elif result.applied_by:
+        line = f"{what}: cancelled by {result.applied_by} driving run {args.run_id}"
+    else:
+        line = f"{what}: cancelled; run {args.run_id} is {result.status}"
+    return _print_applied(args, result, line)
+
+
+def _print_applied(args, result, line: str) -> int:
+    """The outcome of a request (exit 0): the run as it is now with --json, else a line."""
+    if args.json:
+        _emit_json(args, result.to_dict())
+    else:
+        Console(stderr=True, soft_wrap=True).print(visible(line), highlight=False, markup=False)
+    return 0
+
+
+def cmd_worker(args, out: Console) -> int:
+    import signal
+
+    from .worker import Worker
+
+    err = Console(stderr=True, soft_wrap=True)
+    me = f"worker {os.getpid()}"
+
+    def log(line: str) -> None:
+        err.print(visible(f"{time.strftime('%H:%M:%S')} {me}: {line}"), highlight=False, markup=False)
+
+    engine = Engine(db=_db_path(args))
+    worker = Worker(engine, runner=args.runner, max_parallel=args.max_parallel, max_runs=args.max_runs,
+                    grace=args.grace, log=log)
+
+    def stop(signum, frame):
+        log(f"{signal.Signals(signum).name}: starting nothing new, letting attempts in flight finish "
+            f"(up to {args.grace:g} s)")
+        worker.stop()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if args.once:
+            drives = worker.run_once()
+            log(f"done: {drives} drive{'s' if drives != 1 else ''}")
+        else:
+            log(f"serving {engine.store.path} (up to {args.max_runs} runs at once; stop with SIGTERM or Ctrl-C)")
+            worker.run_forever()
+            log("stopped; its runs are free for another worker")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
 
 
 def _warn_if_changed(engine: Engine, run_id: str) -> None:
@@ -258,6 +391,8 @@ def cmd_status(args, out: Console) -> int:
         _emit_json(args, result.to_dict())
     else:
         render_table(result.run_id, result.state, out)
+        for line in how_it_continues(result.run_id, result.state, store.driver(args.run_id), time.time()):
+            out.print(visible(line), highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
@@ -274,7 +409,8 @@ def _status_of_instance(args, store, out: Console) -> int:
 
 def cmd_runs(args, out: Console) -> int:
     store = _existing_store(args)
-    runs = Engine(store=store).runs() if store is not None else []
+    runs = Engine(store=store).runs(status=args.status, workflow=args.workflow, limit=args.limit) \
+        if store is not None else []
     if args.json:
         _emit_json(args, runs)
         return 0
@@ -313,8 +449,8 @@ def cmd_simulate(args, out: Console) -> int:
     return _print_result(args, result, out)
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "validate": cmd_validate,
-            "simulate": cmd_simulate}
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "resume": cmd_resume, "cancel": cmd_cancel, "status": cmd_status,
+            "runs": cmd_runs, "worker": cmd_worker, "validate": cmd_validate, "simulate": cmd_simulate}
 
 
 @contextlib.contextmanager
@@ -355,6 +491,9 @@ def main(argv=None) -> int:
     except RunInterrupted as exc:
         err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)
         return STORE_FAILED
+    except RequestPending as exc:
+        err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)
+        return NOT_YET
     except (WorkflowError, RunRefused, StoreError, UserError) as exc:
         err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)
         return USAGE

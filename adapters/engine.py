@@ -7,19 +7,22 @@ is written (a lease taken for it is given back).
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 import uuid
 
 import attrs
 
 from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, RunnerUnavailable, backend_names, make_backend
-from scheduler_core import CapChanged, InputProvided, Resumed, RunStarted, fingerprint, initial_state, input_problem
+from scheduler_core import CapChanged, RunStarted, fingerprint, initial_state
 
-from . import recovery
+from . import inbox, recovery
+from .inbox import RequestPending, input_request_problem
 from .recovery import RunRefused, current_cap, load_run
 from .report import run_dict, run_status
-from .store import (LeaseHeld, Lease, MemoryStore, RunInfo, SqliteStore, StoreError, UnknownRun,
+from .store import (ENDED, LeaseHeld, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun,
                     canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
@@ -36,10 +39,13 @@ class RunInterrupted(StoreError):
 class RunResult:
     """What a run came to: ``.status``, ``.error``, ``.records``, and ``.to_dict()`` (the ``--json`` object)."""
 
-    def __init__(self, run_id: str, state, abandoned: int = 0):
+    def __init__(self, run_id: str, state, abandoned: int = 0, applied_by: str | None = None):
         self.run_id = run_id
         self.state = state
         self.abandoned = abandoned
+        # set when a request (an answer, a cancel) was applied by another process driving the run:
+        # ``state`` is the run as this process read it afterwards
+        self.applied_by = applied_by
 
     @property
     def status(self) -> str:
@@ -68,14 +74,6 @@ class RunResult:
 def new_run_id(name: str) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:24] or "run"
     return f"{slug}-{uuid.uuid4().hex[:8]}"
-
-
-def _item_path(item) -> tuple:
-    if item is None:
-        return ()
-    if isinstance(item, int):
-        return (item,)
-    return tuple(int(i) for i in item)
 
 
 class _Heartbeat:
@@ -113,11 +111,37 @@ class Engine:
         self.runner_options = dict(runner_options or {})
         # run_id -> (logged batches, state) of the CACHED_RUNS runs this engine drove last: saves a replay
         self._cache: dict = {}
+        self._lock = threading.Lock()  # a worker drives several runs at once through one engine
 
     # -- starting ----------------------------------------------------------------------------
 
     def run(self, workflow, trigger=None, run_id=None, *, runner=None, max_parallel=None, linger=None, grace=None,
             observer=None, path=None) -> RunResult:
+        wf, graph, info = self._new_run(workflow, trigger, run_id, runner=runner, max_parallel=max_parallel,
+                                        linger=linger, grace=grace, path=path)
+        lease = self._acquire(info.run_id)
+        return self._drive(_Session(info.run_id, wf, info.options, lease, 0, new_run=info), initial_state(graph),
+                           lambda now: [RunStarted(at=now, trigger=trigger)], observer)
+
+    def submit(self, workflow, trigger=None, run_id=None, *, runner=None, max_parallel=None, path=None) -> str:
+        """Store a new run, ``queued``, for a worker (or ``resume``) to start; nothing runs here. Returns
+        its id. ``RunRefused`` for a taken run id or a trigger the store cannot keep; ``WorkflowError``
+        for an invalid workflow."""
+        wf, graph, info = self._new_run(workflow, trigger, run_id, runner=runner, max_parallel=max_parallel,
+                                        path=path)
+        if self.store.durable:
+            try:
+                json.dumps(trigger)
+            except (TypeError, ValueError) as exc:
+                raise RunRefused(f"the trigger cannot be stored as JSON ({exc})") from None
+        try:
+            self.store.create_run(attrs.evolve(info, status="queued", trigger=trigger), [], "")
+        except RunExists:
+            raise RunRefused(f"a run with id {info.run_id!r} already exists; choose another --run-id") from None
+        return info.run_id
+
+    def _new_run(self, workflow, trigger, run_id, *, runner, max_parallel, linger=None, grace=None, path=None):
+        """(workflow, graph, RunInfo) of a run about to be stored: checked, with its options."""
         wf = load_workflow(workflow)
         if path is None and isinstance(workflow, (str, os.PathLike)):  # a resume finds its node modules there
             path = os.path.abspath(workflow)
@@ -138,9 +162,7 @@ class Engine:
             dhash = text_hash(text)
         info = RunInfo(run_id=run_id, workflow=wf.name, definition=definition, definition_hash=dhash,
                        options=options, definition_text=text)
-        lease = self._acquire(run_id)
-        return self._drive(_Session(run_id, wf, options, lease, 0, new_run=info), initial_state(graph),
-                           lambda now: [RunStarted(at=now, trigger=trigger)], observer)
+        return wf, graph, info
 
     # -- resuming ----------------------------------------------------------------------------
 
@@ -151,41 +173,124 @@ class Engine:
         return loaded.info, loaded.workflow, loaded.state
 
     def _load(self, run_id: str, use_snapshot: bool = True) -> recovery.LoadedRun:
-        return load_run(self.store, run_id, use_snapshot, cached=self._cache.get(run_id))
+        with self._lock:
+            cached = self._cache.get(run_id)
+        return load_run(self.store, run_id, use_snapshot, cached=cached)
 
     def status(self, run_id: str) -> RunResult:
         info, _, state = self.load(run_id)
         return RunResult(run_id, state)
 
-    def runs(self) -> list[dict]:
-        return self.store.runs()
+    def runs(self, status: str | None = None, workflow: str | None = None, limit: int | None = None) -> list[dict]:
+        return self.store.runs(status=status, workflow=workflow, limit=limit)
 
     def resume(self, run_id: str, node=None, input=None, port=None, item=None, *, runner=None, max_parallel=None,
-               linger=None, grace=None, observer=None) -> RunResult:
+               linger=None, grace=None, observer=None, wait: float = 30.0) -> RunResult:
+        """Continue a stored run, and with ``node`` answer one of its waiting instances.
+
+        The answer goes to the run's inbox. If no live process drives the run, this one does, as a
+        resume always did (the answer is applied with its first step). If another does, this waits
+        up to ``wait`` seconds for that process to apply it: ``RunResult.applied_by`` says so,
+        ``RunRefused`` says why it was refused, ``RequestPending`` that it is still in the inbox."""
+        info = self._info(run_id)
+        seq = None
+        if node is not None:
+            loaded = self._load(run_id)
+            problem = input_request_problem(loaded.state, node, item, port, input)
+            if problem:
+                raise RunRefused(f"run {run_id!r}: {problem}")
+            seq = self.store.post(run_id, "answer", {"node": node, "item": list(inbox.item_path(item)), "port": port,
+                                                      "value": input}, at=time.time())
+        elif port is not None or input is not None:
+            raise RunRefused("--port and --input answer a waiting node: name it with --node")
+        elif info.status in ENDED:
+            raise RunRefused(f"run {run_id!r} has already finished ({info.status}); there is nothing to resume")
         try:
-            self.store.info(run_id)
-        except UnknownRun as exc:
-            raise RunRefused(str(exc)) from None
-        lease = self._acquire(run_id)  # first: the log cannot grow between reading it and driving on
+            lease = self._acquire(run_id)
+        except RunRefused:
+            if seq is None:
+                raise
+            return self._await(run_id, seq, wait)
+        result = self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger,
+                                 grace=grace, observer=observer)
+        if seq is not None:
+            inbox.raise_if_refused(run_id, self.store.request(seq))
+        return result
+
+    def cancel(self, run_id: str, node=None, item=None, reason=None, *, wait: float = 30.0) -> RunResult:
+        """Cancel a whole run (``node`` None) or one node's open instances (or one ``item``), wherever
+        the run is. The request goes to the run's inbox; if no live process drives the run, this one
+        applies it at once and starts nothing (a worker or ``resume`` continues what is left), else
+        it waits up to ``wait`` seconds for the driver to apply it (see ``resume``)."""
+        info = self._info(run_id)
+        if info.status in ENDED:
+            raise RunRefused(f"run {run_id!r} has already finished ({info.status}); there is nothing to cancel")
+        loaded = self._load(run_id)
+        kind, body = inbox.cancel_request(run_id, loaded.state, node, item, reason)
+        seq = self.store.post(run_id, kind, body, at=time.time())
+        if node is not None and info.status == "queued":  # applied with its first step, before anything starts
+            return RunResult(run_id, loaded.state, applied_by="queued")
+        try:
+            lease = self._acquire(run_id)
+        except RunRefused:
+            return self._await(run_id, seq, wait)
+        result = self._take_over(run_id, lease, apply_only=True)
+        inbox.raise_if_refused(run_id, self.store.request(seq))
+        return result
+
+    def drive(self, run_id: str, *, runner=None, max_parallel=None, linger=None, grace=None, observer=None,
+              on_drive=None) -> RunResult:
+        """Drive a stored run that needs it (a worker's job): start a queued run, apply its inbox, fire
+        its due timers, take over from a driver that died. ``RunRefused`` when a live process drives it."""
+        self._info(run_id)
+        lease = self._acquire(run_id)
+        return self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger, grace=grace,
+                               observer=observer, on_drive=on_drive)
+
+    def _take_over(self, run_id: str, lease: Lease, *, runner=None, max_parallel=None, linger=None, grace=None,
+                   observer=None, on_drive=None, apply_only: bool = False) -> RunResult:
+        """Drive a stored run under ``lease`` (released at the end): rebuild it, check it can run here,
+        and feed the first step a takeover makes (see ``inbox.takeover_events``)."""
         try:
             loaded = self._load(run_id)
-            if loaded.state.finished and loaded.info.status != loaded.state.status:
-                return self._repair_summary(run_id, loaded, lease)
-            path = _check_request(run_id, loaded.state, node, input, port, item)
-            _check_node_types(run_id, loaded.workflow)
+            if loaded.state.finished:
+                if loaded.info.status != loaded.state.status:
+                    return self._repair_summary(run_id, loaded, lease)
+                self.store.refuse_pending(run_id, "the run has already finished")
+                self.store.release(run_id, lease)
+                return RunResult(run_id, loaded.state)
+            if not apply_only:
+                _check_node_types(run_id, loaded.workflow)
             options = _resume_options(loaded, runner=runner, max_parallel=max_parallel, linger=linger, grace=grace)
         except BaseException:
             self.store.release(run_id, lease)
             raise
         new_cap = options["max_parallel"] if options["max_parallel"] != current_cap(loaded.state) else None
+        box = inbox.StoreInbox(self.store, run_id)
 
         def events(now):
-            cap = [CapChanged(at=now, max_parallel=new_cap)] if new_cap is not None else []
-            answer = [InputProvided(node=node, item=path, at=now, value=input, port=port)] if node is not None else []
-            return [*cap, Resumed(at=now), *answer]
+            cap = [CapChanged(at=now, max_parallel=new_cap)] if new_cap is not None and not apply_only else []
+            return cap + box.takeover_events(loaded.state, loaded.info.trigger, now, apply_only=apply_only)
         session = _Session(run_id, loaded.workflow, options, lease, loaded.steps, tail=loaded.tail,
                            snapshot_at=loaded.snapshot_at)
-        return self._drive(session, loaded.state, events, observer)
+        return self._drive(session, loaded.state, events, observer, box=box, apply_only=apply_only,
+                           on_drive=on_drive)
+
+    def _info(self, run_id: str) -> RunInfo:
+        try:
+            return self.store.info(run_id)
+        except UnknownRun as exc:
+            raise RunRefused(str(exc)) from None
+
+    def _await(self, run_id: str, seq: int, wait: float) -> RunResult:
+        """Wait for the process driving the run to apply request ``seq``."""
+        request = inbox.await_request(self.store, run_id, seq, wait)
+        if request.state == "pending":
+            raise RequestPending(f"run {run_id!r} is driven by another process, which has not applied the request "
+                                 f"within {wait:g} s; it stays in the run's inbox and is applied when that process "
+                                 f"(or the next one to drive the run) gets to it")
+        inbox.raise_if_refused(run_id, request)
+        return RunResult(run_id, self._load(run_id).state, applied_by="another process")
 
     def _repair_summary(self, run_id: str, loaded: recovery.LoadedRun, lease: Lease) -> RunResult:
         """A run whose log says it finished but whose summary does not (its driver died between the
@@ -213,14 +318,19 @@ class Engine:
             raise RunRefused(str(exc)) from None
         return lease
 
-    def _drive(self, session: "_Session", state, first_events, observer) -> RunResult:
+    def _drive(self, session: "_Session", state, first_events, observer, box=None, apply_only: bool = False,
+               on_drive=None) -> RunResult:
         """Drive the run under ``session.lease`` (released at the end), logging each step before acting on it.
 
         ``first_events(now)`` makes the events that start the drive, stamped by the runner's clock
-        (virtual for the simulated runner)."""
+        (virtual for the simulated runner). ``box``: the run's inbox, looked into while it is driven.
+        ``apply_only``: apply what the first step holds and start nothing (a cancel's own drive)."""
         run_id, options = session.run_id, session.options
         try:
-            backend = self._backend(options, session.wf, run_id, options["max_parallel"])
+            if apply_only:
+                backend = inbox.NoWork()
+            else:
+                backend = self._backend(options, session.wf, run_id, options["max_parallel"])
         except BaseException:
             self.store.release(run_id, session.lease)
             raise
@@ -229,13 +339,17 @@ class Engine:
             # a run that ends with this step is stored ended by it: there is no moment at which the
             # log says finished and the summary says running
             status = new_state.status if new_state.finished else "running"
-            session.log(self.store, step_events, fingerprint(commands), _summary(new_state, status))
+            done = box.outcomes(step_events, commands, session.index) if box is not None else ()
+            session.log(self.store, step_events, fingerprint(commands), _summary(new_state, status), done)
             if self.store.durable and session.snapshot_due(ended=False):  # a crash replays only what follows
                 session.snapshot(self.store, new_state)
             if observer is not None:
                 observer(step_events, commands, new_state)
 
-        drive = Drive(backend, linger=options["linger"], on_step=on_step)
+        drive = Drive(backend, linger=0.0 if apply_only else options["linger"], on_step=on_step, inbox=box,
+                      grace=options["grace"])
+        if on_drive is not None:
+            on_drive(drive)  # a worker keeps it, to drain it when told to stop
         ended = False
         try:
             with _Heartbeat(self.store, run_id, session.lease):
@@ -244,14 +358,17 @@ class Engine:
         finally:
             abandoned = backend.close(options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
-                self.store.update(run_id, _summary(state, run_status(state)))
+                self.store.update(run_id, {**_summary(state, run_status(state)), "wake_at": inbox.wake_at(state)})
+                if state.finished:
+                    self.store.refuse_pending(run_id, "the run has already finished")
                 if self.store.durable and session.snapshot_due(ended=True):
                     session.snapshot(self.store, state)
             self.store.release(run_id, session.lease)
-        self._cache.pop(run_id, None)
-        self._cache[run_id] = (session.index, state)
-        while len(self._cache) > CACHED_RUNS:  # a long-lived engine must not keep every run's state
-            del self._cache[next(iter(self._cache))]
+        with self._lock:
+            self._cache.pop(run_id, None)
+            self._cache[run_id] = (session.index, state)
+            while len(self._cache) > CACHED_RUNS:  # a long-lived engine must not keep every run's state
+                del self._cache[next(iter(self._cache))]
         return RunResult(run_id, state, abandoned)
 
     def _backend(self, options, wf, run_id, max_parallel):
@@ -300,14 +417,14 @@ class _Session:
         recovery.save_snapshot(store, self.run_id, self.index, state)
         self.snapshot_at, self.tail = self.index, 0
 
-    def log(self, store, events, print_: str, summary: dict) -> None:
+    def log(self, store, events, print_: str, summary: dict, done=()) -> None:
         changed = {} if summary == self.summary else summary
         if self.new_run is not None:
             store.create_run(attrs.evolve(self.new_run, **summary), events, print_)
             self.new_run = None
         else:
             try:
-                store.append(self.run_id, self.index, events, print_, changed)
+                store.append(self.run_id, self.index, events, print_, changed, done)
             except StoreError as exc:
                 raise RunInterrupted(f"run {self.run_id!r} stopped: the store failed to log step {self.index} "
                                      f"({exc}). Nothing of that step was carried out and every step before it "
@@ -328,20 +445,6 @@ def _resume_options(loaded: recovery.LoadedRun, *, runner, max_parallel, linger,
     if options["runner"] not in backend_names():
         raise RunRefused(f"unknown runner {options['runner']!r}; choose one of {', '.join(backend_names())}")
     return options
-
-
-def _check_request(run_id: str, state, node, input, port, item) -> tuple:
-    """The item path of a valid request; ``RunRefused`` saying what is wrong with any other."""
-    if state.finished:
-        raise RunRefused(f"run {run_id!r} has already finished ({state.status}); there is nothing to resume")
-    path = _item_path(item)
-    if node is not None:
-        problem = input_problem(state, node, path, port)
-        if problem:
-            raise RunRefused(f"run {run_id!r}: {problem}")
-    elif port is not None or input is not None:
-        raise RunRefused("--port and --input answer a waiting node: name it with --node")
-    return path
 
 
 def _summary(state, status: str) -> dict:

@@ -79,6 +79,13 @@ def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
     return now - heartbeat < LEASE_SECONDS
 
 
+def lease_live(held: Lease, heartbeat: float, now: float) -> bool:
+    """Whether the process that holds a lease still drives the run, as far as this host can tell."""
+    if held.host == socket.gethostname():
+        return driver_alive(held)
+    return now - heartbeat < LEASE_SECONDS
+
+
 def lease_message(run_id: str, held: Lease) -> str:
     return (f"run {run_id!r} is being driven by process {held.pid} on {held.host}; "
             f"wait for it to finish (or stop that process) before resuming")

@@ -5,6 +5,8 @@ the contract. Nothing here decides anything about the run.
 """
 from __future__ import annotations
 
+import time
+
 from scheduler_core import Kind, Record, RunStatus, State, heap, sequence_keys
 
 from runners import instance_name
@@ -13,9 +15,12 @@ from .terminal import shown, visible
 
 
 def run_status(state: State) -> str:
-    """succeeded, failed or cancelled once ended; waiting when only parked work is left; else running."""
+    """succeeded, failed or cancelled once ended; queued before it started; waiting when only parked
+    work is left; else running."""
     if state.finished:
         return state.status
+    if state.status == RunStatus.PENDING:
+        return "queued"
     if state.status == RunStatus.RUNNING and state.idle and (len(state.awaiting) or len(state.timers)):
         return "waiting"
     return "running"
@@ -63,13 +68,44 @@ def run_dict(run_id: str, state: State) -> dict:
 
 
 def waiting_on(state: State) -> list[tuple]:
-    """(instance name, node type, prompt, choices) for every instance parked for input."""
+    """(instance name, node id, item path, prompt, choices) for every instance parked for input."""
     out = []
     for n, path in sorted(state.awaiting.keys()):
         node = state.graph.nodes[n]
         b = node.behaviour
-        out.append((instance_name(node.id, path), node.type, b.prompt, list(b.choices) if b.choices else None))
+        out.append((instance_name(node.id, path), node.id, path, b.prompt, list(b.choices) if b.choices else None))
     return out
+
+
+def _when(t: float, now: float) -> str:
+    clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    delta = t - now
+    if abs(delta) < 1:
+        return f"{clock} (now)"
+    span = f"{abs(delta):.0f} s" if abs(delta) < 120 else f"{abs(delta) / 60:.0f} min"
+    return f"{clock} (in {span})" if delta > 0 else f"{clock} (overdue by {span})"
+
+
+def how_it_continues(run_id: str, state: State, driver, now: float) -> list[str]:
+    """For a run that has not ended: who drives it, or, when no live process does, what moves it on
+    next and which command (or a worker) carries that out."""
+    if state.finished:
+        return []
+    if driver is not None:
+        return [f"driven by process {driver.pid} on {driver.host}"]
+    if state.status == RunStatus.PENDING:
+        return ["queued: no process drives it; a worker (flowcore worker) starts it, or "
+                f"flowcore resume {run_id}"]
+    lines = ["no live process drives this run"]
+    due = sorted(t.due for t in state.timers.values() if t.kind != "timeout")
+    if due:
+        lines.append(f"  next timer due {_when(due[0], now)}" + (f" ({len(due)} timers in all)" if len(due) > 1 else ""))
+    for name, _, _, prompt, _ in waiting_on(state):
+        lines.append(f"  {name} awaits an answer" + (f" ({prompt})" if prompt else ""))
+    if state.running_count:
+        lines.append(f"  {state.running_count} instance(s) were running when their process stopped: they start again")
+    lines.append(f"  it continues when a worker (flowcore worker) or `flowcore resume {run_id}` drives it")
+    return lines
 
 
 def _short(value, width: int = 40) -> str:

@@ -27,7 +27,7 @@ import attrs
 
 from scheduler_core import EVENT_TYPES
 
-from .leases import LEASE_SECONDS, Lease, lease_blocks, lease_message  # noqa: F401 (LEASE_SECONDS, Lease: re-exported)
+from .leases import LEASE_SECONDS, Lease, lease_blocks, lease_live, lease_message  # noqa: F401 (LEASE_SECONDS, Lease: re-exported)
 
 
 
@@ -70,6 +70,8 @@ class RunInfo:
     status: str = "running"
     started_at: float | None = None
     finished_at: float | None = None
+    trigger: Any = None  # what a queued run starts with (its RunStarted carries it once it has started)
+    wake_at: float | None = None  # a run no process drives: when its next timer falls due (None: none)
     # the definition as stored (canonical_json) where a store keeps it as text: hashing it checks
     # the definition without encoding it again (0.2 s for a 100,000-node workflow)
     definition_text: str | None = attrs.field(default=None, eq=False, repr=False)
@@ -96,6 +98,28 @@ class Snapshot:
     index: int
     version: str
     data: str
+
+
+@attrs.frozen
+class Request:
+    """An entry of a run's inbox: an answer or a cancel a person asked for, written by any process and
+    applied, through ``step``, by whichever process drives the run. ``kind`` is ``answer``
+    (``body``: node, item, port, value), ``cancel`` (reason) or ``cancel_node`` (node, item,
+    reason); ``at`` is when it was written, the time its event carries."""
+
+    seq: int
+    run_id: str
+    kind: str
+    body: dict
+    at: float
+    state: str = "pending"  # pending, applied or refused
+    reason: str | None = None  # why it was refused
+
+
+REQUEST_KINDS = ("answer", "cancel", "cancel_node")
+# A run's summary: what ``append`` and ``update`` may change of a run's row.
+SUMMARY_FIELDS = ("status", "started_at", "finished_at", "options", "wake_at")
+ENDED = ("succeeded", "failed", "cancelled")
 
 
 def encode_event(event) -> dict:
@@ -129,17 +153,20 @@ class MemoryStore:
         self.infos: dict = {}
         self.batches: dict = {}
         self.leases: dict = {}
+        self.inbox: dict = {}  # seq -> Request
         self.lock = threading.Lock()
 
     def create_run(self, info: RunInfo, events, fingerprint: str) -> None:
-        """Record a new run together with its first batch."""
+        """Record a new run together with its first batch (a queued run: with none)."""
         with self.lock:
             if info.run_id in self.infos:
                 raise RunExists(f"a run with id {info.run_id!r} already exists")
             self.infos[info.run_id] = info
-            self.batches[info.run_id] = [(tuple(events), fingerprint)]
+            self.batches[info.run_id] = [(tuple(events), fingerprint)] if events else []
 
-    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict) -> None:
+    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict, done=()) -> None:
+        """Log a step's events; mark the inbox requests it applied or refused (``done``: (seq, state,
+        reason) triples) in the same breath."""
         with self.lock:
             log = self.batches[run_id]
             if index != len(log):
@@ -147,6 +174,50 @@ class MemoryStore:
             log.append((tuple(events), fingerprint))
             if summary:  # most steps leave the run's summary as it was
                 self.infos[run_id] = attrs.evolve(self.infos[run_id], **summary)
+            self._mark(done)
+
+    def _mark(self, done) -> None:
+        for seq, state, reason in done:
+            self.inbox[seq] = attrs.evolve(self.inbox[seq], state=state, reason=reason)
+
+    def post(self, run_id: str, kind: str, body: dict, at: float) -> int:
+        """Write a request to the run's inbox; its sequence number."""
+        with self.lock:
+            self.info(run_id)
+            seq = len(self.inbox) + 1
+            self.inbox[seq] = Request(seq=seq, run_id=run_id, kind=kind, body=body, at=at)
+            return seq
+
+    def pending(self, run_id: str) -> list[Request]:
+        with self.lock:
+            return [r for r in self.inbox.values() if r.run_id == run_id and r.state == "pending"]
+
+    def request(self, seq: int) -> Request:
+        with self.lock:
+            return self.inbox[seq]
+
+    def refuse_pending(self, run_id: str, reason: str) -> None:
+        with self.lock:
+            self._mark([(r.seq, "refused", reason) for r in self.inbox.values()
+                        if r.run_id == run_id and r.state == "pending"])
+
+    def due_runs(self, now: float, me: Lease, limit: int, skip=()) -> list[str]:
+        """Runs that need a driver now (see ``SqliteStore.due_runs``), oldest first."""
+        with self.lock:
+            asked = {r.run_id for r in self.inbox.values() if r.state == "pending"}
+            out = []
+            for run_id, info in self.infos.items():
+                if run_id in skip or info.status in ENDED:
+                    continue
+                held = self.leases.get(run_id)
+                if held and lease_blocks(held[0], held[1], me, now):
+                    continue
+                if info.status in ("queued", "running") or run_id in asked \
+                        or (info.wake_at is not None and info.wake_at <= now):
+                    out.append(run_id)
+                    if len(out) >= limit:
+                        break
+            return out
 
     def update(self, run_id: str, summary: dict) -> None:
         with self.lock:
@@ -173,9 +244,11 @@ class MemoryStore:
         with self.lock:
             return self.snapshots.get(run_id)
 
-    def runs(self) -> list[dict]:
-        """The summary of every run, oldest first."""
-        return [info.summary() for info in self.infos.values()]
+    def runs(self, status: str | None = None, workflow: str | None = None, limit: int | None = None) -> list[dict]:
+        """The summary of every run (of that status and workflow), oldest first; the newest ``limit``."""
+        out = [info.summary() for info in self.infos.values()
+               if (status is None or info.status == status) and (workflow is None or info.workflow == workflow)]
+        return out[-limit:] if limit else out
 
     def acquire(self, run_id: str, me: Lease) -> None:
         with self.lock:
@@ -183,6 +256,12 @@ class MemoryStore:
             if held and lease_blocks(held[0], held[1], me, time.time()):
                 raise LeaseHeld(lease_message(run_id, held[0]))
             self.leases[run_id] = (me, time.time())
+
+    def driver(self, run_id: str) -> Lease | None:
+        """The lease of the live process driving the run, or None."""
+        with self.lock:
+            held = self.leases.get(run_id)
+        return held[0] if held and lease_live(held[0], held[1], time.time()) else None
 
     def heartbeat(self, run_id: str, me: Lease) -> None:
         with self.lock:
@@ -229,6 +308,18 @@ MIGRATIONS = (
     DROP TABLE snapshots;
     CREATE TABLE snapshots (
         run_id TEXT PRIMARY KEY, idx INTEGER NOT NULL, version TEXT NOT NULL, data TEXT NOT NULL);
+    """,
+    # 2: live runs. A run may be stored ``queued`` (submitted, not started: no batch yet, its trigger
+    # kept with it), a run no process drives says when its next timer falls due (``wake_at``), and
+    # each run has an inbox of answers and cancels that whichever process drives it applies.
+    """
+    ALTER TABLE runs ADD COLUMN trigger TEXT;
+    ALTER TABLE runs ADD COLUMN wake_at REAL;
+    CREATE INDEX runs_status ON runs (status, wake_at);
+    CREATE TABLE inbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+        body TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', reason TEXT, done_at REAL);
+    CREATE INDEX inbox_pending ON inbox (run_id, state);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -345,7 +436,7 @@ class SqliteStore:
             raise StoreError(f"{self.path}: {exc}") from None
 
     def create_run(self, info: RunInfo, events, fingerprint: str) -> None:
-        """Record a new run together with its first batch, in one transaction."""
+        """Record a new run together with its first batch, in one transaction (a queued run: with none)."""
         payload = _encode_batch(events)
         text = info.definition_text or canonical_json(info.definition)
         dhash = info.definition_hash or text_hash(text)
@@ -353,17 +444,21 @@ class SqliteStore:
         def insert(conn):
             try:
                 conn.execute("INSERT INTO runs (run_id, workflow, definition_hash, options, status, started_at, "
-                             "finished_at, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             "finished_at, created, trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (info.run_id, info.workflow, dhash, json.dumps(info.options, default=str),
-                              info.status, info.started_at, info.finished_at, time.time()))
+                              info.status, info.started_at, info.finished_at, time.time(),
+                              json.dumps(info.trigger)))
             except sqlite3.IntegrityError:
                 raise RunExists(f"a run with id {info.run_id!r} already exists in {self.path}") from None
             conn.execute("INSERT INTO definitions (run_id, definition) VALUES (?, ?)", (info.run_id, text))
-            conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (?, ?, ?, ?)",
-                         (info.run_id, 0, payload, fingerprint))
+            if events:
+                conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (?, ?, ?, ?)",
+                             (info.run_id, 0, payload, fingerprint))
         self._write(insert)
 
-    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict) -> None:
+    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict, done=()) -> None:
+        """Log a step's events, in one transaction with the run's summary (when it changed) and the
+        marks of the inbox requests the step applied or refused (``done``: (seq, state, reason))."""
         payload = _encode_batch(events)
 
         def insert(conn):
@@ -373,9 +468,66 @@ class SqliteStore:
             except sqlite3.IntegrityError:
                 raise StoreError(f"run {run_id!r}: step {index} was already logged by another process") from None
             self._set_summary(conn, run_id, summary)
+            self._mark(conn, done)
         self._write(insert)
 
-    _SUMMARY_COLUMNS = ("status", "started_at", "finished_at", "options")
+    @staticmethod
+    def _mark(conn, done) -> None:
+        now = time.time()
+        for seq, state, reason in done:
+            conn.execute("UPDATE inbox SET state = ?, reason = ?, done_at = ? WHERE seq = ?", (state, reason, now, seq))
+
+    # -- the inbox ----------------------------------------------------------------------------
+
+    def post(self, run_id: str, kind: str, body: dict, at: float) -> int:
+        """Write a request to the run's inbox; its sequence number (``UnknownRun`` for no such run)."""
+        def insert(conn):
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise UnknownRun(f"no run with id {run_id!r} in {self.path}")
+            cur = conn.execute("INSERT INTO inbox (run_id, at, kind, body) VALUES (?, ?, ?, ?)",
+                               (run_id, at, kind, json.dumps(body)))
+            return cur.lastrowid
+        return self._write(insert)
+
+    def pending(self, run_id: str) -> list[Request]:
+        """The run's requests not applied or refused yet, in the order they were written."""
+        rows = self._read("SELECT seq, kind, body, at FROM inbox WHERE run_id = ? AND state = 'pending' ORDER BY seq",
+                          (run_id,))
+        return [Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at) for seq, kind, body, at in rows]
+
+    def request(self, seq: int) -> Request:
+        rows = self._read("SELECT run_id, kind, body, at, state, reason FROM inbox WHERE seq = ?", (seq,))
+        run_id, kind, body, at, state, reason = rows[0]
+        return Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at, state=state, reason=reason)
+
+    def refuse_pending(self, run_id: str, reason: str) -> None:
+        """Refuse what is left in a finished run's inbox."""
+        self._write(lambda conn: conn.execute(
+            "UPDATE inbox SET state = 'refused', reason = ?, done_at = ? WHERE run_id = ? AND state = 'pending'",
+            (reason, time.time(), run_id)))
+
+    def due_runs(self, now: float, me: Lease, limit: int, skip=()) -> list[str]:
+        """Runs that need a driver now, oldest first, at most ``limit``, none of ``skip``: queued runs,
+        runs with something in their inbox, runs whose next timer is due, and runs left ``running`` by
+        a driver that is gone (the lease rules). A run a live process drives is never among them."""
+        rows = self._read(
+            "SELECT r.run_id, l.pid, l.host, l.token, l.heartbeat FROM runs r LEFT JOIN leases l USING (run_id) "
+            "WHERE r.status IN ('queued', 'running') OR (r.status = 'waiting' AND r.wake_at <= ?) "
+            "OR (r.status NOT IN ('succeeded', 'failed', 'cancelled') "
+            "    AND r.run_id IN (SELECT run_id FROM inbox WHERE state = 'pending')) "
+            "ORDER BY r.created, r.run_id", (now,))
+        out = []
+        for run_id, pid, host, token, heartbeat in rows:
+            if run_id in skip:
+                continue
+            if token is not None and lease_blocks(Lease(pid=pid, host=host, token=token), heartbeat, me, now):
+                continue
+            out.append(run_id)
+            if len(out) >= limit:
+                break
+        return out
+
+    _SUMMARY_COLUMNS = SUMMARY_FIELDS
 
     @classmethod
     def _set_summary(cls, conn, run_id: str, summary: dict) -> None:
@@ -401,17 +553,19 @@ class SqliteStore:
 
     def info(self, run_id: str) -> RunInfo:
         rows = self._read("SELECT r.workflow, d.definition, r.definition_hash, r.options, r.status, r.started_at, "
-                          "r.finished_at FROM runs r JOIN definitions d USING (run_id) WHERE run_id = ?", (run_id,))
+                          "r.finished_at, r.trigger, r.wake_at FROM runs r JOIN definitions d USING (run_id) "
+                          "WHERE run_id = ?", (run_id,))
         if not rows:
             raise UnknownRun(f"no run with id {run_id!r} in {self.path}")
-        workflow, text, dhash, options, status, started, finished = rows[0]
+        workflow, text, dhash, options, status, started, finished, trigger, wake_at = rows[0]
         try:
             definition, options = json.loads(text), json.loads(options)
+            trigger = None if trigger is None else json.loads(trigger)
         except ValueError as exc:
             raise StoreError(f"{self.path}: the stored definition of run {run_id!r} is corrupt ({exc})") from None
         return RunInfo(run_id=run_id, workflow=workflow, definition=definition, definition_hash=dhash,
                        options=options, status=status, started_at=started, finished_at=finished,
-                       definition_text=text)
+                       trigger=trigger, wake_at=wake_at, definition_text=text)
 
     def load(self, run_id: str, since: int = 0):
         """(info, batches, fingerprints) from step ``since`` on, read in one transaction: a consistent
@@ -444,10 +598,19 @@ class SqliteStore:
         rows = self._read("SELECT idx, version, data FROM snapshots WHERE run_id = ?", (run_id,))
         return Snapshot(index=rows[0][0], version=rows[0][1], data=rows[0][2]) if rows else None
 
-    def runs(self) -> list[dict]:
-        """The summary of every run, oldest first."""
-        rows = self._read("SELECT run_id, workflow, status, started_at, finished_at FROM runs ORDER BY created, run_id")
-        return [dict(zip(("run_id", "workflow", "status", "started_at", "finished_at"), row)) for row in rows]
+    def runs(self, status: str | None = None, workflow: str | None = None, limit: int | None = None) -> list[dict]:
+        """The summary of every run (of that status and workflow), oldest first; the newest ``limit``."""
+        where, args = [], []
+        for column, value in (("status", status), ("workflow", workflow)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT run_id, workflow, status, started_at, finished_at FROM runs"
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC, run_id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._read(sql, args)
+        return [dict(zip(("run_id", "workflow", "status", "started_at", "finished_at"), row)) for row in reversed(rows)]
 
     def acquire(self, run_id: str, me: Lease) -> None:
         def take(conn):
@@ -459,6 +622,14 @@ class SqliteStore:
             conn.execute("INSERT OR REPLACE INTO leases (run_id, pid, host, token, heartbeat) VALUES (?, ?, ?, ?, ?)",
                          (run_id, me.pid, me.host, me.token, time.time()))
         self._write(take)
+
+    def driver(self, run_id: str) -> Lease | None:
+        """The lease of the live process driving the run, or None."""
+        rows = self._read("SELECT pid, host, token, heartbeat FROM leases WHERE run_id = ?", (run_id,))
+        if not rows:
+            return None
+        held = Lease(pid=rows[0][0], host=rows[0][1], token=rows[0][2])
+        return held if lease_live(held, rows[0][3], time.time()) else None
 
     def heartbeat(self, run_id: str, me: Lease) -> None:
         self._write(lambda conn: conn.execute("UPDATE leases SET heartbeat = ? WHERE run_id = ? AND token = ?",

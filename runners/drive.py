@@ -141,17 +141,47 @@ class _ctrl_c_noticed:
         _CTRL_C.clear()
 
 
+class Inbox(Protocol):
+    """Requests from people (answers, cancels) for the run being driven, as events to feed ``step``."""
+
+    def poll(self) -> list: ...  # the events of requests not fed yet, oldest first (each carries when it was asked)
+
+
+POLL_SECONDS = 0.05  # how often a drive that has an inbox looks into it while it waits
+
+
 class Drive:
-    """One run being driven by one backend until it ends or only parked work is left."""
+    """One run being driven by one backend until it ends or only parked work is left.
+
+    With an ``inbox``, the loop also looks for requests while it waits (at least every
+    ``POLL_SECONDS``) and feeds them with the completions and due timers of the moment, in time
+    order. ``drain()`` (from any thread) asks the drive to stop: the core hears ``Draining`` and
+    starts nothing new, the loop waits for the attempts in flight (up to ``grace`` seconds) and
+    returns the run unfinished, to be taken over by another process."""
 
     def __init__(self, backend: Backend, *, linger: float = DEFAULT_LINGER,
-                 on_step: Callable | None = None, on_await: Callable | None = None):
+                 on_step: Callable | None = None, on_await: Callable | None = None,
+                 inbox: Inbox | None = None, grace: float = DEFAULT_GRACE):
         self.backend = backend
         self.linger = linger
         self.on_step = on_step or (lambda events, commands, state: None)
         self.on_await = on_await or (lambda cmd: None)
+        self.inbox = inbox
+        self.grace = grace
         self.timers = TimerService()
         self.validate = getattr(backend, "validate", False)  # backends that want every state checked
+        self._drain = threading.Event()
+        self._drain_until: float | None = None  # set once Draining was fed: when to give up on attempts in flight
+        self._next_poll = 0.0
+
+    @property
+    def drained(self) -> bool:
+        """Whether the drive stopped starting work because it was asked to stop."""
+        return self._drain_until is not None
+
+    def drain(self) -> None:
+        """Stop soon (thread-safe): start nothing new, let what runs finish within the grace period."""
+        self._drain.set()
 
     def run(self, state: State, events: list) -> State:
         """Feed ``events``, then keep stepping until the run ends or is waiting."""
@@ -189,17 +219,41 @@ class Drive:
                 self.on_await(c)
 
     def next_events(self) -> list:
-        """Completions and due timers, in time order; ``[]`` when the run should stop and wait."""
+        """Completions, due timers and requests, in time order; ``[]`` when the run should stop and wait."""
         while True:
             now = self.backend.now()
+            if self._drain.is_set():
+                if self._drain_until is None:
+                    from scheduler_core import Draining  # (the event of the core's live-runs support)
+                    self._drain_until = now + self.grace
+                    return [Draining(at=now)]
+                if self.backend.in_flight() == 0 or now >= self._drain_until:
+                    return self.backend.wait(0)  # what has ended is recorded; the rest is another driver's
+                return self.backend.wait(min(POLL_SECONDS, self._drain_until - now))
             due = self.timers.next_due()
             if self.backend.in_flight() == 0:
                 if due is None or due - now > self.linger:
-                    return self.backend.wait(0)  # anything already reported, else stop
-                completions = self.backend.wait(max(0.0, due - now))
+                    return self.backend.wait(0) + self._requests(now, force=True)  # else stop: waiting
+                completions = self.backend.wait(self._bounded(max(0.0, due - now)))
             else:
-                completions = self.backend.wait(None if due is None else max(0.0, due - now))
-            events = self.timers.pop_due(self.backend.now()) + completions
+                completions = self.backend.wait(self._bounded(None if due is None else max(0.0, due - now)))
+            now = self.backend.now()
+            # requests are read after the due timers are taken: one asked before a timer fell due is
+            # among them, and the sort puts it first
+            events = self.timers.pop_due(now) + completions
+            events += self._requests(now, force=bool(events) and due is not None and due <= now)
             if events:
                 events.sort(key=lambda e: e.at)
                 return events
+
+    def _bounded(self, timeout: float | None) -> float | None:
+        """A wait's timeout, short enough to look into the inbox in time."""
+        if self.inbox is None:
+            return timeout
+        return POLL_SECONDS if timeout is None else min(timeout, POLL_SECONDS)
+
+    def _requests(self, now: float, force: bool = False) -> list:
+        if self.inbox is None or (not force and now < self._next_poll):
+            return []
+        self._next_poll = now + POLL_SECONDS
+        return self.inbox.poll()

@@ -67,7 +67,7 @@ def test_a_hil_answered_by_resume_tells_park_then_succeed_by_the_input(workdir, 
     cli(capsys, "resume", "ask", "--node", "approve", "--port", "ship", "--input", '"yes"')
     _, told, _ = cli_json(capsys, "status", "ask", "--node", "approve")
     story = told["story"]
-    assert moves(story) == [("0.0", "park"), ("1.1", "succeed")]  # step 1 is the resume: Resumed, the answer
+    assert moves(story) == [("0.0", "park"), ("1.0", "succeed")]  # step 1 is the resume: the answer, Resumed
     assert story[0]["cause"]["type"] == "RunStarted"
     assert story[0]["commands"] == [{"type": "AwaitInput", "prompt": "Ship it?", "choices": ["ship", "hold"]}]
     answered = next(ch for ch in story if ch["move"] == "succeed")
