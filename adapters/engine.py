@@ -20,7 +20,7 @@ from scheduler_core import CapChanged, RunStarted, fingerprint, initial_state
 
 from . import inbox, recovery
 from .inbox import RequestPending, input_request_problem
-from .recovery import RunRefused, current_cap, load_run
+from .recovery import RunBusy, RunRefused, current_cap, load_run
 from .report import run_dict, run_status
 from .store import (ENDED, LeaseHeld, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun,
                     canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
@@ -207,7 +207,7 @@ class Engine:
             raise RunRefused(f"run {run_id!r} has already finished ({info.status}); there is nothing to resume")
         try:
             lease = self._acquire(run_id)
-        except RunRefused:
+        except RunBusy:
             if seq is None:
                 raise
             return self._await(run_id, seq, wait)
@@ -232,18 +232,28 @@ class Engine:
             return RunResult(run_id, loaded.state, applied_by="queued")
         try:
             lease = self._acquire(run_id)
-        except RunRefused:
+        except RunBusy:
             return self._await(run_id, seq, wait)
         result = self._take_over(run_id, lease, apply_only=True)
         inbox.raise_if_refused(run_id, self.store.request(seq))
         return result
 
     def drive(self, run_id: str, *, runner=None, max_parallel=None, linger=None, grace=None, observer=None,
-              on_drive=None) -> RunResult:
+              on_drive=None) -> RunResult | None:
         """Drive a stored run that needs it (a worker's job): start a queued run, apply its inbox, fire
-        its due timers, take over from a driver that died. ``RunRefused`` when a live process drives it."""
+        its due timers, take over from a driver that died. ``RunBusy`` when a live process drives it;
+        None when, by the time its lease was taken, the run no longer needed a driver (another
+        process drove it meanwhile)."""
         self._info(run_id)
         lease = self._acquire(run_id)
+        try:
+            needed = self._needs_driver(run_id, time.time())
+        except BaseException:
+            self.store.release(run_id, lease)
+            raise
+        if not needed:
+            self.store.release(run_id, lease)
+            return None
         return self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger, grace=grace,
                                observer=observer, on_drive=on_drive)
 
@@ -275,6 +285,15 @@ class Engine:
                            snapshot_at=loaded.snapshot_at)
         return self._drive(session, loaded.state, events, observer, box=box, apply_only=apply_only,
                            on_drive=on_drive)
+
+    def _needs_driver(self, run_id: str, now: float) -> bool:
+        """Whether a run needs a driver, read under its lease (a worker listed it a moment ago)."""
+        info = self._info(run_id)
+        if info.status in ENDED:
+            return False
+        if info.status == "waiting" and (info.wake_at is None or info.wake_at > now + 1.0):
+            return bool(self.store.pending(run_id))
+        return True
 
     def _info(self, run_id: str) -> RunInfo:
         try:
@@ -315,7 +334,7 @@ class Engine:
         try:
             self.store.acquire(run_id, lease)
         except LeaseHeld as exc:
-            raise RunRefused(str(exc)) from None
+            raise RunBusy(str(exc)) from None
         return lease
 
     def _drive(self, session: "_Session", state, first_events, observer, box=None, apply_only: bool = False,

@@ -97,8 +97,8 @@ class StoreInbox:
             out.append(event)
         return out
 
-    def poll(self) -> list:
-        return self._events(self.store.pending(self.run_id), time.time())
+    def poll(self, now: float) -> list:
+        return self._events(self.store.pending(self.run_id), now)
 
     def takeover_events(self, state: State, trigger, now: float, apply_only: bool = False) -> list:
         """The first step of a process that takes the run over.

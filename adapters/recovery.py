@@ -35,6 +35,10 @@ class RunRefused(ValueError):
     """A request the engine will not carry out; nothing was changed."""
 
 
+class RunBusy(RunRefused):
+    """Another live process drives the run (it holds the run's lease)."""
+
+
 @attrs.frozen
 class LoadedRun:
     """A stored run as a load found it."""

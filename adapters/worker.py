@@ -20,7 +20,7 @@ from typing import Callable
 from runners import DEFAULT_GRACE
 
 from .engine import Engine, RunResult
-from .recovery import RunRefused
+from .recovery import RunBusy, RunRefused
 from .store import Lease, StoreError
 
 POLL_SECONDS = 0.1  # how often an idle worker looks for runs that need it (one query)
@@ -117,11 +117,12 @@ class Worker:
         try:
             result = self.engine.drive(run_id, runner=self.runner, max_parallel=self.max_parallel, linger=self.linger,
                                        grace=self.grace, on_drive=lambda drive: self._register(run_id, drive))
+        except RunBusy:
+            pass  # another process took it first
         except RunRefused as exc:
-            if "is being driven by process" not in str(exc):  # another process took it first: not a problem
-                self.log(f"run {run_id}: cannot be driven here: {exc}")
-                with self._lock:
-                    self._broken[run_id] = time.time()
+            self.log(f"run {run_id}: cannot be driven here: {exc}")
+            with self._lock:
+                self._broken[run_id] = time.time()
         except StoreError as exc:
             self.log(f"run {run_id}: the store failed: {exc}")
             with self._lock:
@@ -131,9 +132,10 @@ class Worker:
             with self._lock:
                 self._broken[run_id] = time.time()
         else:
-            with self._lock:
-                self.results.append(result)
-            self.log(f"run {run_id}: {result.status}")
+            if result is not None:
+                with self._lock:
+                    self.results.append(result)
+                self.log(f"run {run_id}: {result.status}")
         finally:
             with self._lock:
                 self._threads.pop(run_id, None)

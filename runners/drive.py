@@ -144,7 +144,7 @@ class _ctrl_c_noticed:
 class Inbox(Protocol):
     """Requests from people (answers, cancels) for the run being driven, as events to feed ``step``."""
 
-    def poll(self) -> list: ...  # the events of requests not fed yet, oldest first (each carries when it was asked)
+    def poll(self, now: float) -> list: ...  # events of requests not fed yet, oldest first, each at when it was asked (never after now)
 
 
 POLL_SECONDS = 0.05  # how often a drive that has an inbox looks into it while it waits
@@ -256,4 +256,4 @@ class Drive:
         if self.inbox is None or (not force and now < self._next_poll):
             return []
         self._next_poll = now + POLL_SECONDS
-        return self.inbox.poll()
+        return self.inbox.poll(now)
