@@ -179,9 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
 class Progress:
     """A live status line on standard error while a run is going (only on a terminal)."""
 
+    TOLD_AT_MOST = 5  # instances told how to answer, one line each (a fan-out may ask thousands)
+
     def __init__(self, console: Console, run_id: str | None = None):
         self.console = console
         self.run_id = run_id
+        self.told = 0
         self.counts = {"done": 0, "failed": 0}
         self.status = console.status("starting…") if console.is_terminal else None
         self.last = 0.0
@@ -198,11 +201,7 @@ class Progress:
     def __call__(self, events, commands, state):
         for c in commands:
             if type(c).__name__ == "AwaitInput" and self.run_id is not None:
-                # told while the run goes on: an answer from another terminal is applied at once
-                self.console.print(visible(f"{instance_name(c.node, c.item)} waits for an answer"
-                                           f"{f' ({c.prompt})' if c.prompt else ''}: "
-                                           f"{resume_command(self.run_id, c.node, c.item, c.choices)}"),
-                                   highlight=False, markup=False, soft_wrap=True)
+                self._tell_how_to_answer(c)
         for e in events:
             name = type(e).__name__
             if name == "NodeSucceeded":
@@ -215,6 +214,20 @@ class Progress:
             self.status.update(f"{self.counts['done']} done · {state.running_count} running · "
                                f"{state.ready_count} ready · {len(state.awaiting)} waiting for input · "
                                f"{self.counts['failed']} failed attempts")
+
+
+    def _tell_how_to_answer(self, c) -> None:
+        """Said while the run goes on: an answer from another terminal is applied at once."""
+        self.told += 1
+        if self.told > self.TOLD_AT_MOST:
+            if self.told == self.TOLD_AT_MOST + 1:
+                self.console.print(f"(more instances wait for answers: flowcore status {visible(self.run_id)})",
+                                   highlight=False, markup=False, soft_wrap=True)
+            return
+        self.console.print(visible(f"{instance_name(c.node, c.item)} waits for an answer"
+                                   f"{f' ({c.prompt})' if c.prompt else ''}: "
+                                   f"{resume_command(self.run_id, c.node, c.item, c.choices)}"),
+                           highlight=False, markup=False, soft_wrap=True)
 
 
 def _emit_json(args, obj) -> None:
@@ -242,10 +255,11 @@ def _print_result(args, result, out: Console) -> int:
 
 
 def resume_command(run_id: str, node: str, item, choices) -> str:
-    """The command that answers a waiting instance."""
+    """The command that answers a waiting instance (pasteable: the first choice, the others named after)."""
     at = f" --item {','.join(map(str, item))}" if item else ""
-    port = f" --port {'|'.join(choices)}" if choices else ""
-    return f"flowcore resume {run_id} --node {node}{at}{port} --input JSON"
+    port = f" --port {choices[0]}" if choices else ""
+    others = f"  (--port is one of: {', '.join(choices)})" if choices and len(choices) > 1 else ""
+    return f"flowcore resume {run_id} --node {node}{at}{port} --input JSON{others}"
 
 
 def _engine(args) -> Engine:

@@ -121,7 +121,8 @@ class Engine:
                                         linger=linger, grace=grace, path=path)
         lease = self._acquire(info.run_id)
         return self._drive(_Session(info.run_id, wf, info.options, lease, 0, new_run=info), initial_state(graph),
-                           lambda now: [RunStarted(at=now, trigger=trigger)], observer)
+                           lambda now: [RunStarted(at=now, trigger=trigger)], observer,
+                           box=inbox.StoreInbox(self.store, info.run_id))
 
     def submit(self, workflow, trigger=None, run_id=None, *, runner=None, max_parallel=None, path=None) -> str:
         """Store a new run, ``queued``, for a worker (or ``resume``) to start; nothing runs here. Returns

@@ -319,7 +319,8 @@ MIGRATIONS = (
     CREATE TABLE inbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
         body TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', reason TEXT, done_at REAL);
-    CREATE INDEX inbox_pending ON inbox (run_id, state);
+    CREATE INDEX inbox_pending ON inbox (state, run_id);
+    CREATE INDEX inbox_run ON inbox (run_id, seq);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -491,7 +492,7 @@ class SqliteStore:
 
     def pending(self, run_id: str) -> list[Request]:
         """The run's requests not applied or refused yet, in the order they were written."""
-        rows = self._read("SELECT seq, kind, body, at FROM inbox WHERE run_id = ? AND state = 'pending' ORDER BY seq",
+        rows = self._read("SELECT seq, kind, body, at FROM inbox WHERE state = 'pending' AND run_id = ? ORDER BY seq",
                           (run_id,))
         return [Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at) for seq, kind, body, at in rows]
 
@@ -510,11 +511,13 @@ class SqliteStore:
         """Runs that need a driver now, oldest first, at most ``limit``, none of ``skip``: queued runs,
         runs with something in their inbox, runs whose next timer is due, and runs left ``running`` by
         a driver that is gone (the lease rules). A run a live process drives is never among them."""
+        # each part reads an index: an idle worker asks this ten times a second of a store of many runs
         rows = self._read(
             "SELECT r.run_id, l.pid, l.host, l.token, l.heartbeat FROM runs r LEFT JOIN leases l USING (run_id) "
-            "WHERE r.status IN ('queued', 'running') OR (r.status = 'waiting' AND r.wake_at <= ?) "
-            "OR (r.status NOT IN ('succeeded', 'failed', 'cancelled') "
-            "    AND r.run_id IN (SELECT run_id FROM inbox WHERE state = 'pending')) "
+            "WHERE r.run_id IN (SELECT run_id FROM runs WHERE status IN ('queued', 'running') "
+            "    UNION SELECT run_id FROM runs WHERE status = 'waiting' AND wake_at <= ? "
+            "    UNION SELECT run_id FROM inbox WHERE state = 'pending') "
+            "AND r.status NOT IN ('succeeded', 'failed', 'cancelled') "
             "ORDER BY r.created, r.run_id", (now,))
         out = []
         for run_id, pid, host, token, heartbeat in rows:

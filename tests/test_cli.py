@@ -148,7 +148,7 @@ def test_a_waiting_run_exits_3_and_says_how_to_resume_it(workdir, capsys):
     code, out, err = cli(capsys, "run", "approval.yaml", "--run-id", "ask")
     assert code == 3
     assert "waiting" in out
-    assert "flowcore resume ask --node approve --port ship|hold --input JSON" in err
+    assert "flowcore resume ask --node approve --port ship --input JSON  (--port is one of: ship, hold)" in err
 
 
 def test_resume_answers_the_waiting_node_and_exits_0(workdir, capsys):

@@ -130,7 +130,7 @@ def test_the_approval_example_is_answered_in_a_later_command(tmp_path):
                                     "--trigger", ticket), cwd=tmp_path, env=child_env(), capture_output=True,
                            text=True, timeout=60)
     assert first.returncode == 3, first.stderr
-    assert "flowcore resume post --node approve --port publish|reject --input JSON" in first.stderr
+    assert "flowcore resume post --node approve --port publish --input JSON  (--port is one of: publish, reject)" in first.stderr
     later = subprocess.run(flowcore("resume", "post", "--node", "approve", "--port", "publish", "--input", '"ok"',
                                     "--json"), cwd=tmp_path, env=child_env(), capture_output=True, text=True,
                            timeout=60)
