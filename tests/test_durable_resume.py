@@ -114,8 +114,8 @@ def test_a_waiting_run_tells_how_to_answer_it(tmp_path):
     done = subprocess.run(flowcore("run", path, "--run-id", "r1", "--trigger", "[1]"), cwd=tmp_path,
                           env=child_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
-    assert "flowcore resume r1 --node ask --port send|drop --input JSON" in done.stderr
-    assert "flowcore resume r1 --node check --item 0 --port ok|no --input JSON" in done.stderr
+    assert "flowcore resume r1 --node ask --port send --input JSON  (--port is one of: send, drop)" in done.stderr
+    assert "flowcore resume r1 --node check --item 0 --port ok --input JSON  (--port is one of: ok, no)" in done.stderr
     later = subprocess.run(flowcore("resume", "r1", "--node", "ask", "--port", "send", "--input", '"yes"', "--json"),
                            cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
     assert later.returncode == 3, later.stderr  # check[0] still waits
