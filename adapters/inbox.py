@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 
-from scheduler_core import (CancelRequested, InputProvided, Resumed, RunStarted, RunStatus, State, TimerFired,
-                            TimerKind)
+from scheduler_core import (CancelRequested, Draining, InputProvided, NodeCancelRequested, Refused, Resumed,
+                            RunStarted, RunStatus, State, TimerFired, TimerKind, cancel_problem, input_problem)
 
 from .recovery import RunRefused
 from .store import ENDED, Request
@@ -37,8 +37,6 @@ def item_path(item) -> tuple:
 def input_request_problem(state: State, node: str, item, port, value) -> str | None:
     """Why an answer would be refused at once, or None (the driver may still refuse it: a timeout
     can fall due before it is applied)."""
-    from scheduler_core import input_problem
-
     return input_problem(state, node, item_path(item), port)
 
 
@@ -49,8 +47,6 @@ def cancel_request(run_id: str, state: State, node, item, reason) -> tuple[str, 
         if item is not None:
             raise RunRefused("--item names an item of a node: give --node too")
         return "cancel", {"reason": reason}
-    from scheduler_core import cancel_problem
-
     path = None if item is None else item_path(item)
     problem = cancel_problem(state, node, path)
     if problem:
@@ -69,8 +65,6 @@ def event_of(request: Request, now: float):
     if request.kind == "cancel":
         return CancelRequested(at=at, reason=body.get("reason") or "cancelled by request")
     if request.kind == "cancel_node":
-        from scheduler_core import NodeCancelRequested
-
         item = body.get("item")
         return NodeCancelRequested(node=body["node"], item=None if item is None else tuple(item), at=at,
                                    reason=body.get("reason") or "cancelled by request")
@@ -119,8 +113,6 @@ class StoreInbox:
         fired = [TimerFired(timer=tid, at=at) for at, tid in due]
         batch = sorted(fired + asked, key=lambda e: e.at)  # stable: at equal times the timer first
         if apply_only:
-            from scheduler_core import Draining
-
             return [*batch, Draining(at=now)]
         return [*batch, Resumed(at=now)]
 
@@ -128,7 +120,7 @@ class StoreInbox:
         """(seq, applied or refused, reason) of each request among a step's ``events`` (step ``index``)."""
         if not self.fed:
             return []
-        refused = {c.stimulus: c.reason for c in commands if type(c).__name__ == "Refused"}
+        refused = {c.stimulus: c.reason for c in commands if type(c) is Refused}
         out = []
         for i, e in enumerate(events):
             seq = self.fed.pop(id(e), None)

@@ -135,8 +135,8 @@ _EVENT_FIELDS = {cls: tuple(f.name for f in attrs.fields(cls)) for cls in EVENT_
 def decode_event(data: dict):
     data = dict(data)
     cls = EVENT_TYPES[data.pop("type")]
-    for field in ("item", "logs"):  # JSON has lists where events hold tuples
-        if field in data:
+    for field in ("item", "logs"):  # JSON has lists where events hold tuples (an item may be None: every item)
+        if data.get(field) is not None:
             data[field] = tuple(data[field])
     return cls(**data)
 

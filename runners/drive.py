@@ -13,8 +13,8 @@ import signal
 import threading
 from typing import Callable, Protocol
 
-from scheduler_core import (AwaitInput, CancelNode, CancelRequested, CancelTimer, NodeFailed, NodeSucceeded, StartNode, StartTimer,
-                            State, TimerFired, step, validate_state)
+from scheduler_core import (AwaitInput, CancelNode, CancelRequested, CancelTimer, Draining, NodeFailed, NodeSucceeded,
+                            StartNode, StartTimer, State, TimerFired, step, validate_state)
 
 from .collector import fewer_gc_passes
 
@@ -224,7 +224,6 @@ class Drive:
             now = self.backend.now()
             if self._drain.is_set():
                 if self._drain_until is None:
-                    from scheduler_core import Draining  # (the event of the core's live-runs support)
                     self._drain_until = now + self.grace
                     return [Draining(at=now)]
                 if self.backend.in_flight() == 0 or now >= self._drain_until:
