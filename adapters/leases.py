@@ -75,7 +75,9 @@ def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
     if held.token == me.token:
         return False
     if held.host == me.host:
-        return held.pid != me.pid and driver_alive(held)
+        # (another thread of this very process counts as a live driver too: a worker's thread and an
+        # Engine.resume in one process must not drive one run at once)
+        return driver_alive(held)
     return now - heartbeat < LEASE_SECONDS
 
 

@@ -228,7 +228,10 @@ class Drive:
                     return [Draining(at=now)]
                 if self.backend.in_flight() == 0 or now >= self._drain_until:
                     return self.backend.wait(0)  # what has ended is recorded; the rest is another driver's
-                return self.backend.wait(min(POLL_SECONDS, self._drain_until - now))
+                completions = self.backend.wait(min(POLL_SECONDS, self._drain_until - now))
+                if completions:
+                    return completions
+                continue
             due = self.timers.next_due()
             if self.backend.in_flight() == 0:
                 if due is None or due - now > self.linger:
