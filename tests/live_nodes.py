@@ -152,3 +152,113 @@ def kill(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
             proc.send_signal(sig)
         except ProcessLookupError:
             pass
+
+
+# -- the soak's helper process: answers and cancels from a process that drives nothing of its own ----
+
+def helper(db: str, todo: str, done: str, threads: int = 24) -> None:
+    """Carry out the tasks appended to ``todo`` (one JSON object a line) until a line ``stop`` comes;
+    append each outcome to ``done``. A task: ``{"id", "op": answer|late|cancel|node_cancel, "run",
+    "at" (not before this Unix time), "via": engine|cli, "node", "port", "value"}``. Answers are given
+    once the node waits (a refusal saying it does not wait yet is retried); a ``late`` answer is given
+    two seconds after the node is seen waiting, past its one-second timeout."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from adapters import Engine
+
+    engine = Engine(db=db)
+    lock = threading.Lock()
+
+    def record(task, outcome, detail="", tries=1):
+        line = json.dumps({"id": task["id"], "run": task["run"], "op": task["op"], "via": task["via"],
+                           "outcome": outcome, "detail": detail[-500:], "tries": tries}) + "\n"
+        with lock:
+            _append(done, line)
+
+    def wait_until_waiting(task, limit=120.0):
+        end = time.time() + limit
+        while time.time() < end:
+            try:
+                nodes = engine.status(task["run"]).to_dict()["nodes"]
+            except Exception:  # noqa: BLE001 - being written: look again
+                nodes = []
+            if any(r["node"] == task["node"] and r["status"] == "waiting" for r in nodes):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def once(task):
+        """(outcome, detail): applied, refused, pending or error."""
+        op, run = task["op"], task["run"]
+        if task["via"] == "cli":
+            if op in ("answer", "late"):
+                args = ["resume", run, "--node", task["node"], "--input", json.dumps(task["value"]), "--linger", "0"]
+                if task.get("port"):
+                    args += ["--port", task["port"]]
+            else:
+                args = ["cancel", run, "--reason", f"soak {op}"] + (["--node", task["node"]] if op == "node_cancel"
+                                                                     else [])
+            proc = subprocess.run(flowcore(*args, "--db", db), env=child_env(), capture_output=True, text=True,
+                                  timeout=120)
+            outcome = {0: "applied", 1: "applied", 2: "refused", 3: "pending"}.get(proc.returncode, "error")
+            return outcome, f"exit {proc.returncode}: {proc.stderr.strip()}"
+        from adapters import RequestPending, RunRefused
+
+        try:
+            if op in ("answer", "late"):
+                engine.resume(run, node=task["node"], port=task.get("port"), input=task["value"], linger=0.0)
+            elif op == "cancel":
+                engine.cancel(run, reason=f"soak {op}")
+            else:
+                engine.cancel(run, node=task["node"], reason=f"soak {op}")
+        except RunRefused as exc:
+            return "refused", str(exc)
+        except RequestPending as exc:
+            return "pending", str(exc)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            return "error", f"{type(exc).__name__}: {exc}"
+        return "applied", ""
+
+    def carry_out(task):
+        try:
+            time.sleep(max(0.0, task["at"] - time.time()))
+            if task["op"] == "late":
+                if not wait_until_waiting(task):
+                    record(task, "error", "the node never waited")
+                    return
+                time.sleep(2.0)
+            tries = 0
+            end = time.time() + 120
+            while True:
+                tries += 1
+                outcome, detail = once(task)
+                if task["op"] == "answer" and outcome == "refused" and "is not waiting for input" in detail \
+                        and time.time() < end:
+                    time.sleep(0.2)  # not reached yet (or its driver has not logged it yet)
+                    continue
+                record(task, outcome, detail, tries)
+                return
+        except Exception as exc:  # noqa: BLE001
+            record(task, "error", f"{type(exc).__name__}: {exc}")
+
+    pool = ThreadPoolExecutor(threads)
+    offset = 0
+    while True:
+        with open(todo, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        offset += len(complete)
+        for line in complete.decode().splitlines():
+            if line == "stop":
+                pool.shutdown(wait=True)
+                return
+            pool.submit(carry_out, json.loads(line))
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    if sys.argv[1] == "helper":
+        helper(*sys.argv[2:5])

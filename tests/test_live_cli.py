@@ -186,7 +186,7 @@ def test_a_worker_picks_up_submitted_runs_and_runs_filters_them(ws):
 def test_a_parked_delay_completes_by_itself_with_a_worker_running(ws):
     """The delay outlasts the worker's linger (1 s): the worker lets the run go, waiting, and drives it
     again when the timer falls due; nobody resumes it."""
-    path = ws.workflow(chain("later", ws.marker, py("a", ws.marker), {"id": "pause", "type": "delay", "seconds": 3},
+    path = ws.workflow(chain("later", ws.marker, py("a", ws.marker), {"id": "pause", "type": "delay", "seconds": 3.5},
                              py("b", ws.marker)))
     worker = ws.worker()
     run_id = ws.submit(path)
@@ -196,7 +196,7 @@ def test_a_parked_delay_completes_by_itself_with_a_worker_running(ws):
     run = ws.run_dict(run_id)
     assert run["status"] == "succeeded"
     pause = records(run)["pause"]
-    assert pause["status"] == "succeeded" and pause["finished_at"] - pause["started_at"] >= 3 - 0.01
+    assert pause["status"] == "succeeded" and pause["finished_at"] - pause["started_at"] >= 3.5 - 0.01
     assert [m[3] for m in ws.done_marks(run_id, "b")] == [worker.pid]
     assert "waiting" in ws.err(worker) and "succeeded" in ws.err(worker)
 
