@@ -3,7 +3,7 @@ runs, answers and cancels from other processes, SIGTERM and SIGKILL of a worker 
 ``flowcore status`` says of a run no live process drives.
 
 Each test has its own folder and store; every process a test starts is killed when it ends (the
-``procs`` fixture). The machine may be loaded: the tests poll for what must happen, with generous
+``ws`` fixture). The machine may be loaded: the tests poll for what must happen, with generous
 timeouts, and assert that it happened, never how fast, except where the contract promises an order
 of magnitude (an answer applied within a few seconds, a worker gone within its grace period).
 """
@@ -67,8 +67,7 @@ class Workspace:
         return proc
 
     def worker(self, *args, name: str | None = None) -> subprocess.Popen:
-        proc = self.spawn("worker", *args, name=name or f"worker-{len(self.procs)}")
-        return proc
+        return self.spawn("worker", *args, name=name or f"worker-{len(self.procs)}")
 
     def out(self, proc) -> str:
         return (self.path / f"{self.logs[proc.pid]}.out").read_text()
