@@ -14,3 +14,19 @@ import nodes_for_tests  # noqa: E402
 def fresh_probes():
     nodes_for_tests.reset()
     mutating_nodes.reset()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak-seconds", type=float, default=None,
+                     help="how long tests/test_live_soak.py runs (default: $FLOWCORE_SOAK_SECONDS, else about 60)")
+
+
+@pytest.fixture
+def soak_seconds(request) -> float:
+    """The soak's length: ``--soak-seconds N``, else ``FLOWCORE_SOAK_SECONDS``, else 60 (what CI runs)."""
+    import os
+
+    value = request.config.getoption("--soak-seconds")
+    if value is None:
+        value = float(os.environ.get("FLOWCORE_SOAK_SECONDS") or 60)
+    return value
