@@ -213,10 +213,6 @@ def approval(name: str, marker: str, timeout: float, side_delay: float | None = 
     return {"name": name, "nodes": nodes, "connections": connections}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: Engine.run (adapters/engine.py) drives the run without its inbox (_drive(..., box=None)), so "
-    "`flowcore run` never applies an answer another process writes; `flowcore resume --node` then waits "
-    "--wait seconds and exits 3 while the run goes on to its timeout"))
 def test_an_answer_from_another_process_is_applied_while_flowcore_run_drives_the_run(ws):
     path = ws.workflow(approval("answered", ws.marker, timeout=30, side_delay=0.5))
     run = ws.spawn("run", path, "--run-id", "R1", "--json", name="run")
@@ -271,10 +267,6 @@ def test_a_late_answer_after_an_overdue_timeout_is_refused_and_the_timeout_branc
 
 
 @needs_live_core
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: the refusal says \"node ask is not waiting for input\", not that ask timed out: "
-    "adapters/inbox.py takeover_events fires the overdue wait timeout (TimerFired) before the answer, so the "
-    "core's timed_out_before (which words it \"timed out at ...\") never sees the case"))
 def test_the_refusal_of_a_late_answer_says_the_node_timed_out(ws):
     done = late_answer(ws)
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
@@ -350,10 +342,6 @@ def test_cancel_of_a_finished_run_is_refused(ws):
 
 
 @needs_live_core
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: adapters/store.py decode_event makes a tuple of every 'item' field, and a NodeCancelRequested "
-    "of a whole node has item None: once the cancel is logged the run's log no longer reads ('the event log "
-    "of run ... is corrupt (\'NoneType\' object is not iterable)'); status, cancel and every driver fail"))
 def test_cancel_of_one_waiting_node_lets_the_run_go_on_and_succeed(ws):
     path = ws.workflow({
         "name": "partial",
@@ -383,10 +371,6 @@ def test_cancel_of_one_waiting_node_lets_the_run_go_on_and_succeed(ws):
 # -- stopping and killing workers -----------------------------------------------------------------
 
 @needs_live_core
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: runners/drive.py Drive.next_events, once draining, returns backend.wait(<= 50 ms); when no "
-    "attempt ends in that time it returns [] and Drive._run takes [] for 'waiting' and returns: the worker "
-    "exits at once instead of letting the attempt finish within --grace, and its result is never recorded"))
 def test_sigterm_lets_the_attempt_in_flight_finish_and_another_worker_finishes_the_run(ws):
     grace = 5.0
     path = ws.workflow(chain("drained", ws.marker, py("a", ws.marker, sleep=1.5), py("b", ws.marker)))
