@@ -22,7 +22,7 @@ from . import inbox, recovery
 from .inbox import RequestPending, input_request_problem
 from .recovery import RunBusy, RunRefused, current_cap, load_run
 from .report import run_dict, run_status
-from .store import (ENDED, LeaseHeld, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun,
+from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun,
                     canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
@@ -444,7 +444,10 @@ class _Session:
             self.new_run = None
         else:
             try:
-                store.append(self.run_id, self.index, events, print_, changed, done)
+                store.append(self.run_id, self.index, events, print_, changed, done, lease=self.lease)
+            except LeaseLost as exc:
+                raise RunInterrupted(f"run {self.run_id!r} stopped here: {exc}. Nothing of step {self.index} was "
+                                     f"carried out by this process.") from exc
             except StoreError as exc:
                 raise RunInterrupted(f"run {self.run_id!r} stopped: the store failed to log step {self.index} "
                                      f"({exc}). Nothing of that step was carried out and every step before it "

@@ -47,6 +47,11 @@ class LeaseHeld(StoreError):
     pass
 
 
+class LeaseLost(StoreError):
+    """A write by a process that no longer holds the run's lease (it was frozen, say, and another
+    process took the run over): refused, so a run is never appended to by two processes."""
+
+
 def canonical_json(definition) -> str:
     """The text a run's definition is stored and hashed as (sorted keys: equal definitions, equal text)."""
     return json.dumps(definition, sort_keys=True, default=str)
@@ -164,10 +169,11 @@ class MemoryStore:
             self.infos[info.run_id] = info
             self.batches[info.run_id] = [(tuple(events), fingerprint)] if events else []
 
-    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict, done=()) -> None:
+    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict, done=(), lease=None) -> None:
         """Log a step's events; mark the inbox requests it applied or refused (``done``: (seq, state,
-        reason) triples) in the same breath."""
+        reason) triples) in the same breath. With ``lease``: only while it is the run's (``LeaseLost``)."""
         with self.lock:
+            self._fence(run_id, lease)
             log = self.batches[run_id]
             if index != len(log):
                 raise StoreError(f"run {run_id!r}: batch {index} out of order (log has {len(log)})")
@@ -175,6 +181,12 @@ class MemoryStore:
             if summary:  # most steps leave the run's summary as it was
                 self.infos[run_id] = attrs.evolve(self.infos[run_id], **summary)
             self._mark(done)
+
+    def _fence(self, run_id: str, lease) -> None:
+        if lease is not None:
+            held = self.leases.get(run_id)
+            if held is None or held[0].token != lease.token:
+                raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
 
     def _mark(self, done) -> None:
         for seq, state, reason in done:
@@ -457,12 +469,16 @@ class SqliteStore:
                              (info.run_id, 0, payload, fingerprint))
         self._write(insert)
 
-    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict, done=()) -> None:
+    def append(self, run_id: str, index: int, events, fingerprint: str, summary: dict, done=(), lease=None) -> None:
         """Log a step's events, in one transaction with the run's summary (when it changed) and the
-        marks of the inbox requests the step applied or refused (``done``: (seq, state, reason))."""
+        marks of the inbox requests the step applied or refused (``done``: (seq, state, reason)).
+        With ``lease``: only while the run's lease is that one (fencing: ``LeaseLost``)."""
         payload = _encode_batch(events)
 
         def insert(conn):
+            if lease is not None and conn.execute("SELECT 1 FROM leases WHERE run_id = ? AND token = ?",
+                                                  (run_id, lease.token)).fetchone() is None:
+                raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
             try:
                 conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (?, ?, ?, ?)",
                              (run_id, index, payload, fingerprint))

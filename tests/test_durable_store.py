@@ -252,3 +252,22 @@ def test_every_event_type_round_trips_through_the_stored_form():
             if "item" in fields and event.item is None and cls.__name__ != "NodeCancelRequested":
                 continue  # only a node cancel may leave its item out
             assert decode_event(json.loads(json.dumps(encode_event(event)))) == event, cls.__name__
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_process_that_lost_the_lease_cannot_append_to_the_run(tmp_path, kind):
+    """Fencing: a driver that was frozen while another took the run over has its writes refused."""
+    from adapters.store import LeaseLost, MemoryStore
+
+    store = MemoryStore() if kind == "memory" else SqliteStore(str(tmp_path / "s.db"))
+    store.create_run(info("r1"), EVERY_EVENT[:1], "f0")
+    old = Lease(pid=os.getpid(), host=socket.gethostname(), token="old")
+    new = Lease(pid=os.getpid(), host="elsewhere", token="new")
+    store.acquire("r1", old)
+    store.append("r1", 1, EVERY_EVENT[1:2], "f1", {}, lease=old)
+    store.release("r1", old)
+    store.acquire("r1", new)  # another took it over
+    with pytest.raises(LeaseLost):
+        store.append("r1", 2, EVERY_EVENT[2:3], "f2", {}, lease=old)
+    store.append("r1", 2, EVERY_EVENT[2:3], "f2", {}, lease=new)
+    assert len(store.load("r1")[1]) == 3

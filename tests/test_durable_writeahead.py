@@ -39,11 +39,11 @@ class FailingStore(MemoryStore):
         super().__init__()
         self.fail_at = fail_at
 
-    def append(self, run_id, index, events, fingerprint, summary, done=()):
+    def append(self, run_id, index, events, fingerprint, summary, done=(), lease=None):
         if index == self.fail_at:
             self.fail_at = None
             raise StoreError("disk full")
-        super().append(run_id, index, events, fingerprint, summary, done)
+        super().append(run_id, index, events, fingerprint, summary, done, lease)
 
 
 def test_a_step_whose_log_write_fails_carries_out_none_of_its_commands(tmp_path):
