@@ -3,7 +3,8 @@
 Within one step, commands come in the order the core decided them while it processed the events
 in order (cancellations, timers and waits as they arise), then the starts it chose once all events
 were applied (highest priority first; a start with a timeout is preceded by its own ``StartTimer``),
-then ``RunFinished`` if the run ended. Where the core walks a collection (a resume, a fail-fast),
+then ``RunFinished`` if the run ended. A ``Refused`` comes where its event was applied, after what
+the event did (an overdue wait timeout fired on its behalf). Where the core walks a collection (a resume, a fail-fast),
 it goes by instance key or by due time, never by a map's hash order. The order is part of the
 contract: replaying the same events gives the same commands.
 """
@@ -90,4 +91,14 @@ class RunFinished:
     stimulus: str | None = attrs.field(default=None, eq=False)
 
 
-Command = StartNode | CancelNode | StartTimer | CancelTimer | AwaitInput | RunFinished
+@attrs.frozen(kw_only=True)
+class Refused:
+    """An event from a person (an answer, a cancel) was not applied, for ``reason``; it changed no
+    record. ``stimulus`` is the refused event's id (``"<step>.<i>"``), by which the driver finds
+    the request it fed."""
+
+    reason: str
+    stimulus: str
+
+
+Command = StartNode | CancelNode | StartTimer | CancelTimer | AwaitInput | RunFinished | Refused

@@ -3,6 +3,9 @@
 Runners, timers and people produce events; ``step`` consumes them. Each carries ``at``, the time
 in seconds the runner supplies (wall clock or virtual), so the core never reads a clock. Events
 name instances by node id and item path so they can be stored and replayed as plain data.
+
+``InputProvided``, ``CancelRequested`` and ``NodeCancelRequested`` come from people: one that does
+not fit the run is answered with a ``Refused`` command, never an exception.
 """
 from __future__ import annotations
 
@@ -57,8 +60,19 @@ class InputProvided:
 
 @attrs.frozen(kw_only=True)
 class CancelRequested:
+    """Someone asked to cancel the whole run (a queued one too: it then ends without starting)."""
     at: float
-    reason: str = "cancel requested"
+    reason: str = "cancelled by request"
+
+
+@attrs.frozen(kw_only=True)
+class NodeCancelRequested:
+    """Someone asked to cancel the instances of ``node`` that have not ended: every one, reached or
+    not (``item`` None), or the one instance at ``item``. The run goes on without them."""
+    node: str
+    item: tuple[int, ...] | None = None
+    at: float
+    reason: str = "cancelled by request"
 
 
 @attrs.frozen(kw_only=True)
@@ -85,7 +99,15 @@ class CapChanged:
     max_parallel: int
 
 
+@attrs.frozen(kw_only=True)
+class Draining:
+    """The process driving the run is stopping: nothing new starts until a ``Resumed`` (a new driver
+    took over). Running attempts go on, and their results, timers and answers are still applied."""
+    at: float
+
+
 EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, NodeSucceeded, NodeFailed, TimerFired,
-                                             InputProvided, CancelRequested, CancelConfirmed, Resumed, CapChanged)}
-Event = (RunStarted | NodeSucceeded | NodeFailed | TimerFired | InputProvided | CancelRequested | CancelConfirmed
-         | Resumed | CapChanged)
+                                             InputProvided, CancelRequested, NodeCancelRequested, CancelConfirmed,
+                                             Resumed, CapChanged, Draining)}
+Event = (RunStarted | NodeSucceeded | NodeFailed | TimerFired | InputProvided | CancelRequested | NodeCancelRequested
+         | CancelConfirmed | Resumed | CapChanged | Draining)

@@ -16,6 +16,11 @@ Where an instance is, besides its record's status (see ``lifecycle``):
 ``arrivals``   not ready yet: the input edges still unresolved and the values delivered so far
 ============== ===========================================================================
 
+``cancel_requests`` keeps the node cancels that still wait for instances not reached yet:
+``(node, path)`` for one instance, ``(node, None)`` for every instance of the node. An instance
+they name is recorded ``cancelled`` when its inputs resolve, instead of starting, parking or being
+skipped. ``draining`` is set while the driving process is stopping: nothing new starts.
+
 ``validate.validate_state`` checks that these agree with each other and with the records.
 """
 from __future__ import annotations
@@ -118,6 +123,8 @@ class State:
     stopping: Map[Key, int] = Map()  # key -> attempt told to stop (timed out), not yet confirmed stopped
     held: Map[Key, int] = Map()  # key -> attempt: retries due that wait for the stopping attempt to end
     max_parallel: int | None = None  # the run's cap once a CapChanged set it; None: the graph's
+    cancel_requests: Map[tuple[int, Path | None], str] = Map()  # (node, path or None: all) -> reason, see above
+    draining: bool = False  # a Draining came and no Resumed since: nothing new starts
 
     @property
     def finished(self) -> bool:

@@ -51,6 +51,7 @@ O(what changed). The given state is never modified; the new one shares all untou
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
@@ -60,13 +61,16 @@ from jmespath.exceptions import JMESPathError
 
 from . import heap
 from .behaviour import Kind, ParkForInput, ParkForTimer
-from .commands import AwaitInput, CancelNode, CancelTimer, Command, RunFinished, StartNode, StartTimer
-from .events import (CancelConfirmed, CancelRequested, CapChanged, InputProvided, NodeFailed, NodeSucceeded,
-                     Event, Resumed, RunStarted, TimerFired)
+from .commands import AwaitInput, CancelNode, CancelTimer, Command, Refused, RunFinished, StartNode, StartTimer
+from .events import (CancelConfirmed, CancelRequested, CapChanged, Draining, InputProvided, NodeCancelRequested,
+                     NodeFailed, NodeSucceeded, Event, Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
 from .state import (Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
                     instance_name)
+
+Records: TypeAlias = "Map[Key, Record] | MapMutation[Key, Record]"
+Scopes: TypeAlias = "Map[Key, int] | MapMutation[Key, int]"
 
 if TYPE_CHECKING:
     from immutables import MapMutation
@@ -89,7 +93,7 @@ START, PARK, SUCCEED, FAIL, RETRY_LATER, RETRY_DUE, SKIP, CANCEL, RESTART = (
 FANS_OUT: Final = Kind.FAN_OUT
 PARKS_FOR_TIMER: Final = Kind.PARK_TIMER
 PARKS_FOR_INPUT: Final = Kind.PARK_INPUT
-RUNNING, PENDING = RunStatus.RUNNING, Status.PENDING
+RUNNING, PENDING, WAITING = RunStatus.RUNNING, Status.PENDING, Status.WAITING
 
 
 class TimerKind:
@@ -102,7 +106,8 @@ class TimerKind:
 
 
 class InvalidEvent(ValueError):
-    """An event that does not fit the run (a node that is not waiting, an unknown node...)."""
+    """An event from a runner that does not fit the run (a result for an unknown node, a second
+    ``RunStarted``...): a bug of whoever fed it. Events from people are refused instead (``Refused``)."""
 
 
 @attrs.frozen
@@ -157,6 +162,60 @@ def _input_problem(g: Graph, awaiting: Map[Key, bool] | MapMutation[Key, bool], 
     return None
 
 
+def cancel_problem(state: State, node: str, item: Iterable[int] | None = None) -> str | None:
+    """Why ``NodeCancelRequested(node, item)`` would be refused, or None if it would be accepted."""
+    if state.finished:
+        return "the run has already finished"
+    found = _cancel_targets(state.graph, state.records, state.scopes, node, None if item is None else tuple(item))
+    return found if isinstance(found, str) else None
+
+
+def _cancel_targets(g: Graph, records: Records, scopes: Scopes, node: str, item: Path | None) -> list[Key] | str:
+    """The instances a cancel of ``node`` (every instance, or the one at ``item``) concerns: those
+    that have not ended, reached or not yet; or why there are none."""
+    n = g.index.get(node)
+    if n is None:
+        return f"there is no node {node!r} in this workflow"
+    if item is not None:
+        record = records.get((n, item))
+        if record is None and not _will_have(g, scopes, n, item):
+            return f"there is no instance {instance_name(node, item)} in this run (yet)"
+        if record is not None and record.status not in OPEN:
+            return f"nothing left to cancel: {instance_name(node, item)} has already ended ({record.status})"
+        return [(n, item)]
+    found = []
+    for path in _paths_of(g, scopes, n):
+        record = records.get((n, path))
+        if record is None or record.status in OPEN:
+            found.append((n, path))
+    return found or f"nothing left to cancel: every instance of node {node!r} has already ended"
+
+
+def _paths_of(g: Graph, scopes: Scopes, n: int) -> list[Path]:
+    """Every item path node ``n`` has in the run so far, in item order: one per item of each
+    fan-out it runs inside of, or the fan-out's own path where that has not expanded (yet)."""
+    if g.depth[n] == 0:
+        return [()]
+    o = g.origin[n]
+    paths: list[Path] = []
+    for path in _paths_of(g, scopes, o):
+        size = scopes.get((o, path))
+        paths.extend([path + (i,) for i in range(size)] if size else [path])
+    return paths
+
+
+def _will_have(g: Graph, scopes: Scopes, n: int, path: Path) -> bool:
+    """Whether the run has (or will have, once reached) instance ``(n, path)`` of an expanded path:
+    one index per fan-out ``n`` runs inside of, each within the items that fan-out expanded to."""
+    while g.depth[n]:
+        o = g.origin[n]
+        size = scopes.get((o, path[:-1])) if len(path) == g.depth[n] else None
+        if not size or not 0 <= path[-1] < size:
+            return False
+        n, path = o, path[:-1]
+    return path == ()
+
+
 class _Transition:
     """One step in the making: mutable views of the state's maps, and the commands so far."""
 
@@ -180,6 +239,7 @@ class _Transition:
         self.ready_count = state.ready_count
         self.running_count = state.running_count
         self.max_parallel = state.max_parallel
+        self.draining = state.draining
         # persistent maps, opened for mutation (O(1) to open and to finish)
         self.records = state.records.mutate()
         self.arrivals = state.arrivals.mutate()
@@ -195,6 +255,7 @@ class _Transition:
         self.awaiting = state.awaiting.mutate()
         self.stopping = state.stopping.mutate()
         self.held = state.held.mutate()
+        self.cancel_requests = state.cancel_requests.mutate()
         # one candidate heap per pool in use: a handful at most (the workflow declares its pools)
         self.candidates = dict(state.candidates.items()) if state.candidates else {}
 
@@ -213,6 +274,7 @@ class _Transition:
             group_running=self.group_running.finish(), timers=self.timers.finish(),
             instance_timer=self.instance_timer.finish(), awaiting=self.awaiting.finish(),
             stopping=self.stopping.finish(), held=self.held.finish(), max_parallel=self.max_parallel,
+            cancel_requests=self.cancel_requests.finish(), draining=self.draining,
         )
         return new, tuple(self.commands)
 
@@ -248,8 +310,17 @@ class _Transition:
         if handler is None:
             raise InvalidEvent(f"unknown event {event!r}")
         if self.status in RUN_ENDED and type(event) is not RunStarted:
+            if type(event) in _FROM_PEOPLE:
+                self.refuse("the run has already finished")
             return  # late results, timers and confirmations after the end change nothing
         handler(self, event)
+
+    def refuse(self, reason: str) -> None:
+        """The event being applied (from a person) is not applied, for ``reason``."""
+        stimulus = self.stimulus
+        if TYPE_CHECKING:
+            assert stimulus is not None  # set by apply
+        self.commands.append(Refused(reason=reason, stimulus=stimulus))
 
     def key_of(self, event: NodeSucceeded | NodeFailed | InputProvided | CancelConfirmed) -> Key:
         n = self.g.index.get(event.node)
@@ -259,10 +330,15 @@ class _Transition:
 
     def on_run_started(self, ev: RunStarted) -> None:
         if self.status != RunStatus.PENDING:
-            raise InvalidEvent("the run has already started")
+            raise InvalidEvent(f"the run has already {'ended' if self.status in RUN_ENDED else 'started'}")
         self.status, self.started_at, self.trigger = RunStatus.RUNNING, ev.at, ev.trigger
         for root in self.g.roots:
-            self.make_ready((root, ()), ((None, ev.trigger),))
+            key = (root, ())
+            reason = self.cancel_asked(key) if self.cancel_requests else None
+            if reason is None:
+                self.make_ready(key, ((None, ev.trigger),))
+            else:
+                self.resolve(self.cancel_by_request(key, reason))
 
     def on_node_succeeded(self, ev: NodeSucceeded) -> None:
         key = self.key_of(ev)
@@ -328,9 +404,13 @@ class _Transition:
         self.succeed(timer.key, {behaviour.timeout_port: self.input_of(timer.key)})
 
     def on_input_provided(self, ev: InputProvided) -> None:
+        n = self.g.index.get(ev.node)
+        if n is not None and self.timed_out_before((n, tuple(ev.item)), ev.at):
+            return
         problem = _input_problem(self.g, self.awaiting, False, ev.node, tuple(ev.item), ev.port)
         if problem:
-            raise InvalidEvent(problem)
+            self.refuse(problem)
+            return
         key = self.key_of(ev)
         self.awaiting.pop(key)
         self.clear_timer(key)
@@ -340,8 +420,111 @@ class _Transition:
         ports = behaviour.answer_ports(ev.port)
         self.succeed(key, {port: ev.value for port in ports})
 
+    def timed_out_before(self, key: Key, at: float) -> bool:
+        """An answer at ``at`` never beats the wait's timeout due at ``T <= at``: fire that timer as a
+        ``TimerFired(at=T)`` would (the instance takes its timeout port at ``T``), refuse the
+        answer, and return True. (The timer is gone: the runner is told to drop it, and should it
+        fire anyway, nothing happens.)"""
+        tid = self.instance_timer.get(key)
+        if tid is None or self.awaiting.get(key) is None:
+            return False
+        timer = self.timers[tid]
+        if timer.kind != TimerKind.WAIT_TIMEOUT or timer.due > at:
+            return False
+        self.commands.append(CancelTimer(timer=tid, stimulus=self.stimulus))
+        self.now = timer.due
+        self.on_timer_fired(TimerFired(timer=tid, at=timer.due))
+        self.now = at
+        behaviour = self.g.nodes[key[0]].behaviour
+        if TYPE_CHECKING:
+            assert isinstance(behaviour, ParkForInput) and behaviour.timeout is not None  # it had a wait timeout
+        self.refuse(f"node {instance_name(self.g.ids[key[0]], key[1])} timed out at {_when(timer.due)}: its timeout "
+                    f"of {behaviour.timeout:g} s passed before the answer came; the answer was not applied")
+        return True
+
     def on_cancel_requested(self, ev: CancelRequested) -> None:
         self.end_run(RunStatus.CANCELLED, Error("cancelled", ev.reason))
+
+    def on_node_cancel_requested(self, ev: NodeCancelRequested) -> None:
+        """Cancel the open instances of a node (or one of them) now; keep the request for those not
+        reached yet, which ``resolve`` cancels when their inputs resolve."""
+        item = None if ev.item is None else tuple(ev.item)
+        targets = _cancel_targets(self.g, self.records, self.scopes, ev.node, item)
+        if isinstance(targets, str):
+            self.refuse(targets)
+            return
+        n = self.g.index[ev.node]
+        queued = [key for key in targets if key in self.payloads and self.status_of(key) is PENDING]
+        if queued:
+            self.unqueue(queued)
+        work: list[Work] = []
+        for key in targets:
+            if key in self.running:
+                self.stop(key, ev.reason)
+            elif self.status_of(key) is WAITING:
+                self.unpark(key)
+            elif key not in self.payloads:  # not reached yet: cancelled when its inputs resolve
+                if item is not None and (n, None) not in self.cancel_requests:
+                    self.cancel_requests[key] = ev.reason
+                continue
+            work.extend(self.cancel_by_request(key, ev.reason))
+        if item is None and (n, None) not in self.cancel_requests:  # and every instance of it reached later
+            self.cancel_requests[(n, None)] = ev.reason
+        self.resolve(work)
+
+    def status_of(self, key: Key) -> Status:
+        record = self.records.get(key)
+        return PENDING if record is None else record.status
+
+    def stop(self, key: Key, reason: str) -> None:
+        """Tell the runner to stop an attempt in flight; its slot is free at once and its result
+        will be ignored (no attempt of a cancelled instance follows, so none can overlap it)."""
+        attempt = self.running[key]
+        self.release(key)
+        self.clear_timer(key)
+        self.commands.append(CancelNode(node=self.g.ids[key[0]], item=key[1], attempt=attempt, reason=reason,
+                                        stimulus=self.stimulus))
+
+    def unpark(self, key: Key) -> None:
+        """Take a waiting instance (for input, a delay or a retry) off whatever it waits for."""
+        self.clear_timer(key)
+        self.awaiting.pop(key, None)
+        self.held.pop(key, None)
+
+    def unqueue(self, keys: list[Key]) -> None:
+        """Take ready instances out of their queues. A cancel is rare: each queue they are in is
+        rebuilt without them."""
+        by_queue: dict[Queue, set[Key]] = {}
+        for key in keys:
+            by_queue.setdefault(self.g.queue_of(key), set()).add(key)
+        for q, gone in by_queue.items():
+            old = self.ready[q]
+            h: heap.Heap[ReadyEntry] = None
+            for entry in heap.entries(old):
+                if (entry[1], entry[2]) not in gone:
+                    h = heap.push(h, entry)
+            self.ready_count -= len(gone)
+            if h is None:
+                del self.ready[q]
+            else:
+                self.ready[q] = h
+                if q[1] is not None and heap.peek(h) != heap.peek(old) and self.group_has_room(q[1]):
+                    self.add_candidate(q, heap.peek(h))
+
+    def cancel_asked(self, key: Key) -> str | None:
+        """The reason a node cancel gave for an instance not reached yet, if one asked for it."""
+        reason = self.cancel_requests.get(key)
+        return reason if reason is not None else self.cancel_requests.get((key[0], None))
+
+    def cancel_by_request(self, key: Key, reason: str) -> list[Work]:
+        """Record an instance cancelled by a node cancel; its outgoing edges resolve dead."""
+        self.payloads.pop(key, None)
+        self.cancel_requests.pop(key, None)
+        self.move(key, CANCEL, finished_at=self.now, error=Error("cancelled", reason))
+        return [(self.g.edges[ei], key[1], DEAD) for ei in self.g.out_edges[key[0]]]
+
+    def on_draining(self, ev: Draining) -> None:
+        self.draining = True
 
     def on_cancel_confirmed(self, ev: CancelConfirmed) -> None:
         key = self.key_of(ev)
@@ -362,6 +545,7 @@ class _Transition:
         order, which for string keys depends on the process's hash seed and would make a replay
         in another process decide differently.
         """
+        self.draining = False
         stopping, self.stopping = self.frozen(self.stopping)
         for key in stopping:
             self.stopping.pop(key)
@@ -406,7 +590,10 @@ class _Transition:
                 self.arrivals[key] = (remaining - 1, got)
                 continue
             self.arrivals.pop(key, None)
-            if got is None:
+            reason = self.cancel_asked(key) if self.cancel_requests else None
+            if reason is not None:
+                work.extend(self.cancel_by_request(key, reason))
+            elif got is None:
                 work.extend(self.skip(key))
             else:
                 self.make_ready(key, self.arrivals_in_order(got))
@@ -552,6 +739,8 @@ class _Transition:
         return best
 
     def fill_slots(self) -> None:
+        if self.draining:
+            return  # the driver is stopping: what is ready waits for the next one
         cap = self.max_parallel or self.g.max_parallel
         while self.ready_count and self.running_count < cap and not self.ended:
             q = self.best_queue()
@@ -778,6 +967,23 @@ def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:
     return sorted(timers.items(), key=lambda item: (item[1].due, item[0]))
 
 
+def _when(t: float) -> str:
+    """A time as people read it: ``2024-04-05T19:34:38Z (Unix time 1712345678.5)``. Calendar
+    arithmetic by hand (H. Hinnant's days-to-civil), since the core imports no clock module."""
+    unix = f"Unix time {t:.6f}".rstrip("0").rstrip(".")
+    if not math.isfinite(t):
+        return unix
+    days, seconds = divmod(math.floor(t), 86400)
+    era, day_of_era = divmod(days + 719468, 146097)
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36524 - day_of_era // 146096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    m = (5 * day_of_year + 2) // 153
+    day, month = day_of_year - (153 * m + 2) // 5 + 1, m + 3 if m < 10 else m - 9
+    year = year_of_era + era * 400 + (month <= 2)
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{year:04d}-{month:02d}-{day:02d}T{hours:02d}:{minutes:02d}:{seconds % 60:02d}Z ({unix})"
+
+
 def _select(e: CompiledEdge, value: Any) -> Any:
     if isinstance(value, SelectFailed):
         return value
@@ -797,10 +1003,14 @@ _HANDLERS: dict[type[Event], Callable[[_Transition, Any], None]] = {
     TimerFired: _Transition.on_timer_fired,
     InputProvided: _Transition.on_input_provided,
     CancelRequested: _Transition.on_cancel_requested,
+    NodeCancelRequested: _Transition.on_node_cancel_requested,
+    Draining: _Transition.on_draining,
     CancelConfirmed: _Transition.on_cancel_confirmed,
     Resumed: _Transition.on_resumed,
     CapChanged: _Transition.on_cap_changed,
 }
+# Events that come from people: refused with a reason (``Refused``) when they do not fit, never raised.
+_FROM_PEOPLE = frozenset({InputProvided, CancelRequested, NodeCancelRequested})
 _TIMER_HANDLERS: dict[str, Callable[[_Transition, Timer], None]] = {
     TimerKind.TIMEOUT: _Transition.on_timeout,
     TimerKind.RETRY: _Transition.on_retry_due,

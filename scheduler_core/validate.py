@@ -51,6 +51,7 @@ def validate_state(state: State) -> None:
         if record.status == Status.FAILED:
             _check(record.error is not None, lambda: f"{_name(g, key)}: failed without an error")
 
+    _check_cancel_requests(state)
     if state.status in RUN_ENDED:
         for name in ("running", "timers", "awaiting", "ready", "held", "payloads", "arrivals", "gathers"):
             _check(len(getattr(state, name)) == 0, lambda: f"the run ended {state.status} with {name} not empty")
@@ -138,3 +139,28 @@ def validate_state(state: State) -> None:
         _check(0 < remaining < len(g.in_edges[key[0]]) + 1, lambda: f"{_name(g, key)}: {remaining} edges unresolved")
         _check(key not in records, lambda: f"{_name(g, key)}: still gathering inputs but has a record")
 
+
+
+def _check_cancel_requests(state: State) -> None:
+    """A node cancel leaves nothing of what it names open: a request for one instance waits only
+    while that instance is not reached (no record, no inputs); under a request for every instance
+    of a node, none of the node's records is open and none of its instances is ready."""
+    g = state.graph
+    whole: set[int] = set()
+    for (n, path), reason in state.cancel_requests.items():
+        _check(0 <= n < len(g.ids) and isinstance(reason, str), lambda: f"a cancel request ({n}, {path}) is malformed")
+        if path is None:
+            whole.add(n)
+        elif state.status not in RUN_ENDED:
+            key = (n, path)
+            _check(key not in state.records and key not in state.payloads,
+                   lambda: f"{_name(g, key)}: a cancel request still waits for it, but it was reached")
+    if not whole:
+        return
+    for key, record in state.records.items():
+        _check(key[0] not in whole or record.status in TERMINAL,
+               lambda: f"{_name(g, key)}: every instance of its node was cancelled, but it is {record.status}")
+    for h in state.ready.values():
+        for _, n, path in heap.entries(h):
+            _check(n not in whole, lambda: f"{_name(g, (n, path))}: every instance of its node was cancelled, "
+                                           f"but it is ready")

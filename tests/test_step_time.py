@@ -4,7 +4,7 @@ Time is only what events say: the core asks for timers and a test fires them wit
 """
 import pytest
 
-from scheduler_core import (AwaitInput, Error, CancelNode, InputProvided, InvalidEvent, Retry, RunFinished, StartNode,
+from scheduler_core import (AwaitInput, Error, CancelNode, InputProvided, Refused, Retry, RunFinished, StartNode,
                             StartTimer, input_problem)
 from step_helpers import Run, cancelled_timers, cancels, edge, graph, node, of_type, start_of, starts, timers
 
@@ -235,15 +235,16 @@ def test_a_hil_without_choices_answers_on_result_only():
     ("x", None, "is not waiting for input"),
     ("ghost", None, "there is no node 'ghost'"),
 ])
-def test_input_that_does_not_fit_is_refused_and_changes_nothing(target, port, expected):
+def test_input_that_does_not_fit_is_refused_with_the_reason_and_changes_no_record(target, port, expected):
     nodes = [node("h", "hil", config={"choices": ["approve", "reject"]}), node("w", "wait")]
     run = Run(graph("x", nodes=nodes))
     run.start()
     assert expected in input_problem(run.state, target, (), port)
     state = run.state
-    with pytest.raises(InvalidEvent, match=expected):
-        run.step(InputProvided(node=target, value=1, port=port, at=1))
-    assert run.state is state and [run.status(n) for n in "hw"] == ["waiting", "waiting"]
+    commands = run.step(InputProvided(node=target, value=1, port=port, at=1))
+    assert commands == (Refused(reason=input_problem(state, target, (), port), stimulus="1.0"),)
+    assert expected in commands[0].reason
+    assert run.state.records == state.records and [run.status(n) for n in "hw"] == ["waiting", "waiting"]
 
 
 def test_input_for_one_item_completes_only_that_items_wait():
