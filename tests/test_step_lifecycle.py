@@ -3,7 +3,8 @@ and each record and command names the event (stimulus) that caused it."""
 import attrs
 import pytest
 
-from scheduler_core import LIFECYCLE, CancelRequested, IllegalTransition, InvalidState, Move, Retry, Status, validate_state
+from scheduler_core import (LIFECYCLE, CancelRequested, IllegalTransition, InvalidState, Move, NodeCancelRequested, Retry,
+                            Status, validate_state)
 from scheduler_core.lifecycle import next_status
 from step_helpers import Run, edge, graph, node, start_of, timers
 
@@ -33,6 +34,11 @@ def _scenarios(trace: list) -> None:
     run = Run(graph("a", "b", "h", nodes=[node("h", "hil")], max_parallel=1), trace)
     run.start(at=0)
     run.step(CancelRequested(at=1, reason="stop"))
+    # a node cancel: a running, a parked and a ready instance of a fan-out's items
+    run = Run(graph("f.iteration -> w", nodes=[node("f", "foreach"), node("w", "wait")], max_parallel=1), trace)
+    run.start(at=0)
+    run.succeed("f", ports={"result": [1], "iteration": [1]}, at=1)
+    run.step(NodeCancelRequested(node="w", at=2))
 
 
 def test_every_declared_transition_is_exercised():

@@ -269,3 +269,59 @@ def test_input_to_a_finished_run_is_refused():
     run.start()
     run.succeed("a")
     assert input_problem(run.state, "a") == "the run has already finished"
+
+
+# -- an answer against its wait's timeout: decided by the event times ----------------------------------
+
+def hil_with_timeout(seconds=10):
+    return Run(graph("h.approve -> yes", "h.timeout -> late", "x",
+                     nodes=[node("h", "hil", config={"choices": ["approve"], "timeout": seconds})]))
+
+
+def test_an_answer_after_the_timeout_was_due_loses_the_timeout_fires_first_and_the_answer_is_refused():
+    run = hil_with_timeout(10)
+    timer = timer_of(run.start("in", at=0))
+    commands = run.provide("h", "yes", port="approve", at=25)
+    assert cancelled_timers(commands) == [timer.timer]  # fired here: the runner need not fire it
+    assert starts(commands) == ["late"] and start_of(commands, "late").input == "in"
+    (refused,) = of_type(commands, Refused)
+    assert refused == Refused(reason="node h timed out at 1970-01-01T00:00:10Z (Unix time 10): its timeout of "
+                                     "10 s passed before the answer came; the answer was not applied",
+                              stimulus="1.0")
+    assert (run.status("h"), run.record("h").ports, run.record("h").finished_at) == ("succeeded", {"timeout": "in"}, 10)
+    assert run.status("yes") == "skipped" and run.state.now == 25
+    assert run.fire(timer.timer, at=25) == ()  # the runner's own firing of it, should it come
+
+
+def test_an_answer_at_the_very_time_the_timeout_is_due_loses_too():
+    run = hil_with_timeout(10)
+    run.start("in", at=0)
+    commands = run.provide("h", "yes", port="approve", at=10)
+    assert "timed out" in of_type(commands, Refused)[0].reason and run.record("h").ports == {"timeout": "in"}
+
+
+def test_an_answer_before_the_timeout_is_due_is_applied():
+    run = hil_with_timeout(10)
+    timer = timer_of(run.start("in", at=0))
+    commands = run.provide("h", "yes", port="approve", at=9.5)
+    assert of_type(commands, Refused) == [] and cancelled_timers(commands) == [timer.timer]
+    assert run.record("h").ports == {"approve": "yes", "result": "yes"} and starts(commands) == ["yes"]
+
+
+def test_a_late_answer_to_one_item_fires_only_that_items_timeout():
+    run = Run(graph("f.iteration -> w", nodes=[node("f", "foreach"), node("w", "wait", config={"timeout": 5})]))
+    run.start(at=0)
+    run.succeed("f", ports={"result": [1, 2], "iteration": [1, 2]}, at=1)
+    commands = run.provide("w", "v", item=(1,), at=7)
+    assert "node w[1] timed out at 1970-01-01T00:00:06Z" in of_type(commands, Refused)[0].reason
+    assert (run.status("w", (0,)), run.status("w", (1,))) == ("waiting", "succeeded")
+
+
+def test_the_time_in_a_refusal_reads_as_a_utc_date():
+    from datetime import datetime, timezone
+
+    from scheduler_core.step import _when
+    for t in (0.0, 59.0, 951782400.0, 1712345678.5, 4102444799.0, -86400.0):
+        expected = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert _when(t).startswith(expected + " (Unix time "), t
+    assert _when(1712345678.5).endswith("(Unix time 1712345678.5)")
