@@ -46,6 +46,15 @@ Under fail-fast the first final failure ends the run: every in-flight instance i
 every instance that had not ended is recorded ``cancelled``. Under ``continue`` a failure
 resolves the instance's edges as dead and the run fails once nothing is left to do.
 
+People cancel and answer. A cancel of the whole run ends it as fail-fast does (a run not started
+yet too). A node cancel (``NodeCancelRequested``) ends the open instances it names ``cancelled``
+at once (stopping, unparking or dequeuing them) and keeps the request for those not reached yet,
+which are cancelled instead of becoming ready or skipped; a cancelled instance resolves its edges
+as dead, like a skip, and is no failure. An answer after its wait's timeout was due loses: the
+timer fires first, at its own time. What people ask that does not fit the run is answered with a
+``Refused`` command, never an exception (``InvalidEvent`` is for a runner's bug). While the driver
+drains (``Draining`` until ``Resumed``), nothing starts.
+
 Every handler touches only the instances the event concerns and their neighbours: a step costs
 O(what changed). The given state is never modified; the new one shares all untouched structure.
 """
