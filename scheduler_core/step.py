@@ -46,6 +46,15 @@ Under fail-fast the first final failure ends the run: every in-flight instance i
 every instance that had not ended is recorded ``cancelled``. Under ``continue`` a failure
 resolves the instance's edges as dead and the run fails once nothing is left to do.
 
+People cancel and answer. A cancel of the whole run ends it as fail-fast does (a run not started
+yet too). A node cancel (``NodeCancelRequested``) ends the open instances it names ``cancelled``
+at once (stopping, unparking or dequeuing them) and keeps the request for those not reached yet,
+which are cancelled instead of becoming ready or skipped; a cancelled instance resolves its edges
+as dead, like a skip, and is no failure. An answer after its wait's timeout was due loses: the
+timer fires first, at its own time. What people ask that does not fit the run is answered with a
+``Refused`` command, never an exception (``InvalidEvent`` is for a runner's bug). While the driver
+drains (``Draining`` until ``Resumed``), nothing starts.
+
 Every handler touches only the instances the event concerns and their neighbours: a step costs
 O(what changed). The given state is never modified; the new one shares all untouched structure.
 """
@@ -438,8 +447,8 @@ class _Transition:
         behaviour = self.g.nodes[key[0]].behaviour
         if TYPE_CHECKING:
             assert isinstance(behaviour, ParkForInput) and behaviour.timeout is not None  # it had a wait timeout
-        self.refuse(f"node {instance_name(self.g.ids[key[0]], key[1])} timed out at {_utc(timer.due)} (its "
-                    f"timeout of {behaviour.timeout:g} s passed before the answer came); the answer was not applied")
+        self.refuse(f"node {instance_name(self.g.ids[key[0]], key[1])} timed out at {_when(timer.due)}: its timeout "
+                    f"of {behaviour.timeout:g} s passed before the answer came; the answer was not applied")
         return True
 
     def on_cancel_requested(self, ev: CancelRequested) -> None:
@@ -967,7 +976,7 @@ def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:
     return sorted(timers.items(), key=lambda item: (item[1].due, item[0]))
 
 
-def _utc(t: float) -> str:
+def _when(t: float) -> str:
     """A time as people read it: ``2024-04-05T19:34:38Z (Unix time 1712345678.5)``. Calendar
     arithmetic by hand (H. Hinnant's days-to-civil), since the core imports no clock module."""
     unix = f"Unix time {t:.6f}".rstrip("0").rstrip(".")
