@@ -134,24 +134,39 @@ class WorkerProcess:
         return self.proc.pid
 
     def wait(self, timeout: float = WAIT_SECONDS) -> None:
+        """Until it exits, which it must do with 0 within ``timeout``, else ``WorkerFailed`` (with its stacks)."""
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to the log
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self._abort()
             raise WorkerFailed(f"worker {self.pid} still ran after {timeout:g} s:\n{self.log()}") from None
         if code != 0:
             raise WorkerFailed(f"worker {self.pid} exited {code}:\n{self.log()}")
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
-        """SIGTERM, as a service manager stops it; it must exit 0, within ``timeout``."""
+        """SIGTERM, as a service manager stops it: with nothing in flight it must exit 0 within ``timeout``.
+        One that does not is stuck (a defect, not a figure): ``stuck`` keeps where its main thread was
+        (its stacks, dumped on SIGABRT) for the report, it is killed, and what was measured stands."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        self.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._abort()
+            self.stuck = main_thread_stack(self.log())
+            return
+        if code != 0:
+            raise WorkerFailed(f"worker {self.pid} exited {code} on SIGTERM:\n{self.log()}")
+
+    stuck: str | None = None
+
+    def _abort(self) -> None:
+        self.proc.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to the log
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def log(self) -> str:
         with open(self.log_path) as f:
@@ -174,6 +189,25 @@ class WorkerProcess:
             if m and int(m.group(1)) == self.pid:
                 out.setdefault(m.group(2), []).append(m.group(3))
         return out
+
+
+def main_thread_stack(log: str) -> str:
+    """The frames faulthandler wrote for the thread it was called in (a stuck worker's main thread), innermost first."""
+    lines = log.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Current thread")), None)
+    if start is None:
+        return "(no stack in its log)"
+    frames = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  File"):
+            break
+        frames.append(line.strip())
+    return "; ".join(frames)
+
+
+def stuck_notes(*workers: WorkerProcess) -> list[str]:
+    return [f"DEFECT: worker {w.pid} did not exit within {STOP_SECONDS:g} s of SIGTERM (nothing in flight); "
+            f"killed. Its main thread: {w.stuck}" for w in workers if w.stuck]
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS, every: float = 0.005):
@@ -347,7 +381,7 @@ def throughput_section(cfg, fresh_db):
     checks = [Check(f"1 worker process / Engine.run loop, time for {n:,} runs", one / loop, 1.5),
               AtLeast(f"2 worker processes: throughput / 1 worker's, {n:,} runs", one / two, 1.4)]
     header = ["contender", "ms", "runs/s", "/ Engine.run loop", "CPU s", "CPU/wall"]
-    return (caption, header, rows), checks
+    return (caption, header, rows), checks, []
 
 
 # -- 2. latency ---------------------------------------------------------------------------------
@@ -479,7 +513,7 @@ def latency_section(cfg, fresh_db):
                f"start tells when it fired")
     checks = [Check(f"answer latency p99, {len(answer)} samples", percentile(answer, 99) * 1e3, 200, "<=", " ms"),
               Check(f"timer latency p99, {len(fired)} samples", percentile(fired, 99) * 1e3, 200, "<=", " ms")]
-    return (caption, ["latency", "samples", "p50", "p99", "max", "how"], rows), checks
+    return (caption, ["latency", "samples", "p50", "p99", "max", "how"], rows), checks, stuck_notes(worker)
 
 
 # -- 3. idle CPU --------------------------------------------------------------------------------
@@ -527,23 +561,24 @@ def idle_section(cfg, fresh_db):
     seconds = QUICK_IDLE_SECONDS if cfg.quick else IDLE_SECONDS
     db = fresh_db()
     counts = idle_store(db)
-    cpu, wall, _ = idle_cpu(db, seconds)
+    cpu, wall, worker = idle_cpu(db, seconds)
     store = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     rows = [[f"{wall:.1f}", f"{cpu:.2f}", f"{100 * cpu / wall:.2f}", store]]
     caption = "Idle worker: `flowcore worker` on a store with nothing due for an hour, CPU from /proc/PID/stat"
     checks = [Check(f"idle worker CPU / wall over {seconds:g} s", 100 * cpu / wall, 1.0, "<", "%")]
-    return (caption, ["wall s", "CPU s", "CPU %", "store"], rows), checks
+    return (caption, ["wall s", "CPU s", "CPU %", "store"], rows), checks, stuck_notes(worker)
 
 
 def run(cfg) -> Section:
     with FreshDb() as fresh_db:
-        tables, checks = [], []
+        tables, checks, defects = [], [], []
         for part in (throughput_section, latency_section, idle_section):
-            table, part_checks = part(cfg, fresh_db)
+            table, part_checks, part_defects = part(cfg, fresh_db)
             tables.append(table)
             checks += part_checks
+            defects += part_defects
     notes = ["Workers are `flowcore worker --db PATH` child processes (max_runs 8, linger 1 s, poll 0.1 s); "
              "SQLite store (WAL, synchronous=NORMAL), thread runner, max_parallel 8.",
              "A worker's time includes its process start (see 'worker start'). Latency and idle CPU are one "
-             "pass each (percentiles of the samples; one window), not medians of repeats."]
+             "pass each (percentiles of the samples; one window), not medians of repeats.", *defects]
     return Section("11. Live runs (issue 11)", notes, tables, checks)

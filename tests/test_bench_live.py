@@ -154,3 +154,20 @@ def test_percentiles_are_nearest_rank_and_at_least_checks_pass_at_the_limit():
     assert live.percentile([7], 99) == 7
     assert live.AtLeast("t", 1.4, 1.4).passed and not live.AtLeast("t", 1.39, 1.4).passed
     assert live.AtLeast("t", 1.5, 1.4).row()[2] == ">= 1.4x"
+
+
+def test_a_worker_stuck_after_sigterm_is_reported_with_its_main_threads_stack(fresh_db, monkeypatch):
+    stuck = ("import signal, sys, time\n"
+             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+             "print('12:00:00 worker 1: serving x.db', file=sys.stderr, flush=True)\n"
+             "def hang_here():\n"
+             "    time.sleep(60)\n"
+             "hang_here()\n")
+    monkeypatch.setattr(live, "worker_command", lambda db, *options: [sys.executable, "-c", stuck])
+    db = fresh_db()
+    w = live.started_worker(db, f"{db}.log")
+    w.stop(timeout=1.0)
+    assert w.proc.returncode is not None  # gone
+    assert "in hang_here" in w.stuck
+    (note,) = live.stuck_notes(w)
+    assert note.startswith(f"DEFECT: worker {w.pid} did not exit")
