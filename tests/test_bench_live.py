@@ -105,6 +105,7 @@ def test_answer_samples_are_answers_the_worker_applied_to_runs_it_drove(worker):
         assert 0 < s.seconds < 5
     engine = Engine(db=db)
     answered = [r["run_id"] for r in engine.runs(workflow="live-answer")]
+    live.wait_until(lambda: set(answered) <= set(w.drove()), "the worker's log", timeout=10)  # logged after the store
     assert all(w.drove()[r] == ["succeeded"] for r in answered)  # the worker drove each from start to end
     assert all(engine.status(r).record("after")["status"] == "succeeded" for r in answered)
 
