@@ -418,7 +418,8 @@ class _Transition:
             return
         problem = _input_problem(self.g, self.awaiting, False, ev.node, tuple(ev.item), ev.port)
         if problem:
-            self.refuse(problem)
+            timed_out = self.timed_out_already((n, tuple(ev.item))) if n is not None else None
+            self.refuse(timed_out or problem)
             return
         key = self.key_of(ev)
         self.awaiting.pop(key)
@@ -428,6 +429,16 @@ class _Transition:
             assert isinstance(behaviour, ParkForInput)  # it awaited input
         ports = behaviour.answer_ports(ev.port)
         self.succeed(key, {port: ev.value for port in ports})
+
+    def timed_out_already(self, key: Key) -> str | None:
+        """Why an answer to an instance that already took its timeout port is refused, or None."""
+        record = self.records.get(key)
+        behaviour = self.g.nodes[key[0]].behaviour
+        if record is None or record.ports is None or not isinstance(behaviour, ParkForInput) \
+                or behaviour.timeout_port not in record.ports or record.finished_at is None:
+            return None
+        return (f"node {instance_name(record.node, record.item)} timed out at {_when(record.finished_at)}: its "
+                f"timeout of {behaviour.timeout:g} s passed before the answer came; the answer was not applied")
 
     def timed_out_before(self, key: Key, at: float) -> bool:
         """An answer at ``at`` never beats the wait's timeout due at ``T <= at``: fire that timer as a
