@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -41,8 +42,15 @@ class UserError(Exception):
 
 
 def _json_arg(text: str, flag: str):
+    def not_finite(literal):
+        raise UserError(f"{flag} holds {literal}, which is not a finite number: a run keeps its values as JSON, "
+                        f"which has no such number; give a number or a string")
+
+    def finite(literal):
+        value = float(literal)
+        return value if math.isfinite(value) else not_finite(literal)
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=not_finite, parse_float=finite)
     except ValueError as exc:
         raise UserError(f"{flag} must be JSON (for a string, quote it: '\"yes\"'): {exc}") from None
     except RecursionError:  # too deep even for the parser
