@@ -90,7 +90,7 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < 0 or (kind is int and value < 1):
+        if not value >= 0 or (kind is int and value < 1):  # NaN too: a linger of NaN never ends
             raise argparse.ArgumentTypeError(f"{text!r} is out of range")
         return value
     return parse
