@@ -106,6 +106,16 @@ def _non_negative(text):
     return value
 
 
+def _rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction from 0 to 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowcore", description="Run workflows: every node as soon as its "
                                                                   "inputs resolve, as many at once as the caps allow.")
@@ -177,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", help="the trigger data, as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--execute", action="store_true", help="call python nodes (default: pass inputs through)")
-    p.add_argument("--fail-rate", type=float, default=0.0)
-    p.add_argument("--late-rate", type=float, default=0.0)
-    p.add_argument("--duplicate-rate", type=float, default=0.0)
+    p.add_argument("--fail-rate", type=_rate, default=0.0)
+    p.add_argument("--late-rate", type=_rate, default=0.0)
+    p.add_argument("--duplicate-rate", type=_rate, default=0.0)
     p.add_argument("--json", action="store_true")
     return parser
 
