@@ -633,10 +633,9 @@ def workdir(tmp_path, monkeypatch):
 KNOWN_DEFECTS = {
     "file-lone-surrogate-json", "file-lone-surrogate-yaml-run", "file-endless-dev-zero", "run-id-not-utf-8",
     "submit-id-not-utf-8", "resume-run-id-not-utf-8", "cancel-run-id-not-utf-8", "status-run-id-not-utf-8",
-    "runs-limit-huge", "runs-workflow-not-utf-8", "trigger-lone-surrogate", "node-output-5000-digits",
-    "node-output-lone-surrogate", "node-error-lone-surrogate", "node-log-markup-and-surrogate",
-    "simulate-execute-5000-digits", "simulate-execute-odd-port-names", "store-log-unknown-node",
-    "store-log-node-a-list", "store-options-not-a-mapping", "store-options-null-resume", "store-inbox-body-not-json",
+    "runs-limit-huge", "runs-workflow-not-utf-8", "node-output-5000-digits", "simulate-execute-5000-digits",
+    "simulate-execute-odd-port-names", "store-log-unknown-node", "store-log-node-a-list",
+    "store-options-not-a-mapping", "store-options-null-resume", "store-inbox-body-not-json",
     "store-inbox-unknown-kind", "store-inbox-answer-without-node", "store-inbox-time-not-a-number",
     "store-lease-heartbeat-not-a-number", "store-summary-time-not-a-number",
 }
