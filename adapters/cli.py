@@ -62,6 +62,18 @@ def _json_arg(text: str, flag: str):
     return value
 
 
+def _check_text_args(args) -> None:
+    """A run id or workflow name given is text the store can keep and look up: bytes of the command
+    line that are not UTF-8 arrive as lone surrogates, which SQLite refuses (a traceback, before)."""
+    for attr, flag in (("run_id", "--run-id" if args.command in ("run", "submit") else "the run id"),
+                       ("workflow", "--workflow")):
+        value = getattr(args, attr, None)
+        try:
+            value is not None and value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"{flag} {visible(value)} is not valid UTF-8 text") from None
+
+
 def _item_arg(text: str | None):
     if text is None:
         return None
@@ -519,6 +531,7 @@ def main(argv=None) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         with _json_only_on_stdout(args):
+            _check_text_args(args)
             code = COMMANDS[args.command](args, out)
     except RunInterrupted as exc:
         err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)

@@ -631,13 +631,11 @@ def workdir(tmp_path, monkeypatch):
 
 # Cases that show a defect not fixed yet (each fix takes its cases out).
 KNOWN_DEFECTS = {
-    "file-lone-surrogate-json", "file-lone-surrogate-yaml-run", "file-endless-dev-zero", "run-id-not-utf-8",
-    "submit-id-not-utf-8", "resume-run-id-not-utf-8", "cancel-run-id-not-utf-8", "status-run-id-not-utf-8",
-    "runs-limit-huge", "runs-workflow-not-utf-8", "node-output-5000-digits", "simulate-execute-5000-digits",
-    "simulate-execute-odd-port-names", "store-log-unknown-node", "store-log-node-a-list",
-    "store-options-not-a-mapping", "store-options-null-resume", "store-inbox-body-not-json",
-    "store-inbox-unknown-kind", "store-inbox-answer-without-node", "store-inbox-time-not-a-number",
-    "store-lease-heartbeat-not-a-number", "store-summary-time-not-a-number",
+    "file-lone-surrogate-json", "file-lone-surrogate-yaml-run", "file-endless-dev-zero", "runs-limit-huge",
+    "node-output-5000-digits", "simulate-execute-5000-digits", "simulate-execute-odd-port-names",
+    "store-log-unknown-node", "store-log-node-a-list", "store-options-not-a-mapping", "store-options-null-resume",
+    "store-inbox-body-not-json", "store-inbox-unknown-kind", "store-inbox-answer-without-node",
+    "store-inbox-time-not-a-number", "store-lease-heartbeat-not-a-number", "store-summary-time-not-a-number",
 }
 
 
