@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import weakref
 from collections.abc import Mapping
 
@@ -47,7 +48,7 @@ def read_definition(path: str) -> dict:
     """Parse a YAML or JSON file into a dict; a ``WorkflowError`` says what is wrong and where."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(MAX_FILE_CHARS + 1)  # /dev/zero, or a file that grows, must not be read forever
     except FileNotFoundError:
         raise WorkflowError(path, [Problem("file", "no such file")]) from None
     except UnicodeDecodeError as exc:
@@ -55,6 +56,9 @@ def read_definition(path: str) -> dict:
                                                    f"save it as UTF-8")]) from None
     except OSError as exc:
         raise WorkflowError(path, [Problem("file", f"cannot be read: {exc.strerror or exc}")]) from None
+    if len(text) > MAX_FILE_CHARS:
+        raise WorkflowError(path, [Problem("file", f"is larger than {MAX_FILE_CHARS // 2**20} MiB, more than a "
+                                                   f"workflow file can be; is it the right file?")])
     try:
         if path.endswith(".json"):
             data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
@@ -66,6 +70,8 @@ def read_definition(path: str) -> dict:
                 loader.dispose()
             if loader.aliases:
                 _check_expanded_size(data)
+        if _SURROGATE_ESCAPE.search(text):
+            _check_no_lone_surrogates(data)
     except RecursionError:
         raise WorkflowError(path, [Problem("file", "is nested too deeply to read (hundreds of levels)")]) from None
     except json.JSONDecodeError as exc:
@@ -82,6 +88,12 @@ def read_definition(path: str) -> dict:
         raise WorkflowError(path, [Problem("file", "a workflow must be a mapping with 'nodes' and 'connections'")])
     return dict(data)
 
+
+# The most a workflow file may hold (the 100,000-node benchmark workflow is a tenth of it).
+MAX_FILE_CHARS = 64 * 2**20
+# An escape that may stand for a lone surrogate (JSON "\ud800", YAML "\ud800" or "\U0000d800"):
+# only then is the parsed data looked through for one.
+_SURROGATE_ESCAPE = re.compile(r"\\(?:u|U0000)[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 # A YAML file whose aliases would expand to more values than this is refused (a "billion laughs"
 # file is a few lines that expand to 10^9 values when the definition is stored or walked).
@@ -148,6 +160,26 @@ def _check_expanded_size(data) -> None:
             sizes[id(value)] = 0  # being counted
             stack.append((value, True))
             stack.extend((item, False) for item in items)
+
+
+def _check_no_lone_surrogates(data) -> None:
+    """Refuse a string (key or value) holding a lone surrogate: not Unicode text, and nothing can
+    encode it (the store refused the workflow's name with a traceback once the run had started)."""
+    stack, seen = [data], set()
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise _Unreadable(f"holds {value[exc.start:exc.end].encode('unicode_escape').decode()}, half of a "
+                                  f"surrogate pair, in {value[:40]!r}: not Unicode text; write the character "
+                                  f"itself") from None
+        elif isinstance(value, (list, dict)) and id(value) not in seen:
+            seen.add(id(value))
+            stack.extend(value.values() if isinstance(value, dict) else value)
+            if isinstance(value, dict):
+                stack.extend(value)
 
 
 def _type_named(name):
