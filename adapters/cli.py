@@ -489,6 +489,7 @@ def cmd_simulate(args, out: Console) -> int:
                # every state checked after every step (O(state) a step: small workflows only)
                "validate": len(workflow.nodes) <= SIMULATE_VALIDATES_UP_TO}
     engine = Engine(runner="simulated", runner_options=options, linger=float("inf"))
+    engine.json_only = True  # what a node returns fails it as it would in a stored run (a NaN, a set...)
     result = engine.run(workflow, trigger=trigger, runner="simulated")
     return _print_result(args, result, out)
 

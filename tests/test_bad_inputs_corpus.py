@@ -409,9 +409,16 @@ CASES = [
          files=python_node("import time\ndef f(x):\n    time.sleep(60)\n", ", timeout: 0.3"), process=True),
     Case("node-markup-in-output-and-names", ["run", "wf.yaml", "--run-id", "id[/]"], 0, "[/]",
          files=python_node("def f(x):\n    return '[/] [bold]'\n", workflow_name="'wf [/]'")),
-    Case("simulate-execute-5000-digits", ["simulate", "wf.yaml", "--execute"], 0, "succeeded",
+    Case("simulate-execute-5000-digits", ["simulate", "wf.yaml", "--execute"], 1, "not JSON",
          files=python_node("def f(x):\n    return 10 ** 5000\n")),
-    Case("simulate-execute-odd-port-names", ["simulate", "wf.yaml", "--execute"], 0, "succeeded",
+    Case("simulate-execute-nan-json", ["simulate", "wf.yaml", "--execute", "--json"], 1, "not JSON",
+         files=python_node("def f(x):\n    return float('nan')\n")),
+    Case("simulate-execute-1000-deep-json", ["simulate", "wf.yaml", "--execute", "--json"], 1, "nested more than",
+         files=python_node("def f(x):\n    out = []\n    for _ in range(1000):\n        out = [out]\n    return out\n")),
+    Case("simulate-execute-unprintable-output", ["simulate", "wf.yaml", "--execute", "--json"], 1, "not JSON",
+         files=python_node("class Odd:\n    def __repr__(self):\n        raise RuntimeError\n"
+                           "def f(x):\n    return Odd()\n")),
+    Case("simulate-execute-odd-port-names", ["simulate", "wf.yaml", "--execute"], 0, "→ null, 3",
          files=python_node("from scheduler_core import Ports\ndef f(x):\n    return Ports({None: 1, 3: 2})\n")),
     # -- answers and cancels ------------------------------------------------------------------------------
     Case("answer-not-json", ["resume", "w", "--node", "ask", "--port", "ship", "--input", "yes"], 2,
@@ -631,10 +638,10 @@ def workdir(tmp_path, monkeypatch):
 
 # Cases that show a defect not fixed yet (each fix takes its cases out).
 KNOWN_DEFECTS = {
-    "runs-limit-huge", "simulate-execute-5000-digits", "simulate-execute-odd-port-names", "store-log-unknown-node",
-    "store-log-node-a-list", "store-options-not-a-mapping", "store-options-null-resume", "store-inbox-body-not-json",
-    "store-inbox-unknown-kind", "store-inbox-answer-without-node", "store-inbox-time-not-a-number",
-    "store-lease-heartbeat-not-a-number", "store-summary-time-not-a-number",
+    "runs-limit-huge", "store-log-unknown-node", "store-log-node-a-list", "store-options-not-a-mapping",
+    "store-options-null-resume", "store-inbox-body-not-json", "store-inbox-unknown-kind",
+    "store-inbox-answer-without-node", "store-inbox-time-not-a-number", "store-lease-heartbeat-not-a-number",
+    "store-summary-time-not-a-number",
 }
 
 
