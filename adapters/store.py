@@ -611,7 +611,7 @@ class SqliteStore:
         sql = "SELECT run_id, workflow, status, started_at, finished_at FROM runs"
         sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC, run_id DESC"
         if limit:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {min(int(limit), 2**63 - 1)}"  # SQLite's largest; beyond, it said "datatype mismatch"
         rows = self._read(sql, args)
         return [dict(zip(("run_id", "workflow", "status", "started_at", "finished_at"), row)) for row in reversed(rows)]
 
