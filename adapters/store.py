@@ -564,6 +564,8 @@ class SqliteStore:
         try:
             definition, options = json.loads(text), json.loads(options)
             trigger = None if trigger is None else json.loads(trigger)
+            if not isinstance(options, dict):  # every reader asks it for keys
+                raise ValueError(f"its options are {type(options).__name__}, not a mapping")
         except ValueError as exc:
             raise StoreError(f"{self.path}: the stored definition of run {run_id!r} is corrupt ({exc})") from None
         return RunInfo(run_id=run_id, workflow=workflow, definition=definition, definition_hash=dhash,
