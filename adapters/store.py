@@ -494,7 +494,7 @@ class SqliteStore:
         """The run's requests not applied or refused yet, in the order they were written."""
         rows = self._read("SELECT seq, kind, body, at FROM inbox WHERE state = 'pending' AND run_id = ? ORDER BY seq",
                           (run_id,))
-        return [Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at) for seq, kind, body, at in rows]
+        return [Request(seq=seq, run_id=run_id, kind=kind, body=_body(body), at=at) for seq, kind, body, at in rows]
 
     def request(self, seq: int) -> Request:
         rows = self._read("SELECT run_id, kind, body, at, state, reason FROM inbox WHERE seq = ?", (seq,))
@@ -649,6 +649,14 @@ class SqliteStore:
         if conn is not None:
             conn.close()
             self.local.conn = None
+
+
+def _body(text: str):
+    """A request's body; one that is not JSON (written by hand) reads as None, which the inbox refuses."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def _create_private(path: str) -> None:

@@ -638,8 +638,7 @@ def workdir(tmp_path, monkeypatch):
 
 # Cases that show a defect not fixed yet (each fix takes its cases out).
 KNOWN_DEFECTS = {
-    "store-inbox-body-not-json", "store-inbox-unknown-kind", "store-inbox-answer-without-node",
-    "store-inbox-time-not-a-number", "store-lease-heartbeat-not-a-number", "store-summary-time-not-a-number",
+    "store-lease-heartbeat-not-a-number", "store-summary-time-not-a-number",
 }
 
 
