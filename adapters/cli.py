@@ -464,8 +464,11 @@ def cmd_runs(args, out: Console) -> int:
     for col in ("run_id", "workflow", "status", "started", "took"):
         table.add_column(col)
     for r in runs:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])) if r["started_at"] else ""
-        took = f"{r['finished_at'] - r['started_at']:.2f}s" if r["finished_at"] and r["started_at"] else ""
+        # a time that is not a number (a store written by hand) is left out, not a traceback
+        start, end = (t if type(t) in (int, float) and math.isfinite(t) else None
+                      for t in (r["started_at"], r["finished_at"]))
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)) if start else ""
+        took = f"{end - start:.2f}s" if end and start else ""
         table.add_row(shown(r["run_id"]), shown(r["workflow"]), r["status"], started, took)
     out.print(table)
     return 0

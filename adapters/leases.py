@@ -55,6 +55,8 @@ class Lease:
 def driver_alive(held: Lease) -> bool:
     """Whether the process that took ``held`` on this host still runs: not gone, not a zombie (dead,
     not yet reaped by its parent), and not another process that got its pid since."""
+    if type(held.pid) is not int or held.pid <= 0:  # a lease written by hand: no process holds it
+        return False
     stat = process_stat(held.pid)
     if stat is None:
         try:  # no such process, no /proc, or one /proc hides: whether the pid exists is what there is
@@ -76,14 +78,19 @@ def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
         return False
     if held.host == me.host:
         return held.pid != me.pid and driver_alive(held)
-    return now - heartbeat < LEASE_SECONDS
+    return _age(heartbeat, now) < LEASE_SECONDS
 
 
 def lease_live(held: Lease, heartbeat: float, now: float) -> bool:
     """Whether the process that holds a lease still drives the run, as far as this host can tell."""
     if held.host == socket.gethostname():
         return driver_alive(held)
-    return now - heartbeat < LEASE_SECONDS
+    return _age(heartbeat, now) < LEASE_SECONDS
+
+
+def _age(heartbeat, now: float) -> float:
+    """Seconds since a heartbeat; a heartbeat that is not a number (written by hand) is of long ago."""
+    return now - heartbeat if type(heartbeat) in (int, float) else float("inf")
 
 
 def lease_message(run_id: str, held: Lease) -> str:

@@ -636,14 +636,7 @@ def workdir(tmp_path, monkeypatch):
         child.wait()
 
 
-# Cases that show a defect not fixed yet (each fix takes its cases out).
-KNOWN_DEFECTS = {
-    "store-lease-heartbeat-not-a-number", "store-summary-time-not-a-number",
-}
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True)) if c.name in KNOWN_DEFECTS
-                                  else c for c in CASES], ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_bad_input_gets_a_clear_answer(case: Case, workdir: Path):
     module = "corpus_" + "".join(c if c.isalnum() else "_" for c in case.name)
     _write_files(case, workdir, module)
