@@ -51,6 +51,7 @@ class Case:
     before: tuple = ()  # argv lists run first (their outcome is not checked), or callables(workdir, db)
     process: bool = False  # in a subprocess: a real process matters
     lines: int = 3  # at most this many lines of message on standard error (argparse's usage aside)
+    after: Callable | None = None  # a last check, given the working directory
 
 
 # -- the files cases share ------------------------------------------------------------------------
@@ -92,16 +93,35 @@ def with_node(node: str) -> dict:
 
 
 def sql(*statements: str) -> Callable:
-    """A scene step: change the store by hand."""
-    def change(workdir: Path, db: Path) -> None:
+    """A scene step: change the store by hand (each statement given the parameters passed)."""
+    def change(workdir: Path, db: Path, *parameters) -> None:
         conn = sqlite3.connect(db)
         try:
             for statement in statements:
-                conn.execute(statement)
+                conn.execute(statement, parameters if "?" in statement else ())
             conn.commit()
         finally:
             conn.close()
     return change
+
+
+def _pickle_that_touches(workdir: Path) -> bytes:
+    """A pickle that creates the file PWNED when it is loaded: a snapshot must never be unpickled."""
+    import pickle
+
+    class Touch:
+        def __reduce__(self):
+            return (open, (str(workdir / "PWNED"), "w"))
+    return pickle.dumps(Touch())
+
+
+def _tables_and_journal(db: Path) -> tuple:
+    conn = sqlite3.connect(db)
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return tables, conn.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def live_driver(run_id: str) -> Callable:
@@ -123,6 +143,7 @@ LOL = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
                 + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)])
 DEEP_PARENS = "(" * 3000 + "a" + ")" * 3000
 NAN, INF = float("nan"), float("inf")
+NESTED_1000 = "def f(x):\n    out = []\n    for _ in range(1000):\n        out = [out]\n    return out\n"
 
 
 def bounds(node: dict, field_name: str) -> Case:
@@ -273,6 +294,7 @@ CASES = [
     bounds({"id": "w", "type": "wait", "timeout": NAN}, "timeout"),
     bounds({"id": "w", "type": "wait", "timeout": 0}, "timeout"),
     bounds({"id": "h", "type": "hil", "timeout": INF}, "timeout"),
+    bounds({"id": "h", "type": "hil", "timeout": NAN}, "timeout"),
     bounds({"id": "r", "type": "noop", "retry": {"max_attempts": INF}}, "retry"),
     bounds({"id": "r", "type": "noop", "retry": {"max_attempts": NAN}}, "retry"),
     bounds({"id": "r", "type": "noop", "retry": {"max_attempts": 2.5}}, "retry"),
@@ -287,6 +309,10 @@ CASES = [
     bounds({"id": "e", "type": "noop", "estimate": INF}, "estimate"),
     bounds({"id": "e", "type": "noop", "estimate": NAN}, "estimate"),
     bounds({"id": "e", "type": "noop", "estimate": "slow"}, "estimate"),
+    Case("run-timeout-inf-beside-a-running-node", ["run", "wf.yaml", "--json"], 2, "timeout",
+         files={"wf.yaml": "nodes: [{id: a, type: noop}, {id: t, type: noop, timeout: .inf}]\n"}),
+    Case("run-delay-1e10-beside-a-running-node", ["run", "wf.yaml"], 2, "seconds",
+         files={"wf.yaml": "nodes: [{id: a, type: noop}, {id: d, type: delay, seconds: 1e10}]\n"}),
     # -- command-line arguments, every command ---------------------------------------------------------
     Case("cli-no-command", [], 2, "the following arguments are required"),
     Case("cli-unknown-command", ["explode"], 2, "invalid choice"),
@@ -304,7 +330,8 @@ CASES = [
     Case("run-db-a-text-file", ["run", "ok.yaml", "--db", "ok.yaml"], 2, "not a usable flowcore database"),
     Case("run-db-another-apps-sqlite", ["run", "ok.yaml", "--db", "other.db"], 2, "not a flowcore store",
          before=(lambda workdir, db: sql("CREATE TABLE t (x)")(workdir, workdir / "other.db"),)),
-    Case("run-db-newer-schema", ["run", "ok.yaml"], 2, "newer flowcore", before=DONE + (sql("PRAGMA user_version = 99"),)),
+    Case("run-db-newer-schema", ["run", "ok.yaml"], 2, "newer flowcore",
+         before=DONE + (sql("PRAGMA user_version = 99"),)),
     Case("submit-invalid-workflow", ["submit", "wf.yaml", "--json"], 2, "unknown type",
          files={"wf.yaml": "nodes: [{id: a, type: bogus}]\n"}),
     Case("submit-id-taken", ["submit", "ok.yaml", "--run-id", "q"], 2, "already exists", before=QUEUED),
@@ -371,6 +398,10 @@ CASES = [
          files=python_node("import sys\ndef f(x):\n    sys.exit(0)\n"), process=True),
     Case("node-keyboard-interrupt-serial", ["run", "wf.yaml", "--json", "--runner", "serial"], 1, "KeyboardInterrupt",
          files=python_node("def f(x):\n    raise KeyboardInterrupt\n"), process=True),
+    Case("node-sys-exit-thread", ["run", "wf.yaml", "--json", "--runner", "thread"], 1, "SystemExit",
+         files=python_node("import sys\ndef f(x):\n    sys.exit(3)\n")),
+    Case("node-keyboard-interrupt-asyncio", ["run", "wf.yaml", "--json", "--runner", "asyncio"], 1,
+         "KeyboardInterrupt", files=python_node("async def f(x):\n    raise KeyboardInterrupt\n")),
     Case("node-base-exception-serial", ["run", "wf.yaml", "--json", "--runner", "serial"], 1, "BaseException",
          files=python_node("def f(x):\n    raise BaseException('x')\n")),
     Case("node-base-exception-thread", ["run", "wf.yaml", "--json"], 1, "BaseException",
@@ -382,12 +413,13 @@ CASES = [
          files=python_node("class Odd(Exception):\n    def __str__(self):\n        return 5\n"
                            "def f(x):\n    raise Odd()\n")),
     Case("node-output-1000-deep", ["run", "wf.yaml", "--json"], 1, "nested more than",
-         files=python_node("def f(x):\n    out = []\n    for _ in range(1000):\n        out = [out]\n    return out\n")),
+         files=python_node(NESTED_1000)),
     Case("node-output-5000-digits", ["run", "wf.yaml", "--json"], 1, "not JSON",
          files=python_node("def f(x):\n    return 10 ** 5000\n")),
     Case("node-output-nan", ["run", "wf.yaml", "--json"], 1, "not JSON",
          files=python_node("def f(x):\n    return float('nan')\n")),
-    Case("node-output-a-set", ["run", "wf.yaml", "--json"], 1, "not JSON", files=python_node("def f(x):\n    return {1}\n")),
+    Case("node-output-a-set", ["run", "wf.yaml", "--json"], 1, "not JSON",
+         files=python_node("def f(x):\n    return {1}\n")),
     Case("node-output-tuple-port-name", ["run", "wf.yaml", "--json"], 1, "not JSON",
          files=python_node("from scheduler_core import Ports\ndef f(x):\n    return Ports({('a',): 1})\n")),
     Case("node-output-lone-surrogate", ["run", "wf.yaml"], 0, "\\ud800",
@@ -409,12 +441,17 @@ CASES = [
          files=python_node("import time\ndef f(x):\n    time.sleep(60)\n", ", timeout: 0.3"), process=True),
     Case("node-markup-in-output-and-names", ["run", "wf.yaml", "--run-id", "id[/]"], 0, "[/]",
          files=python_node("def f(x):\n    return '[/] [bold]'\n", workflow_name="'wf [/]'")),
+    Case("node-error-markup-then-status", ["status", "r"], 0, "bad [/] and [red]x[/red] \\x1b[31m",
+         files=python_node("def f(x):\n    raise RuntimeError('bad [/] and [red]x[/red] \\x1b[31m')\n"),
+         before=(["run", "wf.yaml", "--run-id", "r"],)),
+    Case("node-output-terminal-escapes", ["run", "wf.yaml"], 0, "a\\x1b]0;title\\x07",
+         files=python_node("def f(x):\n    return 'a\\x1b]0;title\\x07\\x9bz'\n")),
     Case("simulate-execute-5000-digits", ["simulate", "wf.yaml", "--execute"], 1, "not JSON",
          files=python_node("def f(x):\n    return 10 ** 5000\n")),
     Case("simulate-execute-nan-json", ["simulate", "wf.yaml", "--execute", "--json"], 1, "not JSON",
          files=python_node("def f(x):\n    return float('nan')\n")),
     Case("simulate-execute-1000-deep-json", ["simulate", "wf.yaml", "--execute", "--json"], 1, "nested more than",
-         files=python_node("def f(x):\n    out = []\n    for _ in range(1000):\n        out = [out]\n    return out\n")),
+         files=python_node(NESTED_1000)),
     Case("simulate-execute-unprintable-output", ["simulate", "wf.yaml", "--execute", "--json"], 1, "not JSON",
          files=python_node("class Odd:\n    def __repr__(self):\n        raise RuntimeError\n"
                            "def f(x):\n    return Odd()\n")),
@@ -494,6 +531,13 @@ CASES = [
          before=WAITING + (sql("INSERT OR REPLACE INTO leases VALUES ('w', 'x', 'h', 't', 'y')"),)),
     Case("store-summary-time-not-a-number", ["runs"], 0, "done",
          before=DONE + (sql("UPDATE runs SET started_at = 'x'"),)),
+    Case("store-snapshot-a-pickle", ["status", "w"], 0, "waiting",
+         before=WAITING + (lambda workdir, db: sql(
+             "INSERT OR REPLACE INTO snapshots VALUES ('w', 1, '3', ?)")(workdir, db, _pickle_that_touches(workdir)),),
+         after=lambda workdir: not (workdir / "PWNED").exists()),
+    Case("store-read-of-another-apps-sqlite", ["runs", "--db", "other.db", "--json"], 2, "not a flowcore store",
+         before=(lambda workdir, db: sql("CREATE TABLE t (x)")(workdir, workdir / "other.db"),),
+         after=lambda workdir: _tables_and_journal(workdir / "other.db") == ({"t"}, "delete")),
     Case("store-status-made-up", ["runs", "--json"], 0, "exploded",
          before=DONE + (sql("UPDATE runs SET status = 'exploded'"),)),
 ]
@@ -667,5 +711,9 @@ def test_a_bad_input_gets_a_clear_answer(case: Case, workdir: Path):
         assert not out.strip() or "--json" in case.argv, shown
     if "--json" in case.argv and (out.strip() or code in (0, 1)):
         _strict_json(out)  # one value, and only JSON: no NaN, no stray line before or after
+    if "--json" not in case.argv:
+        assert not any(c in out + err for c in "\x1b\x07\x9b"), shown  # what a run supplies is shown escaped
     left = _runs_left_running(db)
     assert not left, f"left running with no process driving them: {left}\n{shown}"
+    if case.after is not None:
+        assert case.after(workdir), shown
