@@ -39,9 +39,17 @@ class WorkflowError(ValueError):
     def __init__(self, source: str, problems):
         self.source = source
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
+        lines = "\n".join(f"  - {_clipped(str(p))}" for p in self.problems)
         super().__init__(f"{source}: invalid workflow ({len(self.problems)} problem"
                          f"{'s' if len(self.problems) != 1 else ''}):\n{lines}")
+
+
+def _clipped(text: str, head: int = 200, tail: int = 150) -> str:
+    """A problem as shown: the middle of a very long one left out (a node type given as a list of
+    100,000 numbers made a message of 700 KB)."""
+    if len(text) <= head + tail + 40:
+        return text
+    return f"{text[:head]} …({len(text) - head - tail:,} characters)… {text[-tail:]}"
 
 
 def read_definition(path: str) -> dict:
