@@ -44,7 +44,7 @@ class WorkflowError(ValueError):
                          f"{'s' if len(self.problems) != 1 else ''}):\n{lines}")
 
 
-def _clipped(text: str, head: int = 200, tail: int = 150) -> str:
+def _clipped(text: str, head: int = 600, tail: int = 400) -> str:
     """A problem as shown: the middle of a very long one left out (a node type given as a list of
     100,000 numbers made a message of 700 KB)."""
     if len(text) <= head + tail + 40:
