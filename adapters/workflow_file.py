@@ -121,7 +121,8 @@ def _no_duplicate_keys(pairs):
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` that refuses a key given twice in one mapping, and counts aliases."""
+    """``yaml.safe_load`` that refuses a key given twice in one mapping or a key that is not a string,
+    and counts aliases."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -135,12 +136,14 @@ class _SafeLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *base``: keys merged from another mapping, which a key given here overrides
             key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: the constructor reports it
-                break
-            if duplicate:
+            if not isinstance(key, str):  # ``null:``, ``1:``, ``on:`` (a bool in YAML 1.1)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is not a string (a workflow is kept as JSON, whose keys are "
+                                f"strings; quote it)", key_node.start_mark)
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key!r} appears twice in one mapping (YAML keeps only the last; "
                                 f"remove or rename one)", key_node.start_mark)
