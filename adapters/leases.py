@@ -74,23 +74,25 @@ def driver_alive(held: Lease) -> bool:
 
 def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
     """Whether a lease still held by ``held`` keeps ``me`` from driving the run."""
+    heartbeat = _heartbeat(heartbeat)
     if held.token == me.token:
         return False
     if held.host == me.host:
         return held.pid != me.pid and driver_alive(held)
-    return _age(heartbeat, now) < LEASE_SECONDS
+    return now - heartbeat < LEASE_SECONDS
 
 
 def lease_live(held: Lease, heartbeat: float, now: float) -> bool:
     """Whether the process that holds a lease still drives the run, as far as this host can tell."""
+    heartbeat = _heartbeat(heartbeat)
     if held.host == socket.gethostname():
         return driver_alive(held)
-    return _age(heartbeat, now) < LEASE_SECONDS
+    return now - heartbeat < LEASE_SECONDS
 
 
-def _age(heartbeat, now: float) -> float:
-    """Seconds since a heartbeat; a heartbeat that is not a number (written by hand) is of long ago."""
-    return now - heartbeat if type(heartbeat) in (int, float) else float("inf")
+def _heartbeat(value) -> float:
+    """A heartbeat as a time; one that is not a number (a lease written by hand) is of long ago."""
+    return value if type(value) in (int, float) else float("-inf")
 
 
 def lease_message(run_id: str, held: Lease) -> str:
