@@ -297,6 +297,7 @@ CASES = [
     bounds({"id": "t", "type": "noop", "timeout": True}, "timeout"),
     bounds({"id": "t", "type": "noop", "timeout": 10 ** 400}, "timeout"),
     bounds({"id": "d", "type": "delay", "seconds": 1e10}, "seconds"),
+    bounds({"id": "d", "type": "delay", "seconds": MAX_SECONDS + 1}, "seconds"),
     bounds({"id": "d", "type": "delay", "seconds": NAN}, "seconds"),
     bounds({"id": "d", "type": "delay", "seconds": INF}, "seconds"),
     bounds({"id": "d", "type": "delay", "seconds": -5}, "seconds"),
