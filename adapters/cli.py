@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -41,8 +42,15 @@ class UserError(Exception):
 
 
 def _json_arg(text: str, flag: str):
+    def not_finite(literal):
+        raise UserError(f"{flag} holds {literal}, which is not a finite number: a run keeps its values as JSON, "
+                        f"which has no such number; give a number or a string")
+
+    def finite(literal):
+        value = float(literal)
+        return value if math.isfinite(value) else not_finite(literal)
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=not_finite, parse_float=finite)
     except ValueError as exc:
         raise UserError(f"{flag} must be JSON (for a string, quote it: '\"yes\"'): {exc}") from None
     except RecursionError:  # too deep even for the parser
@@ -52,6 +60,18 @@ def _json_arg(text: str, flag: str):
     if problem:
         raise UserError(f"{flag} is {problem}; a run stores it as JSON, so give flatter data")
     return value
+
+
+def _check_text_args(args) -> None:
+    """A run id or workflow name given is text the store can keep and look up: bytes of the command
+    line that are not UTF-8 arrive as lone surrogates, which SQLite refuses (a traceback, before)."""
+    for attr, flag in (("run_id", "--run-id" if args.command in ("run", "submit") else "the run id"),
+                       ("workflow", "--workflow")):
+        value = getattr(args, attr, None)
+        try:
+            value is not None and value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"{flag} {visible(value)} is not valid UTF-8 text") from None
 
 
 def _item_arg(text: str | None):
@@ -82,7 +102,7 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < 0 or (kind is int and value < 1):
+        if not value >= 0 or (kind is int and value < 1):  # NaN too: a linger of NaN never ends
             raise argparse.ArgumentTypeError(f"{text!r} is out of range")
         return value
     return parse
@@ -95,6 +115,16 @@ def _non_negative(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, 0 or more")
+    return value
+
+
+def _rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction from 0 to 1")
     return value
 
 
@@ -169,9 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", help="the trigger data, as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--execute", action="store_true", help="call python nodes (default: pass inputs through)")
-    p.add_argument("--fail-rate", type=float, default=0.0)
-    p.add_argument("--late-rate", type=float, default=0.0)
-    p.add_argument("--duplicate-rate", type=float, default=0.0)
+    p.add_argument("--fail-rate", type=_rate, default=0.0)
+    p.add_argument("--late-rate", type=_rate, default=0.0)
+    p.add_argument("--duplicate-rate", type=_rate, default=0.0)
     p.add_argument("--json", action="store_true")
     return parser
 
@@ -432,8 +462,11 @@ def cmd_runs(args, out: Console) -> int:
     for col in ("run_id", "workflow", "status", "started", "took"):
         table.add_column(col)
     for r in runs:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])) if r["started_at"] else ""
-        took = f"{r['finished_at'] - r['started_at']:.2f}s" if r["finished_at"] and r["started_at"] else ""
+        # a time that is not a number (a store written by hand) is left out, not a traceback
+        start, end = (t if type(t) in (int, float) and math.isfinite(t) else None
+                      for t in (r["started_at"], r["finished_at"]))
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)) if start else ""
+        took = f"{end - start:.2f}s" if end and start else ""
         table.add_row(shown(r["run_id"]), shown(r["workflow"]), r["status"], started, took)
     out.print(table)
     return 0
@@ -457,6 +490,7 @@ def cmd_simulate(args, out: Console) -> int:
                # every state checked after every step (O(state) a step: small workflows only)
                "validate": len(workflow.nodes) <= SIMULATE_VALIDATES_UP_TO}
     engine = Engine(runner="simulated", runner_options=options, linger=float("inf"))
+    engine.json_only = True  # what a node returns fails it as it would in a stored run (a NaN, a set...)
     result = engine.run(workflow, trigger=trigger, runner="simulated")
     return _print_result(args, result, out)
 
@@ -499,6 +533,7 @@ def main(argv=None) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         with _json_only_on_stdout(args):
+            _check_text_args(args)
             code = COMMANDS[args.command](args, out)
     except RunInterrupted as exc:
         err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)

@@ -109,6 +109,7 @@ class Engine:
         self.grace = grace
         self.store = store or (MemoryStore() if db is None else SqliteStore(db))
         self.runner_options = dict(runner_options or {})
+        self.json_only = False  # check node outputs as a stored run does, in memory too (simulate --execute)
         # run_id -> (logged batches, state) of the CACHED_RUNS runs this engine drove last: saves a replay
         self._cache: dict = {}
         self._lock = threading.Lock()  # a worker drives several runs at once through one engine
@@ -406,7 +407,8 @@ class Engine:
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
         try:
-            return make_backend(name, build_invoker(wf, json_only=self.store.durable), run_id, max_parallel, **extra)
+            return make_backend(name, build_invoker(wf, json_only=self.store.durable or self.json_only), run_id,
+                                max_parallel, **extra)
         except RunnerUnavailable as exc:
             raise RunRefused(str(exc)) from None
 

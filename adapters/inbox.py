@@ -79,6 +79,7 @@ class StoreInbox:
         self.run_id = run_id
         self.fed: dict[int, int] = {}  # id(event) -> the request's seq, until its step is logged
         self.seen: set[int] = set()  # seqs fed by this drive
+        self.unreadable: list = []  # (seq, "refused", reason) of requests no event can be made of, to mark
 
     def _events(self, requests, now: float) -> list:
         out = []
@@ -86,7 +87,11 @@ class StoreInbox:
             if r.seq in self.seen:
                 continue
             self.seen.add(r.seq)
-            event = event_of(r, now)
+            try:
+                event = event_of(r, now)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # written by hand: refused, not fed
+                self.unreadable.append((r.seq, "refused", f"the request cannot be read ({type(exc).__name__}: {exc})"))
+                continue
             self.fed[id(event)] = r.seq
             out.append(event)
         return out
@@ -118,10 +123,10 @@ class StoreInbox:
 
     def outcomes(self, events, commands, index: int) -> list[tuple[int, str, str | None]]:
         """(seq, applied or refused, reason) of each request among a step's ``events`` (step ``index``)."""
+        out, self.unreadable = self.unreadable, []
         if not self.fed:
-            return []
+            return out
         refused = {c.stimulus: c.reason for c in commands if type(c) is Refused}
-        out = []
         for i, e in enumerate(events):
             seq = self.fed.pop(id(e), None)
             if seq is not None:

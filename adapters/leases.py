@@ -55,6 +55,8 @@ class Lease:
 def driver_alive(held: Lease) -> bool:
     """Whether the process that took ``held`` on this host still runs: not gone, not a zombie (dead,
     not yet reaped by its parent), and not another process that got its pid since."""
+    if type(held.pid) is not int or held.pid <= 0:  # a lease written by hand: no process holds it
+        return False
     stat = process_stat(held.pid)
     if stat is None:
         try:  # no such process, no /proc, or one /proc hides: whether the pid exists is what there is
@@ -72,6 +74,7 @@ def driver_alive(held: Lease) -> bool:
 
 def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
     """Whether a lease still held by ``held`` keeps ``me`` from driving the run."""
+    heartbeat = _heartbeat(heartbeat)
     if held.token == me.token:
         return False
     if held.host == me.host:
@@ -83,9 +86,15 @@ def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
 
 def lease_live(held: Lease, heartbeat: float, now: float) -> bool:
     """Whether the process that holds a lease still drives the run, as far as this host can tell."""
+    heartbeat = _heartbeat(heartbeat)
     if held.host == socket.gethostname():
         return driver_alive(held)
     return now - heartbeat < LEASE_SECONDS
+
+
+def _heartbeat(value) -> float:
+    """A heartbeat as a time; one that is not a number (a lease written by hand) is of long ago."""
+    return value if type(value) in (int, float) else float("-inf")
 
 
 def lease_message(run_id: str, held: Lease) -> str:

@@ -75,6 +75,9 @@ def nesting_problem(value, limit: int = MAX_NESTING) -> str | None:
 
 
 def _json_scalar(value) -> bool:
-    """A value JSON keeps as it is: a string, a whole number, a bool, None or a finite float."""
+    """A value JSON keeps as it is: a string, a whole number Python writes out (not one of thousands
+    of digits: ``json.dumps`` refuses those, and did so only when the step was logged, leaving the
+    run ``running``), a bool, None or a finite float."""
     kind = type(value)
-    return kind is str or kind is int or kind is bool or value is None or (kind is float and math.isfinite(value))
+    return (kind is str or (kind is int and value.bit_length() < 13_000) or kind is bool or value is None
+            or (kind is float and math.isfinite(value)))

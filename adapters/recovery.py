@@ -17,7 +17,7 @@ import os
 import attrs
 
 from runners import collector_paused
-from scheduler_core import CapChanged, ReplayDiverged, State, replay
+from scheduler_core import CapChanged, InvalidEvent, ReplayDiverged, State, replay
 
 from . import snapshots
 from .store import RunInfo, Snapshot, StoreError, UnknownRun
@@ -72,6 +72,9 @@ def _load(store, run_id, use_snapshot, cached) -> LoadedRun:
         raise RunRefused(f"run {run_id!r} cannot be continued: {exc}. The engine, the node types or the "
                          f"stored definition changed since the run was recorded; finish it with the "
                          f"version that started it.") from None
+    except (InvalidEvent, TypeError, ValueError, KeyError, AttributeError) as exc:  # events of the wrong shape
+        raise RunRefused(f"run {run_id!r}: its event log is corrupt ({type(exc).__name__}: {exc}); it was changed "
+                         f"by hand or damaged, and cannot be replayed") from None
     return LoadedRun(info, wf, state, steps, since, tail)
 
 

@@ -516,7 +516,7 @@ class SqliteStore:
         """The run's requests not applied or refused yet, in the order they were written."""
         rows = self._read("SELECT seq, kind, body, at FROM inbox WHERE state = 'pending' AND run_id = ? ORDER BY seq",
                           (run_id,))
-        return [Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at) for seq, kind, body, at in rows]
+        return [Request(seq=seq, run_id=run_id, kind=kind, body=_body(body), at=at) for seq, kind, body, at in rows]
 
     def request(self, seq: int) -> Request:
         rows = self._read("SELECT run_id, kind, body, at, state, reason FROM inbox WHERE seq = ?", (seq,))
@@ -606,6 +606,8 @@ class SqliteStore:
         try:
             definition, options = json.loads(text), json.loads(options)
             trigger = None if trigger is None else json.loads(trigger)
+            if not isinstance(options, dict):  # every reader asks it for keys
+                raise ValueError(f"its options are {type(options).__name__}, not a mapping")
         except ValueError as exc:
             raise StoreError(f"{self.path}: the stored definition of run {run_id!r} is corrupt ({exc})") from None
         return RunInfo(run_id=run_id, workflow=workflow, definition=definition, definition_hash=dhash,
@@ -653,7 +655,7 @@ class SqliteStore:
         sql = "SELECT run_id, workflow, status, started_at, finished_at FROM runs"
         sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC, run_id DESC"
         if limit:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {min(int(limit), 2**63 - 1)}"  # SQLite's largest; beyond, it said "datatype mismatch"
         rows = self._read(sql, args)
         return [dict(zip(("run_id", "workflow", "status", "started_at", "finished_at"), row)) for row in reversed(rows)]
 
@@ -689,6 +691,14 @@ class SqliteStore:
         if conn is not None:
             conn.close()
             self.local.conn = None
+
+
+def _body(text: str):
+    """A request's body; one that is not JSON (written by hand) reads as None, which the inbox refuses."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def _create_private(path: str) -> None:

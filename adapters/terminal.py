@@ -3,8 +3,8 @@
 A node, a workflow file or a command line supplies these strings; the terminal view must show them
 as they are, never act on them. Two things would: rich markup (``[/]`` or ``[bold]`` makes rich
 raise or restyle) and control characters (``\\x1b[31m`` recolours the terminal, ``\\x1b]0;...\\x07``
-retitles it). ``visible`` writes every control character as a visible escape; ``shown`` also
-escapes markup, for strings printed where markup is on (tables, titles, styled lines). The
+retitles it). ``visible`` writes every control character (and lone surrogate) as a visible escape;
+``shown`` also escapes markup, for strings printed where markup is on (tables, titles, styled lines). The
 ``--json`` object is not touched: it carries the values exactly.
 """
 from __future__ import annotations
@@ -12,8 +12,11 @@ from __future__ import annotations
 from rich.markup import escape
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# C0 controls, DEL and C1 controls: every character a terminal may act on instead of printing.
+# C0 controls, DEL and C1 controls: every character a terminal may act on instead of printing. And
+# lone surrogates (a JSON "\\ud800", bytes of an argument that are not UTF-8): no terminal encoding
+# can write them, and printing one raised UnicodeEncodeError after the run was stored.
 _VISIBLE = {c: _NAMED.get(chr(c), f"\\x{c:02x}") for c in (*range(0x20), *range(0x7F, 0xA0))}
+_VISIBLE.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)})
 _VISIBLE_KEEPING_LINES = {**_VISIBLE, ord("\n"): "\n"}
 
 

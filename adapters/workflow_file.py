@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import weakref
 from collections.abc import Mapping
 
@@ -38,16 +39,24 @@ class WorkflowError(ValueError):
     def __init__(self, source: str, problems):
         self.source = source
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
+        lines = "\n".join(f"  - {_clipped(str(p))}" for p in self.problems)
         super().__init__(f"{source}: invalid workflow ({len(self.problems)} problem"
                          f"{'s' if len(self.problems) != 1 else ''}):\n{lines}")
+
+
+def _clipped(text: str, head: int = 600, tail: int = 400) -> str:
+    """A problem as shown: the middle of a very long one left out (a node type given as a list of
+    100,000 numbers made a message of 700 KB)."""
+    if len(text) <= head + tail + 40:
+        return text
+    return f"{text[:head]} …({len(text) - head - tail:,} characters)… {text[-tail:]}"
 
 
 def read_definition(path: str) -> dict:
     """Parse a YAML or JSON file into a dict; a ``WorkflowError`` says what is wrong and where."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(MAX_FILE_CHARS + 1)  # /dev/zero, or a file that grows, must not be read forever
     except FileNotFoundError:
         raise WorkflowError(path, [Problem("file", "no such file")]) from None
     except UnicodeDecodeError as exc:
@@ -55,6 +64,9 @@ def read_definition(path: str) -> dict:
                                                    f"save it as UTF-8")]) from None
     except OSError as exc:
         raise WorkflowError(path, [Problem("file", f"cannot be read: {exc.strerror or exc}")]) from None
+    if len(text) > MAX_FILE_CHARS:
+        raise WorkflowError(path, [Problem("file", f"is larger than {MAX_FILE_CHARS // 2**20} MiB, more than a "
+                                                   f"workflow file can be; is it the right file?")])
     try:
         if path.endswith(".json"):
             data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
@@ -66,6 +78,8 @@ def read_definition(path: str) -> dict:
                 loader.dispose()
             if loader.aliases:
                 _check_expanded_size(data)
+        if _SURROGATE_ESCAPE.search(text):
+            _check_no_lone_surrogates(data)
     except RecursionError:
         raise WorkflowError(path, [Problem("file", "is nested too deeply to read (hundreds of levels)")]) from None
     except json.JSONDecodeError as exc:
@@ -82,6 +96,12 @@ def read_definition(path: str) -> dict:
         raise WorkflowError(path, [Problem("file", "a workflow must be a mapping with 'nodes' and 'connections'")])
     return dict(data)
 
+
+# The most a workflow file may hold (the 100,000-node benchmark workflow is a tenth of it).
+MAX_FILE_CHARS = 64 * 2**20
+# An escape that may stand for a lone surrogate (JSON "\ud800", YAML "\ud800" or "\U0000d800"):
+# only then is the parsed data looked through for one.
+_SURROGATE_ESCAPE = re.compile(r"\\(?:u|U0000)[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 # A YAML file whose aliases would expand to more values than this is refused (a "billion laughs"
 # file is a few lines that expand to 10^9 values when the definition is stored or walked).
@@ -101,7 +121,8 @@ def _no_duplicate_keys(pairs):
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` that refuses a key given twice in one mapping, and counts aliases."""
+    """``yaml.safe_load`` that refuses a key given twice in one mapping or a key that is not a string,
+    and counts aliases."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -115,12 +136,14 @@ class _SafeLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *base``: keys merged from another mapping, which a key given here overrides
             key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: the constructor reports it
-                break
-            if duplicate:
+            if not isinstance(key, str):  # ``null:``, ``1:``, ``on:`` (a bool in YAML 1.1)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is not a string (a workflow is kept as JSON, whose keys are "
+                                f"strings; quote it)", key_node.start_mark)
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key!r} appears twice in one mapping (YAML keeps only the last; "
                                 f"remove or rename one)", key_node.start_mark)
@@ -148,6 +171,26 @@ def _check_expanded_size(data) -> None:
             sizes[id(value)] = 0  # being counted
             stack.append((value, True))
             stack.extend((item, False) for item in items)
+
+
+def _check_no_lone_surrogates(data) -> None:
+    """Refuse a string (key or value) holding a lone surrogate: not Unicode text, and nothing can
+    encode it (the store refused the workflow's name with a traceback once the run had started)."""
+    stack, seen = [data], set()
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise _Unreadable(f"holds {value[exc.start:exc.end].encode('unicode_escape').decode()}, half of a "
+                                  f"surrogate pair, in {value[:40]!r}: not Unicode text; write the character "
+                                  f"itself") from None
+        elif isinstance(value, (list, dict)) and id(value) not in seen:
+            seen.add(id(value))
+            stack.extend(value.values() if isinstance(value, dict) else value)
+            if isinstance(value, dict):
+                stack.extend(value)
 
 
 def _type_named(name):

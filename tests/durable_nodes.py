@@ -159,6 +159,39 @@ def drive_many(db: str, prefix: str, count: int) -> None:
     print(json.dumps({r.run_id: r.status for r in results}))
 
 
+def run_killing_itself(cwd: str, argv: list, batches: int, before: bool) -> None:
+    """What a child process of the crash sweep executes: ``flowcore ARGV`` in ``cwd``, which SIGKILLs
+    its own process once ``batches`` steps of the run are committed: right after that commit (none
+    of that step's commands carried out), or, with ``before``, just before the next commit (that
+    step's commands carried out, the completions they brought not logged). Exits as the command
+    would if the run ends first."""
+    import signal
+
+    from adapters.cli import main
+    from adapters.store import SqliteStore
+
+    committed = 0
+
+    def counted(write):
+        def written(self, *args, **kwargs):
+            nonlocal committed
+            if before and committed == batches:
+                os.kill(os.getpid(), signal.SIGKILL)
+            write(self, *args, **kwargs)
+            committed += 1
+            if not before and committed == batches:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return written
+
+    SqliteStore.create_run = counted(SqliteStore.create_run)
+    SqliteStore.append = counted(SqliteStore.append)
+    os.chdir(cwd)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    os._exit(main(argv))
+
+
 if __name__ == "__main__":
     sys.path.insert(0, HERE)
     drive_many(sys.argv[1], sys.argv[2], int(sys.argv[3]))

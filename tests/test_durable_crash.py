@@ -6,6 +6,7 @@ again; one that was in flight may (at-least-once). ``FLOWCORE_CRASH_POINTS=N`` k
 points instead of the default handful; the seed is printed so a failure can be replayed.
 """
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import time
 import pytest
 
 import durable_nodes
+from adapters import Engine
 from durable_nodes import child_env, flowcore
 
 TRIGGER = "[1, 2, 3, 4, 5, 6]"
@@ -133,3 +135,60 @@ def test_a_run_killed_at_any_step_recovers_to_the_records_of_an_uninterrupted_ru
         assert comparable(result) == comparable(reference), f"killed after {committed} steps (seed {seed})"
         again = finished & set(durable_nodes.marks(marker)[before:])
         assert not again, f"killed after {committed} steps (seed {seed}): {again} ran again"
+
+
+def _forked():
+    """Child processes forked from a server that has flowcore imported: milliseconds each, where a
+    new interpreter takes half a second (and forking this process, which may have threads, is unsafe)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["adapters.cli", "durable_nodes"])
+    return context
+
+
+def _stored(db: str, run_id: str):
+    engine = Engine(db=db)
+    return engine.store.info(run_id).status, engine
+
+
+@pytest.mark.parametrize("runner", ["serial", "thread"])
+def test_a_run_killed_at_every_step_of_a_reference_run_recovers_to_its_records(tmp_path, runner):
+    """For every step k of a reference run, a run killed once k steps are committed (right after the
+    commit, and just before the next one) is resumed to the reference run's records, and no instance
+    whose completion was logged before the kill runs again."""
+    marker = str(tmp_path / "marks.txt")
+    definition = durable_nodes.fan_workflow(marker, sleep=0.01)
+    definition["nodes"][4]["seconds"] = 0.05  # the side branch's delay
+    path = durable_nodes.write_workflow(tmp_path, definition)
+    db = str(tmp_path / "flowcore.db")
+    trigger = [1, 2, 3]
+    reference = Engine(runner=runner, db=db).run(path, trigger=trigger, run_id="whole").to_dict()
+    assert reference["status"] == "succeeded"
+    steps = durable_nodes.batch_count(db, "whole")
+    context = _forked()
+    resumed = 0
+    for k in range(1, steps + 1):
+        for before in (False, True):
+            run_id = f"k{k}{'-before-next' if before else ''}"
+            child = context.Process(target=durable_nodes.run_killing_itself, args=(
+                str(tmp_path), ["run", path, "--run-id", run_id, "--trigger", json.dumps(trigger), "--runner", runner,
+                                "--db", db], k, before))
+            child.start()
+            child.join(60)
+            if child.exitcode is None:
+                child.kill()
+                pytest.fail(f"{run_id}: the run neither ended nor was killed within 60 s")
+            where = f"{runner} runner, killed {'before the commit after' if before else 'after'} step {k} of {steps}"
+            finished = finished_before(db, run_id)
+            ran = len(durable_nodes.marks(marker))
+            status, engine = _stored(db, run_id)
+            if status == "running":
+                assert child.exitcode == -signal.SIGKILL, where
+                result = engine.resume(run_id).to_dict()
+                resumed += 1
+            else:  # the run ended before the kill point (the thread runner may need fewer steps), or at it
+                result = engine.status(run_id).to_dict()
+            assert comparable(result) == comparable(reference), where
+            again = finished & set(durable_nodes.marks(marker)[ran:])
+            assert not again, f"{where}: {again} ran again"
+    print(f"{runner} runner: {steps} steps, {resumed} of {2 * steps} kill points left a run to resume", file=sys.stderr)
+    assert resumed >= steps, f"only {resumed} of {2 * steps} kill points left the run to resume"

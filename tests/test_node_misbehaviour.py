@@ -2,7 +2,8 @@
 KeyboardInterrupt, a bare BaseException, an error whose ``str()`` (or ``repr()``) raises.
 
 Whatever a node raises, its attempt fails: the run ends ``failed`` (fail-fast), in bounded time,
-with the exception's class name as the node's error type. Each run is driven on a thread of its own
+with the exception's class name as the node's error type (through the CLI, in a process of its own:
+the ``node-*`` cases of ``test_bad_inputs_corpus.py``). Each run is driven on a thread of its own
 so that a hang is a failed join, not a hung suite, and so that a KeyboardInterrupt that escaped
 would not stop the whole test session.
 """
@@ -58,28 +59,6 @@ def test_whatever_a_coroutine_node_raises_its_attempt_fails_on_the_asyncio_runne
     result = bounded_run("asyncio", workflow("async_misbehave", kind))
     assert result.status == "failed"
     assert result.to_dict()["error"]["type"] == KINDS[kind][0]
-
-
-SYS_EXIT = """\
-name: exits
-nodes:
-  - {id: bad, type: python, call: "nodes_for_tests:misbehave", params: {kind: exit}}
-  - {id: after, type: noop}
-connections:
-  - {from: bad, to: after}
-"""
-
-
-@pytest.mark.parametrize("kind", ["exit", "interrupt", "base"])
-def test_through_the_cli_a_node_that_exits_or_interrupts_fails_the_run_and_it_is_stored_failed(tmp_path, kind):
-    from test_cli import flowcore  # the installed command, in a subprocess (timeout 60 s)
-    (tmp_path / "wf.yaml").write_text(SYS_EXIT.replace("kind: exit", f"kind: {kind}"))
-    db = tmp_path / "flowcore.db"
-    done = flowcore("run", "wf.yaml", "--json", "--runner", "serial", "--run-id", "r1", "--db", str(db), cwd=tmp_path)
-    assert done.returncode == 1, (done.stdout, done.stderr)
-    assert json.loads(done.stdout)["error"]["type"] == KINDS[kind][0]
-    status = flowcore("status", "r1", "--json", "--db", str(db), cwd=tmp_path)
-    assert json.loads(status.stdout)["status"] == "failed"
 
 
 SLEEPER = """\
