@@ -22,11 +22,11 @@ from . import inbox, recovery
 from .inbox import RequestPending, input_request_problem
 from .recovery import RunBusy, RunRefused, current_cap, load_run
 from .report import run_dict, run_status
+from .leases import HEARTBEAT_SECONDS
 from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun,
                     canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
-HEARTBEAT_SECONDS = 10.0
 CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
 
 
