@@ -23,8 +23,8 @@ from .inbox import RequestPending, input_request_problem
 from .recovery import RunBusy, RunRefused, current_cap, load_run
 from .report import run_dict, run_status
 from .leases import HEARTBEAT_SECONDS
-from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun,
-                    canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
+from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, StoreError, UnknownRun,
+                    canonical_json, definition_hash, open_store, text_hash)  # noqa: F401 (definition_hash: re-exported)
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
 CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
@@ -107,7 +107,7 @@ class Engine:
         self.max_parallel = max_parallel
         self.linger = linger
         self.grace = grace
-        self.store = store or (MemoryStore() if db is None else SqliteStore(db))
+        self.store = store or (MemoryStore() if db is None else open_store(db))  # a file, or postgresql://...
         self.runner_options = dict(runner_options or {})
         # run_id -> (logged batches, state) of the CACHED_RUNS runs this engine drove last: saves a replay
         self._cache: dict = {}

@@ -8,9 +8,9 @@ A run is created together with its first batch, so a stored run has always start
 
 ``MemoryStore`` keeps everything in the process; ``SqliteStore`` is the embedded default, a file
 whose header says it is a flowcore store of a schema version (``MIGRATIONS`` bring an older one up
-to date). A Postgres store implements the same methods (leases there need no pid check, only the
-heartbeat; ``adapters.leases`` decides). Nothing read back from a store is ever unpickled or
-evaluated: events and definitions are JSON, snapshots are ``adapters.snapshots`` text.
+to date). ``adapters.postgres_store.PostgresStore`` implements the same methods in a database that
+several hosts share; ``open_store`` picks a store by its address. Nothing read back from a store is
+ever unpickled or evaluated: events and definitions are JSON, snapshots are ``adapters.snapshots`` text.
 """
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ from .leases import LEASE_SECONDS, Lease, lease_blocks, lease_live, lease_messag
 
 class StoreError(RuntimeError):
     """The store cannot be used (unreadable, corrupt, not a flowcore database)."""
+
+
+class StoreUnavailable(StoreError):
+    """A store whose optional packages are not installed; the message says what to install."""
 
 
 class RunExists(StoreError):
@@ -287,6 +291,26 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+# -- choosing a store ------------------------------------------------------------------------------
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: str) -> bool:
+    return str(target).startswith(POSTGRES_SCHEMES)
+
+
+def open_store(target: str, create: bool = True):
+    """The store ``target`` names: a PostgreSQL database (``postgresql://...``, see
+    ``adapters.postgres_store``) or a SQLite file. Without ``create``, nothing is created: a
+    database or file without flowcore's tables reads as having no runs."""
+    if is_postgres_url(target):
+        from .postgres_store import PostgresStore  # StoreUnavailable without psycopg
+
+        return PostgresStore(target, create=create)
+    return SqliteStore(target, create=create)
 
 
 # -- SQLite ----------------------------------------------------------------------------------------
