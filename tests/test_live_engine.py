@@ -1,7 +1,9 @@
 """Live runs through the Python API, in one process: submit, the worker, answers and cancels through
 the inbox, whoever drives the run.
 
-Each test uses a SQLite store of its own. Where two parties are needed (a driver and someone
+Each test runs twice: on a SQLite store of its own and on a PostgreSQL schema of its own (skipped,
+naming FLOWCORE_TEST_POSTGRES, where no server is given); ``engine(tmp_path)`` opens the test's
+store. Where two parties are needed (a driver and someone
 answering), the driver runs in a thread of this process: the lease rules treat it as a live
 process's, which is what an answer from another process meets (the CLI tests do that with real
 processes).
@@ -12,8 +14,18 @@ import time
 import pytest
 
 from adapters import Engine, RequestPending, RunRefused, Worker
-from adapters.store import SqliteStore
+from adapters.store import open_store
 from nodes_for_tests import task
+
+STORES: dict = {}  # a test's tmp_path -> its store's address (the ``store_kind`` fixture sets it)
+
+
+@pytest.fixture(autouse=True, params=["sqlite", "postgres"])
+def store_kind(request, tmp_path):
+    STORES[tmp_path] = (str(tmp_path / "live.db") if request.param == "sqlite"
+                        else request.getfixturevalue("postgres_url"))
+    yield request.param
+    STORES.pop(tmp_path, None)
 
 ASK = {"name": "ask",
        "nodes": [{"id": "ask", "type": "hil", "prompt": "Ship?", "choices": ["ship", "hold"], "timeout": 30},
@@ -31,7 +43,7 @@ def _exists(e, run_id) -> bool:
 
 
 def engine(tmp_path, **kw) -> Engine:
-    return Engine(db=str(tmp_path / "live.db"), **kw)
+    return Engine(db=STORES[tmp_path], **kw)
 
 
 def eventually(condition, timeout=20.0, every=0.02):
@@ -104,7 +116,7 @@ def test_an_answer_given_before_the_timeout_fell_due_wins_even_if_applied_later(
     wf = {**ASK, "nodes": [{**ASK["nodes"][0], "timeout": 0.5}, *ASK["nodes"][1:]]}
     e.run(wf, run_id="early")
     # written to the inbox now, before the timeout; applied only after it fell due, by a later driver
-    store = SqliteStore(str(tmp_path / "live.db"))
+    store = open_store(STORES[tmp_path])
     store.post("early", "answer", {"node": "ask", "item": [], "port": "ship", "value": "x"}, at=time.time())
     time.sleep(0.7)
     Worker(e, linger=0).run_once()
