@@ -39,7 +39,7 @@ import threading
 import time
 import urllib.parse
 
-from .leases import Lease, lease_blocks, lease_live, lease_message
+from .leases import LEASE_SECONDS, Lease, lease_blocks, lease_live, lease_message
 from .store import (ENDED, SUMMARY_FIELDS, LeaseHeld, LeaseLost, NotAFlowcoreStore, Request, RunExists, RunInfo,
                     Snapshot, StoreError, StoreUnavailable, UnknownRun, _encode_batch, canonical_json, decode_event,
                     text_hash)
@@ -169,7 +169,12 @@ class PostgresStore:
             channel.encode()).hexdigest()[:32]
 
     def _connect(self):
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=30)
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=30)
+        # a process frozen inside a transaction (SIGSTOP, a paused VM) would hold the run's lease row
+        # locked, and keep a takeover waiting, for as long as it stays frozen: the server ends such a
+        # session once it has outlived the lease, and the process finds its connection gone
+        conn.execute(f"SET idle_in_transaction_session_timeout = {int(LEASE_SECONDS * 1000)}")
+        return conn
 
     # -- what the schema is -------------------------------------------------------------------
 
