@@ -378,7 +378,11 @@ class Engine:
         finally:
             abandoned = backend.close(options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
-                self.store.update(run_id, {**_summary(state, run_status(state)), "wake_at": inbox.wake_at(state)})
+                try:  # fenced: a process that took the run over meanwhile keeps the summary it wrote
+                    self.store.update(run_id, {**_summary(state, run_status(state)), "wake_at": inbox.wake_at(state)},
+                                      lease=session.lease)
+                except LeaseLost as exc:
+                    raise RunInterrupted(f"run {run_id!r} stopped here: {exc}") from exc
                 if state.finished:
                     self.store.refuse_pending(run_id, "the run has already finished")
                 if self.store.durable and session.snapshot_due(ended=True):

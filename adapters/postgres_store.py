@@ -18,7 +18,9 @@ The same methods, with the same meaning, as ``SqliteStore``; one test suite runs
   clock: hosts whose clocks disagree still agree on when a lease has run out.
 - *Fencing.* ``append`` locks the run's lease row (``FOR KEY SHARE``) while it checks the token and
   writes; ``acquire`` takes the row ``FOR UPDATE``. A takeover thus waits for a step being logged,
-  and a step logged after a takeover finds another token and is refused (``LeaseLost``).
+  and a step logged after a takeover finds another token and is refused (``LeaseLost``). A process
+  frozen inside a transaction would keep that lock: the server ends a session that stays idle in a
+  transaction for longer than a lease (``idle_in_transaction_session_timeout``).
 - *Wakeups.* A submit, a request written to an inbox and a run let go unfinished ``NOTIFY`` the
   store's channel (``flowcore.<schema>``) when their transaction commits; ``wait_for_work`` waits
   for one (a worker wakes at once instead of at its next poll). Timers falling due and leases
@@ -266,10 +268,7 @@ class PostgresStore:
         payload = _encode_batch(events)
 
         def insert(conn):
-            if lease is not None and conn.execute(
-                    "SELECT 1 FROM leases WHERE run_id = %s AND token = %s FOR KEY SHARE",
-                    (run_id, lease.token)).fetchone() is None:
-                raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
+            self._fence(conn, run_id, lease)
             try:
                 conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (%s, %s, %s, %s)",
                              (run_id, index, payload, fingerprint))
@@ -278,6 +277,14 @@ class PostgresStore:
             self._set_summary(conn, run_id, summary)
             self._mark(conn, done)
         self._write(insert)
+
+    @staticmethod
+    def _fence(conn, run_id: str, lease) -> None:
+        """Inside a write's transaction: ``LeaseLost`` unless ``lease`` (when given) is the run's; the
+        lease row stays locked until the transaction ends, so no takeover comes in between."""
+        if lease is not None and conn.execute("SELECT 1 FROM leases WHERE run_id = %s AND token = %s FOR KEY SHARE",
+                                              (run_id, lease.token)).fetchone() is None:
+            raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
 
     @staticmethod
     def _mark(conn, done) -> None:
@@ -384,8 +391,12 @@ class PostgresStore:
             values = [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
             conn.execute(f"UPDATE runs SET {cols} WHERE run_id = %s", (*values, run_id))
 
-    def update(self, run_id: str, summary: dict) -> None:
-        self._write(lambda conn: self._set_summary(conn, run_id, summary))
+    def update(self, run_id: str, summary: dict, lease=None) -> None:
+        """Change the run's summary; with ``lease``, only while it is the run's (``LeaseLost``)."""
+        def write(conn):
+            self._fence(conn, run_id, lease)
+            self._set_summary(conn, run_id, summary)
+        self._write(write)
 
     def info(self, run_id: str) -> RunInfo:
         if self.empty:

@@ -235,8 +235,10 @@ class MemoryStore:
                         break
             return out
 
-    def update(self, run_id: str, summary: dict) -> None:
+    def update(self, run_id: str, summary: dict, lease=None) -> None:
+        """Change the run's summary; with ``lease``, only while it is the run's (``LeaseLost``)."""
         with self.lock:
+            self._fence(run_id, lease)
             self.infos[run_id] = attrs.evolve(self.infos[run_id], **summary)
 
     def info(self, run_id: str) -> RunInfo:
@@ -500,9 +502,7 @@ class SqliteStore:
         payload = _encode_batch(events)
 
         def insert(conn):
-            if lease is not None and conn.execute("SELECT 1 FROM leases WHERE run_id = ? AND token = ?",
-                                                  (run_id, lease.token)).fetchone() is None:
-                raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
+            self._fence(conn, run_id, lease)
             try:
                 conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (?, ?, ?, ?)",
                              (run_id, index, payload, fingerprint))
@@ -511,6 +511,13 @@ class SqliteStore:
             self._set_summary(conn, run_id, summary)
             self._mark(conn, done)
         self._write(insert)
+
+    @staticmethod
+    def _fence(conn, run_id: str, lease) -> None:
+        """Inside a write's transaction: ``LeaseLost`` unless ``lease`` (when given) is the run's."""
+        if lease is not None and conn.execute("SELECT 1 FROM leases WHERE run_id = ? AND token = ?",
+                                              (run_id, lease.token)).fetchone() is None:
+            raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
 
     @staticmethod
     def _mark(conn, done) -> None:
@@ -583,8 +590,12 @@ class SqliteStore:
             values = [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
             conn.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*values, run_id))
 
-    def update(self, run_id: str, summary: dict) -> None:
-        self._write(lambda conn: self._set_summary(conn, run_id, summary))
+    def update(self, run_id: str, summary: dict, lease=None) -> None:
+        """Change the run's summary; with ``lease``, only while it is the run's (``LeaseLost``)."""
+        def write(conn):
+            self._fence(conn, run_id, lease)
+            self._set_summary(conn, run_id, summary)
+        self._write(write)
 
     def _read(self, sql: str, args=()):
         if self.empty:

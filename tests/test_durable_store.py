@@ -457,3 +457,18 @@ def test_a_live_driver_is_named_until_it_lets_go(store):
     store.heartbeat("r1", far)
     store.release("r1", far)
     assert store.driver("r1") is None
+
+
+def test_a_summary_update_under_a_lost_lease_is_refused(store):
+    """A driver frozen between its last step and writing the run's summary must not overwrite the
+    summary of the process that took the run over."""
+    store.create_run(info("r1"), FIRST, "f0")
+    old, new = Lease(pid=1, host="old.example", token="old"), Lease(pid=2, host="new.example", token="new")
+    store.acquire("r1", old)
+    store.update("r1", {"status": "running"}, lease=old)
+    store.release("r1", old)
+    store.acquire("r1", new)
+    store.update("r1", {"status": "succeeded", "finished_at": 2.0}, lease=new)
+    with pytest.raises(LeaseLost):
+        store.update("r1", {"status": "waiting", "wake_at": None}, lease=old)
+    assert store.info("r1").status == "succeeded"
