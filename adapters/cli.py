@@ -356,10 +356,8 @@ def cmd_worker(args, out: Console) -> int:
     worker = Worker(engine, runner=args.runner, max_parallel=args.max_parallel, max_runs=args.max_runs,
                     grace=args.grace, log=log)
 
-    def stop(signum, frame):
-        log(f"{signal.Signals(signum).name}: starting nothing new, letting attempts in flight finish "
-            f"(up to {args.grace:g} s)")
-        worker.stop()
+    def stop(signum, frame):  # a flag only: the handler may interrupt the worker holding its locks
+        worker.request_stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if args.once:

@@ -240,13 +240,13 @@ class Engine:
         return result
 
     def drive(self, run_id: str, *, runner=None, max_parallel=None, linger=None, grace=None, observer=None,
-              on_drive=None) -> RunResult | None:
+              on_drive=None, lease: Lease | None = None) -> RunResult | None:
         """Drive a stored run that needs it (a worker's job): start a queued run, apply its inbox, fire
         its due timers, take over from a driver that died. ``RunBusy`` when a live process drives it;
         None when, by the time its lease was taken, the run no longer needed a driver (another
-        process drove it meanwhile)."""
-        self._info(run_id)
-        lease = self._acquire(run_id)
+        process drove it meanwhile). ``lease``: the run's lease, taken already (``claim``)."""
+        if lease is None:
+            lease = self.claim(run_id)
         try:
             needed = self._needs_driver(run_id, time.time())
         except BaseException:
@@ -286,6 +286,11 @@ class Engine:
                            snapshot_at=loaded.snapshot_at)
         return self._drive(session, loaded.state, events, observer, box=box, apply_only=apply_only,
                            on_drive=on_drive)
+
+    def claim(self, run_id: str) -> Lease:
+        """Take the run's lease for this process (``RunBusy`` when a live process holds it)."""
+        self._info(run_id)
+        return self._acquire(run_id)
 
     def _needs_driver(self, run_id: str, now: float) -> bool:
         """Whether a run needs a driver, read under its lease (a worker listed it a moment ago)."""

@@ -100,8 +100,7 @@ class StoreInbox:
         A queued run starts (``RunStarted``), with what its inbox holds applied before anything of
         it starts; a cancel of the whole run ends it without starting. A run that had started: the
         timers that fell due while no process drove it and the requests in its inbox, in time order
-        (timeouts of attempts in flight excepted: those attempts start again, with fresh ones; and the
-        wait timeout of an instance an answer is for, which the core weighs against the answer), then
+        (timeouts of attempts in flight excepted: those attempts start again, with fresh ones), then
         ``Resumed`` (the process carries on the run) or, for a drive that only applies requests,
         ``Draining`` (start nothing)."""
         asked = self._events(self.store.pending(self.run_id), now)
@@ -110,12 +109,7 @@ class StoreInbox:
             if cancel is not None:
                 return [cancel]  # the rest is refused: the run ended before it started
             return [RunStarted(at=now, trigger=trigger), *asked]
-        # an answered instance's own wait timeout is left to the core, which fires it first when it fell
-        # due before the answer and then says so in the refusal
-        answered = {(state.graph.index.get(e.node), tuple(e.item)) for e in asked if type(e) is InputProvided}
-        due = sorted((t.due, tid) for tid, t in state.timers.items()
-                     if t.kind != TimerKind.TIMEOUT and t.due <= now
-                     and not (t.kind == TimerKind.WAIT_TIMEOUT and t.key in answered))
+        due = sorted((t.due, tid) for tid, t in state.timers.items() if t.kind != TimerKind.TIMEOUT and t.due <= now)
         fired = [TimerFired(timer=tid, at=at) for at, tid in due]
         batch = sorted(fired + asked, key=lambda e: e.at)  # stable: at equal times the timer first
         if apply_only:

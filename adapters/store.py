@@ -217,6 +217,11 @@ class MemoryStore:
             self._mark([(r.seq, "refused", reason) for r in self.inbox.values()
                         if r.run_id == run_id and r.state == "pending"])
 
+    def next_wake(self) -> float | None:
+        with self.lock:
+            return min((i.wake_at for i in self.infos.values() if i.status == "waiting" and i.wake_at is not None),
+                       default=None)
+
     def due_runs(self, now: float, me: Lease, limit: int, skip=()) -> list[str]:
         """Runs that need a driver now (see ``SqliteStore.due_runs``), oldest first."""
         with self.lock:
@@ -354,6 +359,7 @@ MIGRATIONS = (
     ALTER TABLE runs ADD COLUMN trigger TEXT;
     ALTER TABLE runs ADD COLUMN wake_at REAL;
     CREATE INDEX runs_status ON runs (status, wake_at);
+    CREATE INDEX runs_queue ON runs (status, created, run_id);
     CREATE TABLE inbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
         body TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', reason TEXT, done_at REAL);
@@ -558,24 +564,44 @@ class SqliteStore:
         """Runs that need a driver now, oldest first, at most ``limit``, none of ``skip``: queued runs,
         runs with something in their inbox, runs whose next timer is due, and runs left ``running`` by
         a driver that is gone (the lease rules). A run a live process drives is never among them."""
-        # each part reads an index: an idle worker asks this ten times a second of a store of many runs
-        rows = self._read(
-            "SELECT r.run_id, l.pid, l.host, l.token, l.heartbeat FROM runs r LEFT JOIN leases l USING (run_id) "
-            "WHERE r.run_id IN (SELECT run_id FROM runs WHERE status IN ('queued', 'running') "
-            "    UNION SELECT run_id FROM runs WHERE status = 'waiting' AND wake_at <= ? "
-            "    UNION SELECT run_id FROM inbox WHERE state = 'pending') "
-            "AND r.status NOT IN ('succeeded', 'failed', 'cancelled') "
-            "ORDER BY r.created, r.run_id", (now,))
-        out = []
-        for run_id, pid, host, token, heartbeat in rows:
-            if run_id in skip:
-                continue
-            if token is not None and lease_blocks(Lease(pid=pid, host=host, token=token), heartbeat, me, now):
-                continue
-            out.append(run_id)
-            if len(out) >= limit:
-                break
-        return out
+        # Each kind of need is read from an index of its own, oldest first, a page at a time: an idle
+        # worker asks this ten times a second, and a backlog of queued runs is not read whole to start
+        # a few of them.
+        page = limit + len(skip) + 32
+        while True:
+            rows, full = [], False
+            for sql, args in (
+                    ("SELECT created, run_id FROM runs WHERE status = 'queued' ORDER BY created, run_id LIMIT ?", ()),
+                    ("SELECT created, run_id FROM runs WHERE status = 'running' ORDER BY created, run_id LIMIT ?", ()),
+                    ("SELECT created, run_id FROM runs WHERE status = 'waiting' AND wake_at <= ? "
+                     "ORDER BY created, run_id LIMIT ?", (now,)),
+                    ("SELECT r.created, r.run_id FROM runs r WHERE r.status NOT IN ('succeeded', 'failed', 'cancelled') "
+                     "AND r.run_id IN (SELECT run_id FROM inbox WHERE state = 'pending') "
+                     "ORDER BY r.created, r.run_id LIMIT ?", ())):
+                part = self._read(sql, (*args, page))
+                full = full or len(part) == page
+                rows += part
+            candidates = sorted(set(rows))
+            leases = {row[0]: row[1:] for row in self._read(
+                "SELECT run_id, pid, host, token, heartbeat FROM leases WHERE run_id IN "
+                f"({', '.join('?' * len(candidates))})", [r for _, r in candidates])} if candidates else {}
+            out = []
+            for _, run_id in candidates:
+                held = leases.get(run_id)
+                if run_id in skip or (held and lease_blocks(Lease(pid=held[0], host=held[1], token=held[2]),
+                                                            held[3], me, now)):
+                    continue
+                out.append(run_id)
+                if len(out) >= limit:
+                    return out
+            if not full:
+                return out
+            page *= 4  # every candidate of a full page was taken: look further
+
+    def next_wake(self) -> float | None:
+        """The earliest time a run no process drives has a timer due (a worker sleeps until then)."""
+        rows = self._read("SELECT MIN(wake_at) FROM runs WHERE status = 'waiting'")
+        return rows[0][0] if rows else None
 
     _SUMMARY_COLUMNS = SUMMARY_FIELDS
 

@@ -13,8 +13,10 @@ released, and another worker takes the runs over at once.
 """
 from __future__ import annotations
 
+import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from runners import DEFAULT_GRACE
@@ -47,10 +49,13 @@ class Worker:
         self.log = log or (lambda line: None)
         self.me = Lease.mine()  # what the lease rules compare a held lease with (never held itself)
         self.results: list[RunResult] = []  # the drives that ended, in the order they ended
+        # the drives' threads, kept: each keeps its store connection from one drive to the next
+        self._pool = ThreadPoolExecutor(max_workers=max_runs, thread_name_prefix="flowcore-drive")
+        self._stop_asked = False  # set by ``request_stop`` (a signal handler): no lock, no event
         self._stop = threading.Event()
         self._changed = threading.Event()  # a drive ended: there is room again
         self._lock = threading.Lock()
-        self._threads: dict[str, threading.Thread] = {}
+        self._driving: dict[str, Lease] = {}  # run id -> the lease claimed for it, while it is driven
         self._drives: dict = {}
         self._broken: dict[str, float] = {}  # run id -> when it failed to be driven here
 
@@ -59,20 +64,20 @@ class Worker:
     def run_forever(self) -> None:
         """Drive runs as they need it until ``stop()``; then wind down and return."""
         self._listen()
-        while not self._stop.is_set():
+        while not self._stopping():
             self._launch()
-            self._changed.wait(self.poll)
+            self._changed.wait(self._sleep())
             self._changed.clear()
         self._join()
 
     def run_once(self) -> int:
         """Drive what needs it now until each run has ended or is parked; the number of drives."""
         drives = 0
-        while not self._stop.is_set():
+        while not self._stopping():
             launched = self._launch()
             drives += launched
             with self._lock:
-                busy = bool(self._threads)
+                busy = bool(self._driving)
             if not launched and not busy:
                 break
             self._changed.wait(self.poll)
@@ -80,8 +85,33 @@ class Worker:
         self._join()
         return drives
 
+    def request_stop(self) -> None:
+        """Ask the worker to stop, from a signal handler: sets a flag and nothing else (a handler runs
+        on the main thread, which may be holding the worker's locks). The worker's loop notices it
+        within a poll and calls ``stop()``."""
+        self._stop_asked = True
+
+    def _stopping(self) -> bool:
+        if self._stop_asked and not self._stop.is_set():
+            self.stop()
+        return self._stop.is_set()
+
+    def _sleep(self) -> float:
+        """Until the next poll, or sooner when a run's timer falls due before it."""
+        next_wake = getattr(self.engine.store, "next_wake", None)
+        if next_wake is None:
+            return self.poll
+        try:
+            wake = next_wake()
+        except StoreError:
+            return self.poll
+        return self.poll if wake is None else max(0.0, min(self.poll, wake - time.time()))
+
     def stop(self) -> None:
-        """Start nothing new; runs being driven drain (thread-safe, and safe from a signal handler)."""
+        """Start nothing new; runs being driven drain (thread-safe; from a signal handler, use
+        ``request_stop``)."""
+        if not self._stop.is_set():
+            self.log(f"stopping: starting nothing new, letting attempts in flight finish (up to {self.grace:g} s)")
         self._stop.set()
         self._changed.set()
         with self._lock:
@@ -92,33 +122,50 @@ class Worker:
     @property
     def driving(self) -> list[str]:
         with self._lock:
-            return sorted(self._threads)
+            return sorted(self._driving)
 
     # -- inside -------------------------------------------------------------------------------
 
     def _launch(self) -> int:
+        """Claim runs that need a driver (their leases, taken here) and drive them in the pool."""
         now = time.time()
         with self._lock:
-            free = self.max_runs - len(self._threads)
-            skip = set(self._threads) | {r for r, t in self._broken.items() if now - t < RETRY_BROKEN_SECONDS}
+            free = self.max_runs - len(self._driving)
+            skip = set(self._driving) | {r for r, t in self._broken.items() if now - t < RETRY_BROKEN_SECONDS}
         if free <= 0:
             return 0
         try:
-            due = self.engine.store.due_runs(now, self.me, free, skip=skip)
+            # a few more candidates than room, started at a random one: workers sharing a store then
+            # seldom reach for the same runs, and the oldest runs still come first
+            due = self.engine.store.due_runs(now, self.me, 4 * free, skip=skip)
         except StoreError as exc:
             self.log(f"the store failed: {exc}")
             return 0
+        if len(due) > free:
+            start = random.randrange(len(due))
+            due = (due[start:] + due[:start])[:free]
+        launched = 0
         for run_id in due:
-            thread = threading.Thread(target=self._drive, args=(run_id,), name=f"flowcore-run-{run_id}", daemon=True)
+            try:
+                lease = self.engine.claim(run_id)
+            except RunBusy:
+                continue  # another process took it first
+            except (RunRefused, StoreError) as exc:
+                self.log(f"run {run_id}: cannot be driven here: {exc}")
+                with self._lock:
+                    self._broken[run_id] = time.time()
+                continue
             with self._lock:
-                self._threads[run_id] = thread
-            thread.start()
-        return len(due)
+                self._driving[run_id] = lease
+            self._pool.submit(self._drive, run_id, lease)
+            launched += 1
+        return launched
 
-    def _drive(self, run_id: str) -> None:
+    def _drive(self, run_id: str, lease) -> None:
         try:
             result = self.engine.drive(run_id, runner=self.runner, max_parallel=self.max_parallel, linger=self.linger,
-                                       grace=self.grace, on_drive=lambda drive: self._register(run_id, drive))
+                                       grace=self.grace, on_drive=lambda drive: self._register(run_id, drive),
+                                       lease=lease)
         except RunBusy:
             pass  # another process took it first
         except RunRefused as exc:
@@ -140,7 +187,7 @@ class Worker:
                 self.log(f"run {run_id}: {result.status}")
         finally:
             with self._lock:
-                self._threads.pop(run_id, None)
+                self._driving.pop(run_id, None)
                 self._drives.pop(run_id, None)
             self._changed.set()
 
@@ -172,10 +219,5 @@ class Worker:
 
     def _join(self) -> None:
         """Wait for the drives to end (they drain within their grace period, then release their runs)."""
-        while True:
-            with self._lock:
-                threads = list(self._threads.values())
-            if not threads:
-                return
-            for t in threads:
-                t.join(timeout=self.grace + 5.0)
+        self._pool.shutdown(wait=True)
+        self._pool = ThreadPoolExecutor(max_workers=self.max_runs, thread_name_prefix="flowcore-drive")

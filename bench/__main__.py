@@ -17,6 +17,7 @@ SECTIONS = {
     "simulated": "the simulated runner on 10,000 delay nodes (issue 3)",
     "scaling": "nested capped fan-outs through step; serial on a 50-layer DAG of noop joins (issue 10)",
     "values": "what copying the values node code gets costs, per node of a chain (issue 10)",
+    "live": "worker processes vs Engine.run; answer and timer latency; an idle worker's CPU (issue 11)",
 }
 
 

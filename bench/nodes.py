@@ -1,6 +1,7 @@
 """Node functions the benchmark workflows call (``call: bench.nodes:...``) and the baselines run too."""
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -23,3 +24,11 @@ def sleep_item(item, seconds: float = 0.05, slow_item: int = 0, slow_seconds: fl
 def pass_on(value):
     """A node that hands its input on unchanged: a chain of them carries one payload from end to end."""
     return value
+
+
+def hold(input=None, path: str = "", seconds: float = 120.0):
+    """Runs until the file ``path`` exists (looking every 20 ms), at most ``seconds``: keeps a run's
+    drive busy, so its driver keeps it, until the benchmark lets it go."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)

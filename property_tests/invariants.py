@@ -11,9 +11,9 @@ import functools
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelTimer, InputProvided, NodeFailed,
-                            NodeSucceeded, RunFinished, Resumed, StartNode, StartTimer, TimerFired, fingerprint, heap,
-                            replay, sequence_keys)
+from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, InputProvided,
+                            NodeCancelRequested, NodeFailed, NodeSucceeded, Refused, RunFinished, Resumed, StartNode,
+                            StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
 from scheduler_core.graph import FAN_OUT, GATHER, MAP
 from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING
 
@@ -123,6 +123,12 @@ def expected_instances(g, records) -> set:
             items = _items(records.get((o, p))) if len(p) == g.depth[o] else []
             paths[n].extend([p + (i,) for i in range(len(items))] if items else [p])
     return {(n, p) for n, ps in paths.items() for p in ps}
+
+
+def accepted(step) -> list:
+    """The step's events that were applied: all but those a ``Refused`` names."""
+    refused = {c.stimulus for c in step.commands if type(c) is Refused}
+    return [e for i, e in enumerate(step.events) if f"{step.before.steps}.{i}" not in refused]
 
 
 def changed_records(step) -> list:
@@ -316,7 +322,7 @@ def no_ready_instance_waits_while_its_caps_have_room(trace: Trace) -> None:
     g = trace.graph
 
     def after_step(step, ledger):
-        if step.after.finished:
+        if step.after.finished or step.after.draining:
             return
         counts = ledger.counts()
         for h in step.after.ready.values():
@@ -372,7 +378,8 @@ def nothing_happens_after_the_run_finished(trace: Trace) -> None:
 
     def after_step(step, ledger):
         if finished:
-            assert not step.commands, f"after the run finished, the core still emitted {step.commands}"
+            late = [c for c in step.commands if type(c) is not Refused or c.reason != "the run has already finished"]
+            assert not late, f"after the run finished, the core still emitted {late}"
             return
         if not any(type(c) is RunFinished for c in step.commands):
             return
@@ -402,14 +409,23 @@ def every_instance_ends_in_exactly_one_terminal_status(trace: Trace) -> None:
     expected, actual = expected_instances(g, records), set(records.keys())
     assert actual == expected, f"missing records {sorted(name(g, k) for k in expected - actual)}, " \
                                f"unexpected records {sorted(name(g, k) for k in actual - expected)}"
-    _check_run_status(g, final)
+    asked = {e.node for s in trace.steps for e in accepted(s) if type(e) is NodeCancelRequested}
+    _check_run_status(g, final, asked)
 
 
-def _check_run_status(g, final) -> None:
+def _check_run_status(g, final, asked: set) -> None:
+    """``asked``: the nodes a node cancel was accepted for (their cancelled instances are no failure)."""
     statuses = [r.status for r in final.records.values()]
     failed = statuses.count(FAILED)
+    # an instance a node cancel ended has the error ("cancelled", reason); one the run's end closed
+    # has none, or the error of the attempt it was to retry
+    by_request = [r for r in final.records.values() if r.status == CANCELLED and r.error and r.error.type == "cancelled"]
+    for r in by_request:
+        assert r.node in asked, f"{r.node}{list(r.item)} was cancelled by request, yet nobody asked to cancel it"
     if final.status == "succeeded":
-        assert set(statuses) <= {SUCCEEDED, SKIPPED}, f"a succeeded run has records {sorted(set(statuses))}"
+        assert set(statuses) <= {SUCCEEDED, SKIPPED} | ({CANCELLED} if by_request else set()), \
+            f"a succeeded run has records {sorted(set(statuses))}"
+        assert statuses.count(CANCELLED) == len(by_request), "a succeeded run has instances cancelled by no request"
     elif final.status == "failed":
         assert failed >= 1, "the run failed though no instance failed"
         failures = [r for r in final.records.values() if r.status == FAILED]
@@ -483,7 +499,7 @@ def waits_end_answered_or_timed_out(trace: Trace) -> None:
             parked = r.status == WAITING and g.nodes[key[0]].type in WAITING_TYPES
             if parked and (resumed or s.before.records.get(key) is None):
                 assert key in asked, f"{name(g, key)} waits for an answer but was not announced"
-        for e in s.events:
+        for e in accepted(s):
             if type(e) is InputProvided:
                 answers.setdefault(key_of(g, e), e)
     for key, r in trace.final.records.items():
@@ -491,12 +507,14 @@ def waits_end_answered_or_timed_out(trace: Trace) -> None:
         if node.type not in WAITING_TYPES or r.status != SUCCEEDED:
             continue
         answer = answers.get(key)
+        timeout = node.config.get("timeout")
         if answer is not None:
+            assert timeout is None or answer.at < r.started_at + float(timeout), \
+                f"{name(g, key)} was answered at {answer.at}, after its timeout was due at {r.started_at + timeout}"
             port = "completed" if node.type == "wait" else answer.port
             expected = {"result": answer.value, **({port: answer.value} if port else {})}
             assert r.ports == expected, f"{name(g, key)} was answered {answer}, yet ended with {r.ports}"
         else:
-            timeout = node.config.get("timeout")
             assert timeout is not None, f"{name(g, key)} has no timeout and no answer, yet ended with {r.ports}"
             assert set(r.ports) == {"timeout"}, f"{name(g, key)} timed out, yet ended with ports {r.ports}"
             assert r.finished_at - r.started_at >= float(timeout) - 1e-9, \
@@ -592,3 +610,56 @@ def records_summary(state) -> dict:
     """What must not depend on completion order: each instance's status, ports, attempts, error."""
     return {k: (r.status, r.ports, r.attempts, r.error) for k, r in state.records.items()}
 
+
+
+def nothing_starts_while_the_driver_drains(trace: Trace) -> None:
+    """From a ``Draining`` until a ``Resumed``, no attempt starts (what becomes ready waits)."""
+    g = trace.graph
+    for s in trace.steps:
+        if s.after.draining:
+            started = [name(g, key_of(g, c)) for c in s.commands if type(c) is StartNode]
+            assert not started, f"{started} started while the driver was draining"
+
+
+def node_cancels_end_what_had_not_ended(trace: Trace) -> None:
+    """An accepted node cancel ends every instance it names that had not ended (reached or not)
+    ``cancelled`` and none of them starts from then on; what had ended stays as it was."""
+    g = trace.graph
+    final = trace.final.records
+    for i, s in enumerate(trace.steps):
+        for e in accepted(s):
+            if type(e) is not NodeCancelRequested:
+                continue
+            n = g.index[e.node]
+            named = {k for k in final.keys() if k[0] == n and (e.item is None or k[1] == tuple(e.item))}
+            assert e.item is None or named, f"a cancel of {e.node}{list(e.item)} was accepted, but it never existed"
+            for key in named:
+                before = s.before.records.get(key)
+                if _terminal(before):
+                    assert final[key] == before, f"{name(g, key)} had ended {before.status}, yet a cancel changed it"
+                    continue
+                assert final[key].status == CANCELLED, f"{name(g, key)} was cancelled, yet ended {final[key].status}"
+                late = [t for t in trace.steps[i:] for c in t.commands if type(c) is StartNode and not c.redispatch
+                        and key_of(g, c) == key]
+                assert not late, f"{name(g, key)} started after it was cancelled"
+
+
+def requests_from_people_are_refused_with_a_reason_never_raised(trace: Trace) -> None:
+    """Every ``Refused`` names a request from a person in its own step (an answer or a cancel), once;
+    after the run ended every such request is refused."""
+    g = trace.graph
+    people = (InputProvided, CancelRequested, NodeCancelRequested)
+    for s in trace.steps:
+        ids = {f"{s.before.steps}.{i}": e for i, e in enumerate(s.events)}
+        refused = [c.stimulus for c in s.commands if type(c) is Refused]
+        assert len(refused) == len(set(refused)), f"an event was refused twice: {refused}"
+        for stimulus in refused:
+            assert type(ids.get(stimulus)) in people, f"{stimulus} was refused, but it is {ids.get(stimulus)}"
+        if s.before.finished:
+            asked = [i for i, e in ids.items() if type(e) in people]
+            assert sorted(refused) == sorted(asked), f"requests {asked} to a finished run, refused {refused}"
+        for c in s.commands:
+            if type(c) is Refused and "timed out at" in c.reason:
+                e = ids[c.stimulus]
+                assert type(e) is InputProvided and s.after.records[key_of(g, e)].ports.keys() == {"timeout"}, \
+                    f"{c.reason}, yet {e.node} did not take its timeout port"

@@ -6,12 +6,17 @@ a ``CancelConfirmed`` (a runner takes a while to stop one, so the retry may fall
 late result may still come), the instances waiting for an answer. At each turn a ``Schedule``
 picks the next thing to report: a completion or failure, a timer falling due (time jumps to it:
 a timeout, a retry, a delay, a wait's timeout), a confirmation, a late result of a cancelled
-attempt, an answer to a waiting ``wait`` or ``hil``, or a duplicate of something already
-reported; sometimes several in one batch. A scenario may also let the driving process crash at
-random steps: everything the process held is lost, a new one rebuilds the state from the logged
-batches (``replay``) and resumes the run (``Resumed``). Time only moves forward, and every timer
-due by an event's time fires before that event, as in the real drive loop. What instances do and
-what people answer is a ``Behaviour``: a pure function of the instance, attempt and input.
+attempt, an answer to a waiting ``wait`` or ``hil`` (in time, or after its timeout was due: an
+answer that sat in the inbox while nobody drove the run), or a duplicate of something already
+reported (an answer too, which the core refuses); sometimes several in one batch. A scenario may
+also let the driving process crash at random steps: everything the process held is lost, a new
+one rebuilds the state from the logged batches (``replay``) and resumes the run (``Resumed``). It
+may let people cancel nodes or items (``NodeCancelRequested``, at random, also ones with nothing
+left to cancel, before the run starts and after it ended), cancel the run while it is still queued,
+or let the driver stop (``Draining``: it reports what it has, then another takes over as after a
+crash). Time only moves forward, and every timer due by an event's time fires before that event,
+as in the real drive loop (but for the one a late answer comes after). What instances do and what
+people answer is a ``Behaviour``: a pure function of the instance, attempt and input.
 
 The result is a ``Trace`` of every step (events, state before and after, commands) that the
 invariants in ``invariants.py`` read, and that prints as a literal reproduction.
@@ -29,9 +34,12 @@ from hypothesis import strategies as st
 
 import scheduler_core
 from adapters.store import encode_event
-from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, InputProvided,
-                            NodeFailed, NodeSucceeded, Resumed, RunFinished, RunStarted, StartNode, StartTimer, State,
-                            TimerFired, compile_workflow, fingerprint, initial_state, input_problem, replay, step)
+from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, Draining,
+                            InputProvided, NodeCancelRequested, NodeFailed, NodeSucceeded, Resumed, RunFinished,
+                            RunStarted, StartNode, StartTimer, State, TimerFired, TimerKind, compile_workflow,
+                            fingerprint, initial_state, input_problem, replay, step)
+
+from scheduler_core.lifecycle import TERMINAL
 
 from .pure_nodes import digest
 from .workflows import PYTHON_PORTS
@@ -41,6 +49,9 @@ OVERRUNS = (0.5, 2)  # how far past its deadline an attempt that overruns it wou
 STOPPING = (0, 0.5, 3)  # how long a runner takes to stop a cancelled attempt
 MAX_STEPS = 5000
 MAX_CRASHES = 2  # per run: each crash replays the whole log so far
+MAX_DRAINS = 2  # per run: each hand-over replays the whole log so far, as a crash does
+MAX_NODE_CANCELS = 3  # per run: more would leave little of most runs to check
+LATE = (0, 1, 30)  # how long after its wait's timeout was due a late answer comes
 
 
 @attrs.frozen
@@ -134,7 +145,7 @@ def frozen_bytes(state: State) -> bytes:
 
 class Driver:
     def __init__(self, definition: dict, graph, behaviour: Behaviour, schedule, *, cancel_at=None,
-                 crash_odds=None, snapshots=False):
+                 crash_odds=None, snapshots=False, queued_cancel=False, node_cancel_odds=None, drain_odds=None):
         self.definition = definition
         self.graph = graph
         self.behaviour = behaviour
@@ -142,6 +153,11 @@ class Driver:
         self.cancel_at = cancel_at
         self.crash_odds = crash_odds
         self.crashes_left = MAX_CRASHES
+        self.queued_cancel = queued_cancel
+        self.node_cancel_odds = node_cancel_odds
+        self.drain_odds = drain_odds
+        self.drains_left = MAX_DRAINS
+        self.node_cancels_left = MAX_NODE_CANCELS
         self.snapshots = [] if snapshots else None
         self.state = initial_state(graph)
         self.now = 0.0
@@ -156,14 +172,19 @@ class Driver:
         self.steps: list = []
 
     def run(self, trigger=0) -> Trace:
-        self.deliver([RunStarted(at=0.0, trigger=trigger)])
+        if self.node_cancel_odds and self.schedule.chance(self.node_cancel_odds):
+            self.deliver([self.node_cancel()])  # asked while the run is still queued
+        if self.queued_cancel:
+            self.deliver([CancelRequested(at=0.0, reason="cancelled while queued by the property test")])
+        else:
+            self.deliver([RunStarted(at=0.0, trigger=trigger)])
         while not self.finished and len(self.steps) < MAX_STEPS:
             batch = self.next_batch()
             if not batch:
                 break
             self.deliver(batch)
         for _ in range(self.schedule.pick(4) if self.finished else 0):
-            batch = self.next_batch()  # late results, confirmations and duplicates after the end
+            batch = self.next_batch()  # late results, confirmations, duplicates and requests after the end
             if batch:
                 self.deliver(batch)
         snapshots = tuple(self.snapshots) if self.snapshots is not None else None
@@ -173,10 +194,19 @@ class Driver:
 
     def next_batch(self) -> list:
         if self.crash_odds and self.crashes_left and not self.finished and self.schedule.chance(self.crash_odds):
+            self.crashes_left -= 1
             return self.crash_and_resume()
+        draining = self.state.draining and not self.finished
+        if draining and self.schedule.chance(3):
+            return self.hand_over()  # the draining driver stopped; another takes over
         events = []
         if self.cancel_at is not None and len(self.steps) == self.cancel_at and not self.finished:
             events.append(CancelRequested(at=self.now, reason="cancelled by the property test"))
+        if self.node_cancel_odds and self.node_cancels_left and self.schedule.chance(self.node_cancel_odds):
+            events.append(self.node_cancel())
+        if self.drain_odds and self.drains_left and not self.finished and self.schedule.chance(self.drain_odds):
+            self.drains_left -= 1
+            events.append(Draining(at=self.now))
         for _ in range(4):
             # Once a timer fired in this batch, it may have ended a wait the driver does not know of yet.
             actions = self.actions(answers=not any(type(e) is TimerFired for e in events))
@@ -185,18 +215,42 @@ class Driver:
             events.extend(actions[self.schedule.pick(len(actions))]())
             if not self.schedule.chance(3):
                 break
+        if draining and not events:
+            return self.hand_over()  # it has nothing left to report: another driver takes over
         return events
 
+    def node_cancel(self) -> NodeCancelRequested:
+        """A person cancels a node: all of it, one of its instances (reached or not), or an item it
+        never has."""
+        self.node_cancels_left -= 1
+        g, state = self.graph, self.state
+        recorded = {m for m, _ in state.records.keys()}
+        started = sorted({m for (m, _), r in state.records.items() if r.status not in TERMINAL})
+        not_reached = [m for m in range(len(g.ids)) if m not in recorded]
+        nodes = started + not_reached + list(range(len(g.ids)))  # mostly nodes with something left to cancel
+        n = nodes[self.schedule.pick(len(nodes))]
+        paths = {p for m, p in state.records.keys() if m == n}
+        o = g.origin[n]
+        paths.update(p + (i,) for (m, p), size in state.scopes.items() if m == o for i in range(size))
+        choices = [None, *sorted(paths), (7,)]
+        return NodeCancelRequested(node=g.ids[n], item=choices[self.schedule.pick(len(choices))], at=self.now,
+                                   reason="node cancelled by the property test")
+
     def crash_and_resume(self) -> list:
-        """The driving process dies: what it ran, owed, timed and asked is gone, and so is its state. A
-        new one rebuilds the state from the logged batches (checking the core decides as it did) and
-        resumes the run."""
-        self.crashes_left -= 1
+        """The driving process dies: what it ran, owed, timed and asked is gone, and so is its
+        state. A new one rebuilds the state from the logged batches (checking the core decides as
+        it did) and resumes the run."""
+        self.state = replay(self.graph, [s.events for s in self.steps], [fingerprint(s.commands) for s in self.steps])
+        self.validate()
+        return self.hand_over()
+
+    def hand_over(self) -> list:
+        """The driving process is gone (it drained and stopped, or died): what it ran, owed, timed
+        and asked is gone with it. Another takes the run over (with the same state: a crash above
+        checks that replaying the log rebuilds it) and resumes it."""
         for pending in (self.running, self.zombies, self.to_confirm, self.timers, self.awaiting):
             pending.clear()
         self.reported.clear()
-        self.state = replay(self.graph, [s.events for s in self.steps], [fingerprint(s.commands) for s in self.steps])
-        self.validate()
         self.now += FAST[self.schedule.pick(len(FAST))]
         return [Resumed(at=self.now)]
 
@@ -255,9 +309,32 @@ class Driver:
         return events
 
     def answer(self, key) -> list:
+        tid = self.wait_timeout(key)
+        if tid is not None and not self.schedule.chance(3):  # mostly late: an answer in time is the usual case elsewhere
+            return self.late_answer(key, tid)
         ask = self.awaiting.pop(key)
         port, value = self.behaviour.answer(ask)
         return [InputProvided(node=ask.node, item=ask.item, at=self.now, value=value, port=port)]
+
+    def wait_timeout(self, key):
+        """The timer that would end the wait of an instance that waits for an answer, if it has one."""
+        ask = self.awaiting[key]
+        tid = self.state.instance_timer.get((self.graph.index[ask.node], ask.item))
+        if tid is not None and tid in self.timers and self.state.timers[tid].kind == TimerKind.WAIT_TIMEOUT:
+            return tid
+        return None
+
+    def late_answer(self, key, tid) -> list:
+        """An answer given after the wait's timeout was due (it sat in the inbox while nobody drove
+        the run): every other timer due by then fires first, not that one."""
+        ask = self.awaiting.pop(key)
+        at = max(self.now, self.timers[tid][0] + LATE[self.schedule.pick(len(LATE))])
+        due = self.timers.pop(tid)
+        events = self.timers_due(at)
+        self.timers[tid] = due  # the runner still holds it: the core drops it (CancelTimer) or ignores it
+        self.now = at
+        port, value = self.behaviour.answer(ask)
+        return events + [InputProvided(node=ask.node, item=ask.item, at=at, value=value, port=port)]
 
     def duplicate(self) -> list:
         return [attrs.evolve(self.reported[self.schedule.pick(len(self.reported))], at=self.now)]
@@ -271,9 +348,10 @@ class Driver:
         self.state, commands = step(before, events)
         self.validate()
         self.steps.append(Step(tuple(events), before, self.state, commands))
-        # An answer is not repeated: the engine refuses one to an instance that no longer waits.
+        # Requests from people are not repeated, but for answers, which the core refuses once the
+        # instance no longer waits.
         self.reported.extend(e for e in events if not isinstance(e, (RunStarted, CancelRequested, Resumed,
-                                                                     InputProvided)))
+                                                                     NodeCancelRequested, Draining)))
         for command in commands:
             self.carry_out(command)
         self.awaiting = {k: ask for k, ask in self.awaiting.items() if self.answerable(ask)}

@@ -1,17 +1,20 @@
 """Invariants of ``step`` (DESIGN.md "Testing") on random workflows under random interleavings.
 
 Each test drives ``step`` directly with a schedule hypothesis draws: which completion, failure,
-timer, confirmation, late result or duplicate comes next, and how many arrive in one batch.
+timer, confirmation, late result, answer (in time or late), duplicate, cancel or drain comes next,
+and how many arrive in one batch.
 """
 from hypothesis import given
 from hypothesis import strategies as st
 
 from .invariants import (attempts_never_overlap, every_instance_ends_in_exactly_one_terminal_status, holds,
                          in_flight_never_exceeds_a_cap, no_instance_starts_before_its_inputs_resolve,
-                         no_ready_instance_waits_while_its_caps_have_room, nothing_happens_after_the_run_finished,
+                         no_ready_instance_waits_while_its_caps_have_room, node_cancels_end_what_had_not_ended,
+                         nothing_happens_after_the_run_finished, nothing_starts_while_the_driver_drains,
                          ready_instances_start_in_priority_order, records_summary,
-                         replaying_the_batches_rebuilds_the_state, sequence_is_a_linear_extension_of_the_graph,
-                         step_never_mutates_the_state_it_is_given)
+                         replaying_the_batches_rebuilds_the_state,
+                         requests_from_people_are_refused_with_a_reason_never_raised,
+                         sequence_is_a_linear_extension_of_the_graph, step_never_mutates_the_state_it_is_given)
 from .scenarios import ORDER_FREE, scenarios
 from .step_driver import DrawnSchedule, FirstSchedule
 from .workflows import Vocabulary
@@ -83,3 +86,19 @@ def test_under_on_error_continue_final_records_do_not_depend_on_completion_order
 @given(scenarios(), st.data())
 def test_ready_instances_start_critical_path_first_then_in_declaration_and_item_order(scenario, data):
     holds(scenario.drive(DrawnSchedule(data)), ready_instances_start_in_priority_order)
+
+
+@given(scenarios(), st.data())
+def test_nothing_starts_while_the_driver_drains(scenario, data):
+    holds(scenario.drive(DrawnSchedule(data)), nothing_starts_while_the_driver_drains)
+
+
+@given(scenarios(), st.data())
+def test_a_node_cancel_ends_what_had_not_ended_and_nothing_it_named_starts_again(scenario, data):
+    holds(scenario.drive(DrawnSchedule(data)), node_cancels_end_what_had_not_ended,
+          every_instance_ends_in_exactly_one_terminal_status)
+
+
+@given(scenarios(), st.data())
+def test_requests_from_people_are_refused_with_a_reason_never_raised(scenario, data):
+    holds(scenario.drive(DrawnSchedule(data)), requests_from_people_are_refused_with_a_reason_never_raised)

@@ -93,9 +93,10 @@ class RunFinished:
 
 @attrs.frozen(kw_only=True)
 class Refused:
-    """An event from a person (an answer, a cancel) was not applied, for ``reason``; it changed no
-    record. ``stimulus`` is the refused event's id (``"<step>.<i>"``), by which the driver finds
-    the request it fed."""
+    """An event from a person (an answer, a cancel) was not applied, for ``reason`` (what the person
+    reads); it changed no record (but for the overdue wait timeout a late answer fires first).
+    ``stimulus`` is the refused event's id (``"<step>.<i>"``), by which the driver finds the request
+    it fed."""
 
     reason: str
     stimulus: str

@@ -16,7 +16,7 @@ record when an instance first starts, parks, is skipped, fails before starting o
        |--park--> WAITING --succeed (timer fired, answer, wait timed out)--> SUCCEEDED
        |--skip--> SKIPPED            (every input dead)
        |--fail--> FAILED             (a select on an input edge failed)
-       any of PENDING, RUNNING, WAITING --cancel--> CANCELLED
+       any of PENDING, RUNNING, WAITING --cancel--> CANCELLED  (the run ended, or a node cancel)
        RUNNING --restart--> RUNNING  (re-dispatched after the process that ran it died)
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Move(enum.StrEnum):
     RETRY_LATER = "retry_later"  # an attempt failed and another is due after the retry delay
     RETRY_DUE = "retry_due"  # the retry delay is over: ready again
     SKIP = "skip"  # every input edge is dead
-    CANCEL = "cancel"  # fail-fast, a cancel request, or the run ended before it did
+    CANCEL = "cancel"  # fail-fast, a cancel of the run or of its node, or the run ended before it did
     RESTART = "restart"  # re-dispatched after a crash (the attempt number stays)
 
 

@@ -46,6 +46,15 @@ Under fail-fast the first final failure ends the run: every in-flight instance i
 every instance that had not ended is recorded ``cancelled``. Under ``continue`` a failure
 resolves the instance's edges as dead and the run fails once nothing is left to do.
 
+People cancel and answer. A cancel of the whole run ends it as fail-fast does (a run not started
+yet too). A node cancel (``NodeCancelRequested``) ends the open instances it names ``cancelled``
+at once (stopping, unparking or dequeuing them) and keeps the request for those not reached yet,
+which are cancelled instead of becoming ready or skipped; a cancelled instance resolves its edges
+as dead, like a skip, and is no failure. An answer after its wait's timeout was due loses: the
+timer fires first, at its own time. What people ask that does not fit the run is answered with a
+``Refused`` command, never an exception (``InvalidEvent`` is for a runner's bug). While the driver
+drains (``Draining`` until ``Resumed``), nothing starts.
+
 Every handler touches only the instances the event concerns and their neighbours: a step costs
 O(what changed). The given state is never modified; the new one shares all untouched structure.
 """
@@ -409,7 +418,8 @@ class _Transition:
             return
         problem = _input_problem(self.g, self.awaiting, False, ev.node, tuple(ev.item), ev.port)
         if problem:
-            self.refuse(problem)
+            timed_out = self.timed_out_already((n, tuple(ev.item))) if n is not None else None
+            self.refuse(timed_out or problem)
             return
         key = self.key_of(ev)
         self.awaiting.pop(key)
@@ -419,6 +429,16 @@ class _Transition:
             assert isinstance(behaviour, ParkForInput)  # it awaited input
         ports = behaviour.answer_ports(ev.port)
         self.succeed(key, {port: ev.value for port in ports})
+
+    def timed_out_already(self, key: Key) -> str | None:
+        """Why an answer to an instance that already took its timeout port is refused, or None."""
+        record = self.records.get(key)
+        behaviour = self.g.nodes[key[0]].behaviour
+        if record is None or record.ports is None or not isinstance(behaviour, ParkForInput) \
+                or behaviour.timeout_port not in record.ports or record.finished_at is None:
+            return None
+        return (f"node {instance_name(record.node, record.item)} timed out at {_when(record.finished_at)}: its "
+                f"timeout of {behaviour.timeout:g} s passed before the answer came; the answer was not applied")
 
     def timed_out_before(self, key: Key, at: float) -> bool:
         """An answer at ``at`` never beats the wait's timeout due at ``T <= at``: fire that timer as a
@@ -438,8 +458,8 @@ class _Transition:
         behaviour = self.g.nodes[key[0]].behaviour
         if TYPE_CHECKING:
             assert isinstance(behaviour, ParkForInput) and behaviour.timeout is not None  # it had a wait timeout
-        self.refuse(f"node {instance_name(self.g.ids[key[0]], key[1])} timed out at {_utc(timer.due)} (its "
-                    f"timeout of {behaviour.timeout:g} s passed before the answer came); the answer was not applied")
+        self.refuse(f"node {instance_name(self.g.ids[key[0]], key[1])} timed out at {_when(timer.due)}: its timeout "
+                    f"of {behaviour.timeout:g} s passed before the answer came; the answer was not applied")
         return True
 
     def on_cancel_requested(self, ev: CancelRequested) -> None:
@@ -967,7 +987,7 @@ def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:
     return sorted(timers.items(), key=lambda item: (item[1].due, item[0]))
 
 
-def _utc(t: float) -> str:
+def _when(t: float) -> str:
     """A time as people read it: ``2024-04-05T19:34:38Z (Unix time 1712345678.5)``. Calendar
     arithmetic by hand (H. Hinnant's days-to-civil), since the core imports no clock module."""
     unix = f"Unix time {t:.6f}".rstrip("0").rstrip(".")

@@ -274,10 +274,10 @@ def test_a_store_that_fails_mid_run_exits_4_and_the_run_resumes_once_it_works(wo
                                         "connections: [{from: a, to: b}, {from: b, to: c}]\n")
     real_append = SqliteStore.append
 
-    def disk_full_at_step_2(self, run_id, index, *rest):
+    def disk_full_at_step_2(self, run_id, index, *rest, **kw):
         if index == 2:
             raise StoreError("disk is full")
-        return real_append(self, run_id, index, *rest)
+        return real_append(self, run_id, index, *rest, **kw)
 
     monkeypatch.setattr(SqliteStore, "append", disk_full_at_step_2)
     code, out, err = cli(capsys, "run", "chain.yaml", "--runner", "serial", "--run-id", "r1")

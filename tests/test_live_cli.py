@@ -23,18 +23,6 @@ from live_nodes import child_env, flowcore, marks, py, wait_for, write_workflow
 SLOW = 60  # seconds: the bound on anything that must happen "soon" on a loaded machine
 
 
-def _have(*names: str) -> bool:
-    import scheduler_core
-
-    return all(hasattr(scheduler_core, name) for name in names)
-
-
-# The core's live-runs events and refusals (branch wt-core): without them, a node cancel, draining a
-# worker, a cancel applied by a process that starts nothing and a late answer fail in the adapters
-# (ImportError, or InvalidEvent from step). These tests run once the core has them.
-needs_live_core = pytest.mark.skipif(
-    not _have("NodeCancelRequested", "Draining", "Refused"),
-    reason="needs scheduler_core.NodeCancelRequested, Draining and Refused (the core's live-runs events)")
 
 
 class Workspace:
@@ -249,7 +237,6 @@ def late_answer(ws) -> subprocess.CompletedProcess:
     return ws.flowcore("resume", "L1", "--node", "ask", "--port", "ship", "--input", '"x"', "--wait", "30")
 
 
-@needs_live_core
 def test_a_late_answer_after_an_overdue_timeout_is_refused_and_the_timeout_branch_runs(ws):
     """The hil's timeout falls due while no process drives the run; an answer given after that is
     refused (the timer fires first, in time order), and the run goes the timeout way."""
@@ -266,7 +253,6 @@ def test_a_late_answer_after_an_overdue_timeout_is_refused_and_the_timeout_branc
     assert status.returncode == 0 and "succeeded" in status.stdout
 
 
-@needs_live_core
 def test_the_refusal_of_a_late_answer_says_the_node_timed_out(ws):
     done = late_answer(ws)
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
@@ -316,7 +302,6 @@ def test_cancel_of_a_run_a_worker_drives_stops_its_attempt(ws):
     assert worker.poll() is None, ws.err(worker)
 
 
-@needs_live_core
 def test_cancel_of_a_parked_run_no_one_drives(ws):
     path = ws.workflow(approval("parked", ws.marker, timeout=3600, side_delay=3600))
     done = ws.flowcore("run", path, "--run-id", "P1", "--linger", "0")
@@ -341,7 +326,6 @@ def test_cancel_of_a_finished_run_is_refused(ws):
     assert ws.status("F1") == "succeeded"
 
 
-@needs_live_core
 def test_cancel_of_one_waiting_node_lets_the_run_go_on_and_succeed(ws):
     path = ws.workflow({
         "name": "partial",
@@ -370,7 +354,6 @@ def test_cancel_of_one_waiting_node_lets_the_run_go_on_and_succeed(ws):
 
 # -- stopping and killing workers -----------------------------------------------------------------
 
-@needs_live_core
 def test_sigterm_lets_the_attempt_in_flight_finish_and_another_worker_finishes_the_run(ws):
     grace = 5.0
     path = ws.workflow(chain("drained", ws.marker, py("a", ws.marker, sleep=1.5), py("b", ws.marker)))

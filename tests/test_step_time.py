@@ -325,3 +325,15 @@ def test_the_time_in_a_refusal_reads_as_a_utc_date():
         expected = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert _when(t).startswith(expected + " (Unix time "), t
     assert _when(1712345678.5).endswith("(Unix time 1712345678.5)")
+
+
+
+def test_an_answer_after_a_driver_already_fired_the_timeout_is_refused_saying_it_timed_out():
+    """The timeout fired in an earlier step (a live driver's timer): the late answer's refusal says
+    when the node timed out, not only that it is not waiting."""
+    run = hil_with_timeout(10)
+    timer = timer_of(run.start("in", at=0))
+    run.fire(timer.timer, at=10)
+    (refused,) = of_type(run.provide("h", "yes", port="approve", at=12), Refused)
+    assert refused.reason.startswith("node h timed out at 1970-01-01T00:00:10Z")
+    assert run.record("h").ports == {"timeout": "in"}
