@@ -71,6 +71,7 @@ MIGRATIONS = (
         status text NOT NULL, started_at double precision, finished_at double precision,
         created double precision NOT NULL, trigger text, wake_at double precision);
     CREATE INDEX runs_status ON runs (status, wake_at);
+    CREATE INDEX runs_queue ON runs (status, created, run_id);
     CREATE INDEX runs_created ON runs (created, run_id);
     CREATE INDEX runs_workflow ON runs (workflow, created);
     CREATE TABLE definitions (run_id text PRIMARY KEY, definition text NOT NULL);
@@ -334,23 +335,37 @@ class PostgresStore:
         runs with something in their inbox, runs whose next timer is due (by ``now``, the clock the
         timers were set by), and runs left ``running`` by a driver that is gone (the lease rules, by
         the server's clock). A run a live process drives is never among them."""
-        rows = self._read(
-            f"SELECT r.run_id, l.pid, l.host, l.token, l.heartbeat, {_NOW} FROM runs r LEFT JOIN leases l USING (run_id) "
-            "WHERE r.run_id IN (SELECT run_id FROM runs WHERE status IN ('queued', 'running') "
-            "    UNION SELECT run_id FROM runs WHERE status = 'waiting' AND wake_at <= %s "
-            "    UNION SELECT run_id FROM inbox WHERE state = 'pending') "
-            "AND r.status NOT IN ('succeeded', 'failed', 'cancelled') "
-            "ORDER BY r.created, r.run_id", (now,))
-        out = []
-        for run_id, pid, host, token, heartbeat, server_now in rows:
-            if run_id in skip:
-                continue
-            if token is not None and lease_blocks(Lease(pid=pid, host=host, token=token), heartbeat, me, server_now):
-                continue
-            out.append(run_id)
-            if len(out) >= limit:
-                break
-        return out
+        # as in SQLite: each kind of need read from an index, oldest first, a page at a time (a backlog
+        # of queued runs is not read whole to start a few of them); here in one query
+        page = limit + len(skip) + 32
+        while True:
+            rows = self._read(
+                f"SELECT c.run_id, l.pid, l.host, l.token, l.heartbeat, {_NOW} FROM ("
+                "  (SELECT created, run_id FROM runs WHERE status = 'queued' ORDER BY created, run_id LIMIT %(page)s)"
+                "  UNION (SELECT created, run_id FROM runs WHERE status = 'running' "
+                "         ORDER BY created, run_id LIMIT %(page)s)"
+                "  UNION (SELECT created, run_id FROM runs WHERE status = 'waiting' AND wake_at <= %(now)s "
+                "         ORDER BY created, run_id LIMIT %(page)s)"
+                "  UNION (SELECT created, run_id FROM runs r WHERE status NOT IN ('succeeded', 'failed', 'cancelled') "
+                "         AND EXISTS (SELECT 1 FROM inbox i WHERE i.run_id = r.run_id AND i.state = 'pending') "
+                "         ORDER BY created, run_id LIMIT %(page)s)"
+                ") c LEFT JOIN leases l USING (run_id) ORDER BY c.created, c.run_id", {"page": page, "now": now})
+            out = []
+            for run_id, pid, host, token, heartbeat, server_now in rows:
+                if run_id in skip or (token is not None and lease_blocks(Lease(pid=pid, host=host, token=token),
+                                                                         heartbeat, me, server_now)):
+                    continue
+                out.append(run_id)
+                if len(out) >= limit:
+                    return out
+            if len(rows) < page:  # no part was cut short: that was every candidate
+                return out
+            page *= 4  # every candidate of a full page was taken: look further
+
+    def next_wake(self) -> float | None:
+        """The earliest time a run no process drives has a timer due (a worker sleeps until then)."""
+        rows = self._read("SELECT min(wake_at) FROM runs WHERE status = 'waiting'")
+        return rows[0][0] if rows else None
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for word that a run may need a driver (a run submitted, a

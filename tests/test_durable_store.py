@@ -472,3 +472,22 @@ def test_a_summary_update_under_a_lost_lease_is_refused(store):
     with pytest.raises(LeaseLost):
         store.update("r1", {"status": "waiting", "wake_at": None}, lease=old)
     assert store.info("r1").status == "succeeded"
+
+
+def test_next_wake_is_the_earliest_timer_of_a_waiting_run(store):
+    assert store.next_wake() is None
+    for run_id, status, wake_at in [("a", "waiting", 50.0), ("b", "waiting", 20.0), ("c", "waiting", None),
+                                    ("d", "running", 5.0), ("e", "succeeded", 1.0)]:
+        store.create_run(info(run_id), FIRST, "f0")
+        store.update(run_id, {"status": status, "wake_at": wake_at})
+    assert store.next_wake() == 20.0
+
+
+def test_due_runs_look_past_a_page_of_runs_others_drive(store):
+    """Many due runs held by live drivers elsewhere come first; the free one behind them is found."""
+    far = Lease(pid=1, host="elsewhere.example", token="far")
+    for i in range(120):
+        store.create_run(queued(f"held-{i:03d}"), [], "")
+        store.acquire(f"held-{i:03d}", far)
+    store.create_run(queued("free"), [], "")
+    assert store.due_runs(time.time(), Lease.mine(), 1) == ["free"]
