@@ -27,7 +27,7 @@ from .inbox import RequestPending
 from .nodes import MAX_NESTING, nesting_problem
 from .report import how_it_continues, render_table, waiting_on
 from runners import instance_name
-from .store import SqliteStore, StoreError
+from .store import StoreError, is_postgres_url, open_store
 from .terminal import shown, visible
 from .workflow_file import WorkflowError, load_workflow
 
@@ -87,13 +87,17 @@ def _db_path(args) -> str:
     return args.db or os.environ.get("FLOWCORE_DB") or "flowcore.db"
 
 
-def _existing_store(args) -> SqliteStore | None:
-    """The store at the path given, opened without creating anything: None where there is no file;
-    a file that is not a flowcore store is refused and left as it is."""
+def _existing_store(args):
+    """The store at the path (or postgresql:// URL) given, opened without creating anything: None
+    where there is no file (a database without flowcore's tables reads as having no runs); a file or
+    schema that is not a flowcore store is refused and left as it is."""
     path = _db_path(args)
-    if not os.path.exists(path):
+    if not is_postgres_url(path) and not os.path.exists(path):
         return None
-    return SqliteStore(path, create=False)
+    return open_store(path, create=False)
+
+
+DB_HELP = "the store: a SQLite file or a postgresql:// URL (default: $FLOWCORE_DB or ./flowcore.db)"
 
 
 def _positive(kind):
@@ -134,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, runner=True):
-        p.add_argument("--db", help="SQLite store (default: $FLOWCORE_DB or ./flowcore.db)")
+        p.add_argument("--db", help=DB_HELP)
         p.add_argument("--json", action="store_true", help="print one JSON object on standard output")
         if runner:
             p.add_argument("--runner", choices=backend_names(), help="how nodes execute (default: the run's own)")
@@ -152,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--trigger", help="the trigger data, as JSON (default: null)")
     p.add_argument("--run-id", help="the id to store the run under (default: generated)")
-    p.add_argument("--db", help="SQLite store (default: $FLOWCORE_DB or ./flowcore.db)")
+    p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the run object instead of its id")
     p = sub.add_parser("resume", help="answer a waiting node, or continue an interrupted run")
     p.add_argument("run_id")
@@ -168,12 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", help="cancel only this node's instances that have not ended")
     p.add_argument("--item", help="only this item of the node, e.g. 2 or 2,0")
     p.add_argument("--reason", help="why (recorded as the error's message)")
-    p.add_argument("--db", help="SQLite store (default: $FLOWCORE_DB or ./flowcore.db)")
+    p.add_argument("--db", help=DB_HELP)
     p.add_argument("--wait", type=_non_negative, default=30.0,
                    help="seconds to wait for another process driving the run to apply it (default 30)")
     p.add_argument("--json", action="store_true", help="print the run object")
     p = sub.add_parser("worker", help="drive every run of the store that needs it, until SIGTERM")
-    p.add_argument("--db", help="SQLite store (default: $FLOWCORE_DB or ./flowcore.db)")
+    p.add_argument("--db", help=DB_HELP)
     p.add_argument("--runner", choices=backend_names(), help="how nodes execute (default: each run's own)")
     p.add_argument("--max-parallel", type=_positive(int), help="cap on instances running at once, per run")
     p.add_argument("--max-runs", type=_positive(int), default=8, help="runs driven at once (default 8)")
@@ -458,7 +462,7 @@ def cmd_runs(args, out: Console) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"runs in {shown(_db_path(args))}", title_justify="left")
+    table = Table(title=f"runs in {shown(store.path if store is not None else _db_path(args))}", title_justify="left")
     for col in ("run_id", "workflow", "status", "started", "took"):
         table.add_column(col)
     for r in runs:

@@ -22,11 +22,11 @@ from . import inbox, recovery
 from .inbox import RequestPending, input_request_problem
 from .recovery import RunBusy, RunRefused, current_cap, load_run
 from .report import run_dict, run_status
-from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, SqliteStore, StoreError, UnknownRun,
-                    canonical_json, definition_hash, text_hash)  # noqa: F401 (definition_hash: re-exported)
+from .leases import HEARTBEAT_SECONDS
+from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, StoreError, UnknownRun,
+                    canonical_json, definition_hash, open_store, text_hash)  # noqa: F401 (definition_hash: re-exported)
 from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
 
-HEARTBEAT_SECONDS = 10.0
 CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
 
 
@@ -107,7 +107,7 @@ class Engine:
         self.max_parallel = max_parallel
         self.linger = linger
         self.grace = grace
-        self.store = store or (MemoryStore() if db is None else SqliteStore(db))
+        self.store = store or (MemoryStore() if db is None else open_store(db))  # a file, or postgresql://...
         self.runner_options = dict(runner_options or {})
         self.json_only = False  # check node outputs as a stored run does, in memory too (simulate --execute)
         # run_id -> (logged batches, state) of the CACHED_RUNS runs this engine drove last: saves a replay
@@ -384,7 +384,11 @@ class Engine:
         finally:
             abandoned = backend.close(options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
-                self.store.update(run_id, {**_summary(state, run_status(state)), "wake_at": inbox.wake_at(state)})
+                try:  # fenced: a process that took the run over meanwhile keeps the summary it wrote
+                    self.store.update(run_id, {**_summary(state, run_status(state)), "wake_at": inbox.wake_at(state)},
+                                      lease=session.lease)
+                except LeaseLost as exc:
+                    raise RunInterrupted(f"run {run_id!r} stopped here: {exc}") from exc
                 if state.finished:
                     self.store.refuse_pending(run_id, "the run has already finished")
                 if self.store.durable and session.snapshot_due(ended=True):

@@ -5,6 +5,11 @@ store and refreshes its heartbeat. Another process may take the run over when th
 at once on this host, where the process table tells (gone, a zombie, or a pid reused by a later
 process), and on another host once the heartbeat is ``LEASE_SECONDS`` old. This module only
 decides; the stores keep the leases. It never signals a process (``os.kill(pid, 0)`` only asks).
+
+A host is its hostname, or ``FLOWCORE_HOST_ID`` where that is set: processes of one machine with
+distinct host ids treat each other as on other hosts (the fleet tests simulate hosts so; a
+container that shares its hostname with another can set it too). ``FLOWCORE_LEASE_SECONDS``
+shortens the lease (a test of takeovers); a driver's heartbeat comes three times a lease.
 """
 from __future__ import annotations
 
@@ -14,7 +19,14 @@ import time
 
 import attrs
 
-LEASE_SECONDS = 30.0  # a driver on another host is presumed dead this long after its last heartbeat
+# a driver on another host is presumed dead this long after its last heartbeat
+LEASE_SECONDS = float(os.environ.get("FLOWCORE_LEASE_SECONDS") or 30.0)
+HEARTBEAT_SECONDS = min(10.0, LEASE_SECONDS / 3)  # how often a driver refreshes its lease
+
+
+def host_id() -> str:
+    """This process's host, as leases name it: ``FLOWCORE_HOST_ID``, else the hostname."""
+    return os.environ.get("FLOWCORE_HOST_ID") or socket.gethostname()
 
 
 @attrs.frozen
@@ -48,7 +60,7 @@ class Lease:
         (Linux's /proc): a later process that reuses the pid is then not taken for this one."""
         pid = os.getpid()
         stat = process_stat(pid)
-        return cls(pid=pid, host=socket.gethostname(),
+        return cls(pid=pid, host=host_id(),
                    token=f"{pid}-{time.time_ns()}" + (f"-{stat.started}" if stat else ""))
 
 
@@ -87,7 +99,7 @@ def lease_blocks(held: Lease, heartbeat: float, me: Lease, now: float) -> bool:
 def lease_live(held: Lease, heartbeat: float, now: float) -> bool:
     """Whether the process that holds a lease still drives the run, as far as this host can tell."""
     heartbeat = _heartbeat(heartbeat)
-    if held.host == socket.gethostname():
+    if held.host == host_id():
         return driver_alive(held)
     return now - heartbeat < LEASE_SECONDS
 

@@ -8,9 +8,9 @@ A run is created together with its first batch, so a stored run has always start
 
 ``MemoryStore`` keeps everything in the process; ``SqliteStore`` is the embedded default, a file
 whose header says it is a flowcore store of a schema version (``MIGRATIONS`` bring an older one up
-to date). A Postgres store implements the same methods (leases there need no pid check, only the
-heartbeat; ``adapters.leases`` decides). Nothing read back from a store is ever unpickled or
-evaluated: events and definitions are JSON, snapshots are ``adapters.snapshots`` text.
+to date). ``adapters.postgres_store.PostgresStore`` implements the same methods in a database that
+several hosts share; ``open_store`` picks a store by its address. Nothing read back from a store is
+ever unpickled or evaluated: events and definitions are JSON, snapshots are ``adapters.snapshots`` text.
 """
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ from .leases import LEASE_SECONDS, Lease, lease_blocks, lease_live, lease_messag
 
 class StoreError(RuntimeError):
     """The store cannot be used (unreadable, corrupt, not a flowcore database)."""
+
+
+class StoreUnavailable(StoreError):
+    """A store whose optional packages are not installed; the message says what to install."""
 
 
 class RunExists(StoreError):
@@ -236,8 +240,10 @@ class MemoryStore:
                         break
             return out
 
-    def update(self, run_id: str, summary: dict) -> None:
+    def update(self, run_id: str, summary: dict, lease=None) -> None:
+        """Change the run's summary; with ``lease``, only while it is the run's (``LeaseLost``)."""
         with self.lock:
+            self._fence(run_id, lease)
             self.infos[run_id] = attrs.evolve(self.infos[run_id], **summary)
 
     def info(self, run_id: str) -> RunInfo:
@@ -292,6 +298,26 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+# -- choosing a store ------------------------------------------------------------------------------
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: str) -> bool:
+    return str(target).startswith(POSTGRES_SCHEMES)
+
+
+def open_store(target: str, create: bool = True):
+    """The store ``target`` names: a PostgreSQL database (``postgresql://...``, see
+    ``adapters.postgres_store``) or a SQLite file. Without ``create``, nothing is created: a
+    database or file without flowcore's tables reads as having no runs."""
+    if is_postgres_url(target):
+        from .postgres_store import PostgresStore  # StoreUnavailable without psycopg
+
+        return PostgresStore(target, create=create)
+    return SqliteStore(target, create=create)
 
 
 # -- SQLite ----------------------------------------------------------------------------------------
@@ -482,9 +508,7 @@ class SqliteStore:
         payload = _encode_batch(events)
 
         def insert(conn):
-            if lease is not None and conn.execute("SELECT 1 FROM leases WHERE run_id = ? AND token = ?",
-                                                  (run_id, lease.token)).fetchone() is None:
-                raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
+            self._fence(conn, run_id, lease)
             try:
                 conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (?, ?, ?, ?)",
                              (run_id, index, payload, fingerprint))
@@ -493,6 +517,13 @@ class SqliteStore:
             self._set_summary(conn, run_id, summary)
             self._mark(conn, done)
         self._write(insert)
+
+    @staticmethod
+    def _fence(conn, run_id: str, lease) -> None:
+        """Inside a write's transaction: ``LeaseLost`` unless ``lease`` (when given) is the run's."""
+        if lease is not None and conn.execute("SELECT 1 FROM leases WHERE run_id = ? AND token = ?",
+                                              (run_id, lease.token)).fetchone() is None:
+            raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
 
     @staticmethod
     def _mark(conn, done) -> None:
@@ -585,8 +616,12 @@ class SqliteStore:
             values = [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
             conn.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*values, run_id))
 
-    def update(self, run_id: str, summary: dict) -> None:
-        self._write(lambda conn: self._set_summary(conn, run_id, summary))
+    def update(self, run_id: str, summary: dict, lease=None) -> None:
+        """Change the run's summary; with ``lease``, only while it is the run's (``LeaseLost``)."""
+        def write(conn):
+            self._fence(conn, run_id, lease)
+            self._set_summary(conn, run_id, summary)
+        self._write(write)
 
     def _read(self, sql: str, args=()):
         if self.empty:

@@ -26,6 +26,7 @@ from .recovery import RunBusy, RunRefused
 from .store import Lease, StoreError
 
 POLL_SECONDS = 0.1  # how often an idle worker looks for runs that need it (one query)
+LISTEN_SECONDS = 1.0  # how long one wait for word from a store that announces work lasts (then it looks at _stop)
 LINGER_SECONDS = 1.0  # a run whose next timer is due sooner than this stays driven
 MAX_RUNS = 8
 RETRY_BROKEN_SECONDS = 60.0  # a run that cannot be driven here (its workflow no longer loads) is retried this late
@@ -62,6 +63,7 @@ class Worker:
 
     def run_forever(self) -> None:
         """Drive runs as they need it until ``stop()``; then wind down and return."""
+        self._listen()
         while not self._stopping():
             self._launch()
             self._changed.wait(self._sleep())
@@ -194,6 +196,26 @@ class Worker:
             self._drives[run_id] = drive
         if self._stop.is_set():
             drive.drain()
+
+    # -- wakeups from a store that announces work ----------------------------------------------
+
+    def _listen(self) -> None:
+        """With a store that announces work (``wait_for_work``: PostgreSQL's LISTEN/NOTIFY), a thread
+        that wakes the worker as soon as a run is submitted, asked something, or let go unfinished.
+        The poll stays, for what nothing announces: timers falling due, leases running out."""
+        wait_for_work = getattr(self.engine.store, "wait_for_work", None)
+        if wait_for_work is None:
+            return
+
+        def listen():
+            while not self._stop.is_set():
+                try:
+                    if wait_for_work(LISTEN_SECONDS):
+                        self._changed.set()
+                except StoreError as exc:
+                    self.log(f"waiting for word of new work failed (polling goes on): {exc}")
+                    self._stop.wait(LISTEN_SECONDS)
+        threading.Thread(target=listen, name="flowcore-listen", daemon=True).start()
 
     def _join(self) -> None:
         """Wait for the drives to end (they drain within their grace period, then release their runs)."""

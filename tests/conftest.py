@@ -30,3 +30,13 @@ def soak_seconds(request) -> float:
     if value is None:
         value = float(os.environ.get("FLOWCORE_SOAK_SECONDS") or 60)
     return value
+
+
+@pytest.fixture
+def postgres_url():
+    """A store URL into a PostgreSQL schema of this test's own, dropped afterwards (``pg_support``);
+    the test is skipped, naming FLOWCORE_TEST_POSTGRES, where no server is given."""
+    import pg_support
+
+    with pg_support.fresh_schema(pg_support.require_server()) as (url, _):
+        yield url

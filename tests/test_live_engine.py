@@ -1,7 +1,9 @@
 """Live runs through the Python API, in one process: submit, the worker, answers and cancels through
 the inbox, whoever drives the run.
 
-Each test uses a SQLite store of its own. Where two parties are needed (a driver and someone
+Each test runs twice: on a SQLite store of its own and on a PostgreSQL schema of its own (skipped,
+naming FLOWCORE_TEST_POSTGRES, where no server is given); ``engine(tmp_path)`` opens the test's
+store. Where two parties are needed (a driver and someone
 answering), the driver runs in a thread of this process: the lease rules treat it as a live
 process's, which is what an answer from another process meets (the CLI tests do that with real
 processes).
@@ -11,9 +13,19 @@ import time
 
 import pytest
 
-from adapters import Engine, RequestPending, RunRefused, Worker
-from adapters.store import SqliteStore
+from adapters import Engine, RequestPending, RunInterrupted, RunRefused, Worker
+from adapters.store import open_store
 from nodes_for_tests import task
+
+STORES: dict = {}  # a test's tmp_path -> its store's address (the ``store_kind`` fixture sets it)
+
+
+@pytest.fixture(autouse=True, params=["sqlite", "postgres"])
+def store_kind(request, tmp_path):
+    STORES[tmp_path] = (str(tmp_path / "live.db") if request.param == "sqlite"
+                        else request.getfixturevalue("postgres_url"))
+    yield request.param
+    STORES.pop(tmp_path, None)
 
 ASK = {"name": "ask",
        "nodes": [{"id": "ask", "type": "hil", "prompt": "Ship?", "choices": ["ship", "hold"], "timeout": 30},
@@ -31,7 +43,7 @@ def _exists(e, run_id) -> bool:
 
 
 def engine(tmp_path, **kw) -> Engine:
-    return Engine(db=str(tmp_path / "live.db"), **kw)
+    return Engine(db=STORES[tmp_path], **kw)
 
 
 def eventually(condition, timeout=20.0, every=0.02):
@@ -104,7 +116,7 @@ def test_an_answer_given_before_the_timeout_fell_due_wins_even_if_applied_later(
     wf = {**ASK, "nodes": [{**ASK["nodes"][0], "timeout": 0.5}, *ASK["nodes"][1:]]}
     e.run(wf, run_id="early")
     # written to the inbox now, before the timeout; applied only after it fell due, by a later driver
-    store = SqliteStore(str(tmp_path / "live.db"))
+    store = open_store(STORES[tmp_path])
     store.post("early", "answer", {"node": "ask", "item": [], "port": "ship", "value": "x"}, at=time.time())
     time.sleep(0.7)
     Worker(e, linger=0).run_once()
@@ -237,3 +249,50 @@ def test_a_delay_no_one_drives_fires_when_a_worker_polls_after_its_due_time(tmp_
         t.join(20)
     delay = e.status("d").record("wait_a_bit")
     assert delay["finished_at"] - (info.wake_at) < 1.0  # fired by the worker's poll, soon after it fell due
+
+
+def test_a_driver_frozen_before_its_last_summary_write_leaves_the_new_drivers_summary(tmp_path, store_kind):
+    """A's drive ended (the run waits for an answer) and A froze before writing the run's summary; its
+    lease ran out (as seen from another host) and B took over and finished the run. A's late summary
+    write is refused: the run stays listed as succeeded."""
+    wf = {"name": "w", "nodes": [{"id": "ask", "type": "hil"}, task("then", "echo")],
+          "connections": [{"from": "ask", "to": "then"}]}
+    a = engine(tmp_path, linger=0)
+    freeze, frozen = threading.Event(), threading.Event()
+    real_update = a.store.update
+
+    def frozen_update(run_id, summary, **kw):
+        frozen.set()
+        freeze.wait(30)
+        real_update(run_id, summary, **kw)
+    a.store.update = frozen_update
+    outcome = {}
+
+    def drive():
+        try:
+            outcome["a"] = a.run(wf, run_id="r").status
+        except Exception as exc:  # noqa: BLE001 - what A meets is the test's subject
+            outcome["a"] = exc
+    t = threading.Thread(target=drive)
+    t.start()
+    assert frozen.wait(20)
+    _lease_ran_out(store_kind, STORES[tmp_path], "r")
+    b = engine(tmp_path, linger=0)
+    assert b.resume("r", node="ask", input=1).status == "succeeded"
+    freeze.set()
+    t.join(20)
+    assert isinstance(outcome["a"], RunInterrupted) and "no longer holds the run's lease" in str(outcome["a"])
+    assert [r["status"] for r in b.runs()] == ["succeeded"]
+
+
+def _lease_ran_out(kind: str, db: str, run_id: str) -> None:
+    """Make the run's lease one of another host whose heartbeat stopped long ago."""
+    if kind == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE leases SET host = 'frozen.example', heartbeat = 0 WHERE run_id = ?", (run_id,))
+    else:
+        import pg_support
+
+        pg_support.execute(db, "UPDATE leases SET host = 'frozen.example', heartbeat = 0 WHERE run_id = %s", (run_id,))
