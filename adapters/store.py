@@ -436,7 +436,7 @@ class SqliteStore:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} is a flowcore store of schema version {version}, made by a newer "
                              f"flowcore than this one (which knows versions up to {SCHEMA_VERSION}); use that one")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         if kind == "empty" or version < SCHEMA_VERSION:
             self._migrate(conn)
@@ -748,6 +748,22 @@ def _create_private(path: str) -> None:
         pass
     except OSError:
         pass  # a directory that does not exist, say: connecting reports it
+
+
+def _use_wal(conn: sqlite3.Connection, patience: float = 60.0) -> None:
+    """Put the store in WAL mode. Switching needs the file to itself, and SQLite answers 'database is
+    locked' at once (its busy timeout does not apply) while another process creates or writes the
+    store: wait for that, as long as the busy timeout would."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _kind(conn: sqlite3.Connection) -> str:

@@ -158,3 +158,22 @@ def test_the_memory_store_drives_concurrent_runs_in_one_process():
         results = list(pool.map(lambda i: engine.run(definition, trigger=[i], run_id=f"m{i}"), range(16)))
     assert {r.status for r in results} == {"succeeded"}
     assert all(engine.status(f"m{i}").record("join")["output"] == 10 * i for i in range(16))
+
+
+
+def test_a_store_another_process_is_still_creating_is_waited_for_not_refused(tmp_path):
+    """While another connection holds the new file's write lock (it is creating the store), switching
+    to WAL is answered 'database is locked' at once, whatever the busy timeout: opening the store
+    waits for the lock instead of failing ('not a usable flowcore database (database is locked)',
+    seen as a lost `flowcore run` when several started at once on a new store)."""
+    import threading
+
+    from adapters.store import SqliteStore
+
+    path = str(tmp_path / "new.db")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE being_made (x)")
+    threading.Timer(0.5, lambda: (other.execute("ROLLBACK"), other.close())).start()
+    store = SqliteStore(path)
+    assert store.runs() == []
