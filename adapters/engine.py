@@ -384,12 +384,15 @@ class Engine:
         finally:
             abandoned = backend.close(options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
-                try:  # fenced: a process that took the run over meanwhile keeps the summary it wrote
-                    self.store.update(run_id, {**_summary(state, run_status(state)), "wake_at": inbox.wake_at(state)},
-                                      lease=session.lease)
-                except LeaseLost as exc:
-                    raise RunInterrupted(f"run {run_id!r} stopped here: {exc}") from exc
-                if state.finished:
+                summary = _summary(state, run_status(state))
+                # a run that ended has its summary from the step that ended it (its wake_at no longer
+                # matters): two write transactions a run fewer, which workers sharing a store wait for
+                if not (state.finished and summary == session.summary):
+                    try:  # fenced: a process that took the run over meanwhile keeps the summary it wrote
+                        self.store.update(run_id, {**summary, "wake_at": inbox.wake_at(state)}, lease=session.lease)
+                    except LeaseLost as exc:
+                        raise RunInterrupted(f"run {run_id!r} stopped here: {exc}") from exc
+                if state.finished and self.store.pending(run_id):
                     self.store.refuse_pending(run_id, "the run has already finished")
                 if self.store.durable and session.snapshot_due(ended=True):
                     session.snapshot(self.store, state)
