@@ -19,7 +19,7 @@ from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, RunnerUnavailable, bac
 from scheduler_core import CapChanged, RunStarted, fingerprint, initial_state
 
 from . import inbox, recovery
-from .inbox import RequestPending, input_request_problem
+from .inbox import RequestPending, answer_problem
 from .recovery import RunBusy, RunRefused, current_cap, load_run
 from .report import run_dict, run_status
 from .leases import HEARTBEAT_SECONDS
@@ -198,7 +198,7 @@ class Engine:
         seq = None
         if node is not None:
             loaded = self._load(run_id)
-            problem = input_request_problem(loaded.state, node, item, port, input)
+            problem = answer_problem(loaded.state, node, item, port)
             if problem:
                 raise RunRefused(f"run {run_id!r}: {problem}")
             seq = self.store.post(run_id, "answer", {"node": node, "item": list(inbox.item_path(item)), "port": port,

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import time
 
+import attrs
+
 from scheduler_core import (CancelRequested, Draining, InputProvided, NodeCancelRequested, Refused, Resumed,
-                            RunStarted, RunStatus, State, TimerFired, TimerKind, cancel_problem, input_problem)
+                            RunStarted, RunStatus, State, TimerFired, cancel_problem, input_problem)
 
 from .recovery import RunRefused
+from .report import parked_timers
 from .store import ENDED, Request
 
 
@@ -34,7 +37,7 @@ def item_path(item) -> tuple:
     return tuple(int(i) for i in item)
 
 
-def input_request_problem(state: State, node: str, item, port, value) -> str | None:
+def answer_problem(state: State, node: str, item, port) -> str | None:
     """Why an answer would be refused at once, or None (the driver may still refuse it: a timeout
     can fall due before it is applied)."""
     return input_problem(state, node, item_path(item), port)
@@ -114,8 +117,7 @@ class StoreInbox:
             if cancel is not None:
                 return [cancel]  # the rest is refused: the run ended before it started
             return [RunStarted(at=now, trigger=trigger), *asked]
-        due = sorted((t.due, tid) for tid, t in state.timers.items() if t.kind != TimerKind.TIMEOUT and t.due <= now)
-        fired = [TimerFired(timer=tid, at=at) for at, tid in due]
+        fired = [TimerFired(timer=tid, at=due) for due, tid in parked_timers(state) if due <= now]
         batch = sorted(fired + asked, key=lambda e: e.at)  # stable: at equal times the timer first
         if apply_only:
             return [*batch, Draining(at=now)]
@@ -151,8 +153,7 @@ def await_request(store, run_id: str, seq: int, wait: float, every: float = 0.02
         if store.info(run_id).status in ENDED:
             request = store.request(seq)
             if request.state == "pending":
-                return Request(seq=seq, run_id=run_id, kind=request.kind, body=request.body, at=request.at,
-                               state="refused", reason="the run has already finished")
+                return attrs.evolve(request, state="refused", reason="the run has already finished")
             return request
         if time.monotonic() >= end:
             return request
@@ -164,7 +165,8 @@ def wake_at(state: State) -> float | None:
     nothing runs), or None."""
     if state.finished:
         return None
-    return min((t.due for t in state.timers.values() if t.kind != TimerKind.TIMEOUT), default=None)
+    timers = parked_timers(state)
+    return timers[0][0] if timers else None
 
 
 class NoWork:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from scheduler_core import Kind, Record, RunStatus, State, heap, sequence_keys
+from scheduler_core import Kind, Record, RunStatus, State, TimerKind, heap, sequence_keys
 
 from runners import instance_name
 
@@ -67,6 +67,12 @@ def run_dict(run_id: str, state: State) -> dict:
     }
 
 
+def parked_timers(state: State) -> list[tuple[float, str]]:
+    """(due, timer id) of the timers a run that no process drives waits for, soonest first: every
+    timer but the attempts' timeouts (nothing runs; an attempt in flight starts again, with a new one)."""
+    return sorted((t.due, tid) for tid, t in state.timers.items() if t.kind != TimerKind.TIMEOUT)
+
+
 def waiting_on(state: State) -> list[tuple]:
     """(instance name, node id, item path, prompt, choices) for every instance parked for input."""
     out = []
@@ -97,9 +103,9 @@ def how_it_continues(run_id: str, state: State, driver, now: float) -> list[str]
         return ["queued: no process drives it; a worker (flowcore worker) starts it, or "
                 f"flowcore resume {run_id}"]
     lines = ["no live process drives this run"]
-    due = sorted(t.due for t in state.timers.values() if t.kind != "timeout")
+    due = parked_timers(state)
     if due:
-        lines.append(f"  next timer due {_when(due[0], now)}" + (f" ({len(due)} timers in all)" if len(due) > 1 else ""))
+        lines.append(f"  next timer due {_when(due[0][0], now)}" + (f" ({len(due)} timers in all)" if len(due) > 1 else ""))
     for name, _, _, prompt, _ in waiting_on(state):
         lines.append(f"  {name} awaits an answer" + (f" ({prompt})" if prompt else ""))
     if state.running_count:
