@@ -151,9 +151,7 @@ class Worker:
             except RunBusy:
                 continue  # another process took it first
             except (RunRefused, StoreError) as exc:
-                self.log(f"run {run_id}: cannot be driven here: {exc}")
-                with self._lock:
-                    self._broken[run_id] = time.time()
+                self._set_aside(run_id, f"cannot be driven here: {exc}")
                 continue
             with self._lock:
                 self._driving[run_id] = lease
@@ -166,20 +164,12 @@ class Worker:
             result = self.engine.drive(run_id, runner=self.runner, max_parallel=self.max_parallel, linger=self.linger,
                                        grace=self.grace, on_drive=lambda drive: self._register(run_id, drive),
                                        lease=lease)
-        except RunBusy:
-            pass  # another process took it first
         except RunRefused as exc:
-            self.log(f"run {run_id}: cannot be driven here: {exc}")
-            with self._lock:
-                self._broken[run_id] = time.time()
+            self._set_aside(run_id, f"cannot be driven here: {exc}")
         except StoreError as exc:
-            self.log(f"run {run_id}: the store failed: {exc}")
-            with self._lock:
-                self._broken[run_id] = time.time()
+            self._set_aside(run_id, f"the store failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - a worker keeps serving its other runs
-            self.log(f"run {run_id}: {type(exc).__name__}: {exc}")
-            with self._lock:
-                self._broken[run_id] = time.time()
+            self._set_aside(run_id, f"{type(exc).__name__}: {exc}")
         else:
             if result is not None:
                 with self._lock:
@@ -190,6 +180,12 @@ class Worker:
                 self._driving.pop(run_id, None)
                 self._drives.pop(run_id, None)
             self._changed.set()
+
+    def _set_aside(self, run_id: str, why: str) -> None:
+        """A run this worker failed to drive: say why, and leave it alone for RETRY_BROKEN_SECONDS."""
+        self.log(f"run {run_id}: {why}")
+        with self._lock:
+            self._broken[run_id] = time.time()
 
     def _register(self, run_id: str, drive) -> None:
         with self._lock:
