@@ -99,6 +99,23 @@ def flowcore(*args) -> list:
     return [sys.executable, "-m", "adapters.cli", *map(str, args)]
 
 
+def kill_all(procs) -> None:
+    """SIGKILL each process that still runs, with whatever it started (its process group; a stopped
+    one is continued first), and reap them all."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGCONT)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                proc.kill()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 def wait_for(condition, timeout: float, what: str, every: float = 0.05):
     """Poll ``condition()`` until it returns something true; its value. Fails after ``timeout`` seconds."""
     end = time.monotonic() + timeout

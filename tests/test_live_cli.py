@@ -10,7 +10,6 @@ of magnitude (an answer applied within a few seconds, a worker gone within its g
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -18,7 +17,7 @@ import time
 import pytest
 
 import live_nodes
-from live_nodes import child_env, flowcore, marks, py, wait_for, write_workflow
+from live_nodes import child_env, flowcore, kill_all, marks, py, wait_for, write_workflow
 
 SLOW = 60  # seconds: the bound on anything that must happen "soon" on a loaded machine
 
@@ -97,17 +96,7 @@ class Workspace:
         return [m for m in marks(self.marker) if m[0] == run_id and m[1] == node]
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the process and anything it started
-                except (ProcessLookupError, PermissionError):
-                    proc.kill()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_all(list(self.procs))
 
 
 @pytest.fixture

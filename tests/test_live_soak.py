@@ -31,7 +31,7 @@ from collections import Counter, defaultdict
 import pytest
 
 import live_nodes
-from live_nodes import child_env, flowcore, marks, py, write_workflow
+from live_nodes import child_env, flowcore, kill_all, marks, py, write_workflow
 
 RUNS_PER_MINUTE = 300  # submitted over the first 60 % of the soak
 WORKERS = 3
@@ -145,17 +145,7 @@ class Soak:
             f.write(json.dumps(task) + "\n")
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    proc.kill()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_all(list(self.procs))
 
 
 @pytest.fixture

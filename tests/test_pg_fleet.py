@@ -32,7 +32,7 @@ from collections import Counter, defaultdict
 import pytest
 
 import pg_support
-from live_nodes import child_env, flowcore, marks, py, write_workflow
+from live_nodes import child_env, flowcore, kill_all, marks, py, write_workflow
 
 RUNS = 400
 WORKERS = 4
@@ -132,18 +132,7 @@ class Fleet:
                 f"sessions: {sessions}\nlocks waited for: {locks}")
 
     def close(self) -> None:
-        for proc in self.workers.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGCONT)
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    proc.kill()
-        for proc in self.workers.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_all(list(self.workers.values()))
 
 
 @pytest.fixture
@@ -153,17 +142,6 @@ def fleet(tmp_path, postgres_url):
         yield f
     finally:
         f.close()
-
-
-def wait_until(condition, timeout: float, what: str, every: float = 0.1):
-    end = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 def test_a_fleet_of_workers_loses_no_run_when_one_is_killed_and_one_frozen(fleet):
