@@ -240,10 +240,10 @@ class Drive:
             else:
                 completions = self.backend.wait(self._bounded(None if due is None else max(0.0, due - now)))
             now = self.backend.now()
-            # requests are read after the due timers are taken: one asked before a timer fell due is
-            # among them, and the sort puts it first
-            events = self.timers.pop_due(now) + completions
-            events += self._requests(now, force=bool(events) and due is not None and due <= now)
+            # requests are read after the due timers are taken (at once when one fired): one asked
+            # before a timer fell due is among them, and the sort puts it first
+            fired = self.timers.pop_due(now)
+            events = fired + completions + self._requests(now, force=bool(fired))
             if events:
                 events.sort(key=lambda e: e.at)
                 return events
