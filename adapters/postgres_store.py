@@ -94,6 +94,19 @@ MIGRATIONS = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def url_with_settings(url: str, **settings: str) -> str:
+    """``url`` whose connections start with these server settings (libpq's ``options``, ``-c name=value``),
+    added to any it names already: ``url_with_settings(url, search_path="mine")`` is the store in the
+    schema ``mine``; ``synchronous_commit="off"`` trades the last moment of commits, should the server
+    crash, for faster steps (see the README)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    given = " ".join(v for k, v in query if k == "options")
+    options = " ".join([given, *(f"-c{name}={value}" for name, value in settings.items())]).strip()
+    query = [(k, v) for k, v in query if k != "options"] + [("options", options)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, quote_via=urllib.parse.quote)))
+
+
 def shown_url(url: str) -> str:
     """The address without its password (for messages and logs)."""
     parts = urllib.parse.urlsplit(url)
