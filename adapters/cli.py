@@ -1,4 +1,4 @@
-"""The ``flowcore`` command: run, submit, resume, cancel, status, runs, worker, validate, simulate.
+"""The ``flowcore`` command: run, submit, resume, cancel, status, runs, worker, validate, simulate, serve, report.
 
 Exit codes (run and resume): 0 succeeded, 1 failed or cancelled, 2 invalid usage, invalid
 workflow or refused request (nothing changed), 3 waiting, 4 the store failed during the run (what
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--late-rate", type=_rate, default=0.0)
     p.add_argument("--duplicate-rate", type=_rate, default=0.0)
     p.add_argument("--json", action="store_true")
+    from .web.commands import add_commands
+    add_commands(sub, DB_HELP)  # serve, report
     return parser
 
 
@@ -499,7 +501,17 @@ def cmd_simulate(args, out: Console) -> int:
     return _print_result(args, result, out)
 
 
-COMMANDS = {"run": cmd_run, "submit": cmd_submit, "resume": cmd_resume, "cancel": cmd_cancel, "status": cmd_status,
+def cmd_serve(args, out: Console) -> int:
+    from .web.commands import cmd_serve as serve
+    return serve(args, out, db_path=_db_path, user_error=UserError)
+
+
+def cmd_report(args, out: Console) -> int:
+    from .web.commands import cmd_report as report
+    return report(args, out, stored_engine=_stored_engine, user_error=UserError)
+
+
+COMMANDS = {"serve": cmd_serve, "report": cmd_report, "run": cmd_run, "submit": cmd_submit, "resume": cmd_resume, "cancel": cmd_cancel, "status": cmd_status,
             "runs": cmd_runs, "worker": cmd_worker, "validate": cmd_validate, "simulate": cmd_simulate}
 
 

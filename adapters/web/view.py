@@ -1,0 +1,156 @@
+"""What a run page shows, built from the run's log: the ``--json`` object (``run_dict``), each
+attempt of each instance with its times (one bar each on the timeline), the waits, what each
+instance got as input, its log lines, and the workflow's graph laid out in layers.
+
+The log is replayed from its start with the core's ``step`` (as ``story`` does): the input of an
+instance is the ``arrivals`` of the command that started it, and an attempt's times come from the
+events that ended it. Nothing here writes anything.
+"""
+from __future__ import annotations
+
+import time
+
+import networkx as nx
+
+from runners import collector_paused, instance_name
+from scheduler_core import NodeFailed, NodeSucceeded, StartNode, initial_state, step
+from scheduler_core import Kind
+
+from ..recovery import first_cap, read_log, with_cap_history
+from ..report import run_dict, waiting_on
+from ..workflow_file import compiled
+
+# Timeline rows a page draws at most; the rest are summed up (a 10,000-instance run stays usable).
+MAX_BARS = 2000
+# Layout of the graph (SVG user units).
+NODE_W, NODE_H, GAP_X, GAP_Y = 150, 44, 56, 22
+
+
+def run_view(store, run_id: str) -> dict:
+    """The run page's data: ``run`` (the ``--json`` object), ``attempts``, ``instances`` (input, logs
+    per instance), ``waiting`` (instances that wait for an answer) and ``graph`` (nodes with their
+    layout and aggregate status, edges). ``RunRefused`` for an unknown run."""
+    info, wf, batches, prints = read_log(store, run_id)
+    graph = compiled(wf, max_parallel=first_cap(info.options))
+    state = initial_state(graph)
+    attempts: dict[tuple, dict] = {}
+    inputs: dict[tuple, object] = {}
+    with collector_paused():
+        for events in with_cap_history(info.options, batches, 0):
+            for e in events:
+                if isinstance(e, (NodeSucceeded, NodeFailed)):
+                    a = attempts.setdefault((e.node, tuple(e.item), e.attempt),
+                                            {"node": e.node, "item": list(e.item) or None, "attempt": e.attempt})
+                    a["status"] = "succeeded" if isinstance(e, NodeSucceeded) else "failed"
+                    a["started_at"] = e.started_at if e.started_at is not None else a.get("started_at")
+                    a["finished_at"] = e.at
+                    a["error"] = None if isinstance(e, NodeSucceeded) else {"type": e.error_type,
+                                                                            "message": e.message}
+            state, commands = step(state, events)
+            for c in commands:
+                if isinstance(c, StartNode):
+                    key = (c.node, tuple(c.item), c.attempt)
+                    a = attempts.setdefault(key, {"node": c.node, "item": list(c.item) or None, "attempt": c.attempt})
+                    a.setdefault("status", "running")
+                    a.setdefault("started_at", state.now)
+                    a.setdefault("finished_at", None)
+                    a.setdefault("error", None)
+                    inputs[(c.node, tuple(c.item))] = _input(c.arrivals)
+    run = run_dict(run_id, state)
+    records = {(r.node, tuple(r.item)): r for r in state.records.values()}
+    bars = []
+    for (node, item, _), a in sorted(attempts.items(), key=lambda kv: (kv[1].get("started_at") or 0, kv[0])):
+        if a["status"] == "running":  # still running, or it ended without a result (cancelled, timed out)
+            r = records.get((node, item))
+            if r is not None and str(r.status) != "running" and (r.attempts != a["attempt"] or r.finished_at):
+                a["status"] = str(r.status) if r.attempts == a["attempt"] else "failed"
+                a["finished_at"] = r.finished_at
+        bars.append({**a, "kind": "attempt", "name": instance_name(node, item)})
+    for r in state.records.values():  # waits: a person or a timer held the instance
+        node = graph.nodes[graph.index[r.node]]
+        if node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT) and r.started_at is not None:
+            bars.append({"node": r.node, "item": list(r.item) or None, "attempt": None, "kind": "wait",
+                         "name": instance_name(r.node, r.item), "status": str(r.status), "started_at": r.started_at,
+                         "finished_at": r.finished_at, "error": None,
+                         "waits_for": "an answer" if node.behaviour.kind == Kind.PARK_INPUT else "a timer"})
+    bars.sort(key=lambda b: (b["started_at"] if b["started_at"] is not None else float("inf"), b["name"]))
+    instances = {}
+    for rec in run["nodes"]:
+        key = (rec["node"], tuple(rec["item"] or ()))
+        r = records.get(key)
+        instances[instance_name(rec["node"], key[1])] = {
+            "input": inputs.get(key), "has_input": key in inputs, "logs": list(r.logs) if r is not None else []}
+    waiting = [{"name": name, "node": node, "item": list(item) or None, "prompt": prompt, "choices": choices,
+                "type": graph.nodes[graph.index[node]].type}
+               for name, node, item, prompt, choices in waiting_on(state)]
+    return {"run": run, "workflow": info.workflow, "attempts": bars[:MAX_BARS], "attempts_total": len(bars),
+            "instances": instances, "waiting": waiting, "graph": graph_view(graph, run["nodes"]),
+            "now": time.time(), "options": {"runner": info.options.get("runner")}}
+
+
+def _input(arrivals) -> object:
+    """What a node got: the one value delivered, or ``{source: value}`` when several edges delivered."""
+    if len(arrivals) == 1:
+        return arrivals[0][1]
+    return [{"from": source, "value": value} for source, value in arrivals]
+
+
+STATUS_ORDER = ("failed", "running", "waiting", "pending", "cancelled", "succeeded", "skipped")
+
+
+def node_summary(records: list[dict]) -> dict:
+    """A node's status over its instances: the most pressing one (failed, running, waiting, ...) and
+    the count of each."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    status = next((s for s in STATUS_ORDER if s in counts), "pending")
+    if status in ("cancelled", "skipped") and counts.get("succeeded"):
+        status = "succeeded"
+    return {"status": status, "counts": counts, "instances": len(records)}
+
+
+def graph_view(graph, records: list[dict]) -> dict:
+    """Nodes placed in layers (a node one layer below its lowest input; within a layer, ordered by
+    the mean position of its inputs, a few sweeps down), edges as SVG paths."""
+    g = nx.DiGraph()
+    g.add_nodes_from(range(len(graph.ids)))
+    g.add_edges_from((e.source, e.target) for e in graph.edges)
+    layers = [sorted(layer) for layer in nx.topological_generations(g)]
+    pos: dict[int, float] = {}
+    for layer in layers:
+        for i, n in enumerate(layer):
+            pos[n] = i
+    for _ in range(2):  # barycentre sweeps: fewer crossings
+        for layer in layers[1:]:
+            layer.sort(key=lambda n: (sum(pos[p] for p in g.predecessors(n)) / max(1, g.in_degree(n)), n))
+            for i, n in enumerate(layer):
+                pos[n] = i
+    widest = max((len(layer) for layer in layers), default=1)
+    by_node: dict[str, list] = {}
+    for r in records:
+        by_node.setdefault(r["node"], []).append(r)
+    nodes, xy = [], {}
+    for depth, layer in enumerate(layers):
+        offset = (widest - len(layer)) * (NODE_W + GAP_X) / 2
+        for i, n in enumerate(layer):
+            x, y = 20 + offset + i * (NODE_W + GAP_X), 20 + depth * (NODE_H + GAP_Y * 2)
+            xy[n] = (x, y)
+            node = graph.nodes[n]
+            b = node.behaviour
+            nodes.append({"id": node.id, "type": node.type, "x": x, "y": y, "w": NODE_W, "h": NODE_H,
+                          "mapped": graph.depth[n] > 0,
+                          "prompt": getattr(b, "prompt", None), "choices": list(getattr(b, "choices", None) or []),
+                          **node_summary(by_node.get(node.id, []))})
+    edges = []
+    for e in graph.edges:
+        (x1, y1), (x2, y2) = xy[e.source], xy[e.target]
+        sx, sy, tx, ty = x1 + NODE_W / 2, y1 + NODE_H, x2 + NODE_W / 2, y2
+        mid = (sy + ty) / 2
+        edges.append({"from": graph.ids[e.source], "to": graph.ids[e.target],
+                      "port": e.port if e.port != "result" else None, "kind": e.kind,
+                      "path": f"M{sx:.0f},{sy:.0f} C{sx:.0f},{mid:.0f} {tx:.0f},{mid:.0f} {tx:.0f},{ty - 4:.0f}",
+                      "label_x": (sx + tx) / 2, "label_y": mid})
+    width = 40 + widest * (NODE_W + GAP_X) - GAP_X
+    height = 40 + len(layers) * (NODE_H + GAP_Y * 2) - GAP_Y * 2
+    return {"nodes": nodes, "edges": edges, "width": max(width, 200), "height": max(height, 80)}
