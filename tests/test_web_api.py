@@ -214,3 +214,19 @@ def test_no_input_gets_a_500(label, tmp_path_factory):
         response = case.call()
         assert response.status_code < 500, f"{case.method} {case.formatted_path} {case.body!r}: {response.text[:500]}"
     check()
+
+
+def test_report_writes_one_file_and_refuses_an_unknown_run(client, tmp_path):
+    c, engine = client
+    db = engine.store.path
+    done = subprocess.run(flowcore("report", "done1", "--db", db, "-o", "-"), env=child_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    html = done.stdout
+    assert html.startswith("<!doctype html>") and "<svg" in html and "FlowcoreRun.start(false)" in html
+    assert 'src="' not in html and "<link" not in html  # nothing to fetch: style and script are inline
+    assert "each[2]" in html  # the data of every instance
+    done = subprocess.run(flowcore("report", "nope", "--db", db, "-o", tmp_path / "x.html"), env=child_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "nope" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.html").exists()

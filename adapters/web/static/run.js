@@ -62,7 +62,9 @@ var FlowcoreRun = (function () {
     var err = $("run-error");
     if (run.error) {
       err.hidden = false;
-      err.textContent = (run.error.node || "run") + ": " + run.error.type + ": " + run.error.message;
+      err.className = "error" + (run.error.type === "cancelled" ? " cancelled" : "");
+      err.textContent = run.error.type === "cancelled" && !run.error.node ? "Cancelled: " + run.error.message
+        : (run.error.node || "run") + ": " + run.error.type + ": " + run.error.message;
     } else err.hidden = true;
     var cancel = $("cancel-run");
     if (cancel) cancel.hidden = !!ENDED[run.status];
@@ -96,17 +98,17 @@ var FlowcoreRun = (function () {
     box.hidden = waiting.length === 0;
     list.textContent = "";
     waiting.slice(0, 20).forEach(function (w) {
-      var note = el("input", { cls: "note", placeholder: w.choices && w.choices.length ? "a note (optional, JSON or text)" : "the input, as JSON or text", spellcheck: "false" });
+      var note = el("input", { cls: "note", placeholder: w.choices && w.choices.length ? "the answer, as JSON or text (empty: the choice's name)" : "the input, as JSON or text", spellcheck: "false" });
       var message = el("span", { cls: "message", role: "status" });
       var buttons = el("div", { cls: "choices" });
       function send(port, button) {
-        var text = note.value.trim(), input = null;
+        var text = note.value.trim(), input = port;
         if (text) { try { input = JSON.parse(text); } catch (e) { input = text; } }
         var body = { node: w.node, item: w.item, input: input };
         if (port) body.port = port;
         button.disabled = true;
         message.textContent = "sending…";
-        post("/answers", body, message, function () { button.disabled = false; });
+        post("/answers", body, message, function () { button.disabled = false; }, "answered");
       }
       if (w.choices && w.choices.length) {
         w.choices.forEach(function (choice, i) {
@@ -142,13 +144,15 @@ var FlowcoreRun = (function () {
       box.appendChild(el("p", { cls: "muted", text: run.status === "queued" ? "The run has not started yet." : "Nothing has run yet." }));
       return;
     }
+    var tries = {};
+    bars.forEach(function (b) { if (b.kind === "attempt") tries[b.name] = (tries[b.name] || 0) + 1; });
     var span = Math.max(t1 - t0, 0.001);
     var axis = el("div", { cls: "axis" }, el("span", { text: "0" }), el("span", { text: secs(span / 2) }), el("span", { text: secs(span) }));
     box.appendChild(el("div", { cls: "trow axis-row" }, el("div", { cls: "tlabel" }), axis));
     bars.forEach(function (b) {
       var end = b.finished_at === null ? t1 : b.finished_at;
       var left = (b.started_at - t0) / span * 100, width = Math.max((end - b.started_at) / span * 100, 0.4);
-      var label = b.kind === "wait" ? b.name + " · waits" : b.name + (b.attempt > 1 ? " #" + b.attempt : "");
+      var label = b.kind === "wait" ? b.name + " · waits" : b.name + (b.attempt > 1 || tries[b.name] > 1 ? " #" + b.attempt : "");
       var tip = label + ": " + b.status + ", " + secs(end - b.started_at) + (b.finished_at === null ? " so far" : "") +
         (b.error ? " — " + b.error.type + ": " + b.error.message : "") + (b.kind === "wait" ? " (waits for " + b.waits_for + ")" : "");
       var bar = el("div", { cls: "bar s-" + b.status + (b.kind === "wait" ? " wait" : "") + (b.finished_at === null ? " open" : ""),
@@ -183,7 +187,7 @@ var FlowcoreRun = (function () {
       var message = el("span", { cls: "message", role: "status" });
       var cancel = el("button", { cls: "danger small", id: "cancel-node", text: "Cancel node" });
       confirming(cancel, "Cancel node", function () {
-        post("/cancel", { node: selected }, message, function () { cancel.disabled = false; });
+        post("/cancel", { node: selected }, message, function () { cancel.disabled = false; }, "node cancelled");
       });
       body.appendChild(el("div", { cls: "pactions" }, cancel, message));
     }
@@ -249,12 +253,12 @@ var FlowcoreRun = (function () {
     });
   }
 
-  function post(path, body, message, done) {
+  function post(path, body, message, done, doneText) {
     var url = "/api/runs/" + encodeURIComponent(data.run.run_id) + path;
     fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), credentials: "same-origin" })
       .then(function (res) {
         return res.json().catch(function () { return {}; }).then(function (json) {
-          if (res.status === 200) { message.textContent = "done"; if (json.run) update({ run: json.run }); }
+          if (res.status === 200) { message.textContent = doneText; if (json.run) update({ run: json.run }); }
           else if (res.status === 202) message.textContent = "sent: it is applied when a worker drives the run";
           else message.textContent = (json.detail || ("failed (" + res.status + ")"));
           message.className = "message" + (res.status >= 400 ? " bad" : " good");
@@ -303,7 +307,7 @@ var FlowcoreRun = (function () {
     if (cancel) {
       var message = el("span", { cls: "message", role: "status" });
       cancel.parentNode.appendChild(message);
-      confirming(cancel, "Cancel run", function () { post("/cancel", {}, message, function () { cancel.disabled = false; }); });
+      confirming(cancel, "Cancel run", function () { post("/cancel", {}, message, function () { cancel.disabled = false; }, "run cancelled"); });
     }
     var first = data.waiting.length ? data.waiting[0].node : (data.run.error && data.run.error.node) || null;
     if (first) selected = first;

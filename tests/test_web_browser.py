@@ -1,0 +1,172 @@
+"""The pages in a real browser: Debian's Chromium (/usr/bin/chromium), driven by Playwright's Python
+package with that executable (no browser is ever downloaded), against ``flowcore serve`` running
+as a process. Each test saves a screenshot under tests/artifacts/ (ignored by git)."""
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package; the browser tests "
+                           f"must run in CI")
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium): the browser tests need Debian's Chromium",
+                allow_module_level=True)
+_limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+if _limit != resource.RLIM_INFINITY and _limit < 64 << 30:
+    # Chromium reserves tens of GB of address space up front and dies (SIGTRAP) under `ulimit -v`
+    why = (f"Chromium cannot start under an address-space limit (ulimit -v: {_limit >> 20} MB); run the browser "
+           f"tests without one")
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(why)
+    pytest.skip(why, allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (playwright)")
+
+from live_nodes import child_env, flowcore  # noqa: E402
+from web_support import served, write_workflows  # noqa: E402
+
+ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
+TIMEOUT = 20_000  # ms a page gets to show what a test waits for
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("browser")
+    workflows = write_workflows(base / "workflows")
+    db = str(base / "pages.db")
+    with served(db, workflows) as (api, _):
+        yield api, db
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"), full_page=True)
+
+
+def started(api, workflow: str, run_id: str, trigger=None, *, until=("waiting",)) -> dict:
+    status, body = api.post(f"/api/workflows/{workflow}/runs", {"trigger": trigger, "run_id": run_id})
+    assert status == 201, body
+    return api.wait_status(run_id, *until)
+
+
+def answered(api, run_id: str) -> dict:
+    started(api, "approval", run_id, {"draft": run_id})
+    assert api.post(f"/api/runs/{run_id}/answers", {"node": "approve", "port": "publish", "input": "ok"})[0] == 200
+    return api.wait_status(run_id, "succeeded")
+
+
+def test_the_runs_list_finds_a_run(server, page):
+    api, _ = server
+    started(api, "fanout", "list-fanout", [1, 2, 3], until=("succeeded",))
+    started(api, "fanout", "list-other", [4], until=("succeeded",))
+    page.goto(api.base + "/")
+    rows = page.locator("#runs tbody tr[data-run]")
+    assert rows.count() >= 2
+    page.fill("#search", "list-fan")
+    sync_api.expect(page.locator("tr[data-run='list-fanout']")).to_be_visible()
+    sync_api.expect(page.locator("tr[data-run='list-other']")).to_be_hidden()
+    page.fill("#search", "")
+    page.select_option("select[name=status]", "succeeded")
+    page.click("form.filters button[type=submit]")
+    sync_api.expect(page.locator("tr[data-run='list-fanout'] .badge")).to_have_text("succeeded")
+    shot(page, "runs-list")
+    page.click("tr[data-run='list-fanout'] a")
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+
+
+def test_a_run_page_has_one_timeline_bar_per_attempt(server, page):
+    api, _ = server
+    run = answered(api, "bars")
+    attempts = sum(r["attempts"] for r in run["nodes"] if r["node"] != "approve")  # approve waits, it is no attempt
+    assert attempts == 3  # draft once, publish twice (its first attempt fails)
+    page.goto(f"{api.base}/runs/bars")
+    sync_api.expect(page.locator("#timeline .bar[data-kind=attempt]")).to_have_count(attempts)
+    sync_api.expect(page.locator("#timeline .bar[data-kind=wait]")).to_have_count(1)
+    sync_api.expect(page.locator("#timeline .bar.s-failed")).to_have_count(1)
+    page.click("#graph .node[data-node=publish]")
+    sync_api.expect(page.locator("#panel table.attempts tr")).to_have_count(3)  # a header and two attempts
+    sync_api.expect(page.locator("#panel")).to_contain_text("attempt 1 fails on purpose")
+    sync_api.expect(page.locator("#panel")).to_contain_text('"published": "ok"')
+    shot(page, "run-page")
+
+
+def test_approve_on_the_page_and_see_the_run_finish_without_reloading(server, page):
+    api, _ = server
+    started(api, "approval", "approve-me", {"draft": "hello"})
+    page.goto(f"{api.base}/runs/approve-me")
+    sync_api.expect(page.locator("#run-status")).to_have_text("waiting")
+    sync_api.expect(page.locator("#waiting")).to_contain_text("Publish the draft?")
+    sync_api.expect(page.locator("#graph .node[data-node=approve]")).to_have_class("node s-waiting selected")
+    shot(page, "waiting-for-approval")
+    page.evaluate("window.notReloaded = true")
+    page.click("#waiting button[data-choice=publish]")
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    sync_api.expect(page.locator("#graph .node[data-node=publish]")).to_have_class("node s-succeeded")
+    sync_api.expect(page.locator("#graph .node[data-node=drop]")).to_have_class("node s-skipped")
+    sync_api.expect(page.locator("#waiting")).to_be_hidden()
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, "approved")
+    assert api.run("approve-me")["status"] == "succeeded"
+
+
+def test_cancel_a_running_run_from_the_page(server, page):
+    api, _ = server
+    started(api, "long", "cancel-me", until=("running",))
+    page.goto(f"{api.base}/runs/cancel-me")
+    sync_api.expect(page.locator("#graph .node[data-node=crunch]")).to_have_class("node s-running")
+    page.click("#cancel-run")
+    sync_api.expect(page.locator("#cancel-run")).to_have_text("Click again to confirm")
+    page.click("#cancel-run")
+    sync_api.expect(page.locator("#run-status")).to_have_text("cancelled")
+    sync_api.expect(page.locator("#run-error")).to_contain_text("cancelled by request")
+    sync_api.expect(page.locator("#cancel-run")).to_be_hidden()
+    shot(page, "cancelled")
+    assert api.run("cancel-me")["status"] == "cancelled"
+
+
+def test_a_report_file_shows_graph_and_timeline_with_the_network_blocked(server, page, tmp_path):
+    api, db = server
+    answered(api, "reported")
+    out = tmp_path / "report.html"
+    done = subprocess.run(flowcore("report", "reported", "--db", db, "-o", out), env=child_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    requested = []
+
+    def only_the_file(route):
+        requested.append(route.request.url)
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            route.abort()
+    page.route("**/*", only_the_file)
+    page.goto(out.as_uri())
+    sync_api.expect(page.locator("#graph .node")).to_have_count(4)
+    sync_api.expect(page.locator("#graph .node[data-node=publish]")).to_have_class("node s-succeeded")
+    sync_api.expect(page.locator("#timeline .bar[data-kind=attempt]")).to_have_count(3)
+    sync_api.expect(page.locator("#cancel-run")).to_have_count(0)  # a report answers nothing
+    page.click("#graph .node[data-node=draft]")
+    sync_api.expect(page.locator("#panel")).to_contain_text("working for 0.1 s")  # its log line
+    shot(page, "report")
+    assert requested == [out.as_uri()]  # the page needed nothing else
