@@ -321,7 +321,8 @@ def create_app(server: Server) -> FastAPI:
     def runs_page(status: str | None = None, workflow: str | None = None):
         runs = server.engine.runs(status=status if status in STATUSES else None,
                                   workflow=workflow if workflow and not _problem(workflow) else None)
-        return pages.runs_page(list(reversed(runs)), workflows=list(server.workflow_files()),
+        startable = [name for name, (_, wf) in server.workflow_files().items() if not isinstance(wf, WorkflowError)]
+        return pages.runs_page(list(reversed(runs)), workflows=startable,
                                status=status if status in STATUSES else "", workflow=workflow or "")
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
