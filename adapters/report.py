@@ -226,9 +226,10 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
     _print_logs([r for r, _ in first + last], console)
     console.print(_footer(state, records, abandoned), highlight=False)
     if hidden:
+        console.print(f"[dim]the full view: flowcore report {shown(run_id)} (one HTML page), or flowcore serve[/]",
+                      highlight=False)
         console.print(f"[dim]every instance: flowcore status {shown(run_id)} --json; one node's story: "
-                      f"flowcore status {shown(run_id)} --node NODE; the full view: flowcore report {shown(run_id)} "
-                      f"(a page), or flowcore serve[/]", highlight=False)
+                      f"flowcore status {shown(run_id)} --node NODE[/]", highlight=False)
 
 
 def _print_logs(records, console, per_instance: int = 5) -> None:
