@@ -105,7 +105,7 @@ def test_a_token_guards_every_request_and_page(tmp_path, workflows):
 def client(tmp_path, workflows):
     engine = Engine(db=str(tmp_path / "app.db"))
     Engine(store=engine.store).run(os.path.join(workflows, "fanout.yaml"), trigger=[1, 2, 3], run_id="done1")
-    with TestClient(create_app(Server(engine, workflows=workflows))) as c:
+    with TestClient(create_app(Server(engine, workflows=workflows)), base_url="http://127.0.0.1") as c:
         yield c, engine
 
 
@@ -180,7 +180,13 @@ def _fuzzed_app(tmp_path_factory):
     engine = Engine(db=str(base / "fuzz.db"))
     engine.run(os.path.join(workflows, "fanout.yaml"), trigger=[1, 2], run_id="done1")
     engine.submit(os.path.join(workflows, "approval.yaml"), run_id="queued1")
-    return create_app(Server(engine, workflows=workflows))
+    app = create_app(Server(engine, workflows=workflows))
+
+    async def addressed_to_loopback(scope, receive, send):  # schemathesis's client asks for host "testserver"
+        if scope["type"] == "http":
+            scope = dict(scope, headers=[(k, b"127.0.0.1" if k == b"host" else v) for k, v in scope["headers"]])
+        await app(scope, receive, send)
+    return addressed_to_loopback
 
 
 FUZZ_APP = None
@@ -230,3 +236,14 @@ def test_report_writes_one_file_and_refuses_an_unknown_run(client, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "nope" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.html").exists()
+
+
+def test_without_a_token_only_requests_to_a_loopback_name_are_served(tmp_path, workflows):
+    """A page on another site whose name resolves to 127.0.0.1 (DNS rebinding) gets nothing."""
+    engine = Engine(db=str(tmp_path / "h.db"))
+    app = create_app(Server(engine, workflows=workflows))
+    for base, status in (("http://127.0.0.1:8765", 200), ("http://localhost", 200), ("http://[::1]:8765", 200),
+                         ("http://evil.example", 403), ("http://evil.example:8765", 403)):
+        with TestClient(app, base_url=base) as c:
+            assert c.get("/api/runs").status_code == status, base
+            assert c.post("/api/workflows/long/runs", json={}).status_code == (201 if status == 200 else 403)

@@ -128,6 +128,19 @@ def _text(value: str, what: str) -> str:
     return value
 
 
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header names a loopback address (``127.0.0.1:8765``, ``localhost``, ``[::1]:8765``)."""
+    from .commands import is_loopback
+
+    if host.startswith("["):
+        name = host[1:host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        name = host.split(":")[0]
+    else:
+        name = host  # a name without a port, or a bare IPv6 address
+    return is_loopback(name)
+
+
 class Server:
     """What the app serves: one engine over one store, the workflows directory, the token."""
 
@@ -180,6 +193,13 @@ def create_app(server: Server) -> FastAPI:
     @app.middleware("http")
     async def need_token(request: Request, call_next):
         if server.token is None:
+            # no token: the server listens on loopback, and serves only requests addressed to a
+            # loopback name, so a web page whose name was pointed at 127.0.0.1 (DNS rebinding)
+            # cannot answer or cancel runs through a visitor's browser
+            if not _loopback_host(request.headers.get("host", "")):
+                return JSONResponse({"detail": "this server answers only requests to a loopback address "
+                                               "(127.0.0.1, localhost); give it a token to serve others"},
+                                    status_code=403)
             return await call_next(request)
         given = request.query_params.get("token")
         if given is not None and request.method == "GET" and not request.url.path.startswith("/api/"):
