@@ -170,3 +170,29 @@ def test_a_report_file_shows_graph_and_timeline_with_the_network_blocked(server,
     sync_api.expect(page.locator("#panel")).to_contain_text("working for 0.1 s")  # its log line
     shot(page, "report")
     assert requested == [out.as_uri()]  # the page needed nothing else
+
+
+def test_give_a_wait_its_input_from_the_page(server, page):
+    api, _ = server
+    started(api, "pause", "pause-me")
+    page.goto(f"{api.base}/runs/pause-me")
+    ask = page.locator("#waiting [data-waiting=hold]")
+    ask.locator("input.note").fill('{"go": true}')
+    ask.locator("button").click()
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    use = next(r for r in api.run("pause-me")["nodes"] if r["node"] == "use")
+    assert use["output"] == {"go": True}
+
+
+def test_cancel_one_node_from_its_panel_and_the_run_goes_on(server, page):
+    api, _ = server
+    started(api, "long", "node-cancel", until=("running",))
+    page.goto(f"{api.base}/runs/node-cancel")
+    page.click("#graph .node[data-node=crunch]")
+    sync_api.expect(page.locator("#graph .node[data-node=crunch]")).to_have_class("node s-running selected")
+    page.click("#cancel-node")
+    page.click("#cancel-node")  # the second click confirms
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")  # a node cancel is no failure
+    sync_api.expect(page.locator("#graph .node[data-node=crunch]")).to_have_class("node s-cancelled selected")
+    sync_api.expect(page.locator("#graph .node[data-node=after]")).to_have_class("node s-skipped")
+    shot(page, "node-cancelled")

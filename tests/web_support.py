@@ -32,6 +32,11 @@ WORKFLOWS = {
         {"id": "crunch", "type": "python", "call": "web_nodes:patient", "params": {"seconds": 60}},
         {"id": "after", "type": "noop"}],
         "connections": [{"from": "start", "to": "crunch"}, {"from": "crunch", "to": "after"}]},
+    # waits for an input (a `wait`), then passes it on
+    "pause": {"name": "pause", "nodes": [
+        {"id": "hold", "type": "wait", "timeout": 3600},
+        {"id": "use", "type": "python", "call": "web_nodes:echo"}],
+        "connections": [{"from": "hold", "to": "use", "port": "completed"}]},
     # a fan-out: three items, each through a node
     "fanout": {"name": "fanout", "nodes": [
         {"id": "items", "type": "foreach"},

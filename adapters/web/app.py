@@ -186,7 +186,7 @@ class Server:
 
 
 def create_app(server: Server) -> FastAPI:
-    app = FastAPI(title="flowcore", version="1",
+    app = FastAPI(title="flowcore", version="1", docs_url=None, redoc_url=None,  # their pages load from a CDN
                   description="Watch runs, answer approvals, cancel, and start runs of the server's workflows.")
     app.state.server = server
 
@@ -239,7 +239,11 @@ def create_app(server: Server) -> FastAPI:
     @app.get("/api/runs/{run_id}", tags=["runs"])
     def get_run(run_id: str) -> dict:
         """The run as ``flowcore status RUN_ID --json`` prints it."""
-        return server.view(run_id)["run"]
+        server.info(run_id)
+        try:
+            return server.engine.status(run_id).to_dict()  # what status --json does
+        except RunRefused as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @app.get("/api/runs/{run_id}/view", tags=["pages"])
     def get_view(run_id: str) -> dict:

@@ -58,28 +58,35 @@ def run_view(store, run_id: str) -> dict:
                     inputs[(c.node, tuple(c.item))] = _input(c.arrivals)
     run = run_dict(run_id, state)
     records = {(r.node, tuple(r.item)): r for r in state.records.values()}
+    names: dict[tuple, str] = {}
+
+    def name_of(node, item):
+        key = (node, item)
+        name = names.get(key)
+        if name is None:
+            name = names[key] = instance_name(node, item)
+        return name
     bars = []
-    for (node, item, _), a in sorted(attempts.items(), key=lambda kv: (kv[1].get("started_at") or 0, kv[0])):
+    for (node, item, _), a in attempts.items():
         if a["status"] == "running":  # still running, or it ended without a result (cancelled, timed out)
             r = records.get((node, item))
             if r is not None and str(r.status) != "running" and (r.attempts != a["attempt"] or r.finished_at):
                 a["status"] = str(r.status) if r.attempts == a["attempt"] else "failed"
                 a["finished_at"] = r.finished_at
-        bars.append({**a, "kind": "attempt", "name": instance_name(node, item)})
+        a["kind"], a["name"] = "attempt", name_of(node, item)
+        bars.append(a)
     for r in state.records.values():  # waits: a person or a timer held the instance
         node = graph.nodes[graph.index[r.node]]
         if node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT) and r.started_at is not None:
             bars.append({"node": r.node, "item": list(r.item) or None, "attempt": None, "kind": "wait",
-                         "name": instance_name(r.node, r.item), "status": str(r.status), "started_at": r.started_at,
+                         "name": name_of(r.node, r.item), "status": str(r.status), "started_at": r.started_at,
                          "finished_at": r.finished_at, "error": None,
                          "waits_for": "an answer" if node.behaviour.kind == Kind.PARK_INPUT else "a timer"})
     bars.sort(key=lambda b: (b["started_at"] if b["started_at"] is not None else float("inf"), b["name"]))
-    instances = {}
-    for rec in run["nodes"]:
-        key = (rec["node"], tuple(rec["item"] or ()))
-        r = records.get(key)
-        instances[instance_name(rec["node"], key[1])] = {
-            "input": inputs.get(key), "has_input": key in inputs, "logs": list(r.logs) if r is not None else []}
+    instances = {}  # only those with something to show beyond their record
+    for key, r in records.items():
+        if key in inputs or r.logs:
+            instances[name_of(*key)] = {"input": inputs.get(key), "has_input": key in inputs, "logs": list(r.logs)}
     waiting = [{"name": name, "node": node, "item": list(item) or None, "prompt": prompt, "choices": choices,
                 "type": graph.nodes[graph.index[node]].type}
                for name, node, item, prompt, choices in waiting_on(state)]

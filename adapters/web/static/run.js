@@ -205,7 +205,8 @@ var FlowcoreRun = (function () {
           el("pre", { text: pretty(ports.length === 1 && ports[0] === "result" ? r.output : r.ports) })));
       }
       if (r.error) {
-        box.appendChild(section("Error", el("div", { cls: "errbox" }, el("div", { text: r.error.type + ": " + r.error.message }),
+        box.appendChild(section(r.error.type === "cancelled" ? "Cancelled" : "Error", el("div", { cls: "errbox" + (r.error.type === "cancelled" ? " cancelled" : "") },
+          el("div", { text: r.error.type === "cancelled" ? r.error.message : r.error.type + ": " + r.error.message }),
           r.error.traceback ? el("pre", { cls: "tb", text: r.error.traceback }) : null)));
       }
       var tries = data.attempts.filter(function (a) { return a.name === name && a.kind === "attempt"; });
