@@ -247,3 +247,31 @@ def test_without_a_token_only_requests_to_a_loopback_name_are_served(tmp_path, w
         with TestClient(app, base_url=base) as c:
             assert c.get("/api/runs").status_code == status, base
             assert c.post("/api/workflows/long/runs", json={}).status_code == (201 if status == 200 else 403)
+
+
+def test_serve_refuses_a_busy_port_and_a_missing_workflows_dir(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(flowcore("serve", "--db", tmp_path / "s.db", "--port", port), env=child_env(),
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(flowcore("serve", "--db", tmp_path / "s.db", "--workflows", tmp_path / "nowhere"),
+                          env=child_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "nowhere" in done.stderr
+
+
+def test_the_runs_page_shows_the_newest_runs_and_says_so(client, monkeypatch):
+    from adapters.web import app as web_app
+
+    c, engine = client
+    for i in range(3):
+        engine.submit(os.path.join(engine.store.path.rsplit("/", 1)[0], "workflows", "long.yaml"), run_id=f"n{i}")
+    monkeypatch.setattr(web_app, "RUNS_SHOWN", 2)
+    page = c.get("/").text
+    assert "n2" in page and "n1" in page and "n0" not in page and "The newest 2 runs are shown" in page
+    page = c.get("/", params={"status": "succeeded"}).text
+    assert "done1" in page and "n2" not in page and "newest" not in page

@@ -39,6 +39,7 @@ STATUSES = ("queued", "running", "waiting", "succeeded", "failed", "cancelled")
 APPLY_WAIT = 5.0  # seconds an answer or cancel waits for the process driving the run to apply it
 EVENTS_POLL = 0.25  # seconds between two looks at a run whose events a page follows
 RUN_ID_CHARS = 200
+RUNS_SHOWN = 500  # the runs list shows the newest; filters narrow it
 
 
 class Answer(BaseModel):
@@ -344,9 +345,10 @@ def create_app(server: Server) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def runs_page(status: str | None = None, workflow: str | None = None):
         runs = server.engine.runs(status=status if status in STATUSES else None,
-                                  workflow=workflow if workflow and not _problem(workflow) else None)
+                                  workflow=workflow if workflow and not _problem(workflow) else None,
+                                  limit=RUNS_SHOWN + 1)
         startable = [name for name, (_, wf) in server.workflow_files().items() if not isinstance(wf, WorkflowError)]
-        return pages.runs_page(list(reversed(runs)), workflows=startable,
+        return pages.runs_page(list(reversed(runs))[:RUNS_SHOWN], more=len(runs) > RUNS_SHOWN, workflows=startable,
                                status=status if status in STATUSES else "", workflow=workflow or "")
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)

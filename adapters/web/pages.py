@@ -47,8 +47,9 @@ def _json_in_html(value) -> str:
             .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def runs_page(runs: list[dict], *, workflows: list[str], status: str, workflow: str) -> str:
-    return _env.get_template("runs.html").render(runs=runs, workflows=workflows, status=status, workflow=workflow,
+def runs_page(runs: list[dict], *, more: bool, workflows: list[str], status: str, workflow: str) -> str:
+    return _env.get_template("runs.html").render(runs=runs, more=more, workflows=workflows, status=status,
+                                                 workflow=workflow,
                                                  statuses=("queued", "running", "waiting", "succeeded", "failed",
                                                            "cancelled"), inline=False)
 
