@@ -275,3 +275,15 @@ def test_the_runs_page_shows_the_newest_runs_and_says_so(client, monkeypatch):
     assert "n2" in page and "n1" in page and "n0" not in page and "The newest 2 runs are shown" in page
     page = c.get("/", params={"status": "succeeded"}).text
     assert "done1" in page and "n2" not in page and "newest" not in page
+
+
+def test_the_api_over_a_postgresql_store(postgres_url, workflows):
+    engine = Engine(db=postgres_url)
+    engine.run(os.path.join(workflows, "fanout.yaml"), trigger=[1, 2], run_id="pg1")
+    engine.submit(os.path.join(workflows, "long.yaml"), run_id="pg2")
+    with TestClient(create_app(Server(engine, workflows=workflows)), base_url="http://127.0.0.1") as c:
+        assert [r["run_id"] for r in c.get("/api/runs").json()] == ["pg1", "pg2"]
+        assert c.get("/api/runs/pg1").json() == json.loads(json.dumps(engine.status("pg1").to_dict()))
+        assert "event: end" in c.get("/api/runs/pg1/events").text
+        assert c.post("/api/runs/pg2/cancel", json={"reason": "not now"}).json()["run"]["status"] == "cancelled"
+        assert "each[1]" in c.get("/runs/pg1").text
