@@ -196,3 +196,18 @@ def test_cancel_one_node_from_its_panel_and_the_run_goes_on(server, page):
     sync_api.expect(page.locator("#graph .node[data-node=crunch]")).to_have_class("node s-cancelled selected")
     sync_api.expect(page.locator("#graph .node[data-node=after]")).to_have_class("node s-skipped")
     shot(page, "node-cancelled")
+
+
+def test_start_a_run_from_the_runs_list(server, page):
+    api, _ = server
+    page.goto(api.base + "/")
+    page.select_option("#start-workflow", "fanout")
+    page.fill("#start-trigger", "[7, 8]")
+    page.click("#start-form button[type=submit]")
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")  # its page, followed live
+    run_id = page.url.rsplit("/", 1)[1]
+    assert [r["output"] for r in api.run(run_id)["nodes"] if r["node"] == "each"] == [7, 8]
+    page.goto(api.base + "/")
+    page.fill("#start-trigger", "{not json")
+    page.click("#start-form button[type=submit]")
+    sync_api.expect(page.locator("#start-message")).to_contain_text("not JSON")
