@@ -5,6 +5,7 @@ of the OpenAPI document: no input gets a 500."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 import os
 import subprocess
 
@@ -287,3 +288,17 @@ def test_the_api_over_a_postgresql_store(postgres_url, workflows):
         assert "event: end" in c.get("/api/runs/pg1/events").text
         assert c.post("/api/runs/pg2/cancel", json={"reason": "not now"}).json()["run"]["status"] == "cancelled"
         assert "each[1]" in c.get("/runs/pg1").text
+
+
+def test_a_run_id_with_a_slash_a_space_and_a_question_mark_is_reachable(client, workflows):
+    c, engine = client
+    odd = "team/a b?c#é"
+    engine.submit(os.path.join(workflows, "long.yaml"), run_id=odd)
+    quoted = urllib.parse.quote(odd, safe="")
+    assert c.get(f"/api/runs/{quoted}").json()["run_id"] == odd
+    assert c.get(f"/api/runs/{quoted}/view").json()["run"]["run_id"] == odd
+    page = c.get(f"/runs/{quoted}")
+    assert page.status_code == 200 and "team/a b?c#é" in page.text
+    assert c.post(f"/api/runs/{quoted}/cancel", json={}).json()["run"]["status"] == "cancelled"
+    assert "event: end" in c.get(f"/api/runs/{quoted}/events").text
+    assert f'href="/runs/{urllib.parse.quote(odd, safe="/")}"' in c.get("/").text.replace("%3F", "%3F")

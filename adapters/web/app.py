@@ -237,22 +237,13 @@ def create_app(server: Server) -> FastAPI:
             return []
         return server.engine.runs(status=status, workflow=workflow, limit=limit)
 
-    @app.get("/api/runs/{run_id}", tags=["runs"])
-    def get_run(run_id: str) -> dict:
-        """The run as ``flowcore status RUN_ID --json`` prints it."""
-        server.info(run_id)
-        try:
-            return server.engine.status(run_id).to_dict()  # what status --json does
-        except RunRefused as exc:
-            raise HTTPException(409, str(exc)) from None
-
-    @app.get("/api/runs/{run_id}/view", tags=["pages"])
+    @app.get("/api/runs/{run_id:path}/view", tags=["pages"])
     def get_view(run_id: str) -> dict:
         """What the run page shows: the run, each attempt with its times, the waits, inputs and log
         lines per instance, the graph's layout."""
         return server.view(run_id)
 
-    @app.get("/api/runs/{run_id}/events", tags=["runs"],
+    @app.get("/api/runs/{run_id:path}/events", tags=["runs"],
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "one `run` event (the run page's data) per change, until the run ends"}})
     async def run_events(run_id: str, request: Request):
@@ -290,7 +281,7 @@ def create_app(server: Server) -> FastAPI:
             raise HTTPException(409, str(exc)) from None
         return {"run_id": run_id, "status": "queued"}
 
-    @app.post("/api/runs/{run_id}/answers", response_model=Outcome, tags=["runs"],
+    @app.post("/api/runs/{run_id:path}/answers", response_model=Outcome, tags=["runs"],
               responses={202: {"model": Outcome}, 404: {}, 409: {}})
     def answer(run_id: str, body: Answer):
         """Answer a waiting instance. Written to the run's inbox; the process driving the run (this
@@ -321,7 +312,7 @@ def create_app(server: Server) -> FastAPI:
                            "a worker drives the run"})
         return {"state": "applied", "message": "answered", "run": server.view(run_id)["run"]}
 
-    @app.post("/api/runs/{run_id}/cancel", response_model=Outcome, tags=["runs"],
+    @app.post("/api/runs/{run_id:path}/cancel", response_model=Outcome, tags=["runs"],
               responses={202: {"model": Outcome}, 404: {}, 409: {}})
     def cancel(run_id: str, body: Cancel = Body(default_factory=Cancel)):
         """Cancel the run, or a node (an item) of it, wherever it is. 200 applied, 202 not applied yet,
@@ -340,6 +331,16 @@ def create_app(server: Server) -> FastAPI:
             raise HTTPException(409, str(exc)) from None
         return {"state": "applied", "message": "cancelled", "run": result.to_dict()}
 
+    # declared after the routes below a run (a run id may hold a slash: {run_id:path})
+    @app.get("/api/runs/{run_id:path}", tags=["runs"])
+    def get_run(run_id: str) -> dict:
+        """The run as ``flowcore status RUN_ID --json`` prints it."""
+        server.info(run_id)
+        try:
+            return server.engine.status(run_id).to_dict()  # what status --json does
+        except RunRefused as exc:
+            raise HTTPException(409, str(exc)) from None
+
     # -- pages ----------------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -351,7 +352,7 @@ def create_app(server: Server) -> FastAPI:
         return pages.runs_page(list(reversed(runs))[:RUNS_SHOWN], more=len(runs) > RUNS_SHOWN, workflows=startable,
                                status=status if status in STATUSES else "", workflow=workflow or "")
 
-    @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/runs/{run_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(run_id: str):
         return pages.run_page(server.view(run_id), live=True)
 
