@@ -211,3 +211,17 @@ def test_start_a_run_from_the_runs_list(server, page):
     page.fill("#start-trigger", "{not json")
     page.click("#start-form button[type=submit]")
     sync_api.expect(page.locator("#start-message")).to_contain_text("not JSON")
+
+
+def test_the_runs_list_follows_the_store(server, page):
+    api, _ = server
+    page.goto(api.base + "/?status=waiting")
+    page.evaluate("window.notReloaded = true")
+    started(api, "approval", "appears-later", {"draft": "x"})
+    row = page.locator("tr[data-run='appears-later']")
+    sync_api.expect(row.locator(".badge")).to_have_text("waiting", timeout=10_000)  # it appeared
+    page.goto(api.base + "/")
+    page.evaluate("window.notReloaded = true")
+    assert api.post("/api/runs/appears-later/cancel", {"reason": "changed my mind"})[0] == 200
+    sync_api.expect(row.locator(".badge")).to_have_text("cancelled", timeout=10_000)  # its status changed
+    assert page.evaluate("window.notReloaded") is True
