@@ -14,7 +14,9 @@ A worker starts as the driving process is now: its ``sys.path``, working directo
 standard output and error, and ``__main__`` (re-imported as multiprocessing does: a script that
 starts runs needs ``if __name__ == "__main__":``). It gets the workflow's nodes pickled: each node
 pickles as its fields and is built again in the worker, which imports a python node's module
-there as ``adapters/imports.py`` says (the workflow's folder first).
+there as ``adapters/imports.py`` says (the workflow's folder first). A worker leaves with the
+driving process, even one that was killed (a thread of the worker watches it), and at the driving
+process's exit; it is not a daemon process, so node code may start processes of its own.
 
 Cancels and timeouts end the process. The worker running a cancelled attempt gets SIGTERM, which
 raises ``AttemptCancelled`` in the node's code (``finally`` and ``with`` blocks run, and
@@ -29,12 +31,13 @@ node's retries apply; the pool starts another worker for the next attempt.
 
 What ``ctx`` is in a worker: ``run_id``, ``node``, ``item``, ``attempt``, ``inputs``,
 ``idempotency_key`` and ``deadline`` as on every runner; ``ctx.logger``'s lines come back with the
-result. ``ctx.cancelled`` stays false while the attempt runs: a cancel ends the process instead
-(see above), so polling it or ``ctx.wait_cancelled`` never returns early. Nothing else is shared
+result. Cancellation is not cooperative: a cancel does not wait for the node to look at
+``ctx.cancelled``, it raises ``AttemptCancelled`` wherever the node is (inside
+``ctx.wait_cancelled`` too), and ``ctx.cancelled`` turns true only then. Nothing else is shared
 with the driving process: module-level state, caches and objects a node keeps live in its worker
 (and last as long as the worker), and changes to them are not seen by the driving process or by
-other workers. A coroutine function runs to the end under ``asyncio.run`` in its worker, one
-attempt per worker at a time.
+other workers. A coroutine function runs under ``asyncio.run`` in its worker, one attempt per
+worker at a time.
 
 Values cross the boundary pickled: a node's input on the way in, its ports (or its error's type
 name and message) on the way out. A stored run keeps outputs as JSON anyway; in memory, an output
