@@ -421,7 +421,7 @@ def _take_over(env: dict, stdout: int | None, stderr: int | None) -> None:
     os.environ.clear()
     os.environ.update(env)
     for fd, target in ((stdout, 1), (stderr, 2)):
-        if fd is not None:
+        if fd is not None and fd != target:
             os.dup2(fd, target)
             os.close(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driving process's to handle: it cancels the run
