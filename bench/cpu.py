@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
 from .engine_runs import RunDidNotSucceed, run_workflow
+from .live import QUICK_SPIN_COUNT, SPIN, SPIN_COUNT
 from .measure import interleaved, median_of, timed
 from .nodes import crunch
 from .table import AtLeast, Section, ratio
@@ -85,9 +88,20 @@ def work_of(result, items: int) -> Work:
     return Work(sum(d["cpu"] for d in done), frozenset(d["pid"] for d in done))
 
 
-def measured(contenders: list[Contender], wf: dict, items: int, repeats: int) -> tuple[dict, dict]:
+def spinning(processes: int, count: int) -> Callable[[], None]:
+    """What the machine gives CPU-bound processes now: ``count`` turns of a pure-Python loop shared
+    by ``processes`` fresh interpreters (no flowcore, nothing shared): the ceiling of any contender."""
+    def go():
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN, str(count // processes)]) for _ in range(processes)]
+        if any(p.wait() != 0 for p in procs):
+            raise RuntimeError("a spinning process failed")
+    return go
+
+
+def measured(contenders: list[Contender], wf: dict, items: int, repeats: int,
+             references: dict | None = None) -> tuple[dict, dict]:
     """{name: median wall seconds}, {name: [Work of each timed run]}: one untimed run of each first,
-    then ``repeats`` interleaved rounds."""
+    then ``repeats`` interleaved rounds, in which ``references`` (name: a call) are timed too."""
     seen: dict[str, list[Work]] = {c.name: [] for c in contenders}
     with contextlib.ExitStack() as stack:
         calls = {c.name: stack.enter_context(c.runs(wf, list(range(items)))) for c in contenders}
@@ -97,14 +111,18 @@ def measured(contenders: list[Contender], wf: dict, items: int, repeats: int) ->
         def recording(name, call):
             return lambda: seen[name].append(work_of(call(), items))
 
-        times = interleaved({name: recording(name, call) for name, call in calls.items()}, repeats)
+        timed_calls = {name: recording(name, call) for name, call in calls.items()}
+        times = interleaved({**timed_calls, **(references or {})}, repeats)
     return times, seen
 
 
 def run(cfg) -> Section:
     items, seconds = (QUICK_ITEMS, QUICK_ITEM_SECONDS) if cfg.quick else (ITEMS, ITEM_SECONDS)
     rounds = calibrated_rounds(seconds)
-    times, seen = measured([BASELINE, *CONTENDERS], workflow(rounds), items, cfg.repeats)
+    count = QUICK_SPIN_COUNT if cfg.quick else SPIN_COUNT
+    spins = {"CPU spin, 1 process": spinning(1, count), f"CPU spin, {WORKERS} processes": spinning(WORKERS, count)}
+    times, seen = measured([BASELINE, *CONTENDERS], workflow(rounds), items, cfg.repeats, references=spins)
+    machine = times["CPU spin, 1 process"] / times[f"CPU spin, {WORKERS} processes"]
     base = times[BASELINE.name]
     rows, checks = [], []
     for c in [BASELINE, *CONTENDERS]:
@@ -121,6 +139,8 @@ def run(cfg) -> Section:
              f"after one untimed run each (the process runner's fork server starts once per driving process; its "
              f"workers start within every timed run). 'node CPU / wall': the CPU seconds the items' threads spent "
              f"over the wall time, how many cores the run kept busy. The machine is shared: CPU-bound contenders get "
-             f"what other processes leave them."]
+             f"what other processes leave them. In the same rounds, {WORKERS} fresh interpreters spinning on a "
+             f"pure-Python loop ran {machine:.2f}x as fast as one doing all the turns ({count:,}; CPU spin): what "
+             f"the machine gave {WORKERS} CPU-bound processes meanwhile, the ceiling of any speed-up here."]
     header = ["contender", "wall s", "speed-up", "node CPU / wall", "processes"]
     return Section("13. CPU-bound fan-out (issue 13)", notes, [("CPU-bound fan-out", header, rows)], checks)
