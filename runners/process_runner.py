@@ -129,6 +129,9 @@ def _context(preload: list[str]):
 
 
 class ProcessBackend:
+    """Runs attempts on up to ``max_parallel`` worker processes; driven from one thread (the drive
+    loop's), so it needs no lock: results and process ends are read in ``wait``."""
+
     def __init__(self, invoker, run_id: str, max_parallel: int = 8, *, grace: float = DEFAULT_GRACE,
                  clock=time.time):
         self.run_id = run_id
