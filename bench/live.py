@@ -41,6 +41,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,16 +263,18 @@ def engine_loop(fresh_db, n: int, workflow: dict):
     return go, check
 
 
-def worker_drive(fresh_db, n: int, workflow: dict, workers: int):
+def worker_drive(fresh_db, n: int, workflow: dict, workers: int, logs: str | None = None):
     """``n`` runs submitted to a fresh store (now, untimed); ``go`` starts ``workers`` ``flowcore worker
-    --once`` processes and waits for them to exit."""
+    --once`` processes and waits for them to exit. Their logs go beside the store's file, or into the
+    directory ``logs`` (a store that is no file: PostgreSQL)."""
     db = fresh_db()
     engine = Engine(db=db)
     ids = [engine.submit(workflow) for _ in range(n)]
     procs: list[WorkerProcess] = []
+    prefix = f"{db}." if logs is None else os.path.join(tempfile.mkdtemp(dir=logs), "")
 
     def go():
-        procs[:] = [WorkerProcess(db, f"{db}.worker{i}.log", "--once") for i in range(workers)]
+        procs[:] = [WorkerProcess(db, f"{prefix}worker{i}.log", "--once") for i in range(workers)]
         for p in procs:
             p.wait()
 

@@ -145,7 +145,7 @@ def test_a_value_that_does_not_pickle_fails_its_node_saying_so():
 def test_node_fields_that_do_not_pickle_refuse_the_run_before_it_starts():
     import threading
 
-    odd = task("where", "pid", params={"guard": threading.Lock()})
+    odd = task("burn", "burn", params={"rounds": threading.Lock()})
     with pytest.raises(RunRefused, match="do not pickle .* use the thread runner"):
         Engine(runner="process").run({"nodes": [odd]})
 

@@ -64,6 +64,15 @@ def rebuilt(cls: type[NodeType], node_id: str, config: dict, folders: tuple[str,
         return cls(node_id, MappingProxyType(config))
 
 
+def read_as_boolean(value) -> str:
+    """What to tell a user whose name YAML 1.1 turned into a boolean (``id: yes``, ``choices: [yes, no]``,
+    ``port: on``), else ''."""
+    if not isinstance(value, bool):
+        return ""
+    return (f"was read as the boolean {str(value).lower()}: YAML reads an unquoted yes, no, on, off, true or "
+            f"false as a boolean; put the name in quotes ('yes', 'on')")
+
+
 def jmespath_field(value, field):
     """A compiled JMESPath expression, or ``FieldProblem``."""
     if not isinstance(value, str):
