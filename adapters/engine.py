@@ -409,7 +409,7 @@ class Engine:
 
         name = options["runner"]
         extra = dict(self.runner_options)
-        if name in ("thread", "asyncio", "dask"):
+        if name in ("thread", "asyncio", "process", "dask"):
             extra["grace"] = options["grace"]
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})

@@ -54,7 +54,7 @@ from .durability import FreshDb
 from .engine_runs import RunDidNotSucceed
 from .graphs import NOTHING, layered_dag
 from .measure import REPO_ROOT, timed
-from .table import Check, Section, ms, ratio
+from .table import AtLeast, Check, Section, ms, ratio
 
 RUNS, QUICK_RUNS = 1_000, 100
 SAMPLES, QUICK_SAMPLES = 200, 40  # per latency kind
@@ -69,17 +69,6 @@ STOP_SECONDS = 20.0  # a worker with nothing in flight exits this soon after SIG
 
 class WorkerFailed(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class AtLeast(Check):
-    """A target a figure must reach (``>=``)."""
-
-    op: str = ">="
-
-    @property
-    def passed(self) -> bool:
-        return self.figure >= self.limit
 
 
 # -- the workflows ------------------------------------------------------------------------------

@@ -32,3 +32,13 @@ def hold(input=None, path: str = "", seconds: float = 120.0):
     deadline = time.monotonic() + seconds
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def crunch(item=None, rounds: int = 1_000_000):
+    """A CPU-bound node: pure-Python arithmetic, holding the interpreter lock all along. Returns its
+    item, the CPU seconds its own thread spent, and the process it ran in."""
+    start = time.thread_time()
+    total = 0
+    for i in range(rounds):
+        total += i * i % 7
+    return {"item": item, "cpu": time.thread_time() - start, "pid": os.getpid()}

@@ -22,6 +22,11 @@ DEFAULT_LINGER = 60.0
 DEFAULT_GRACE = 2.0
 
 
+class RunnerUnavailable(RuntimeError):
+    """A runner that cannot run here (an optional package missing) or cannot run this workflow; the
+    message says why and what to do."""
+
+
 class Backend(Protocol):
     """How one runner executes node instances."""
 

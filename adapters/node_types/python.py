@@ -11,7 +11,7 @@ from scheduler_core import RunTask, as_ports
 
 from ..imports import CallNotImportable, current_search_folders, import_call
 from ..nodes import nesting_problem
-from .base import FieldProblem, NodeType
+from .base import FieldProblem, NodeType, rebuilt
 
 
 @functools.lru_cache(maxsize=4096)
@@ -61,13 +61,18 @@ class PythonNode(NodeType):
         call = config.get("call")
         if not isinstance(call, str):
             raise FieldProblem(f"call must look like 'module:function', not {call!r}")
-        self.fn, signature, self.wants_ctx, self.is_async = _resolve_call(call, current_search_folders())
+        self.folders = current_search_folders()
+        self.fn, signature, self.wants_ctx, self.is_async = _resolve_call(call, self.folders)
         params = config.get("params") or {}
         if not isinstance(params, Mapping):
             raise FieldProblem("params must be a mapping of keyword arguments")
         self.params = dict(params)
         if signature is not None:
             _check_callable(call, signature, self.params, self.wants_ctx)
+
+    def __reduce__(self):
+        """Pickled with the folders its call was found in: rebuilt elsewhere, it imports the same module."""
+        return rebuilt, (type(self), self.node_id, dict(self.config), self.folders)
 
     def _call(self, cmd, ctx):
         """Calls the function (a coroutine function gives a coroutine) with copies of its own of the input
