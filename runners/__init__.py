@@ -23,6 +23,11 @@ class RunnerUnavailable(RuntimeError):
     """A runner whose optional packages are not installed; the message says what to install."""
 
 
+class ClusterUnreachable(RuntimeError):
+    """The cluster a runner was pointed at (``--dask-address``) is not an address, or did not answer;
+    nothing ran. The message says which address and what went wrong."""
+
+
 def backend_names() -> list[str]:
     return sorted(BACKENDS) + ["dask"]
 
@@ -42,4 +47,4 @@ def make_backend(name: str, invoker, run_id: str, max_parallel: int, **options):
 
 __all__ = ["AsyncioBackend", "Invoker", "NodeContext", "instance_name", "DEFAULT_GRACE", "DEFAULT_LINGER",
            "Backend", "Drive", "TimerService", "collector_paused", "fewer_gc_passes", "SerialBackend", "SimulatedBackend", "ThreadBackend",
-           "BACKENDS", "RunnerUnavailable", "backend_names", "make_backend"]
+           "BACKENDS", "ClusterUnreachable", "RunnerUnavailable", "backend_names", "make_backend"]
