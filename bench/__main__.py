@@ -18,6 +18,7 @@ SECTIONS = {
     "scaling": "nested capped fan-outs through step; serial on a 50-layer DAG of noop joins (issue 10)",
     "values": "what copying the values node code gets costs, per node of a chain (issue 10)",
     "live": "worker processes vs Engine.run; answer and timer latency; an idle worker's CPU (issue 11)",
+    "dask": "the dask runner on a two-worker cluster: per-node overhead vs distributed, a CPU-bound fan-out (issue 13)",
 }
 
 

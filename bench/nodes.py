@@ -32,3 +32,12 @@ def hold(input=None, path: str = "", seconds: float = 120.0):
     deadline = time.monotonic() + seconds
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def crunch(input=None, n: int = 1_000_000):
+    """A CPU-bound node: ``n`` rounds of pure-Python arithmetic (it holds the GIL throughout, so
+    threads of one process cannot run two at once). Returns its input."""
+    total = 0
+    for i in range(n):
+        total = (total + i * i) % 1_000_003
+    return input
