@@ -4,13 +4,12 @@ Given ``address`` it connects to an existing scheduler (within ``connect_timeout
 ``ClusterUnreachable``), so node code runs wherever the cluster's workers are; without one it starts
 an in-process cluster (one worker, ``max_parallel`` threads). Both take the same path below.
 
-**What the cluster is sent.** One task per attempt, whose arguments are the command and the
-node's invoker (``Invoker.for_node``), pickled here, and whose result is the attempt's event,
-pickled on the worker. The task's function is defined inside ``_attempt_task`` so that it is
-pickled by value, and it imports flowcore only when it runs. The scheduler (which unpickles
-every task it is sent) therefore needs neither flowcore nor the workflow's node modules; the
-workers need both (see the README). A worker that cannot load the node's code fails the attempt
-and says so.
+**What the cluster is sent.** One task per attempt: ``run_on_worker`` of the command and the
+node's invoker (``Invoker.for_node``), both pickled here, whose result is the attempt's event,
+pickled on the worker. The scheduler unpickles every task it is sent, but to it the attempt is
+bytes: it needs flowcore installed (for ``run_on_worker``), never the workflow's node modules;
+the workers need both (see the README). A worker that cannot load the node's code fails the
+attempt and says so.
 
 **Where an attempt runs: pinned, so that a worker's death is an attempt failure.** distributed
 reschedules a task whose worker died on another worker (up to ``allowed-failures``, default 3,
@@ -140,16 +139,6 @@ def _worker_address() -> str:
         return "(unknown)"
 
 
-def _attempt_task():
-    """The function of every attempt's task: defined in here so that it pickles by value, and so
-    that flowcore is imported only where it runs (a worker), never by the scheduler."""
-    def flowcore_attempt(cmd_bytes, invoker_bytes, run_id, dask_key):
-        from runners.dask_runner import run_on_worker
-
-        return run_on_worker(cmd_bytes, invoker_bytes, run_id, dask_key)
-    return flowcore_attempt
-
-
 # -- in this process -----------------------------------------------------------------------------
 
 def connect(address, timeout: float = CONNECT_SECONDS) -> Client:
@@ -171,8 +160,8 @@ class _Placement:
     """How many of this process's attempts each worker of one cluster holds, shared by every run this
     process drives there (a ``flowcore worker`` drives several at once): the next attempt goes to the
     worker with the fewest per thread (ties broken at random, so that processes sharing a cluster do
-    not all start on the same worker). Attempts given up on count until they end: their threads are
-    busy. Other clients' work on the cluster is not seen."""
+    not all start on the same worker). Attempts given up on count until they end (or their run's
+    drive does): their threads are busy. Other clients' work on the cluster is not seen."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -187,7 +176,7 @@ class _Placement:
             self.load[worker] += 1
             return worker
 
-    def give_back(self, worker: str | None) -> None:
+    def give_back(self, worker: str) -> None:
         with self.lock:
             if self.load[worker] > 1:
                 self.load[worker] -= 1
@@ -195,7 +184,7 @@ class _Placement:
                 del self.load[worker]
 
 
-_PLACEMENTS: dict[str, _Placement] = defaultdict(_Placement)  # scheduler address -> its placement
+_PLACEMENTS: dict[str, _Placement] = {}  # scheduler address -> its placement
 
 
 @attrs.define(eq=False)
@@ -229,9 +218,9 @@ class DaskBackend:
                 self.cluster.close()
             raise
         self.where = address or "the in-process cluster"
-        self.placement = _PLACEMENTS[self.client.scheduler.address]
+        self.scheduler_address = self.client.scheduler.address
+        self.placement = _PLACEMENTS.setdefault(self.scheduler_address, _Placement())  # (setdefault: atomic)
         self.token = uuid.uuid4().hex[:8]  # keys of this drive only: another process may drive the run later
-        self.task = _attempt_task()
         self.notices: queue.SimpleQueue = queue.SimpleQueue()  # from the client's event loop
         self.attempts: dict[tuple, _Attempt] = {}  # (node, item, attempt) -> its attempt, until reported
         self.given_up: dict[tuple, _Attempt] = {}  # attempts abandoned (reported) whose tasks still run
@@ -300,7 +289,8 @@ class DaskBackend:
             if attempt.worker is not None:
                 self.placement.give_back(attempt.worker)
         self.client.close()
-        if self.cluster is not None:
+        if self.cluster is not None:  # its own cluster: no other run will use its placement
+            _PLACEMENTS.pop(self.scheduler_address, None)
             self.cluster.close()
         return self.abandoned
 
@@ -329,12 +319,12 @@ class DaskBackend:
             batches[attempt.worker].append((attempt, args))
         self.unsent = []
         for worker, batch in batches.items():
-            futures = self.client.map(self.task, *zip(*(args for _, args in batch)),
+            futures = self.client.map(run_on_worker, *zip(*(args for _, args in batch)),
                                       key=[a.dask_key for a, _ in batch], workers=[worker],
                                       allow_other_workers=False, pure=False, retries=0)
             for (attempt, _), future in zip(batch, futures):
                 attempt.future = future
-                self.client.loop.add_callback(self._follow, attempt.key, future)
+            self.client.loop.add_callback(self._follow, [(a.key, a.future) for a, _ in batch])
         return failed
 
     def _send_stops(self) -> None:
@@ -351,8 +341,12 @@ class DaskBackend:
 
     # -- what the client's event loop reports --------------------------------------------------------
 
-    async def _follow(self, key: tuple, future) -> None:
-        """On the client's event loop: wait for the task to end, fetch its result, report it."""
+    async def _follow(self, sent: list[tuple]) -> None:
+        """On the client's event loop: for each (key, future) sent, wait for the task to end, fetch
+        its result and report it (distributed joins the fetches that are due together)."""
+        await asyncio.gather(*(self._follow_one(key, future) for key, future in sent))
+
+    async def _follow_one(self, key: tuple, future) -> None:
         try:
             outcome = await self.client.gather(future, asynchronous=True)
         except (Exception, asyncio.CancelledError) as exc:  # the task erred, or its future was released
