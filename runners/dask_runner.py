@@ -55,7 +55,7 @@ from collections import Counter, OrderedDict, defaultdict
 
 import attrs
 import cloudpickle
-from distributed import Client, LocalCluster
+from distributed import CancelledError, Client, LocalCluster
 from distributed.comm.addressing import get_address_host_port
 
 from scheduler_core import CancelConfirmed, NodeFailed, NodeSucceeded
@@ -349,7 +349,7 @@ class DaskBackend:
     async def _follow_one(self, key: tuple, future) -> None:
         try:
             outcome = await self.client.gather(future, asynchronous=True)
-        except (Exception, asyncio.CancelledError) as exc:  # the task erred, or its future was released
+        except Exception as exc:  # noqa: BLE001 - the task erred, or its future was cancelled (CancelledError)
             outcome = exc
         self.notices.put(("ended", key, future, outcome))
 
@@ -400,6 +400,9 @@ class DaskBackend:
             if type(event) in (NodeSucceeded, NodeFailed):
                 return self._on_this_clock(event)
             return self._failed(attempt, "DaskError", "the attempt did not run on its dask worker")
+        if isinstance(outcome, CancelledError):  # flowcore releases a task only once it has reported it
+            return self._failed(attempt, "DaskTaskLost", f"the dask cluster dropped its task (the scheduler went "
+                                                         f"away or was restarted?): {describe(outcome)}")
         return self._failed(attempt, type(outcome).__name__,
                             f"its dask task failed outside the node's code: {describe(outcome)}")
 
