@@ -115,6 +115,7 @@ def fan_out_contenders(address: str, rounds: int, spin_count: int = 0) -> dict:
     workflow = fan_out_workflow({"type": "python", "call": "bench.nodes:crunch", "params": {"n": rounds}})
     items = list(range(ITEMS))
     contenders = {
+        "one item alone, in this process": lambda: crunch(None, rounds),
         "thread": lambda: run_workflow(workflow, "thread", trigger=items, max_parallel=ITEMS),
         "dask cluster": lambda: run_workflow(workflow, "dask", trigger=items, max_parallel=ITEMS,
                                              dask_address=address),
@@ -131,7 +132,6 @@ def run(cfg) -> Section:
     n = QUICK_NODES if cfg.quick else NODES
     item_seconds = QUICK_ITEM_SECONDS if cfg.quick else ITEM_SECONDS
     rounds = crunch_rounds(item_seconds)
-    one_item = min(_time(lambda: crunch(None, rounds)) for _ in range(2))
     with two_worker_cluster() as address, Client(address, set_as_default=False) as client:
         per_node = {k: v / n for k, v in interleaved(overhead_contenders(address, client, n), cfg.repeats).items()}
         fan = interleaved(fan_out_contenders(address, rounds, QUICK_SPIN_COUNT if cfg.quick else SPIN_COUNT),
@@ -140,6 +140,7 @@ def run(cfg) -> Section:
     overhead_rows = [[name, f"{seconds * 1e3:.2f}", ratio(seconds / base)] for name, seconds in per_node.items()]
     speed_up = fan["thread"] / fan["dask cluster"]
     machine = fan["CPU spin, 1 process"] / fan["CPU spin, 2 processes"]
+    one_item = fan["one item alone, in this process"]
     fan_rows = [["one item alone, in this process", ms(one_item), ""],
                 [f"{ITEMS} items one after another (computed)", ms(ITEMS * one_item), ""],
                 *([name, ms(fan[name]), ratio(fan["thread"] / fan[name])] for name in ("thread", "dask cluster")),
@@ -157,8 +158,9 @@ def run(cfg) -> Section:
         f"{WIDTH} (and at the default 8, latency-bound: each result comes back to the driving process before its "
         f"successors start), each run connecting its own client; distributed through one client connected "
         f"beforehand.",
-        f"CPU-bound fan-out: foreach -> {ITEMS} x bench.nodes.crunch({rounds:,} rounds of pure Python, "
-        f"{one_item * 1e3:.0f} ms alone here) -> gather, max_parallel {ITEMS}: the dask cluster {speed_up:.2f}x "
+        f"CPU-bound fan-out: foreach -> {ITEMS} x bench.nodes.crunch({rounds:,} rounds of pure Python, sized to "
+        f"{item_seconds:g} s before the runs; {one_item * 1e3:.0f} ms alone here during them) -> gather, max_parallel "
+        f"{ITEMS}: the dask cluster {speed_up:.2f}x "
         f"the thread runner's speed, where the machine gave two CPU-bound processes {machine:.2f}x (CPU spin; its "
         f"speed-up column is against one spinning process).",
     ]
