@@ -18,8 +18,9 @@ stops them at its end; starting them is not timed.
   thread runner (one process: the GIL runs one item at a time) and on the dask runner on the
   cluster (two worker processes: two items at a time, on the machine's two cores). Beside them,
   interleaved, what the machine gives two CPU-bound processes at that moment (``live``'s CPU
-  spin: a pure-Python loop in one fresh interpreter, and split between two): the ceiling of the
-  speed-up on a machine other processes share.
+  spin: a pure-Python loop in one fresh interpreter, and split between two; three times live's
+  count, so that it lasts about as long as a fan-out run): the ceiling of the speed-up on a
+  machine other processes share.
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def two_worker_cluster():
 def crunch_rounds(seconds: float) -> int:
     """How many rounds of ``crunch`` take about ``seconds`` in this process (the best of a few tries)."""
     probe = 200_000
-    best = min(_time(lambda: crunch(None, probe)) for _ in range(3))
+    best = min(_time(lambda: crunch(None, probe)) for _ in range(7))  # the least disturbed by other processes
     return max(1, round(probe * seconds / best))
 
 
@@ -134,7 +135,7 @@ def run(cfg) -> Section:
     rounds = crunch_rounds(item_seconds)
     with two_worker_cluster() as address, Client(address, set_as_default=False) as client:
         per_node = {k: v / n for k, v in interleaved(overhead_contenders(address, client, n), cfg.repeats).items()}
-        fan = interleaved(fan_out_contenders(address, rounds, QUICK_SPIN_COUNT if cfg.quick else SPIN_COUNT),
+        fan = interleaved(fan_out_contenders(address, rounds, QUICK_SPIN_COUNT if cfg.quick else 3 * SPIN_COUNT),
                           cfg.repeats)
     base = per_node["distributed client.get"]
     overhead_rows = [[name, f"{seconds * 1e3:.2f}", ratio(seconds / base)] for name, seconds in per_node.items()]
