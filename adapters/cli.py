@@ -550,9 +550,17 @@ def _json_only_on_stdout(args):
         sys.stdout.flush()
 
 
+def _columns() -> int:
+    """The width of the table when standard output is no terminal: ``COLUMNS`` if set, else 120."""
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 120
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+    out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else _columns())
     err = Console(stderr=True, soft_wrap=True)
     try:
         with _json_only_on_stdout(args):

@@ -431,7 +431,7 @@ class Engine:
 
         name = options["runner"]
         extra = dict(self.runner_options)
-        if name in ("thread", "asyncio", "dask"):
+        if name in ("thread", "asyncio", "process", "dask"):
             extra["grace"] = options["grace"]
         if name == "dask":
             extra["address"] = options.get("dask_address")

@@ -49,11 +49,17 @@ def search_folders(base_dir: str | None) -> tuple[str, ...]:
     return (folder, cwd) if folder and folder != cwd else (cwd,)
 
 
-@contextlib.contextmanager
 def calls_from(base_dir: str | None):
     """Resolve the calls of the node types built inside this block relative to ``base_dir`` (a
     workflow file's folder; None for a workflow given as a dict: the working directory only)."""
-    token = _SEARCH.set(search_folders(base_dir))
+    return calls_searched_in(search_folders(base_dir))
+
+
+@contextlib.contextmanager
+def calls_searched_in(folders: tuple[str, ...]):
+    """Resolve the calls of the node types built inside this block in ``folders`` first (what
+    ``search_folders`` gave where the workflow was loaded: a worker process rebuilds its nodes so)."""
+    token = _SEARCH.set(folders)
     try:
         yield
     finally:

@@ -94,6 +94,19 @@ MIGRATIONS = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def url_with_settings(url: str, **settings: str) -> str:
+    """``url`` whose connections start with these server settings (libpq's ``options``, ``-c name=value``),
+    added to any it names already: ``url_with_settings(url, search_path="mine")`` is the store in the
+    schema ``mine``; ``synchronous_commit="off"`` trades the last moment of commits, should the server
+    crash, for faster steps (see the README)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    given = " ".join(v for k, v in query if k == "options")
+    options = " ".join([given, *(f"-c{name}={value}" for name, value in settings.items())]).strip()
+    query = [(k, v) for k, v in query if k != "options"] + [("options", options)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, quote_via=urllib.parse.quote)))
+
+
 def shown_url(url: str) -> str:
     """The address without its password (for messages and logs)."""
     parts = urllib.parse.urlsplit(url)
@@ -266,18 +279,43 @@ class PostgresStore:
         marks of the inbox requests the step applied or refused (``done``: (seq, state, reason)).
         With ``lease``: only while the run's lease is that one (fencing: ``LeaseLost``); the lease
         row stays locked until the step is logged, so no takeover comes in between."""
-        payload = _encode_batch(events)
+        query, args = self._append_statement(run_id, index, _encode_batch(events), fingerprint, summary, done, lease)
+        if self.empty:
+            raise StoreError(f"{self.path} holds no flowcore store yet; only a command that starts a run makes one")
+        try:
+            with self._pool.conn() as conn:
+                (logged,) = conn.execute(query, args).fetchone()
+        except errors.UniqueViolation:
+            raise StoreError(f"run {run_id!r}: step {index} was already logged by another process") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.path}: {_said(exc)}") from None
+        if not logged:
+            raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
 
-        def insert(conn):
-            self._fence(conn, run_id, lease)
-            try:
-                conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (%s, %s, %s, %s)",
-                             (run_id, index, payload, fingerprint))
-            except errors.UniqueViolation:
-                raise StoreError(f"run {run_id!r}: step {index} was already logged by another process") from None
-            self._set_summary(conn, run_id, summary)
-            self._mark(conn, done)
-        self._write(insert)
+    @classmethod
+    def _append_statement(cls, run_id, index, payload, fingerprint, summary, done, lease) -> tuple[str, list]:
+        """``append`` as one statement (its own transaction, in autocommit): the data-modifying parts
+        of a WITH query, each done only while the lease is held, the first locking the lease row
+        (``FOR KEY SHARE``) until the statement ends. It returns whether the batch was logged (False:
+        the lease was lost, and nothing was written). One statement, not a transaction of four, because a
+        step is logged before its commands are carried out, so every step waits for it: 0.41 ms a step
+        against 0.77 (loopback server, synchronous commit), 0.20 against 0.58 without it."""
+        held, args = ("SELECT 1 FROM leases WHERE run_id = %s AND token = %s FOR KEY SHARE",
+                      [run_id, lease.token]) if lease is not None else ("SELECT 1", [])
+        parts = ["logged AS (INSERT INTO batches (run_id, idx, events, fingerprint) "
+                 "SELECT %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM held) RETURNING 1)"]
+        args += [run_id, index, payload, fingerprint]
+        if summary:
+            cols, values = cls._summary_columns(summary)
+            parts.append(f"summary AS (UPDATE runs SET {cols} WHERE run_id = %s AND EXISTS (SELECT 1 FROM held))")
+            args += [*values, run_id]
+        if done:
+            rows = ", ".join("(%s::bigint, %s, %s)" for _ in done)
+            parts.append("marks AS (UPDATE inbox SET state = v.state, reason = v.reason, done_at = %s "
+                         f"FROM (VALUES {rows}) AS v (seq, state, reason) "
+                         "WHERE inbox.seq = v.seq AND EXISTS (SELECT 1 FROM held))")
+            args += [time.time(), *(x for mark in done for x in mark)]
+        return f"WITH held AS ({held}), {', '.join(parts)} SELECT count(*) > 0 FROM logged", args
 
     @staticmethod
     def _fence(conn, run_id: str, lease) -> None:
@@ -286,13 +324,6 @@ class PostgresStore:
         if lease is not None and conn.execute("SELECT 1 FROM leases WHERE run_id = %s AND token = %s FOR KEY SHARE",
                                               (run_id, lease.token)).fetchone() is None:
             raise LeaseLost(f"run {run_id!r}: this process no longer holds the run's lease; another took it over")
-
-    @staticmethod
-    def _mark(conn, done) -> None:
-        now = time.time()
-        for seq, state, reason in done:
-            conn.execute("UPDATE inbox SET state = %s, reason = %s, done_at = %s WHERE seq = %s",
-                         (state, reason, now, seq))
 
     def _notify(self, conn, run_id: str) -> None:
         """Tell the workers listening that a run may need a driver (sent when the transaction commits)."""
@@ -396,14 +427,19 @@ class PostgresStore:
     _SUMMARY_COLUMNS = SUMMARY_FIELDS
 
     @classmethod
+    def _summary_columns(cls, summary: dict) -> tuple[str, list]:
+        """``col = %s, ...`` for a run's summary (status and times, and ``options`` when given), and the values."""
+        unknown = set(summary) - set(cls._SUMMARY_COLUMNS)
+        if unknown:
+            raise ValueError(f"not a column of a run's summary: {', '.join(sorted(unknown))}")
+        cols = ", ".join(f"{k} = %s" for k in summary)  # the names: SUMMARY_FIELDS only
+        return cols, [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
+
+    @classmethod
     def _set_summary(cls, conn, run_id: str, summary: dict) -> None:
-        """Update the run's row: status and times, and ``options`` when given."""
+        """Update the run's row with ``summary`` (nothing when it is empty)."""
         if summary:
-            unknown = set(summary) - set(cls._SUMMARY_COLUMNS)
-            if unknown:
-                raise ValueError(f"not a column of a run's summary: {', '.join(sorted(unknown))}")
-            cols = ", ".join(f"{k} = %s" for k in summary)  # the names: SUMMARY_FIELDS only
-            values = [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
+            cols, values = cls._summary_columns(summary)
             conn.execute(f"UPDATE runs SET {cols} WHERE run_id = %s", (*values, run_id))
 
     def update(self, run_id: str, summary: dict, lease=None) -> None:

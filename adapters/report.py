@@ -136,13 +136,57 @@ def _bar(record, t0: float, span: float, width: int = 20) -> str:
     if record.started_at is None or span <= 0:
         return ""
     end = record.finished_at if record.finished_at is not None else t0 + span
-    a = int((record.started_at - t0) / span * width)
+    a = min(int((record.started_at - t0) / span * width), width - 1)
     b = max(a + 1, int(round((end - t0) / span * width)))
     return " " * a + "█" * (min(b, width) - a)
 
 
+def _fit(name: str, width: int) -> str:
+    """An instance's name cut to ``width`` before its ``[item]``, which stays whole where it can."""
+    if len(name) <= width:
+        return name
+    bracket = name.rfind("[")
+    tail = len(name) - bracket if bracket > 0 and len(name) - bracket <= width - 4 else width // 3
+    return name[: width - tail - 1] + "…" + name[len(name) - tail:]
+
+
+# The columns of the run table, and how wide the fixed ones are (their longest content).
+_STATUS, _TRIES, _TIME = len("cancelled"), len("tries"), len("999.99s")
+_GAP = 2  # between columns
+
+
+def _widths(total: int, longest_name: int) -> tuple[int, int, int]:
+    """(node, timeline, output) widths so that the table's seven columns fit ``total`` columns: on a
+    terminal of 80, every column shows, the node keeps at least 12 characters and the output 10."""
+    free = total - (_STATUS + _TRIES + 2 * _TIME) - 6 * _GAP
+    timeline = max(8, min(20, free // 5))
+    free -= timeline
+    node = max(min(12, longest_name), min(longest_name, free // 2))
+    return node, timeline, max(10, min(40, free - node))
+
+
+def _rows_shown(records: list, max_rows: int) -> tuple[list, list, list]:
+    """(first, hidden, last): every row when they fit in ``max_rows``; else the first ones and the last
+    third of them, the middle summarised (the last rows of a run, its final nodes, always show)."""
+    if len(records) <= max_rows:
+        return records, [], []
+    tail = max_rows // 3
+    head = max_rows - tail - 1
+    return records[:head], records[head:len(records) - tail], records[len(records) - tail:]
+
+
+def _summary(records: list) -> str:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return f"… {len(records)} more: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
 def render_table(run_id: str, state: State, console, *, max_rows: int = 60, abandoned: int = 0) -> None:
-    """Print the run's records as a table (rich), with a timeline and timings relative to the run's start."""
+    """Print the run's records as a table (rich) that fits the console's width, with a timeline and
+    timings relative to the run's start; a long run shows its first and last rows and sums up the
+    middle, and says where every row is (``--json``) and each node's whole story (``--node``)."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
@@ -150,28 +194,40 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
     records = ordered_records(state)
     ends = [r.finished_at for r in records if r.finished_at is not None]
     span = (state.finished_at or max(ends, default=t0)) - t0
-    table = Table(title=f"run {shown(run_id)} · {shown(state.graph.name)}", title_justify="left")
-    table.add_column("node", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("tries", justify="right")
-    table.add_column("start", justify="right", no_wrap=True)
-    table.add_column("took", justify="right", no_wrap=True)
-    table.add_column("timeline", no_wrap=True)
-    table.add_column("output / error", no_wrap=True, overflow="ellipsis", max_width=40)
+    names = [visible(instance_name(r.node, r.item)) for r in records]
+    node_w, bar_w, out_w = _widths(console.width, max((len(n) for n in names), default=4))
+    table = Table(title=f"run {shown(run_id)} · {shown(state.graph.name)}", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, _GAP // 2), collapse_padding=True)
+    table.add_column("node", no_wrap=True, min_width=min(4, node_w), max_width=node_w)
+    table.add_column("status", no_wrap=True, min_width=_STATUS)
+    table.add_column("tries", justify="right", no_wrap=True, min_width=_TRIES)
+    table.add_column("start", justify="right", no_wrap=True, min_width=_TIME)
+    table.add_column("took", justify="right", no_wrap=True, min_width=_TIME)
+    table.add_column("timeline", no_wrap=True, min_width=bar_w, max_width=bar_w)
+    table.add_column("output / error", no_wrap=True, overflow="ellipsis", max_width=out_w)
     colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "skipped": "dim", "waiting": "cyan",
               "running": "blue", "pending": "dim"}
-    for r in records[:max_rows]:
+    first, hidden, last = _rows_shown(list(zip(records, names)), max_rows)
+
+    def add(r, name):
         start = f"{r.started_at - t0:.2f}s" if r.started_at is not None else ""
         took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at is not None and r.started_at is not None \
             else ""
-        table.add_row(shown(instance_name(r.node, r.item)), f"[{colour.get(r.status, '')}]{r.status}[/]",
-                      str(r.attempts), start, took, f"[{colour.get(r.status, '')}]{_bar(r, t0, span)}[/]",
+        table.add_row(escape(_fit(name, node_w)), f"[{colour.get(r.status, '')}]{r.status}[/]", str(r.attempts),
+                      start, took, f"[{colour.get(r.status, '')}]{_bar(r, t0, span, bar_w)}[/]",
                       escape(_detail(r)))
-    if len(records) > max_rows:
-        table.caption = f"… and {len(records) - max_rows} more instances (flowcore status {shown(run_id)} --json)"
+    for r, name in first:
+        add(r, name)
+    if hidden:
+        table.add_row(f"[dim]{escape(_summary([r for r, _ in hidden]))}[/]", end_section=False)
+    for r, name in last:
+        add(r, name)
     console.print(table)
-    _print_logs(records[:max_rows], console)
+    _print_logs([r for r, _ in first + last], console)
     console.print(_footer(state, records, abandoned), highlight=False)
+    if hidden:
+        console.print(f"[dim]every instance: flowcore status {shown(run_id)} --json; one node's story: "
+                      f"flowcore status {shown(run_id)} --node NODE[/]", highlight=False)
 
 
 def _print_logs(records, console, per_instance: int = 5) -> None:

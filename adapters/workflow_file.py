@@ -23,7 +23,7 @@ from scheduler_core import (Edge, Graph, Node, Problem, Retry, RunTask, Settings
 
 from .imports import calls_from
 from .node_types import NODE_TYPES, FieldProblem, owns_timeout
-from .node_types.base import is_number
+from .node_types.base import is_number, read_as_boolean
 from .nodes import NodeInvoker
 
 COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description"}
@@ -360,6 +360,9 @@ def _parse_node(i: int, raw, problems: list):
         return None
     node_id = raw.get("id")
     where = f"node {node_id!r}" if isinstance(node_id, str) and node_id else f"node #{i + 1}"
+    if isinstance(node_id, bool):
+        problems.append(Problem(where, f"id {read_as_boolean(node_id)}"))
+        return None
     if not isinstance(node_id, str) or not node_id:
         problems.append(Problem(where, "missing 'id' (a non-empty string)"))
         return None
@@ -460,6 +463,8 @@ def _plain_edge(raw) -> Edge | None:
     once; None for any other, which ``_parse_edge`` checks field by field."""
     if type(raw) is not dict or not raw.keys() <= EDGE_FIELDS or "from" not in raw or "to" not in raw:
         return None
+    if any(isinstance(raw.get(key), bool) for key in NAMES_OF_EDGE):
+        return None
     is_map, select = raw.get("map", False), raw.get("select")
     if type(is_map) is not bool or select is not None and type(select) is not str:
         return None
@@ -467,7 +472,13 @@ def _plain_edge(raw) -> Edge | None:
     return Edge(str(raw["from"]), str(raw["to"]), str(raw.get("port", "result")), is_map, select)
 
 
+NAMES_OF_EDGE = ("from", "to", "port")
+
+
 def _check_edge_fields(where: str, raw, problems: list) -> None:
+    for key in NAMES_OF_EDGE:
+        if isinstance(raw.get(key), bool):
+            problems.append(Problem(where, f"{key} {read_as_boolean(raw[key])}"))
     for key in raw:
         if key not in EDGE_FIELDS:
             problems.append(Problem(where, f"unknown field {key!r} (known: {', '.join(sorted(EDGE_FIELDS))})"))

@@ -18,7 +18,9 @@ SECTIONS = {
     "scaling": "nested capped fan-outs through step; serial on a 50-layer DAG of noop joins (issue 10)",
     "values": "what copying the values node code gets costs, per node of a chain (issue 10)",
     "live": "worker processes vs Engine.run; answer and timer latency; an idle worker's CPU (issue 11)",
-    "dask": "the dask runner on a two-worker cluster: per-node overhead vs distributed, a CPU-bound fan-out (issue 13)",
+    "postgres": "the PostgreSQL store vs in memory and SQLite; 1 and 4 workers on one PostgreSQL store (issue 13)",
+    "cpu": "a CPU-bound fan-out on the process runner and on a two-worker dask cluster vs the thread runner (issue 13)",
+    "dask": "the dask runner's per-node overhead on a two-worker cluster vs distributed itself (issue 13)",
 }
 
 

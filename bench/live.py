@@ -41,6 +41,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ from .durability import FreshDb
 from .engine_runs import RunDidNotSucceed
 from .graphs import NOTHING, layered_dag
 from .measure import REPO_ROOT, timed
-from .table import Check, Section, ms, ratio
+from .table import AtLeast, Check, Section, ms, ratio
 
 RUNS, QUICK_RUNS = 1_000, 100
 SAMPLES, QUICK_SAMPLES = 200, 40  # per latency kind
@@ -68,17 +69,6 @@ STOP_SECONDS = 20.0  # a worker with nothing in flight exits this soon after SIG
 
 class WorkerFailed(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class AtLeast(Check):
-    """A target a figure must reach (``>=``)."""
-
-    op: str = ">="
-
-    @property
-    def passed(self) -> bool:
-        return self.figure >= self.limit
 
 
 # -- the workflows ------------------------------------------------------------------------------
@@ -273,16 +263,18 @@ def engine_loop(fresh_db, n: int, workflow: dict):
     return go, check
 
 
-def worker_drive(fresh_db, n: int, workflow: dict, workers: int):
+def worker_drive(fresh_db, n: int, workflow: dict, workers: int, logs: str | None = None):
     """``n`` runs submitted to a fresh store (now, untimed); ``go`` starts ``workers`` ``flowcore worker
-    --once`` processes and waits for them to exit."""
+    --once`` processes and waits for them to exit. Their logs go beside the store's file, or into the
+    directory ``logs`` (a store that is no file: PostgreSQL)."""
     db = fresh_db()
     engine = Engine(db=db)
     ids = [engine.submit(workflow) for _ in range(n)]
     procs: list[WorkerProcess] = []
+    prefix = f"{db}." if logs is None else os.path.join(tempfile.mkdtemp(dir=logs), "")
 
     def go():
-        procs[:] = [WorkerProcess(db, f"{db}.worker{i}.log", "--once") for i in range(workers)]
+        procs[:] = [WorkerProcess(db, f"{prefix}worker{i}.log", "--once") for i in range(workers)]
         for p in procs:
             p.wait()
 

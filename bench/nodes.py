@@ -34,10 +34,11 @@ def hold(input=None, path: str = "", seconds: float = 120.0):
         time.sleep(0.02)
 
 
-def crunch(input=None, n: int = 1_000_000):
-    """A CPU-bound node: ``n`` rounds of pure-Python arithmetic (it holds the GIL throughout, so
-    threads of one process cannot run two at once). Returns its input."""
+def crunch(item=None, rounds: int = 1_000_000):
+    """A CPU-bound node: pure-Python arithmetic, holding the interpreter lock all along. Returns its
+    item, the CPU seconds its own thread spent, and the process it ran in."""
+    start = time.thread_time()
     total = 0
-    for i in range(n):
-        total = (total + i * i) % 1_000_003
-    return input
+    for i in range(rounds):
+        total += i * i % 7
+    return {"item": item, "cpu": time.thread_time() - start, "pid": os.getpid()}

@@ -23,6 +23,17 @@ class Check:
                 "PASS" if self.passed else "MISS"]
 
 
+@dataclass(frozen=True)
+class AtLeast(Check):
+    """A target a figure must reach (``>=``)."""
+
+    op: str = ">="
+
+    @property
+    def passed(self) -> bool:
+        return self.figure >= self.limit
+
+
 def format_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 

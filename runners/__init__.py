@@ -6,7 +6,8 @@ line). Runners make no scheduling decisions: they carry out ``step``'s commands 
 from .async_runner import AsyncioBackend
 from .context import Invoker, NodeContext, instance_name
 from .collector import collector_paused, fewer_gc_passes
-from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, Drive, TimerService
+from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, ClusterUnreachable, Drive, RunnerUnavailable, TimerService
+from .process_runner import ProcessBackend
 from .serial import SerialBackend
 from .simulated import SimulatedBackend
 from .thread import ThreadBackend
@@ -15,17 +16,9 @@ BACKENDS = {
     "serial": SerialBackend,
     "thread": ThreadBackend,
     "asyncio": AsyncioBackend,
+    "process": ProcessBackend,
     "simulated": SimulatedBackend,
 }
-
-
-class RunnerUnavailable(RuntimeError):
-    """A runner whose optional packages are not installed; the message says what to install."""
-
-
-class ClusterUnreachable(RuntimeError):
-    """The cluster a runner was pointed at (``--dask-address``) is not an address, or did not answer;
-    nothing ran. The message says which address and what went wrong."""
 
 
 def backend_names() -> list[str]:
@@ -46,5 +39,6 @@ def make_backend(name: str, invoker, run_id: str, max_parallel: int, **options):
 
 
 __all__ = ["AsyncioBackend", "Invoker", "NodeContext", "instance_name", "DEFAULT_GRACE", "DEFAULT_LINGER",
-           "Backend", "Drive", "TimerService", "collector_paused", "fewer_gc_passes", "SerialBackend", "SimulatedBackend", "ThreadBackend",
+           "Backend", "Drive", "TimerService", "collector_paused", "fewer_gc_passes", "ProcessBackend", "SerialBackend", "SimulatedBackend",
+           "ThreadBackend",
            "BACKENDS", "ClusterUnreachable", "RunnerUnavailable", "backend_names", "make_backend"]

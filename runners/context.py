@@ -83,6 +83,11 @@ class NodeContext:
             if self._stop is not None:
                 self._stop.set()
 
+    def cancel_in_signal_handler(self) -> None:
+        """``cancelled`` turns true, waking no one: for a signal handler, which may have interrupted
+        this very thread inside ``wait_cancelled``'s lock (and raises next, so no one waits on)."""
+        self._cancelled = True
+
 
 _STOP_LOCK = threading.Lock()  # orders a cancel against a first wait_cancelled (rare, so one lock for all)
 

@@ -60,9 +60,8 @@ from distributed.comm.addressing import get_address_host_port
 
 from scheduler_core import CancelConfirmed, NodeFailed, NodeSucceeded
 
-from . import ClusterUnreachable
 from .context import NodeContext
-from .drive import DEFAULT_GRACE, attempt_event, describe, drain
+from .drive import DEFAULT_GRACE, ClusterUnreachable, attempt_event, describe, drain
 
 CONNECT_SECONDS = 5.0  # how long reaching the scheduler may take before the run is refused
 CHECK_SECONDS = 2.0  # how often, while attempts are out, the cluster's workers are looked at (a safety net)

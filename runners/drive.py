@@ -22,6 +22,16 @@ DEFAULT_LINGER = 60.0
 DEFAULT_GRACE = 2.0
 
 
+class RunnerUnavailable(RuntimeError):
+    """A runner that cannot run here (an optional package missing) or cannot run this workflow; the
+    message says why and what to do."""
+
+
+class ClusterUnreachable(RuntimeError):
+    """The cluster a runner was pointed at (``--dask-address``) is not an address, or did not answer;
+    nothing ran. The message says which address and what went wrong."""
+
+
 class Backend(Protocol):
     """How one runner executes node instances."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import urllib.parse
 import uuid
 
 import pytest
@@ -31,10 +30,9 @@ def require_server() -> str:
 
 def in_schema(url: str, schema: str) -> str:
     """``url`` with its connections' search_path set to ``schema`` (libpq's ``options``)."""
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    query = [(k, v) for k, v in query if k != "options"] + [("options", f"-csearch_path={schema}")]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    from adapters.postgres_store import url_with_settings
+
+    return url_with_settings(url, search_path=schema)
 
 
 def admin(url: str):

@@ -445,8 +445,8 @@ CASES = [
          files=python_node("def f(x):\n    raise ValueError('bad \\udcff')\n")),
     Case("node-log-markup-and-surrogate", ["run", "wf.yaml"], 0, "succeeded",
          files=python_node("def f(x, ctx):\n    ctx.logger.info('[/] \\ud800 \\x1b[31m')\n    return '[/]'\n")),
-    Case("node-wrong-signature", ["run", "wf.yaml", "--json"], 1, "TypeError",
-         files=python_node("def f():\n    return 1\n")),
+    Case("node-wrong-signature", ["run", "wf.yaml", "--json"], 2, "cannot be called as f(input)",
+         files=python_node("def f():\n    return 1\n")),  # told at validation, not at run time
     Case("node-infinite-recursion", ["run", "wf.yaml", "--json", "--runner", "serial"], 1, "RecursionError",
          files=python_node("def f(x):\n    return f(x)\n")),
     Case("node-writes-to-fd-1-under-json", ["run", "wf.yaml", "--json"], 0, "succeeded",

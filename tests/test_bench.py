@@ -188,9 +188,9 @@ def test_the_values_section_times_copies_against_runs_that_really_share():
         (w, r, m) for w in ("chain", "dag") for r in ("serial", "thread") for m in ("copied", "shared")}
 
 
-def test_the_dask_section_runs_every_contender_on_its_two_single_threaded_worker_processes():
+def test_the_dask_section_runs_every_node_of_every_contender_as_one_task_on_two_single_threaded_workers():
     """Every node of the overhead DAG is one task on the cluster's workers, for distributed and for flowcore
-    alike; the fan-out's items run there on the dask runner and in this process on the thread runner."""
+    alike, and flowcore's runs succeed with every node."""
     pytest.importorskip("distributed")
     import os
 
@@ -214,9 +214,3 @@ def test_the_dask_section_runs_every_contender_on_its_two_single_threaded_worker
             assert executed(client) - before == 200, name
             if name.startswith("flowcore"):
                 assert [r["status"] for r in result.to_dict()["nodes"]] == ["succeeded"] * 200
-        fan_out = section.fan_out_contenders(address, rounds=1_000)
-        for name, on_cluster in (("thread", 0), ("dask cluster", section.ITEMS + 2)):  # + the foreach and the gather
-            before = executed(client)
-            result = fan_out[name]()
-            assert result.record("gather")["output"] is None and len(result.to_dict()["nodes"]) == section.ITEMS + 2
-            assert executed(client) - before == on_cluster, name

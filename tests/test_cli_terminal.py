@@ -101,3 +101,52 @@ def test_the_story_of_a_node_shows_its_error_literally(workdir):
     assert "story of n[/] in run s[/]" in done.stdout
     assert "RuntimeError: bad [/] and" in done.stdout and "[red]x[/red] \\x1b[31m" in done.stdout  # a wrapped cell
     assert _no_raw_controls(done.stdout)
+
+
+# -- the table fits the terminal and keeps a run's last rows ----------------------------------------
+
+LONG_LOOP = """\
+name: contact-campaign-with-a-long-name
+nodes:
+  - {id: contacts, type: foreach, items: contacts}
+  - {id: enrich_contact_record, type: python, call: "nodes_for_tests:echo"}
+  - {id: report, type: python, call: "nodes_for_tests:echo"}
+connections:
+  - {from: contacts, to: enrich_contact_record, port: iteration}
+  - {from: enrich_contact_record, to: report}
+"""
+
+
+def _long_run(workdir, monkeypatch, columns, items=70):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    (workdir / "loop.yaml").write_text(LONG_LOOP)
+    run = flowcore("run", "loop.yaml", "--run-id", "long", "--trigger",
+                   json.dumps({"contacts": [f"person-{i}@example.com" for i in range(items)]}), cwd=workdir)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
+
+
+def test_on_an_80_column_terminal_every_column_shows_and_no_line_is_wider(workdir, monkeypatch):
+    lines = _long_run(workdir, monkeypatch, 80, items=5)
+    header = next(line for line in lines if line.startswith("node"))
+    assert header.split() == ["node", "status", "tries", "start", "took", "timeline", "output", "/", "error"]
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if "succeeded" in line.split()[1:2]]
+    assert len(rows) == 7  # contacts, 5 items, report: every status whole, not 'suc…'
+    item = next(line for line in rows if line.startswith("enrich"))
+    assert item.split()[0].endswith("[0]") and "…" in item.split()[0]  # the name is cut, its item kept
+
+
+def test_a_long_run_shows_its_last_rows_and_sums_up_the_middle(workdir, monkeypatch):
+    lines = _long_run(workdir, monkeypatch, 120)
+    names = [line.split()[0] for line in lines if line.split()[1:2] == ["succeeded"]]
+    assert names[0] == "contacts" and names[-1] == "report" and "enrich_contact_record[69]" in names
+    assert len(names) < 72 and len(names) <= 60
+    (summary,) = [line for line in lines if line.startswith("… ")]
+    assert summary.split()[1:3] == [str(72 - len(names)), "more:"] and f"{72 - len(names)} succeeded" in summary
+    assert "flowcore status long --json" in lines[-1] and "--node NODE" in lines[-1]
+
+
+def test_a_wide_terminal_shows_whole_names(workdir, monkeypatch):
+    lines = _long_run(workdir, monkeypatch, 160, items=3)
+    assert any(line.startswith("enrich_contact_record[2] ") for line in lines)

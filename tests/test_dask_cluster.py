@@ -64,14 +64,24 @@ def test_node_code_runs_in_the_worker_processes_spread_over_both_workers(dask_cl
     assert set(ran_in) == set(pids.values())  # both workers, and nothing but the workers
 
 
-def test_a_node_module_the_workers_cannot_import_fails_the_attempt_saying_so(dask_cluster, tmp_path):
-    (tmp_path / "beside_the_workflow.py").write_text("def hello(value):\n    return 'hello'\n")
-    (tmp_path / "wf.yaml").write_text("nodes: [{id: greet, type: python, call: 'beside_the_workflow:hello'}]\n")
+def test_a_module_beside_the_workflow_is_found_by_workers_that_see_the_same_folder(dask_cluster, tmp_path):
+    (tmp_path / "beside_the_workflow.py").write_text("import os\n\ndef pid(value):\n    return os.getpid()\n")
+    (tmp_path / "wf.yaml").write_text("nodes: [{id: where, type: python, call: 'beside_the_workflow:pid'}]\n")
     result = on_cluster(dask_cluster).run(str(tmp_path / "wf.yaml"))
+    assert result.status == "succeeded", result.error
+    assert result.record("where")["output"] in dask_cluster.worker_pids().values()  # (not on their PYTHONPATH)
+
+
+def test_a_node_module_the_workers_cannot_import_fails_the_attempt_saying_so(dask_cluster, tmp_path):
+    (tmp_path / "gone_by_then.py").write_text("def hello(value):\n    return 'hello'\n")
+    (tmp_path / "wf.yaml").write_text("nodes: [{id: greet, type: python, call: 'gone_by_then:hello'}]\n")
+    workflow = load_workflow(str(tmp_path / "wf.yaml"))  # imports the module in this process
+    (tmp_path / "gone_by_then.py").unlink()  # and then no worker can import it
+    result = on_cluster(dask_cluster).run(workflow)
     error = result.record("greet")["error"]
     assert result.status == "failed"
     assert error["type"] == "NodeCodeUnavailable"
-    assert "cannot load this node's code" in error["message"] and "beside_the_workflow" in error["message"]
+    assert "cannot load this node's code" in error["message"] and "gone_by_then" in error["message"]
 
 
 # -- cancellation, confirmed truthfully ----------------------------------------------------------

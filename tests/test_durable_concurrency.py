@@ -177,3 +177,35 @@ def test_a_store_another_process_is_still_creating_is_waited_for_not_refused(tmp
     threading.Timer(0.5, lambda: (other.execute("ROLLBACK"), other.close())).start()
     store = SqliteStore(path)
     assert store.runs() == []
+
+
+def test_writers_of_other_processes_take_turns_on_the_stores_lock_file(tmp_path):
+    """Writers queue on a kernel lock (``store.WriterQueue``: flock of ``PATH-lock``) before SQLite's
+    own lock, so a waiting one is woken when it is let go instead of sleeping in SQLite's busy handler.
+    Here another process holds that lock: a write waits for it, and goes through once it is let go."""
+    import threading
+
+    from adapters.store import SqliteStore
+
+    path = str(tmp_path / "turns.db")
+    store = SqliteStore(path)
+    assert not os.path.exists(f"{path}-lock")  # made on the first write
+    run_id = Engine(db=path).submit(SLOW)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.readline()",
+                               f"{path}-lock"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        wrote = threading.Event()
+        writer = threading.Thread(target=lambda: (store.post(run_id, "cancel", {}, 0.0), wrote.set()))
+        writer.start()
+        assert not wrote.wait(0.5), "the write went through while another process held the writers' lock"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert wrote.wait(30), "the write did not go through once the lock was let go"
+        writer.join()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert oct(os.stat(f"{path}-lock").st_mode & 0o777) == "0o600"

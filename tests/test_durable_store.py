@@ -325,9 +325,11 @@ def test_a_write_after_the_lease_was_let_go_is_refused_and_one_without_a_lease_i
     mine = Lease(pid=os.getpid(), host="elsewhere", token="mine")
     store.acquire("r1", mine)
     store.release("r1", mine)
+    seq = store.post("r1", "cancel", {"reason": "stop"}, at=1.0)
     with pytest.raises(LeaseLost):
-        store.append("r1", 1, EVERY_EVENT[1:2], "f1", {"status": "failed"}, lease=mine)
+        store.append("r1", 1, EVERY_EVENT[1:2], "f1", {"status": "failed"}, done=[(seq, "applied", None)], lease=mine)
     assert store.info("r1").status == "running" and len(store.load("r1")[1]) == 1  # nothing of it was kept
+    assert [r.seq for r in store.pending("r1")] == [seq]
     store.append("r1", 1, EVERY_EVENT[1:2], "f1", {})  # a store's own caller (the first step of a run) fences nothing
 
 

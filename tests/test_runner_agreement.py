@@ -1,4 +1,4 @@
-"""Differential tests: the serial, thread, asyncio, simulated and dask runners give the same final records.
+"""Differential tests: the serial, thread, asyncio, process, simulated and dask runners give the same final records.
 
 Serial is the reference. The dask runner runs on its in-process cluster and on a real one (a
 scheduler and two worker processes, the session's ``dask_cluster``). Records are compared on what a run decides (node, item, status, attempts,
@@ -9,7 +9,7 @@ import pytest
 from adapters import Engine
 from nodes_for_tests import task
 
-OTHERS = ["thread", "asyncio", "simulated"]
+OTHERS = ["thread", "asyncio", "process", "simulated"]
 
 ROUTING = {  # if, a join after it, several ports with select, and a merge in edge order
     "name": "routing",

@@ -191,6 +191,35 @@ def test_a_call_naming_a_missing_function_is_named():
     assert "no_such_fn" in problem
 
 
+@pytest.mark.parametrize("call, params, said", [
+    ("nodes_for_tests:reset", {}, "reset(input) (too many positional arguments)"),
+    ("nodes_for_tests:add", {"m": 2}, "add(input, m=...) (got an unexpected keyword argument 'm')"),
+    ("nodes_for_tests:task", {}, "task(input) (missing a required argument: 'fn')"),
+])
+def test_a_function_that_cannot_be_called_as_fn_input_params_is_named_at_validation(call, params, said):
+    problem = the_one(problems_of(wf([{"id": "a", "type": "python", "call": call, "params": params}])), "node 'a'")
+    assert said in problem and "its parameters are (" in problem
+
+
+def test_functions_callable_as_fn_input_params_pass_with_or_without_ctx():
+    load_workflow(wf([{"id": "a", "type": "python", "call": "nodes_for_tests:add", "params": {"n": 2}},
+                      {"id": "b", "type": "python", "call": "nodes_for_tests:flaky", "params": {"failures": 0}},
+                      {"id": "c", "type": "python", "call": "builtins:len"}]))  # a builtin whose signature is known
+
+
+def test_yaml_booleans_where_a_name_belongs_are_named_as_the_trap_they_are(tmp_path):
+    path = write(tmp_path, "yn.yaml", "name: yn\nnodes:\n  - {id: yes, type: noop}\n"
+                 "  - {id: ask, type: hil, choices: [yes, no]}\n  - {id: after, type: noop}\n"
+                 "connections:\n  - {from: ask, to: after, port: on}\n")
+    problems = problems_of(path)
+    for where in ("node #1: id", "node 'ask': choices", "connection #1 (ask -> after): port"):
+        assert "read as the boolean" in the_one(problems, where) and "quotes" in the_one(problems, where)
+    quoted = write(tmp_path, "quoted.yaml", "name: yn\nnodes:\n  - {id: 'yes', type: noop}\n"
+                   "  - {id: ask, type: hil, choices: ['yes', 'no']}\n  - {id: after, type: noop}\n"
+                   "connections:\n  - {from: ask, to: after, port: 'yes'}\n")
+    assert [n.id for n in load_workflow(quoted).nodes] == ["yes", "ask", "after"]
+
+
 def test_malformed_yaml_is_reported_with_its_line(tmp_path):
     path = write(tmp_path, "broken.yaml", "name: x\nnodes:\n  - {id: a, type: noop\n  - {id: b}\n")
     [problem] = problems_of(path)

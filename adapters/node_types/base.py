@@ -19,11 +19,14 @@ A node type is one module of this package (a subclass of ``NodeType``) plus one 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 import jmespath
 
 from scheduler_core import MAX_SECONDS, RunTask
+
+from ..imports import calls_searched_in, current_search_folders
 
 
 class FieldProblem(Exception):
@@ -43,11 +46,31 @@ class NodeType:
         self.node_id = node_id
         self.config = config
 
+    def __reduce__(self):
+        """Pickled as what builds it again (its class, id and fields): a worker process of the
+        ``process`` runner rebuilds the node, compiling and importing there what it needs."""
+        return rebuilt, (type(self), self.node_id, dict(self.config))
+
     def call(self, cmd, ctx) -> dict:
         raise NotImplementedError(f"{type(self).__name__} does not run as a task")
 
     async def call_async(self, cmd, ctx) -> dict:
         return self.call(cmd, ctx)
+
+
+def rebuilt(cls: type[NodeType], node_id: str, config: dict, folders: tuple[str, ...] | None = None) -> NodeType:
+    """A node built again from what ``__reduce__`` kept, its calls looked for in ``folders`` first."""
+    with calls_searched_in(folders or current_search_folders()):
+        return cls(node_id, MappingProxyType(config))
+
+
+def read_as_boolean(value) -> str:
+    """What to tell a user whose name YAML 1.1 turned into a boolean (``id: yes``, ``choices: [yes, no]``,
+    ``port: on``), else ''."""
+    if not isinstance(value, bool):
+        return ""
+    return (f"was read as the boolean {str(value).lower()}: YAML reads an unquoted yes, no, on, off, true or "
+            f"false as a boolean; put the name in quotes ('yes', 'on')")
 
 
 def jmespath_field(value, field):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from scheduler_core import ParkForInput, RunTask
 
-from .base import FieldProblem, NodeType, number_field, seconds_or_none
+from .base import FieldProblem, NodeType, number_field, read_as_boolean, seconds_or_none
 
 RESERVED = frozenset({"result", "timeout"})
 
@@ -34,6 +34,9 @@ class HilNode(NodeType):
             number_field(config["timeout"], "timeout", positive=True)
         choices = config.get("choices")
         if choices is not None:
+            booleans = [c for c in choices if isinstance(c, bool)] if isinstance(choices, list) else []
+            if booleans:
+                raise FieldProblem(f"choices: a choice {read_as_boolean(booleans[0])}")
             if not isinstance(choices, list) or not choices or not all(isinstance(c, str) and c for c in choices):
                 raise FieldProblem("choices must be a non-empty list of port names")
             if len(set(choices)) != len(choices) or RESERVED & set(choices):

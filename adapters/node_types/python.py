@@ -11,12 +11,12 @@ from scheduler_core import RunTask, as_ports
 
 from ..imports import CallNotImportable, current_search_folders, import_call
 from ..nodes import nesting_problem
-from .base import FieldProblem, NodeType
+from .base import FieldProblem, NodeType, rebuilt
 
 
 @functools.lru_cache(maxsize=4096)
 def _resolve_call(call, folders) -> tuple:
-    """(function, wants ctx, is a coroutine function) for ``module:function`` looked for in
+    """(function, its signature or None, wants ctx, is a coroutine function) for ``module:function`` looked for in
     ``folders`` first: once per distinct call and folders, however many nodes share it (a
     100,000-node workflow often names a handful of functions)."""
     try:
@@ -24,10 +24,24 @@ def _resolve_call(call, folders) -> tuple:
     except CallNotImportable as exc:
         raise FieldProblem(str(exc)) from None
     try:
-        wants_ctx = "ctx" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        wants_ctx = False
-    return fn, wants_ctx, inspect.iscoroutinefunction(fn)
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and extension functions do not say
+        signature = None
+    wants_ctx = signature is not None and "ctx" in signature.parameters
+    return fn, signature, wants_ctx, inspect.iscoroutinefunction(fn)
+
+
+def _check_callable(call: str, signature: inspect.Signature, params: dict, wants_ctx: bool) -> None:
+    """The node calls ``fn(input, **params)`` (and ``ctx=`` when the function names it): say at
+    validation, not at run time, when the function cannot be called that way."""
+    kwargs = dict(params, ctx=None) if wants_ctx else params
+    try:
+        signature.bind(None, **kwargs)
+    except TypeError as exc:
+        given = ", ".join(["input", *(f"{k}=..." for k in kwargs)])
+        raise FieldProblem(f"{call} cannot be called as {call.split(':')[-1]}({given}) ({exc}); its "
+                           f"parameters are {signature}: a python node's function takes the node's input "
+                           f"first, then its params as keyword arguments") from None
 
 
 _CONTAINERS = (dict, list, tuple)
@@ -47,11 +61,18 @@ class PythonNode(NodeType):
         call = config.get("call")
         if not isinstance(call, str):
             raise FieldProblem(f"call must look like 'module:function', not {call!r}")
-        self.fn, self.wants_ctx, self.is_async = _resolve_call(call, current_search_folders())
+        self.folders = current_search_folders()
+        self.fn, signature, self.wants_ctx, self.is_async = _resolve_call(call, self.folders)
         params = config.get("params") or {}
         if not isinstance(params, Mapping):
             raise FieldProblem("params must be a mapping of keyword arguments")
         self.params = dict(params)
+        if signature is not None:
+            _check_callable(call, signature, self.params, self.wants_ctx)
+
+    def __reduce__(self):
+        """Pickled with the folders its call was found in: rebuilt elsewhere, it imports the same module."""
+        return rebuilt, (type(self), self.node_id, dict(self.config), self.folders)
 
     def _call(self, cmd, ctx):
         """Calls the function (a coroutine function gives a coroutine) with copies of its own of the input
