@@ -2,10 +2,12 @@
 
 Exit codes (run and resume): 0 succeeded, 1 failed or cancelled, 2 invalid usage, invalid
 workflow or refused request (nothing changed), 3 waiting, 4 the store failed during the run (what
-was logged before stands; resume the run once the store works). A ``resume --node`` or ``cancel``
-that another live process applies: 0 applied, 2 refused, 3 not applied within ``--wait`` (it stays in
-the inbox). ``status`` exits 0 for a known run and 2 for an unknown one. With ``--json``, standard output carries only the result object; what nodes
-print goes to standard error. User errors print a message, never a traceback.
+was logged before stands; resume the run once the store works), 5 the dask scheduler of
+``--dask-address`` (or of the ``dask_address`` setting) could not be reached (nothing ran or
+changed). A ``resume --node`` or ``cancel`` that another live process applies: 0 applied, 2
+refused, 3 not applied within ``--wait`` (it stays in the inbox). ``status`` exits 0 for a known
+run and 2 for an unknown one. With ``--json``, standard output carries only the result object;
+what nodes print goes to standard error. User errors print a message, never a traceback.
 """
 from __future__ import annotations
 
@@ -22,19 +24,20 @@ from rich.console import Console
 
 from runners import backend_names
 
-from .engine import Engine, RunInterrupted, RunRefused, new_run_id
+from .engine import ClusterUnreachable, Engine, RunInterrupted, RunRefused, new_run_id
 from .inbox import RequestPending
 from .nodes import MAX_NESTING, nesting_problem
 from .report import how_it_continues, render_table, waiting_on
 from runners import instance_name
 from .store import StoreError, is_postgres_url, open_store
 from .terminal import shown, visible
-from .workflow_file import WorkflowError, load_workflow
+from .workflow_file import WorkflowError, dask_address_problem, load_workflow
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1, "waiting": 3, "running": 3, "queued": 3}
 USAGE = 2
 NOT_YET = 3  # a request another process drives has not applied yet
 STORE_FAILED = 4
+CLUSTER_UNREACHABLE = 5
 
 
 class UserError(Exception):
@@ -122,6 +125,17 @@ def _non_negative(text):
     return value
 
 
+def _dask_address(text):
+    problem = dask_address_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+DASK_ADDRESS_HELP = "the dask scheduler to run nodes on, with --runner dask (default: the workflow's dask_address, " \
+                    "else an in-process cluster)"
+
+
 def _rate(text):
     try:
         value = float(text)
@@ -146,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--linger", type=_positive(float), help="seconds to wait for a due timer before "
                                                                    "leaving the run waiting (default 60)")
             p.add_argument("--grace", type=_positive(float), help="seconds cancelled nodes get to stop (default 2)")
+            p.add_argument("--dask-address", type=_dask_address, metavar="tcp://HOST:PORT", help=DASK_ADDRESS_HELP)
 
     p = sub.add_parser("run", help="run a workflow file")
     p.add_argument("file")
@@ -185,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on SIGTERM, seconds attempts in flight get to finish (default 2)")
     p.add_argument("--once", action="store_true", help="drive what is due now until each run ends or parks, "
                    "then exit")
+    p.add_argument("--dask-address", type=_dask_address, metavar="tcp://HOST:PORT",
+                   help="the dask scheduler that runs on the dask runner send their nodes to (default: each run's own)")
     p = sub.add_parser("status", help="show a run, or with --node the story of one of its instances")
     p.add_argument("run_id")
     p.add_argument("--node", help="tell this node's story: each change of its status, the event that caused "
@@ -310,7 +327,7 @@ def cmd_run(args, out: Console) -> int:
     with Progress(Console(stderr=True), run_id) as progress:
         result = engine.run(workflow, trigger=trigger, run_id=run_id, runner=args.runner,
                             max_parallel=args.max_parallel, linger=args.linger, grace=args.grace,
-                            observer=progress, path=os.path.abspath(args.file))
+                            observer=progress, path=os.path.abspath(args.file), dask_address=args.dask_address)
     return _print_result(args, result, out)
 
 
@@ -342,7 +359,7 @@ def cmd_resume(args, out: Console) -> int:
     with Progress(Console(stderr=True), args.run_id) as progress:
         result = engine.resume(args.run_id, node=args.node, input=value, port=args.port, item=_item_arg(args.item),
                                runner=args.runner, max_parallel=args.max_parallel, linger=args.linger,
-                               grace=args.grace, observer=progress, wait=args.wait)
+                               grace=args.grace, observer=progress, wait=args.wait, dask_address=args.dask_address)
     if result.applied_by:
         return _print_applied(args, result, f"the answer to {args.node} was applied by {result.applied_by} driving "
                                             f"run {args.run_id}")
@@ -378,6 +395,8 @@ def cmd_worker(args, out: Console) -> int:
 
     from .worker import Worker
 
+    if args.dask_address is not None and args.runner not in (None, "dask"):
+        raise UserError(f"--dask-address is for the dask runner, not --runner {args.runner}")
     err = Console(stderr=True, soft_wrap=True)
     me = f"worker {os.getpid()}"
 
@@ -386,7 +405,7 @@ def cmd_worker(args, out: Console) -> int:
 
     engine = Engine(db=_db_path(args))
     worker = Worker(engine, runner=args.runner, max_parallel=args.max_parallel, max_runs=args.max_runs,
-                    grace=args.grace, log=log)
+                    grace=args.grace, log=log, dask_address=args.dask_address)
 
     def stop(signum, frame):  # a flag only: the handler may interrupt the worker holding its locks
         worker.request_stop()
@@ -565,6 +584,9 @@ def main(argv=None) -> int:
     except RequestPending as exc:
         err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)
         return NOT_YET
+    except ClusterUnreachable as exc:
+        err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)
+        return CLUSTER_UNREACHABLE
     except (WorkflowError, RunRefused, StoreError, UserError) as exc:
         err.print(f"flowcore {args.command}: {visible(exc, lines=True)}", highlight=False, markup=False)
         return USAGE

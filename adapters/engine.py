@@ -15,7 +15,8 @@ import uuid
 
 import attrs
 
-from runners import DEFAULT_GRACE, DEFAULT_LINGER, Drive, RunnerUnavailable, backend_names, make_backend
+from runners import (DEFAULT_GRACE, DEFAULT_LINGER, ClusterUnreachable, Drive, RunnerUnavailable,  # noqa: F401
+                     backend_names, make_backend)  # (ClusterUnreachable: re-exported for the CLI)
 from scheduler_core import CapChanged, RunStarted, fingerprint, initial_state
 
 from . import inbox, recovery
@@ -25,7 +26,7 @@ from .report import run_dict, run_status
 from .leases import HEARTBEAT_SECONDS
 from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, StoreError, UnknownRun,
                     canonical_json, definition_hash, open_store, text_hash)  # noqa: F401 (definition_hash: re-exported)
-from .workflow_file import WorkflowError, compiled, load_workflow, workflow_to_dict
+from .workflow_file import WorkflowError, compiled, dask_address_problem, load_workflow, workflow_to_dict
 
 CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
 
@@ -100,10 +101,14 @@ class _Heartbeat:
 
 class Engine:
     def __init__(self, runner: str = "thread", max_parallel: int = 8, db: str | None = None, *,
-                 linger: float = DEFAULT_LINGER, grace: float = DEFAULT_GRACE, store=None, runner_options=None):
+                 linger: float = DEFAULT_LINGER, grace: float = DEFAULT_GRACE, store=None, runner_options=None,
+                 dask_address: str | None = None):
         if runner not in backend_names():
             raise ValueError(f"unknown runner {runner!r}; choose one of {', '.join(backend_names())}")
+        if dask_address is not None and (problem := dask_address_problem(dask_address)):
+            raise ValueError(problem)
         self.runner = runner
+        self.dask_address = dask_address  # for runs on the dask runner that name no scheduler of their own
         self.max_parallel = max_parallel
         self.linger = linger
         self.grace = grace
@@ -117,9 +122,9 @@ class Engine:
     # -- starting ----------------------------------------------------------------------------
 
     def run(self, workflow, trigger=None, run_id=None, *, runner=None, max_parallel=None, linger=None, grace=None,
-            observer=None, path=None) -> RunResult:
+            observer=None, path=None, dask_address=None) -> RunResult:
         wf, graph, info = self._new_run(workflow, trigger, run_id, runner=runner, max_parallel=max_parallel,
-                                        linger=linger, grace=grace, path=path)
+                                        linger=linger, grace=grace, path=path, dask_address=dask_address)
         lease = self._acquire(info.run_id)
         return self._drive(_Session(info.run_id, wf, info.options, lease, 0, new_run=info), initial_state(graph),
                            lambda now: [RunStarted(at=now, trigger=trigger)], observer,
@@ -142,7 +147,8 @@ class Engine:
             raise RunRefused(f"a run with id {info.run_id!r} already exists; choose another --run-id") from None
         return info.run_id
 
-    def _new_run(self, workflow, trigger, run_id, *, runner, max_parallel, linger=None, grace=None, path=None):
+    def _new_run(self, workflow, trigger, run_id, *, runner, max_parallel, linger=None, grace=None, path=None,
+                 dask_address=None):
         """(workflow, graph, RunInfo) of a run about to be stored: checked, with its options."""
         wf = load_workflow(workflow)
         if path is None and isinstance(workflow, (str, os.PathLike)):  # a resume finds its node modules there
@@ -155,6 +161,7 @@ class Engine:
         options = {"runner": runner, "max_parallel": graph.max_parallel,
                    "linger": self.linger if linger is None else linger,
                    "grace": self.grace if grace is None else grace, "path": path}
+        options.update(self._dask_option(runner, dask_address, wf.settings.dask_address))
         run_id = run_id or new_run_id(wf.name)
         if self._exists(run_id):
             raise RunRefused(f"a run with id {run_id!r} already exists; choose another --run-id")
@@ -187,7 +194,7 @@ class Engine:
         return self.store.runs(status=status, workflow=workflow, limit=limit)
 
     def resume(self, run_id: str, node=None, input=None, port=None, item=None, *, runner=None, max_parallel=None,
-               linger=None, grace=None, observer=None, wait: float = 30.0) -> RunResult:
+               linger=None, grace=None, observer=None, wait: float = 30.0, dask_address=None) -> RunResult:
         """Continue a stored run, and with ``node`` answer one of its waiting instances.
 
         The answer goes to the run's inbox. If no live process drives the run, this one does, as a
@@ -195,6 +202,7 @@ class Engine:
         up to ``wait`` seconds for that process to apply it: ``RunResult.applied_by`` says so,
         ``RunRefused`` says why it was refused, ``RequestPending`` that it is still in the inbox."""
         info = self._info(run_id)
+        _refuse_misplaced_address(runner or info.options["runner"], dask_address)  # before anything is written
         seq = None
         if node is not None:
             loaded = self._load(run_id)
@@ -214,7 +222,7 @@ class Engine:
                 raise
             return self._await(run_id, seq, wait)
         result = self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger,
-                                 grace=grace, observer=observer)
+                                 grace=grace, observer=observer, dask_address=dask_address)
         if seq is not None:
             inbox.raise_if_refused(run_id, self.store.request(seq))
         return result
@@ -241,7 +249,7 @@ class Engine:
         return result
 
     def drive(self, run_id: str, *, runner=None, max_parallel=None, linger=None, grace=None, observer=None,
-              on_drive=None, lease: Lease | None = None) -> RunResult | None:
+              on_drive=None, lease: Lease | None = None, dask_address=None) -> RunResult | None:
         """Drive a stored run that needs it (a worker's job): start a queued run, apply its inbox, fire
         its due timers, take over from a driver that died. ``RunBusy`` when a live process drives it;
         None when, by the time its lease was taken, the run no longer needed a driver (another
@@ -257,10 +265,10 @@ class Engine:
             self.store.release(run_id, lease)
             return None
         return self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger, grace=grace,
-                               observer=observer, on_drive=on_drive)
+                               observer=observer, on_drive=on_drive, dask_address=dask_address)
 
     def _take_over(self, run_id: str, lease: Lease, *, runner=None, max_parallel=None, linger=None, grace=None,
-                   observer=None, on_drive=None, apply_only: bool = False) -> RunResult:
+                   observer=None, on_drive=None, apply_only: bool = False, dask_address=None) -> RunResult:
         """Drive a stored run under ``lease`` (released at the end): rebuild it, check it can run here,
         and feed the first step a takeover makes (see ``inbox.takeover_events``)."""
         try:
@@ -274,6 +282,9 @@ class Engine:
             if not apply_only:
                 _check_node_types(run_id, loaded.workflow)
             options = _resume_options(loaded, runner=runner, max_parallel=max_parallel, linger=linger, grace=grace)
+            if options["runner"] == "dask":  # (a worker gives its address for every run it drives)
+                own = options.get("dask_address") or loaded.workflow.settings.dask_address
+                options.update(self._dask_option("dask", dask_address, own))
         except BaseException:
             self.store.release(run_id, lease)
             raise
@@ -328,6 +339,17 @@ class Engine:
         return RunResult(run_id, loaded.state)
 
     # -- driving -------------------------------------------------------------------------------
+
+    def _dask_option(self, runner: str, given: str | None, own: str | None) -> dict:
+        """The run's ``dask_address`` option: the one ``given`` for this call, else the run's own (its
+        workflow's setting), else this engine's; none for a run on another runner."""
+        _refuse_misplaced_address(runner, given)
+        if runner != "dask":
+            return {}
+        if given is not None and (problem := dask_address_problem(given)):
+            raise RunRefused(problem)
+        address = given or own or self.dask_address
+        return {"dask_address": address} if address else {}
 
     def _exists(self, run_id: str) -> bool:
         try:
@@ -411,6 +433,8 @@ class Engine:
         extra = dict(self.runner_options)
         if name in ("thread", "asyncio", "process", "dask"):
             extra["grace"] = options["grace"]
+        if name == "dask":
+            extra["address"] = options.get("dask_address")
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
         try:
@@ -418,6 +442,12 @@ class Engine:
                                 max_parallel, **extra)
         except RunnerUnavailable as exc:
             raise RunRefused(str(exc)) from None
+
+
+def _refuse_misplaced_address(runner: str, given: str | None) -> None:
+    if given is not None and runner != "dask":
+        raise RunRefused(f"--dask-address (dask_address) is for the dask runner, and this run uses the {runner} "
+                         f"runner; add --runner dask, or leave the address out")
 
 
 def _check_node_types(run_id: str, wf) -> None:

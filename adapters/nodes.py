@@ -37,6 +37,11 @@ class NodeInvoker:
     async def call_async(self, cmd, ctx) -> dict:
         return self._checked(cmd, await self.impls[cmd.node].call_async(cmd, ctx))
 
+    def for_node(self, node: str) -> "NodeInvoker":
+        """An invoker of ``node`` alone: what a runner pickles for another process (the whole
+        workflow's would cost as much per attempt as the workflow is large)."""
+        return NodeInvoker({node: self.impls[node]}, json_only=self.json_only)
+
     def _checked(self, cmd, ports: dict) -> dict:
         if not self.json_only:
             return ports

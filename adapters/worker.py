@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from runners import DEFAULT_GRACE
+from runners import DEFAULT_GRACE, ClusterUnreachable
 
 from .engine import Engine, RunResult
 from .recovery import RunBusy, RunRefused
@@ -36,11 +36,12 @@ class Worker:
     def __init__(self, engine: Engine | None = None, *, db: str | None = None, runner: str | None = None,
                  max_parallel: int | None = None, max_runs: int = MAX_RUNS, grace: float = DEFAULT_GRACE,
                  linger: float = LINGER_SECONDS, poll: float = POLL_SECONDS,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, dask_address: str | None = None):
         if max_runs < 1:
             raise ValueError("max_runs must be at least 1")
         self.engine = engine or Engine(db=db)
         self.runner = runner
+        self.dask_address = dask_address  # for the runs it drives on the dask runner
         self.max_parallel = max_parallel
         self.max_runs = max_runs
         self.grace = grace
@@ -163,8 +164,8 @@ class Worker:
         try:
             result = self.engine.drive(run_id, runner=self.runner, max_parallel=self.max_parallel, linger=self.linger,
                                        grace=self.grace, on_drive=lambda drive: self._register(run_id, drive),
-                                       lease=lease)
-        except RunRefused as exc:
+                                       lease=lease, dask_address=self.dask_address)
+        except (RunRefused, ClusterUnreachable) as exc:
             self._set_aside(run_id, f"cannot be driven here: {exc}")
         except StoreError as exc:
             self._set_aside(run_id, f"the store failed: {exc}")

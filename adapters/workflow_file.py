@@ -29,7 +29,7 @@ from .nodes import NodeInvoker
 COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description"}
 _PARSED_COMMON_FIELDS = COMMON_FIELDS - {"id", "type", "description"}  # those a Node holds as attributes
 EDGE_FIELDS = {"from", "to", "port", "map", "select"}
-SETTINGS_FIELDS = {"runner", "max_parallel", "on_error", "pools"}
+SETTINGS_FIELDS = {"runner", "max_parallel", "on_error", "pools", "dask_address"}
 TOP_FIELDS = {"name", "description", "settings", "nodes", "connections"}
 
 
@@ -503,8 +503,29 @@ def _parse_settings(raw, problems: list) -> Settings:
     if not isinstance(pools, Mapping):
         problems.append(Problem("settings.pools", "must map pool names to sizes"))
         pools = {}
-    return Settings(runner=raw.get("runner"), max_parallel=raw.get("max_parallel"),
+    address = raw.get("dask_address")
+    if address is not None and (problem := dask_address_problem(address)):
+        problems.append(Problem("settings.dask_address", problem))
+        address = None
+    return Settings(runner=raw.get("runner"), max_parallel=raw.get("max_parallel"), dask_address=address,
                     on_error=raw.get("on_error", "fail_fast"), pools=pools)
+
+
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # the protocols distributed's schedulers listen on
+_DASK_ADDRESS = re.compile(r"(?:(?P<scheme>[a-z]+)://)?(?:\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):(?P<port>\d{1,5})")
+
+
+def dask_address_problem(address) -> str | None:
+    """What is wrong with a dask scheduler address (``tcp://HOST:PORT``), or None. Only its form:
+    whether a scheduler answers there is the dask runner's to find out."""
+    match = _DASK_ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    if match is None:
+        return f"{address!r} is not a dask scheduler address; give one like tcp://HOST:PORT"
+    if match["scheme"] is not None and match["scheme"] not in DASK_SCHEMES:
+        return f"{address!r}: unknown protocol {match['scheme']!r} (one of {', '.join(DASK_SCHEMES)})"
+    if not 0 < int(match["port"]) < 65536:
+        return f"{address!r}: the port must be from 1 to 65535"
+    return None
 
 
 def workflow_to_dict(wf: Workflow) -> dict:
@@ -530,4 +551,6 @@ def workflow_to_dict(wf: Workflow) -> dict:
         settings["runner"] = s.runner
     if s.max_parallel:
         settings["max_parallel"] = s.max_parallel
+    if s.dask_address:
+        settings["dask_address"] = s.dask_address
     return {"name": wf.name, "settings": settings, "nodes": nodes, "connections": edges}

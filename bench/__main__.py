@@ -20,7 +20,8 @@ SECTIONS = {
     "live": "worker processes vs Engine.run; answer and timer latency; an idle worker's CPU (issue 11)",
     "web": "flowcore serve: GET a 1,000-instance run, a 10,000-instance page in Chromium, event latency (issue 12)",
     "postgres": "the PostgreSQL store vs in memory and SQLite; 1 and 4 workers on one PostgreSQL store (issue 13)",
-    "cpu": "a CPU-bound fan-out on the process runner vs the thread runner (issue 13)",
+    "cpu": "a CPU-bound fan-out on the process runner and on a two-worker dask cluster vs the thread runner (issue 13)",
+    "dask": "the dask runner's per-node overhead on a two-worker cluster vs distributed itself (issue 13)",
 }
 
 

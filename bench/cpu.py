@@ -1,4 +1,4 @@
-"""Section 13: a CPU-bound fan-out. The process runner (and any other contender) against the thread runner.
+"""Section 13: a CPU-bound fan-out. The process runner and a two-worker Dask cluster against the thread runner.
 
 A ``foreach`` of 16 items, each a python node doing about 0.5 s of pure-Python arithmetic
 (``bench.nodes.crunch``: its rounds are calibrated at the start of the section, so that one item
@@ -9,9 +9,9 @@ and each other contender's figure is its speed-up over it, measured in the same 
 Contenders are the list ``CONTENDERS`` (the baseline is ``BASELINE``). Each has a name and a
 ``runs(workflow, trigger)`` context manager, entered once around all the repeats (where a contender
 sets up what its runs need, a cluster say, and takes it down after), which yields the call that
-runs the workflow once. A Dask cluster of two ``dask worker`` processes joins as one more entry
-whose ``runs`` starts the scheduler and workers and yields a call running the workflow with the
-``dask`` runner at their address.
+runs the workflow once. The Dask cluster's ``runs`` (``bench.dask.cluster_runs``) starts a
+scheduler and two ``dask worker`` processes of one thread each, and yields a call running the
+workflow with the ``dask`` runner at their address.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from .dask import cluster_runs
 from .engine_runs import RunDidNotSucceed, run_workflow
 from .live import QUICK_SPIN_COUNT, SPIN, SPIN_COUNT
 from .measure import interleaved, median_of, timed
@@ -54,7 +55,8 @@ def on_runner(runner: str, **engine_options) -> Callable:
 
 
 BASELINE = Contender("thread runner", on_runner("thread"))
-CONTENDERS = [Contender("process runner", on_runner("process"))]
+CONTENDERS = [Contender("process runner", on_runner("process")),
+              Contender("dask runner, two-worker cluster", cluster_runs(WORKERS))]
 
 
 def workflow(rounds: int) -> dict:

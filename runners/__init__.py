@@ -6,7 +6,7 @@ line). Runners make no scheduling decisions: they carry out ``step``'s commands 
 from .async_runner import AsyncioBackend
 from .context import Invoker, NodeContext, instance_name
 from .collector import collector_paused, fewer_gc_passes
-from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, Drive, RunnerUnavailable, TimerService
+from .drive import DEFAULT_GRACE, DEFAULT_LINGER, Backend, ClusterUnreachable, Drive, RunnerUnavailable, TimerService
 from .process_runner import ProcessBackend
 from .serial import SerialBackend
 from .simulated import SimulatedBackend
@@ -41,4 +41,4 @@ def make_backend(name: str, invoker, run_id: str, max_parallel: int, **options):
 __all__ = ["AsyncioBackend", "Invoker", "NodeContext", "instance_name", "DEFAULT_GRACE", "DEFAULT_LINGER",
            "Backend", "Drive", "TimerService", "collector_paused", "fewer_gc_passes", "ProcessBackend", "SerialBackend", "SimulatedBackend",
            "ThreadBackend",
-           "BACKENDS", "RunnerUnavailable", "backend_names", "make_backend"]
+           "BACKENDS", "ClusterUnreachable", "RunnerUnavailable", "backend_names", "make_backend"]

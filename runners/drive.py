@@ -27,6 +27,11 @@ class RunnerUnavailable(RuntimeError):
     message says why and what to do."""
 
 
+class ClusterUnreachable(RuntimeError):
+    """The cluster a runner was pointed at (``--dask-address``) is not an address, or did not answer;
+    nothing ran. The message says which address and what went wrong."""
+
+
 class Backend(Protocol):
     """How one runner executes node instances."""
 

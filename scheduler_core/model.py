@@ -83,6 +83,7 @@ class Edge:
 class Settings:
     runner: str | None = None
     max_parallel: int | None = None
+    dask_address: str | None = None  # the scheduler the dask runner sends attempts to (None: an in-process cluster)
     on_error: str = "fail_fast"
     pools: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_mapping)
 

@@ -40,3 +40,14 @@ def postgres_url():
 
     with pg_support.fresh_schema(pg_support.require_server()) as (url, _):
         yield url
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real dask cluster (``tests/dask_cluster.py``): a scheduler and two workers, started once
+    for the session by the first test that asks for it."""
+    pytest.importorskip("distributed")
+    import dask_cluster as support
+
+    with support.running_cluster() as cluster:
+        yield cluster

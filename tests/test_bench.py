@@ -186,3 +186,31 @@ def test_the_values_section_times_copies_against_runs_that_really_share():
     assert kept.record("n0")["output"] == ["x", {"nested": ["y", "appended"]}, "appended"]
     assert set(values.contenders({"chain": 3, "dag": 10})) == {
         (w, r, m) for w in ("chain", "dag") for r in ("serial", "thread") for m in ("copied", "shared")}
+
+
+def test_the_dask_section_runs_every_node_of_every_contender_as_one_task_on_two_single_threaded_workers():
+    """Every node of the overhead DAG is one task on the cluster's workers, for distributed and for flowcore
+    alike, and flowcore's runs succeed with every node."""
+    pytest.importorskip("distributed")
+    import os
+
+    from distributed import Client
+
+    from bench import dask as section
+
+    def executed(client) -> int:
+        return sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+
+    with section.two_worker_cluster() as address, Client(address, set_as_default=False) as client:
+        pids = client.run(os.getpid)
+        assert sorted(client.nthreads().values()) == [1, 1]
+        assert len(set(pids.values())) == 2 and os.getpid() not in pids.values()
+        contenders = section.overhead_contenders(address, client, 200)
+        assert set(contenders) == {"distributed client.get", "distributed submit", "flowcore dask",
+                                   "flowcore dask, cap 8"}
+        for name, contender in contenders.items():
+            before = executed(client)
+            result = contender()
+            assert executed(client) - before == 200, name
+            if name.startswith("flowcore"):
+                assert [r["status"] for r in result.to_dict()["nodes"]] == ["succeeded"] * 200

@@ -1,7 +1,8 @@
 """The cpu section does what its report says (``bench/cpu.py``, small sizes).
 
 The thread runner is the baseline and runs every item in this process; the process runner runs them
-in other processes, more than one at a time; every run is checked to have run each item once; the
+in other processes, more than one at a time, and the dask runner in the two worker processes of its
+cluster; every run is checked to have run each item once; the
 calibrated work takes about the time asked for; the report has a row per contender, a speed-up
 target for each contender but the baseline, and what the machine gave CPU-bound processes meanwhile.
 """
@@ -20,7 +21,7 @@ def test_the_calibrated_work_takes_about_the_time_asked_for():
     assert 0.03 < timed(lambda: cpu.crunch(rounds=rounds)) < 0.5  # generous: the machine is shared
 
 
-def test_the_baseline_runs_every_item_here_and_the_process_runner_in_worker_processes():
+def test_the_baseline_runs_every_item_here_and_the_process_runner_and_the_dask_cluster_in_worker_processes():
     contenders = [cpu.BASELINE, *cpu.CONTENDERS]
     assert cpu.BASELINE.name == "thread runner" and "process runner" in [c.name for c in cpu.CONTENDERS]
     times, seen = cpu.measured(contenders, cpu.workflow(50_000), items=4, repeats=3)
@@ -29,6 +30,9 @@ def test_the_baseline_runs_every_item_here_and_the_process_runner_in_worker_proc
     assert all(work.pids == {os.getpid()} for work in seen["thread runner"])
     for work in seen["process runner"]:
         assert os.getpid() not in work.pids and 2 <= len(work.pids) <= cpu.WORKERS
+        assert work.cpu > 0
+    for work in seen["dask runner, two-worker cluster"]:
+        assert os.getpid() not in work.pids and len(work.pids) == 2  # each of the cluster's two workers
         assert work.cpu > 0
 
 

@@ -1,6 +1,7 @@
 """Differential tests: the serial, thread, asyncio, process, simulated and dask runners give the same final records.
 
-Serial is the reference. Records are compared on what a run decides (node, item, status, attempts,
+Serial is the reference. The dask runner runs on its in-process cluster and on a real one (a
+scheduler and two worker processes, the session's ``dask_cluster``). Records are compared on what a run decides (node, item, status, attempts,
 ports, error), never on times, and so is the run's status and error.
 """
 import pytest
@@ -75,8 +76,8 @@ CASES = {
 }
 
 
-def outcome(runner, workflow, trigger):
-    d = Engine(runner=runner).run(workflow, trigger=trigger).to_dict()
+def outcome(runner, workflow, trigger, **engine_options):
+    d = Engine(runner=runner, **engine_options).run(workflow, trigger=trigger).to_dict()
     records = sorted((r["node"], r["item"] or [], r["status"], r["attempts"], r["ports"], r["error"])
                      for r in d["nodes"])
     return d["status"], d["error"], records
@@ -112,3 +113,9 @@ def test_the_dask_runner_agrees_with_serial_on_the_final_records(case, reference
     pytest.importorskip("distributed")
     workflow, trigger = CASES[case]
     assert outcome("dask", workflow, trigger) == reference[case]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_dask_runner_on_a_real_cluster_agrees_with_serial_on_the_final_records(case, reference, dask_cluster):
+    workflow, trigger = CASES[case]
+    assert outcome("dask", workflow, trigger, dask_address=dask_cluster.address) == reference[case]
