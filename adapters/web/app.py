@@ -245,7 +245,9 @@ def create_app(server: Server) -> FastAPI:
 
     @app.get("/api/runs/{run_id:path}/events", tags=["runs"],
              responses={200: {"content": {"text/event-stream": {}},
-                              "description": "one `run` event (the run page's data) per change, until the run ends"}})
+                              "description": "a `record` event per record change (the record as in "
+                                             "GET /api/runs/{id}), a `run` event (the run page's data) "
+                                             "after each look that found changes, `end` when the run ends"}})
     async def run_events(run_id: str, request: Request):
         """Server-sent events: a ``run`` event with the page's data each time the run's record
         changes, and ``end`` when the run has ended."""
@@ -368,10 +370,13 @@ def create_app(server: Server) -> FastAPI:
 
 
 async def _events(server: Server, run_id: str, request: Request):
-    """One ``run`` event with the page's data each time the run's summary or log grows; ``end`` once
-    it has ended. A look costs one read of the run's summary and of the steps logged since the last."""
+    """One ``run`` event with the page's data each time the run's summary or log grows, preceded (after
+    the first) by one ``record`` event per record that changed since the last (the record as in the
+    ``--json`` object); ``end`` once it has ended. A look costs one read of the run's summary and of
+    the steps logged since the last."""
     seen = -1
     status = None
+    records: dict | None = None  # (node, item) -> the record as last sent
     last_beat = time.monotonic()
     while True:
         if await request.is_disconnected():
@@ -388,6 +393,12 @@ async def _events(server: Server, run_id: str, request: Request):
                 view = await asyncio.to_thread(run_view, server.store, run_id)
             except RunRefused:
                 return
+            now = {(r["node"], json.dumps(r["item"])): r for r in view["run"]["nodes"]}
+            if records is not None:
+                for key, record in now.items():
+                    if records.get(key) != record:
+                        yield f"event: record\ndata: {json.dumps(record, default=str)}\n\n"
+            records = now
             yield f"event: run\ndata: {json.dumps(view, default=str)}\n\n"
             last_beat = time.monotonic()
             if info.status in ENDED:
