@@ -463,13 +463,14 @@ def _plain_edge(raw) -> Edge | None:
     once; None for any other, which ``_parse_edge`` checks field by field."""
     if type(raw) is not dict or not raw.keys() <= EDGE_FIELDS or "from" not in raw or "to" not in raw:
         return None
-    if any(isinstance(raw.get(key), bool) for key in NAMES_OF_EDGE):
-        return None
+    source, target, port = raw["from"], raw["to"], raw.get("port", "result")
+    if type(source) is bool or type(target) is bool or type(port) is bool:
+        return None  # a name YAML read as a boolean: told field by field
     is_map, select = raw.get("map", False), raw.get("select")
     if type(is_map) is not bool or select is not None and type(select) is not str:
         return None
     # positional: a keyword call to an attrs class costs half as much again, and there is one per edge
-    return Edge(str(raw["from"]), str(raw["to"]), str(raw.get("port", "result")), is_map, select)
+    return Edge(str(source), str(target), str(port), is_map, select)
 
 
 NAMES_OF_EDGE = ("from", "to", "port")
