@@ -31,17 +31,21 @@ def _resolve_call(call, folders) -> tuple:
     return fn, signature, wants_ctx, inspect.iscoroutinefunction(fn)
 
 
-def _check_callable(call: str, signature: inspect.Signature, params: dict, wants_ctx: bool) -> None:
-    """The node calls ``fn(input, **params)`` (and ``ctx=`` when the function names it): say at
-    validation, not at run time, when the function cannot be called that way."""
-    kwargs = dict(params, ctx=None) if wants_ctx else params
+@functools.lru_cache(maxsize=4096)
+def _call_problem(call: str, folders, names: tuple) -> str | None:
+    """Why ``fn(input, **params)`` (and ``ctx=`` when the function names it) cannot be called, for
+    params of these ``names``, or None: told at validation, not at run time. Once per function and
+    names, however many nodes share them."""
+    _, signature, wants_ctx, _ = _resolve_call(call, folders)
+    kwargs = dict.fromkeys((*names, "ctx") if wants_ctx else names)
     try:
         signature.bind(None, **kwargs)
     except TypeError as exc:
         given = ", ".join(["input", *(f"{k}=..." for k in kwargs)])
-        raise FieldProblem(f"{call} cannot be called as {call.split(':')[-1]}({given}) ({exc}); its "
-                           f"parameters are {signature}: a python node's function takes the node's input "
-                           f"first, then its params as keyword arguments") from None
+        return (f"{call} cannot be called as {call.split(':')[-1]}({given}) ({exc}); its parameters are "
+                f"{signature}: a python node's function takes the node's input first, then its params as "
+                f"keyword arguments")
+    return None
 
 
 _CONTAINERS = (dict, list, tuple)
@@ -68,7 +72,9 @@ class PythonNode(NodeType):
             raise FieldProblem("params must be a mapping of keyword arguments")
         self.params = dict(params)
         if signature is not None:
-            _check_callable(call, signature, self.params, self.wants_ctx)
+            problem = _call_problem(call, self.folders, tuple(self.params))
+            if problem:
+                raise FieldProblem(problem)
 
     def __reduce__(self):
         """Pickled with the folders its call was found in: rebuilt elsewhere, it imports the same module."""
