@@ -42,8 +42,8 @@ import time
 import urllib.parse
 
 from .leases import LEASE_SECONDS, Lease, lease_blocks, lease_live, lease_message
-from .store import (ENDED, SUMMARY_FIELDS, LeaseHeld, LeaseLost, NotAFlowcoreStore, Request, RunExists, RunInfo,
-                    Snapshot, StoreError, StoreUnavailable, UnknownRun, _encode_batch, canonical_json, decode_event,
+from .store import (ENDED, LeaseHeld, LeaseLost, NotAFlowcoreStore, Request, RunExists, RunInfo,
+                    Snapshot, SqlStatements, StoreError, StoreUnavailable, UnknownRun, _encode_batch, canonical_json, decode_event,
                     text_hash)
 
 try:
@@ -157,10 +157,11 @@ class _Pool:
             conn.close()
 
 
-class PostgresStore:
+class PostgresStore(SqlStatements):
     """A store in a PostgreSQL schema (see the module's docstring)."""
 
     durable = True
+    P = "%s"
 
     def __init__(self, url: str, create: bool = True):
         self.url = url
@@ -344,23 +345,6 @@ class PostgresStore:
             raise UnknownRun(f"no run with id {run_id!r} in {self.path}")
         return self._write(insert)
 
-    def pending(self, run_id: str) -> list[Request]:
-        """The run's requests not applied or refused yet, in the order they were written."""
-        rows = self._read("SELECT seq, kind, body, at FROM inbox WHERE state = 'pending' AND run_id = %s ORDER BY seq",
-                          (run_id,))
-        return [Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at) for seq, kind, body, at in rows]
-
-    def request(self, seq: int) -> Request:
-        rows = self._read("SELECT run_id, kind, body, at, state, reason FROM inbox WHERE seq = %s", (seq,))
-        run_id, kind, body, at, state, reason = rows[0]
-        return Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at, state=state, reason=reason)
-
-    def refuse_pending(self, run_id: str, reason: str) -> None:
-        """Refuse what is left in a finished run's inbox."""
-        self._write(lambda conn: conn.execute(
-            "UPDATE inbox SET state = 'refused', reason = %s, done_at = %s WHERE run_id = %s AND state = 'pending'",
-            (reason, time.time(), run_id)))
-
     def due_runs(self, now: float, me: Lease, limit: int, skip=()) -> list[str]:
         """Runs that need a driver now, oldest first, at most ``limit``, none of ``skip``: queued runs,
         runs with something in their inbox, runs whose next timer is due (by ``now``, the clock the
@@ -424,31 +408,6 @@ class PostgresStore:
             self._listener.close()
             self._listener = None
 
-    _SUMMARY_COLUMNS = SUMMARY_FIELDS
-
-    @classmethod
-    def _summary_columns(cls, summary: dict) -> tuple[str, list]:
-        """``col = %s, ...`` for a run's summary (status and times, and ``options`` when given), and the values."""
-        unknown = set(summary) - set(cls._SUMMARY_COLUMNS)
-        if unknown:
-            raise ValueError(f"not a column of a run's summary: {', '.join(sorted(unknown))}")
-        cols = ", ".join(f"{k} = %s" for k in summary)  # the names: SUMMARY_FIELDS only
-        return cols, [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
-
-    @classmethod
-    def _set_summary(cls, conn, run_id: str, summary: dict) -> None:
-        """Update the run's row with ``summary`` (nothing when it is empty)."""
-        if summary:
-            cols, values = cls._summary_columns(summary)
-            conn.execute(f"UPDATE runs SET {cols} WHERE run_id = %s", (*values, run_id))
-
-    def update(self, run_id: str, summary: dict, lease=None) -> None:
-        """Change the run's summary; with ``lease``, only while it is the run's (``LeaseLost``)."""
-        def write(conn):
-            self._fence(conn, run_id, lease)
-            self._set_summary(conn, run_id, summary)
-        self._write(write)
-
     def info(self, run_id: str) -> RunInfo:
         if self.empty:
             raise UnknownRun(f"no run with id {run_id!r} in {self.path}")
@@ -498,26 +457,6 @@ class PostgresStore:
             "INSERT INTO snapshots (run_id, idx, version, data) VALUES (%s, %s, %s, %s) ON CONFLICT (run_id) "
             "DO UPDATE SET idx = EXCLUDED.idx, version = EXCLUDED.version, data = EXCLUDED.data",
             (run_id, snapshot.index, snapshot.version, snapshot.data)))
-
-    def snapshot(self, run_id: str) -> Snapshot | None:
-        rows = self._read("SELECT idx, version, data FROM snapshots WHERE run_id = %s", (run_id,))
-        return Snapshot(index=rows[0][0], version=rows[0][1], data=rows[0][2]) if rows else None
-
-    def runs(self, status: str | None = None, workflow: str | None = None, limit: int | None = None) -> list[dict]:
-        """The summary of every run (of that status and workflow), oldest first; the newest ``limit``."""
-        where, args = [], []
-        for column, value in (("status", status), ("workflow", workflow)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                args.append(value)
-        query = "SELECT run_id, workflow, status, started_at, finished_at FROM runs"
-        query += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC, run_id DESC"
-        if limit:
-            query += f" LIMIT {int(limit)}"
-        rows = self._read(query, args)
-        return [dict(zip(("run_id", "workflow", "status", "started_at", "finished_at"), row)) for row in reversed(rows)]
-
-    # -- leases -------------------------------------------------------------------------------
 
     def acquire(self, run_id: str, me: Lease) -> None:
         def take(conn):

@@ -375,7 +375,77 @@ class NotAFlowcoreStore(StoreError):
     """The file is a database of something else; flowcore leaves it as it is."""
 
 
-class SqliteStore:
+class SqlStatements:
+    """What the SQL stores (``SqliteStore``, ``adapters.postgres_store.PostgresStore``) say alike,
+    written once so the two cannot drift: the inbox's reads, a run's summary, snapshots, the runs
+    list. ``P`` is the store's parameter placeholder (SQLite's ``?``, psycopg's ``%s``); a store gives
+    ``_read(sql, args)`` (the rows), ``_write(fn)`` (``fn(conn)`` in one transaction) and
+    ``_fence(conn, run_id, lease)``."""
+
+    P = "?"
+    _SUMMARY_COLUMNS = SUMMARY_FIELDS
+
+    def pending(self, run_id: str) -> list[Request]:
+        """The run's requests not applied or refused yet, in the order they were written."""
+        rows = self._read(f"SELECT seq, kind, body, at FROM inbox WHERE state = 'pending' AND run_id = {self.P} "
+                          "ORDER BY seq", (run_id,))
+        return [Request(seq=seq, run_id=run_id, kind=kind, body=_body(body), at=at) for seq, kind, body, at in rows]
+
+    def request(self, seq: int) -> Request:
+        rows = self._read(f"SELECT run_id, kind, body, at, state, reason FROM inbox WHERE seq = {self.P}", (seq,))
+        run_id, kind, body, at, state, reason = rows[0]
+        return Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at, state=state, reason=reason)
+
+    def refuse_pending(self, run_id: str, reason: str) -> None:
+        """Refuse what is left in a finished run's inbox."""
+        P = self.P
+        self._write(lambda conn: conn.execute(
+            f"UPDATE inbox SET state = 'refused', reason = {P}, done_at = {P} WHERE run_id = {P} AND state = 'pending'",
+            (reason, time.time(), run_id)))
+
+    @classmethod
+    def _summary_columns(cls, summary: dict) -> tuple[str, list]:
+        """``col = P, ...`` for a run's summary (status and times, and ``options`` when given), and the values."""
+        unknown = set(summary) - set(cls._SUMMARY_COLUMNS)
+        if unknown:
+            raise ValueError(f"not a column of a run's summary: {', '.join(sorted(unknown))}")
+        cols = ", ".join(f"{k} = {cls.P}" for k in summary)  # the names: SUMMARY_FIELDS only
+        return cols, [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
+
+    @classmethod
+    def _set_summary(cls, conn, run_id: str, summary: dict) -> None:
+        """Update the run's row with ``summary`` (nothing when it is empty)."""
+        if summary:
+            cols, values = cls._summary_columns(summary)
+            conn.execute(f"UPDATE runs SET {cols} WHERE run_id = {cls.P}", (*values, run_id))
+
+    def update(self, run_id: str, summary: dict, lease=None) -> None:
+        """Change the run's summary; with ``lease``, only while it is the run's (``LeaseLost``)."""
+        def write(conn):
+            self._fence(conn, run_id, lease)
+            self._set_summary(conn, run_id, summary)
+        self._write(write)
+
+    def snapshot(self, run_id: str) -> Snapshot | None:
+        rows = self._read(f"SELECT idx, version, data FROM snapshots WHERE run_id = {self.P}", (run_id,))
+        return Snapshot(index=rows[0][0], version=rows[0][1], data=rows[0][2]) if rows else None
+
+    def runs(self, status: str | None = None, workflow: str | None = None, limit: int | None = None) -> list[dict]:
+        """The summary of every run (of that status and workflow), oldest first; the newest ``limit``."""
+        where, args = [], []
+        for column, value in (("status", status), ("workflow", workflow)):
+            if value is not None:
+                where.append(f"{column} = {self.P}")
+                args.append(value)
+        sql = "SELECT run_id, workflow, status, started_at, finished_at FROM runs"
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC, run_id DESC"
+        if limit:
+            sql += f" LIMIT {min(int(limit), 2**63 - 1)}"  # the largest both take (SQLite said "datatype mismatch")
+        rows = self._read(sql, args)
+        return [dict(zip(("run_id", "workflow", "status", "started_at", "finished_at"), row)) for row in reversed(rows)]
+
+
+class SqliteStore(SqlStatements):
     """The embedded store: one SQLite file, WAL mode, one transaction per step (group commit).
 
     A run's definition has a table of its own: SQLite rewrites a whole row on update, and the row
@@ -546,23 +616,6 @@ class SqliteStore:
             return cur.lastrowid
         return self._write(insert)
 
-    def pending(self, run_id: str) -> list[Request]:
-        """The run's requests not applied or refused yet, in the order they were written."""
-        rows = self._read("SELECT seq, kind, body, at FROM inbox WHERE state = 'pending' AND run_id = ? ORDER BY seq",
-                          (run_id,))
-        return [Request(seq=seq, run_id=run_id, kind=kind, body=_body(body), at=at) for seq, kind, body, at in rows]
-
-    def request(self, seq: int) -> Request:
-        rows = self._read("SELECT run_id, kind, body, at, state, reason FROM inbox WHERE seq = ?", (seq,))
-        run_id, kind, body, at, state, reason = rows[0]
-        return Request(seq=seq, run_id=run_id, kind=kind, body=json.loads(body), at=at, state=state, reason=reason)
-
-    def refuse_pending(self, run_id: str, reason: str) -> None:
-        """Refuse what is left in a finished run's inbox."""
-        self._write(lambda conn: conn.execute(
-            "UPDATE inbox SET state = 'refused', reason = ?, done_at = ? WHERE run_id = ? AND state = 'pending'",
-            (reason, time.time(), run_id)))
-
     def due_runs(self, now: float, me: Lease, limit: int, skip=()) -> list[str]:
         """Runs that need a driver now, oldest first, at most ``limit``, none of ``skip``: queued runs,
         runs with something in their inbox, runs whose next timer is due, and runs left ``running`` by
@@ -605,26 +658,6 @@ class SqliteStore:
         """The earliest time a run no process drives has a timer due (a worker sleeps until then)."""
         rows = self._read("SELECT MIN(wake_at) FROM runs WHERE status = 'waiting'")
         return rows[0][0] if rows else None
-
-    _SUMMARY_COLUMNS = SUMMARY_FIELDS
-
-    @classmethod
-    def _set_summary(cls, conn, run_id: str, summary: dict) -> None:
-        """Update the run's row: status and times, and ``options`` when given."""
-        if summary:
-            unknown = set(summary) - set(cls._SUMMARY_COLUMNS)
-            if unknown:
-                raise ValueError(f"not a column of a run's summary: {', '.join(sorted(unknown))}")
-            cols = ", ".join(f"{k} = ?" for k in summary)
-            values = [json.dumps(v, default=str) if k == "options" else v for k, v in summary.items()]
-            conn.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*values, run_id))
-
-    def update(self, run_id: str, summary: dict, lease=None) -> None:
-        """Change the run's summary; with ``lease``, only while it is the run's (``LeaseLost``)."""
-        def write(conn):
-            self._fence(conn, run_id, lease)
-            self._set_summary(conn, run_id, summary)
-        self._write(write)
 
     def _read(self, sql: str, args=()):
         if self.empty:
@@ -678,24 +711,6 @@ class SqliteStore:
         self._write(lambda conn: conn.execute(
             "INSERT OR REPLACE INTO snapshots (run_id, idx, version, data) VALUES (?, ?, ?, ?)",
             (run_id, snapshot.index, snapshot.version, snapshot.data)))
-
-    def snapshot(self, run_id: str) -> Snapshot | None:
-        rows = self._read("SELECT idx, version, data FROM snapshots WHERE run_id = ?", (run_id,))
-        return Snapshot(index=rows[0][0], version=rows[0][1], data=rows[0][2]) if rows else None
-
-    def runs(self, status: str | None = None, workflow: str | None = None, limit: int | None = None) -> list[dict]:
-        """The summary of every run (of that status and workflow), oldest first; the newest ``limit``."""
-        where, args = [], []
-        for column, value in (("status", status), ("workflow", workflow)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        sql = "SELECT run_id, workflow, status, started_at, finished_at FROM runs"
-        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC, run_id DESC"
-        if limit:
-            sql += f" LIMIT {min(int(limit), 2**63 - 1)}"  # SQLite's largest; beyond, it said "datatype mismatch"
-        rows = self._read(sql, args)
-        return [dict(zip(("run_id", "workflow", "status", "started_at", "finished_at"), row)) for row in reversed(rows)]
 
     def acquire(self, run_id: str, me: Lease) -> None:
         def take(conn):

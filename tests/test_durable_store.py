@@ -493,3 +493,18 @@ def test_due_runs_look_past_a_page_of_runs_others_drive(store):
         store.acquire(f"held-{i:03d}", far)
     store.create_run(queued("free"), [], "")
     assert store.due_runs(time.time(), Lease.mine(), 1) == ["free"]
+
+
+def test_a_request_written_by_hand_whose_body_is_not_json_reads_as_none(durable_store):
+    """Both SQL stores read the inbox alike (``store.SqlStatements``): a row someone wrote by hand with
+    a body that is not JSON is pending with body None (the inbox refuses it), never an error."""
+    durable_store.create_run(info("r1"), FIRST, "f0")
+    seq = durable_store.post("r1", "cancel", {"reason": "stop"}, at=1.0)
+    if isinstance(durable_store, SqliteStore):
+        with sqlite3.connect(durable_store.path) as conn:
+            conn.execute("UPDATE inbox SET body = ? WHERE seq = ?", ("{not json", seq))
+    else:
+        import pg_support
+
+        pg_support.execute(durable_store.url, "UPDATE inbox SET body = %s WHERE seq = %s", ("{not json", seq))
+    assert [(r.seq, r.body) for r in durable_store.pending("r1")] == [(seq, None)]
