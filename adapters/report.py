@@ -219,7 +219,7 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
     for r, name in first:
         add(r, name)
     if hidden:
-        table.add_row(f"[dim]{escape(_summary([r for r, _ in hidden]))}[/]", end_section=False)
+        table.add_row(f"[dim]{escape(_summary([r for r, _ in hidden]))}[/]")
     for r, name in last:
         add(r, name)
     console.print(table)
