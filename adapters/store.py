@@ -767,7 +767,7 @@ class WriterQueue:
     """
 
     def __init__(self, path: str):
-        self.path = None if path == ":memory:" or path.startswith("file:") else f"{path}-lock"
+        self.path = f"{path}-lock" if _plain_file(path) else None
         self.threads = threading.Lock()  # flock is per open file: this process's threads queue here
         self.fd: int | None = None
 
@@ -801,11 +801,16 @@ def _body(text: str):
         return None
 
 
+def _plain_file(path: str) -> bool:
+    """Whether SQLite takes ``path`` as a file's path (not ``:memory:`` or a ``file:`` URI)."""
+    return path != ":memory:" and not path.startswith("file:")
+
+
 def _create_private(path: str) -> None:
     """Create the store's file readable and writable by its owner only (it holds triggers, answers
     and outputs in plain text); SQLite gives its -wal and -shm files the same mode. A file that
     exists already is left as it is."""
-    if path == ":memory:" or path.startswith("file:"):
+    if not _plain_file(path):
         return
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
