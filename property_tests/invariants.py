@@ -82,6 +82,11 @@ def _items(foreach_record) -> list:
     return foreach_record.ports.get("iteration") or []
 
 
+def _expanded_to_nothing(foreach_record) -> bool:
+    return foreach_record is not None and foreach_record.status == SUCCEEDED \
+        and foreach_record.ports.get("iteration") == []
+
+
 def edge_value(g, records, e, path):
     """What edge ``e`` delivered to the instance at ``path``: a value, ``DEAD`` or ``UNRESOLVED``."""
     expanded = len(path) == g.depth[e.target]
@@ -92,6 +97,9 @@ def edge_value(g, records, e, path):
         return UNRESOLVED
     if e.kind == FAN_OUT and not expanded:
         return DEAD  # the foreach never expanded: no items, so nothing on its iteration port
+    if e.kind == GATHER and expanded and len(sources[0].item) == len(path) and _expanded_to_nothing(
+            records.get((g.origin[e.source], path))):
+        return []  # a gather out of a fan-out that expanded to no items delivers an empty list
     if e.kind == FAN_OUT:
         items = _items(sources[0])
         assert path[-1] < len(items), f"{name(g, (e.target, path))} exists, but its foreach has {len(items)} items"

@@ -14,7 +14,8 @@ time: *plain* (same path), *iteration* (a fan-out's items: one resolution per it
 *map* (per item, path unchanged) and *gather* (out of a per-item node: collected per fan-out and
 delivered once, as a list in item order, when every item has resolved). A fan-out that never
 expands (an empty list, a skipped or failed fan-out node) resolves its per-item nodes at the
-fan-out's own path, which is the one "unexpanded" record those nodes keep.
+fan-out's own path, which is the one "unexpanded" record those nodes keep; a gather out of a
+fan-out that expanded to an empty list delivers ``[]`` (one that never expanded stays dead).
 
 What the core does with a node is its ``behaviour`` (see ``behaviour.py``), never its type: a
 ``RunTask`` or ``FanOut`` is started on a runner; ``ParkForTimer`` and ``ParkForInput`` nodes
@@ -600,6 +601,8 @@ class _Transition:
                 if gathered is None:
                     continue
                 path, value = gathered
+            elif e.kind == GATHER and value is DEAD and self.scopes.get((g.origin[e.source], path)) == 0:
+                value = []  # a gather out of a fan-out that expanded to no items delivers an empty list
             elif value is not DEAD and e.select is not None:
                 value = _select(e, value)
             key = (e.target, path)
@@ -860,9 +863,11 @@ class _Transition:
         for ei in self.g.out_edges[n]:
             e = self.g.edges[ei]
             value = ports.get(e.port, DEAD)
-            if e.kind == FAN_OUT and value is not DEAD and value:
-                self.scopes[key] = len(value)
+            if e.kind == FAN_OUT and value is not DEAD:
+                self.scopes[key] = len(value)  # 0 for an empty list: its gathers deliver []
                 work.extend((e, path + (i,), item) for i, item in enumerate(value))
+                if not value:
+                    work.append((e, path, DEAD))
             else:
                 work.append((e, path, DEAD if e.kind == FAN_OUT else value))
         self.resolve(work)

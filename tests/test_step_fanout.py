@@ -91,19 +91,27 @@ def test_a_select_failing_on_a_gather_edge_fails_the_gather_instead_of_starting_
     assert of_type(commands, RunFinished)[0].status == "failed"
 
 
-def test_an_empty_list_skips_the_mapped_nodes_and_a_gather_fed_only_by_them():
+def test_an_empty_list_skips_the_mapped_nodes_and_a_gather_out_of_them_delivers_an_empty_list():
     run = fan_out("f.iteration -> a", edge("a -> b", map=True), "b -> g", "g -> after", values=())
-    assert starts(run.commands) == []
-    records = {(r.node, r.item): r.status for r in run.state.records.values()}
-    assert records == {("f", ()): "succeeded", ("a", ()): "skipped", ("b", ()): "skipped",
-                       ("g", ()): "skipped", ("after", ()): "skipped"}
-    assert of_type(run.commands, RunFinished) == [RunFinished(status="succeeded", error=None)]
-
-
-def test_a_gather_with_another_live_input_runs_after_an_empty_list():
-    run = fan_out("f.iteration -> w", "w -> g", "f -> g", values=())
     assert starts(run.commands) == ["g"]
     assert start_of(run.commands, "g").input == []
+    records = {(r.node, r.item): r.status for r in run.state.records.values()}
+    assert records == {("f", ()): "succeeded", ("a", ()): "skipped", ("b", ()): "skipped", ("g", ()): "running"}
+    run.succeed("g", "nothing to do")
+    assert run.status("after") == "running"
+
+
+def test_a_gather_after_an_empty_list_takes_its_select_and_joins_another_input():
+    run = fan_out("f.iteration -> w", edge("w -> g", select="abs(@)"), "f -> g", values=())
+    assert starts(run.commands) == ["g"]
+    assert start_of(run.commands, "g").input == [[], []]  # the gather's [] and f's own list, in edge order
+
+
+def test_a_gather_whose_items_all_failed_is_dead_not_empty():
+    run = fan_out("f.iteration -> w", "w -> g", values=(1, 2), on_error="continue")
+    run.fail("w", item=(0,))
+    commands = run.fail("w", item=(1,))
+    assert starts(commands) == [] and run.status("g") == "skipped"
 
 
 def test_a_skipped_foreach_skips_its_mapped_nodes_once_without_item():
