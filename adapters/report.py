@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from scheduler_core import Kind, Record, RunStatus, State, TimerKind, heap, sequence_keys
+from scheduler_core.state import entry_key
 
 from runners import instance_name
 
@@ -48,7 +49,7 @@ def ordered_records(state: State) -> list:
     ids = state.graph.ids
     records = dict(state.records.items())
     for h in state.ready.values():
-        for _, n, path in heap.entries(h):
+        for n, path in map(entry_key, heap.entries(h)):
             records[(n, path)] = Record(node=ids[n], item=path)
     reached = {n for n, _ in records}
     records.update({(n, ()): Record(node=ids[n], item=()) for n in range(len(ids)) if n not in reached})

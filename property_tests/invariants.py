@@ -15,7 +15,7 @@ from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelReque
                             NodeCancelRequested, NodeFailed, NodeSucceeded, Refused, RunFinished, Resumed, StartNode,
                             StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
 from scheduler_core.graph import FAN_OUT, GATHER, MAP
-from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING
+from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING, entry_key
 
 from .step_driver import Trace, frozen_bytes
 from .workflows import PARKING_TYPES, WAITING_TYPES
@@ -334,7 +334,7 @@ def no_ready_instance_waits_while_its_caps_have_room(trace: Trace) -> None:
             return
         counts = ledger.counts()
         for h in step.after.ready.values():
-            for _, n, path in heap.entries(h):
+            for n, path in map(entry_key, heap.entries(h)):
                 full = [cap for cap in ["run", *caps_of(g, (n, path))] if counts.get(cap, 0) >= cap_size(g, cap)]
                 assert full, f"{name(g, (n, path))} waits in the ready queue though every cap it is under has room"
 
@@ -342,22 +342,31 @@ def no_ready_instance_waits_while_its_caps_have_room(trace: Trace) -> None:
 
 
 def priorities(g) -> dict:
-    """Each node's priority key part: the longest remaining path to a sink (cost estimates), then
-    declaration order. Computed here from the definition, not taken from the graph."""
+    """Each node's priority key parts: its scope (the outermost foreach it runs per item of, or
+    itself) by longest remaining path to a sink (cost estimates) and declaration order, then its
+    own. Computed here from the definition, not taken from the graph."""
     remaining = [0.0] * len(g.nodes)
     for n in reversed(g.topo):
         remaining[n] = g.nodes[n].estimate + max((remaining[g.edges[e].target] for e in g.out_edges[n]), default=0.0)
-    return {n: (-remaining[n], n) for n in range(len(g.nodes))}
+    out = {}
+    for n in range(len(g.nodes)):
+        top = n
+        while g.depth[top]:
+            top = g.origin[top]
+        out[n] = ((-remaining[top], top), (-remaining[n], n))
+    return out
 
 
 def ready_instances_start_in_priority_order(trace: Trace) -> None:
-    """Critical path first, then declaration order, then item index: a step's starts come in that
-    order, and nothing it leaves ready outranks a start unless a cap of its own is full."""
+    """Critical path first, then declaration order, then item index, where an instance inside a
+    fan-out ranks as its outermost foreach and, within it, by item before stage: a step's starts
+    come in that order, and nothing it leaves ready outranks a start unless a cap of its own is full."""
     g = trace.graph
     rank = priorities(g)
 
     def prio(key):
-        return (*rank[key[0]], key[1])
+        scope, own = rank[key[0]]
+        return (*scope, key[1], *own)
 
     def after_step(step, ledger):
         starts = [key_of(g, c) for c in step.commands if type(c) is StartNode and not c.redispatch]
@@ -367,7 +376,7 @@ def ready_instances_start_in_priority_order(trace: Trace) -> None:
             return
         counts = ledger.counts()
         for h in step.after.ready.values():
-            for _, n, path in heap.entries(h):
+            for n, path in map(entry_key, heap.entries(h)):
                 left = (n, path)
                 own_full = [c for c in caps_of(g, left) if counts.get(c, 0) >= cap_size(g, c)]
                 for s in starts:

@@ -43,7 +43,8 @@ Path: TypeAlias = tuple[int, ...]  # an item path: one index per fan-out the ins
 Key: TypeAlias = tuple[int, Path]  # an instance: (node index, item path)
 Group: TypeAlias = tuple[int, Path]  # a capped fan-out's items: (foreach node index, its path prefix)
 Queue: TypeAlias = tuple[str | None, Group | None]  # a ready queue: (pool, group or None)
-ReadyEntry: TypeAlias = tuple[float, int, Path]  # in a ready heap: (-rank, node index, item path)
+# in a ready heap (Graph.ready_entry): (-rank of its scope, its scope, item path, -rank, node index)
+ReadyEntry: TypeAlias = tuple[float, int, Path, float, int]
 Candidate: TypeAlias = tuple[ReadyEntry, Queue]  # in a pool's candidate heap: (the queue's head, the queue)
 Payload: TypeAlias = tuple[tuple[str | None, Any], ...]  # an instance's arrivals: (source id, value) in edge order
 # The values delivered to a not-yet-ready instance, newest first: a cons list of (edge position, source, value).
@@ -136,6 +137,11 @@ class State:
         return self.running_count == 0 and self.ready_count == 0
 
 
+def entry_key(entry: ReadyEntry) -> Key:
+    """The instance a ready-queue entry stands for."""
+    return (entry[4], entry[2])
+
+
 def instance_name(node: str, item: Iterable[int]) -> str:
     """``node``, ``node[2]`` or ``node[2][0]``: how people and the ``--json`` sequence name an instance."""
     return node + "".join(f"[{i}]" for i in item)
@@ -155,5 +161,5 @@ def sequence_keys(state: State) -> list[Key]:
     return [key for _, key in done]
 
 
-__all__ = ["Error", "Record", "instance_name", "Timer", "State", "initial_state", "sequence_keys", "TERMINAL", "OPEN",
+__all__ = ["Error", "Record", "entry_key", "instance_name", "Timer", "State", "initial_state", "sequence_keys", "TERMINAL", "OPEN",
            "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"]

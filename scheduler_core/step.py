@@ -28,7 +28,9 @@ moves and the commands it causes carry it as ``stimulus``; starts chosen once al
 events are applied carry the step's own id, ``"<step>"``.
 
 Ready task instances wait in persistent heaps, one per ready *queue*, ordered by priority:
-longest remaining path to a sink first, then declaration order, then item path. A queue is a
+longest remaining path to a sink first, then declaration order, then item path, where an instance
+inside a fan-out ranks as its outermost foreach and then by item before stage (``Graph.ready_entry``:
+under a cap, a per-item chain completes item after item). A queue is a
 ``(pool, group)``: one per pool for most nodes, and one per item of a capped fan-out for the nodes
 that run per its items. After all events of a step are applied, free slots are filled from the
 queue with the best head among those whose caps have room, so ``max_parallel``, pools and a
@@ -77,7 +79,7 @@ from .events import (CancelConfirmed, CancelRequested, CapChanged, Draining, Inp
 from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
 from .state import (Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
-                    instance_name)
+                    entry_key, instance_name)
 
 Records: TypeAlias = "Map[Key, Record] | MapMutation[Key, Record]"
 Scopes: TypeAlias = "Map[Key, int] | MapMutation[Key, int]"
@@ -522,7 +524,7 @@ class _Transition:
             old = self.ready[q]
             h: heap.Heap[ReadyEntry] = None
             for entry in heap.entries(old):
-                if (entry[1], entry[2]) not in gone:
+                if entry_key(entry) not in gone:
                     h = heap.push(h, entry)
             self.ready_count -= len(gone)
             if h is None:
@@ -711,7 +713,7 @@ class _Transition:
     def enqueue(self, key: Key) -> None:
         n, path = key
         q = self.g.queue_of(key)
-        entry = (-self.g.rank[n], n, path)
+        entry = self.g.ready_entry(n, path)
         before = self.ready.get(q)
         self.ready[q] = heap.push(before, entry)
         self.ready_count += 1
@@ -769,13 +771,13 @@ class _Transition:
             q = self.best_queue()
             if q is None:
                 return
-            (_, n, path), rest = heap.pop(self.ready[q])
+            entry, rest = heap.pop(self.ready[q])
             if rest is None:
                 del self.ready[q]
             else:
                 self.ready[q] = rest
             self.ready_count -= 1
-            key = (n, path)
+            key = entry_key(entry)
             record = self.records.get(key)
             self.dispatch(key, 1 if record is None else record.attempts + 1)
             if rest is not None and q[1] is not None and self.group_has_room(q[1]):
@@ -918,8 +920,8 @@ class _Transition:
         for key in self.awaiting.finish():
             self.cancel_record(key)
         for h in self.ready.finish().values():
-            for _, n, path in heap.entries(h):
-                self.cancel_record((n, path))
+            for entry in heap.entries(h):
+                self.cancel_record(entry_key(entry))
         for key in self.arrivals.finish():
             self.cancel_record(key)
         for key in self.held.finish():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from . import heap
 from .behaviour import Kind
 from .lifecycle import OPEN, RUN_ENDED, TERMINAL, RunStatus, Status
-from .state import Group, Key, Record, State, instance_name
+from .state import Group, Key, Record, State, entry_key, instance_name
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -96,7 +96,7 @@ def validate_state(state: State) -> None:
     seen = 0
     for q, h in state.ready.items():
         _check(h is not None, lambda: f"queue {q}: an empty heap is kept")
-        for _, n, path in heap.entries(h):
+        for n, path in map(entry_key, heap.entries(h)):
             key = (n, path)
             seen += 1
             r = records.get(key)
@@ -161,6 +161,6 @@ def _check_cancel_requests(state: State) -> None:
         _check(key[0] not in whole or record.status in TERMINAL,
                lambda: f"{_name(g, key)}: every instance of its node was cancelled, but it is {record.status}")
     for h in state.ready.values():
-        for _, n, path in heap.entries(h):
+        for n, path in map(entry_key, heap.entries(h)):
             _check(n not in whole, lambda: f"{_name(g, (n, path))}: every instance of its node was cancelled, "
                                            f"but it is ready")

@@ -161,9 +161,9 @@ def test_a_foreachs_max_parallel_covers_every_node_of_its_map_chain():
     run.start()
     run.succeed("f", ports=items([1, 2]))
     assert starts(run.commands) == [("a", (0,))]
-    assert starts(run.succeed("a", item=(0,))) == [("a", (1,))]
-    assert starts(run.succeed("a", item=(1,))) == [("b", (0,))]
-    assert starts(run.succeed("b", item=(0,))) == [("b", (1,))]
+    assert starts(run.succeed("a", item=(0,))) == [("b", (0,))]  # item order across stages: item 0 completes first
+    assert starts(run.succeed("b", item=(0,))) == [("a", (1,))]
+    assert starts(run.succeed("a", item=(1,))) == [("b", (1,))]
 
 
 def test_one_failing_item_fails_the_run_and_cancels_the_other_items():
@@ -181,3 +181,31 @@ def test_with_continue_a_failing_item_skips_only_its_own_chain():
     assert starts(run.succeed("a", item=(1,))) == [("b", (1,))]
     assert starts(run.succeed("b", "B1", item=(1,))) == ["g"]
     assert start_of(run.commands, "g").input == ["B1"]
+
+
+def test_under_a_cap_a_per_item_chain_completes_item_after_item_not_breadth_first():
+    """Issue 14: 20 items of "download then send" under a cap of 4. Breadth-first would start every
+    download before any send (no item done end to end until the fifth round); item order finishes
+    items 0-3 in the second round."""
+    run = Run(graph("f.iteration -> download", edge("download -> send", map=True), nodes=[FOREACH], max_parallel=4))
+    run.start()
+    run.succeed("f", ports=items(list(range(20))))
+    rounds = [sorted(starts(run.commands))]
+    while run.in_flight:
+        running = rounds[-1]
+        commands = ()
+        for name, item in running:
+            commands += run.succeed(name, item=item)
+        rounds.append(sorted(starts(commands)))
+    assert rounds[0] == [("download", (i,)) for i in range(4)]
+    assert rounds[1] == [("send", (i,)) for i in range(4)]
+    assert rounds[2] == [("download", (i,)) for i in range(4, 8)]
+    assert run.state.status == "succeeded" and len(rounds) == 11
+
+
+def test_a_node_on_a_longer_path_outside_the_fan_out_still_starts_before_its_items():
+    run = Run(graph("f.iteration -> w", "a -> long", nodes=[FOREACH, node("long", estimate=10.0)], max_parallel=2))
+    run.start()
+    run.succeed("f", ports=items([1, 2, 3]))
+    assert starts(run.commands) == [("w", (0,))]
+    assert starts(run.succeed("a")) == ["long"]  # the critical path first, items or not
