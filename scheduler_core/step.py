@@ -78,7 +78,7 @@ from .events import (CancelConfirmed, CancelRequested, CapChanged, Draining, Inp
 from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
 from .state import (Attempt, Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
-                    instance_name)
+                    attempts_of, instance_name)
 
 Records: TypeAlias = "Map[Key, Record] | MapMutation[Key, Record]"
 Scopes: TypeAlias = "Map[Key, int] | MapMutation[Key, int]"
@@ -375,11 +375,10 @@ class _Transition:
     def late_result(self, key: Key, ev: NodeSucceeded | NodeFailed) -> None:
         """The result of an attempt that is no longer current (cancelled, timed out): its record
         keeps it in its history, marked late, with the lines it logged; its status stays, and nothing
-        routes or starts. A result for an attempt the record never had, or a second result of one
-        attempt, is dropped."""
+        routes or starts. Any other result is dropped: of an attempt the record never had, of one whose
+        result was heard already (a runner may deliver one twice)."""
         record = self.records.get(key)
-        if record is None or not 1 <= ev.attempt <= record.attempts \
-                or any(a.late and a.attempt == ev.attempt for a in record.history):
+        if record is None or not _unheard(record, ev.attempt):
             return
         if type(ev) is NodeFailed:
             error = Error(ev.error_type, ev.message, None, ev.traceback)
@@ -1004,6 +1003,19 @@ def _observed(r: Record, ended: NodeSucceeded | NodeFailed) -> dict[str, Any]:
     if ended.started_at is None and not ended.logs:
         return {}
     return {"started_at": r.started_at if ended.started_at is None else ended.started_at, "logs": r.logs + ended.logs}
+
+
+def _unheard(record: Record, attempt: int) -> bool:
+    """Whether ``attempt`` of ``record`` ended without its result: it was cancelled while it ran, or
+    timed out, and no late result of it came yet."""
+    own = None
+    for a in attempts_of(record):
+        if a.attempt == attempt:
+            if a.late:
+                return False
+            own = a
+    return own is not None and (own.status is Status.CANCELLED
+                                or own.status is Status.FAILED and own.error is not None and own.error.type == "timeout")
 
 
 def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:
