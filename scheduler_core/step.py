@@ -380,7 +380,7 @@ class _Transition:
         record = self.records.get(key)
         if record is None or not _unheard(record, ev.attempt):
             return
-        if type(ev) is NodeFailed:
+        if isinstance(ev, NodeFailed):
             error = Error(ev.error_type, ev.message, None, ev.traceback)
             late = Attempt(ev.attempt, Status.FAILED, ev.started_at, ev.at, error, None, True)
         else:
