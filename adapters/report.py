@@ -134,6 +134,13 @@ def _short(value, width: int = 40) -> str:
 
 def _detail(record) -> str:
     """The cell's text, made visible (its markup is escaped where it is put in the table)."""
+    late = [a for a in record.history if a.late]
+    if late and record.status == Status.CANCELLED:  # what it did after all, though nothing used it
+        a = late[-1]
+        if a.error:
+            return visible(f"late {a.error.type}: {a.error.message}")
+        return "late: " + (_short(a.ports["result"]) if a.ports and "result" in a.ports
+                           else "→ " + visible(", ".join(a.ports or ())))
     if record.error:
         return visible(f"{record.error.type}: {record.error.message}")
     if not record.ports:

@@ -149,6 +149,8 @@ def test_a_result_after_fail_fast_is_kept_in_the_history_and_changes_nothing_els
     late = post["history"][1]
     assert late["ports"] == {"result": {"posted": {"a": 1}}} and late["finished_at"] > run["finished_at"]
     assert record(result, "after")["status"] == "cancelled" and run["sequence"] == []
+    post_row = next(line for line in table_of(result).splitlines() if line.startswith("post "))
+    assert "cancelled" in post_row and "late: {'posted'" in post_row  # the table says so too
 
 
 def test_a_late_result_is_logged_so_a_fresh_process_reads_it(tmp_path):
