@@ -26,7 +26,8 @@ __all__ = [
     "MAX_ATTEMPTS", "MAX_BACKOFF", "MAX_SECONDS", "Edge", "Node", "Retry", "Settings", "Workflow",
     "RESULT", "Ports", "as_ports",
     "ReplayDiverged", "fingerprint", "replay",
-    "TERMINAL", "Attempt", "Error", "attempts_of", "instance_name", "Record", "State", "initial_state", "sequence_keys",
+    "TERMINAL", "Attempt", "Error", "attempts_of", "instance_name", "Record", "State", "initial_state",
+    "sequence_keys",
     "InvalidEvent", "TimerKind", "cancel_problem", "input_problem", "step",
     "InvalidState", "validate_state",
 ]

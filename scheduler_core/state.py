@@ -198,5 +198,6 @@ def attempts_of(record: Record) -> list[Attempt]:
     return out
 
 
-__all__ = ["Error", "Attempt", "attempts_of", "Record", "instance_name", "Timer", "State", "initial_state", "sequence_keys", "TERMINAL", "OPEN",
-           "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"]
+__all__ = ["Error", "Attempt", "attempts_of", "Record", "instance_name", "Timer", "State", "initial_state",
+           "sequence_keys", "TERMINAL", "OPEN", "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED",
+           "FAILED", "SKIPPED", "CANCELLED"]

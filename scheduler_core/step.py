@@ -1014,8 +1014,10 @@ def _unheard(record: Record, attempt: int) -> bool:
             if a.late:
                 return False
             own = a
-    return own is not None and (own.status is Status.CANCELLED
-                                or own.status is Status.FAILED and own.error is not None and own.error.type == "timeout")
+    if own is None:
+        return False
+    return own.status is Status.CANCELLED or own.status is Status.FAILED and own.error is not None \
+        and own.error.type == "timeout"
 
 
 def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:

@@ -155,7 +155,8 @@ def test_a_result_after_fail_fast_is_kept_in_the_history_and_changes_nothing_els
 
 def test_a_late_result_is_logged_so_a_fresh_process_reads_it(tmp_path):
     db = str(tmp_path / "runs.db")
-    wf = {"nodes": [task("look", "look_up", params={"after": 0.1}), task("post", "post_after", params={"seconds": 0.3})]}
+    wf = {"nodes": [task("look", "look_up", params={"after": 0.1}),
+                    task("post", "post_after", params={"seconds": 0.3})]}
     Engine(runner="thread", db=db, grace=5.0).run(wf, trigger={"a": 1}, run_id="r1")
     shown = status_in_a_fresh_process(db, "r1")
     post = next(r for r in shown["nodes"] if r["node"] == "post")
@@ -168,7 +169,8 @@ def test_a_late_result_is_logged_so_a_fresh_process_reads_it(tmp_path):
 # -- durability ----------------------------------------------------------------------------------------
 
 def status_in_a_fresh_process(db, run_id) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
     done = subprocess.run([sys.executable, "-m", "adapters.cli", "status", run_id, "--db", db, "--json"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -250,7 +252,8 @@ def test_the_story_of_an_instance_shows_each_attempt_and_its_traceback(tmp_path,
 
 
 def test_a_late_result_takes_no_longer_than_the_grace_to_wait_for():
-    wf = {"nodes": [task("look", "look_up", params={"after": 0.1}), task("post", "post_after", params={"seconds": 3.0})]}
+    wf = {"nodes": [task("look", "look_up", params={"after": 0.1}),
+                    task("post", "post_after", params={"seconds": 3.0})]}
     t0 = time.monotonic()
     result = Engine(runner="thread", grace=0.3).run(wf, trigger={"a": 1})
     assert time.monotonic() - t0 < 2.5  # the slow node sleeps 3 s: its result is not waited for
