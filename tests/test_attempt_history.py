@@ -134,12 +134,13 @@ def test_each_retry_keeps_its_own_traceback():
 
 # -- late results --------------------------------------------------------------------------------------
 
-def test_a_result_after_fail_fast_is_kept_in_the_history_and_changes_nothing_else():
+@pytest.mark.parametrize("runner", ["thread", "asyncio", "dask"])
+def test_a_result_after_fail_fast_is_kept_in_the_history_and_changes_nothing_else(runner):
     history_nodes.posted.clear()
-    wf = {"nodes": [task("look", "look_up", params={"after": 0.1}), task("post", "post_after", params={"seconds": 0.4}),
+    wf = {"nodes": [task("look", "look_up", params={"after": 0.2}), task("post", "post_after", params={"seconds": 0.6}),
                     {"id": "after", "type": "noop"}],
           "connections": [{"from": "post", "to": "after"}]}
-    result = Engine(runner="thread", grace=5.0).run(wf, trigger={"a": 1})
+    result = Engine(runner=runner, grace=5.0).run(wf, trigger={"a": 1})
     assert history_nodes.posted.is_set()  # the side effect happened...
     run = result.to_dict()
     assert run["status"] == "failed" and run["error"]["node"] == "look"
