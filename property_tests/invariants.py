@@ -418,7 +418,8 @@ def every_instance_ends_in_exactly_one_terminal_status(trace: Trace) -> None:
     assert not trace.stalled, "the run stalled: nothing was left to report, yet it never finished"
     for s in trace.steps:
         for key, old, new in changed_records(s):
-            assert not _terminal(old), f"{name(g, key)} was {old.status}, then became {new.status}"
+            assert not _terminal(old) or _a_late_result(old, new), \
+                f"{name(g, key)} was {old.status}, then became {new.status}"
     final = trace.final
     records = final.records
     open_ = [f"{name(g, k)}: {r.status}" for k, r in records.items() if not _terminal(r)]
@@ -428,6 +429,13 @@ def every_instance_ends_in_exactly_one_terminal_status(trace: Trace) -> None:
                                f"unexpected records {sorted(name(g, k) for k in actual - expected)}"
     asked = {e.node for s in trace.steps for e in accepted(s) if type(e) is NodeCancelRequested}
     _check_run_status(g, final, asked)
+
+
+def _a_late_result(old, new) -> bool:
+    """An ended record changes only by a late result: one more attempt in its history, marked late
+    (and the lines it logged), nothing else."""
+    return (len(new.history) == len(old.history) + 1 and new.history[-1].late
+            and new._replace(history=old.history, logs=old.logs) == old)
 
 
 def _check_run_status(g, final, asked: set) -> None:
@@ -621,6 +629,42 @@ def _check_timeout_recorded(g, record, c) -> None:
         error_type, message = record.error.type, record.error.message
         assert error_type == "timeout", f"{c.node} timed out but failed with {record.error}"
         assert f"{node.timeout:g} s" in message, f"the timeout message {message!r} does not name the limit"
+
+
+def late_results_are_kept_and_nothing_is_invented(trace: Trace) -> None:
+    """A result that comes after its attempt was told to stop (a cancel, a timeout, the run's end)
+    is kept in the record's history, marked late, once; a late entry is always such a result.
+    (Checked on runs without a resume: a re-dispatched attempt keeps its number.)"""
+    g = trace.graph
+    if any(type(e) is Resumed for s in trace.steps for e in s.events):
+        return
+    stopped: dict = {}  # (key, attempt) -> the step that told it to stop
+    results: dict = {}  # (key, attempt) -> [(step index, event)] in log order
+    for i, s in enumerate(trace.steps):
+        for e in s.events:
+            if type(e) in (NodeSucceeded, NodeFailed):
+                results.setdefault(((g.index[e.node], tuple(e.item)), e.attempt), []).append((i, e))
+        for c in s.commands:
+            if type(c) is CancelNode:
+                stopped.setdefault((key_of(g, c), c.attempt), i)
+    late = {}
+    for key, record in trace.final.records.items():
+        for a in record.history:
+            if a.late:
+                assert (key, a.attempt) not in late, f"{name(g, key)}: two late results of attempt {a.attempt}"
+                late[(key, a.attempt)] = a
+    for (key, attempt), a in late.items():
+        assert (key, attempt) in stopped, f"{name(g, key)}: attempt {attempt} has a late result but was never stopped"
+        came = [e for _, e in results.get((key, attempt), ())]
+        assert any(e.at == a.finished_at and (type(e) is NodeSucceeded) == (a.status == SUCCEEDED) for e in came), \
+            f"{name(g, key)}: the late result {a} of attempt {attempt} matches no result in the log"
+    for (key, attempt), told in stopped.items():
+        after = [e for i, e in results.get((key, attempt), ()) if i >= told]  # (a result in the step that
+        # told it to stop came after what caused the stop: one before would have ended the attempt)
+        if after:
+            kept = late.get((key, attempt))
+            assert kept is not None and kept.finished_at == after[0].at, \
+                f"{name(g, key)}: attempt {attempt} was stopped, then its result came, and it is not kept as late"
 
 
 def records_summary(state) -> dict:

@@ -62,10 +62,32 @@ class Error(NamedTuple):
     type: str
     message: str
     node: str | None = None
+    traceback: str | None = None  # where node code raised it (its frames only), as Python prints it
 
     def as_dict(self, with_node: bool) -> dict[str, str | None]:
+        """The ``--json`` shape: an instance's ``{type, message}`` and its ``traceback`` when node code
+        raised; the run's ``{node, type, message}`` (the failed instance's record holds the traceback)."""
         out: dict[str, str | None] = {"type": self.type, "message": self.message}
-        return {"node": self.node, **out} if with_node else out
+        if with_node:
+            return {"node": self.node, **out}
+        if self.traceback is not None:
+            out["traceback"] = self.traceback
+        return out
+
+
+class Attempt(NamedTuple):
+    """One attempt of an instance, as its record's ``history`` keeps it: an earlier attempt that
+    ended (it failed, and a retry followed), or a result that came ``late``: after its attempt was
+    cancelled or timed out. Such a result changes nothing else, but it happened, so it is kept.
+    (The current attempt is the record's own fields: the hot path builds nothing more.)"""
+
+    attempt: int
+    status: Status
+    started_at: float | None
+    finished_at: float | None
+    error: Error | None = None
+    ports: dict[str, Any] | None = None
+    late: bool = False
 
 
 class Record(NamedTuple):
@@ -82,6 +104,7 @@ class Record(NamedTuple):
     started_seq: int | None = None  # when it (last) started or parked, in the order the core decided
     finished_seq: int | None = None  # when it ended
     logs: tuple[str, ...] = ()  # lines the node logged, over all its attempts
+    history: tuple[Attempt, ...] = ()  # attempts before the current one, and late results (see ``Attempt``)
     stimulus: str | None = None  # the id of the event that last moved it (see ``step``)
 
 
@@ -161,5 +184,26 @@ def sequence_keys(state: State) -> list[Key]:
     return [key for _, key in done]
 
 
-__all__ = ["Error", "Record", "entry_key", "instance_name", "Timer", "State", "initial_state", "sequence_keys", "TERMINAL", "OPEN",
-           "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"]
+def attempts_of(record: Record) -> list[Attempt]:
+    """Every attempt of ``record``, numbered from 1: the earlier ones and late results its history
+    keeps, and the current one made from the record's own fields; a late result comes right after
+    its attempt's own entry. (A record that never started or parked has none.)"""
+    ended = [a for a in record.history if not a.late]
+    done = ended[-1].attempt if ended else 0
+    out = ended
+    if record.attempts > done:
+        status, error = record.status, record.error
+        # a retry keeps its predecessor's error in the record until it ends: it is not this attempt's
+        if status is not Status.FAILED and (status is not Status.CANCELLED or ended and error == ended[-1].error):
+            error = None
+        out = ended + [Attempt(record.attempts, status, record.started_at, record.finished_at, error,
+                               record.ports if status is Status.SUCCEEDED else None)]
+    late = [a for a in record.history if a.late]
+    if late:
+        out = sorted(out + late, key=lambda a: (a.attempt, a.late))
+    return out
+
+
+__all__ = ["Error", "Attempt", "attempts_of", "Record", "entry_key", "instance_name", "Timer", "State", "initial_state",
+           "sequence_keys", "TERMINAL", "OPEN", "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED",
+           "FAILED", "SKIPPED", "CANCELLED"]

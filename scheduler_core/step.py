@@ -43,7 +43,9 @@ never a scan of the queues.
 Time arrives in events. Timeouts, retry backoff, delays and wait timeouts are timers the core
 asks for with ``StartTimer`` and hears back about as ``TimerFired``. A timed-out attempt is told
 to stop, and its retry waits until the runner confirms it stopped: two attempts of one instance
-are never in flight. Results of attempts that are no longer current are ignored.
+are never in flight. A record keeps its earlier attempts in its ``history``. A result of an attempt
+that is no longer current (it was cancelled or timed out) changes nothing but that history: it is
+kept there, marked late, also after the run ended (``late_result``).
 
 Under fail-fast the first final failure ends the run: every in-flight instance is cancelled and
 every instance that had not ended is recorded ``cancelled``. Under ``continue`` a failure
@@ -78,8 +80,8 @@ from .events import (CancelConfirmed, CancelRequested, CapChanged, Draining, Inp
                      NodeFailed, NodeSucceeded, Event, Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
-from .state import (Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
-                    entry_key, instance_name)
+from .state import (Attempt, Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
+                    attempts_of, entry_key, instance_name)
 
 Records: TypeAlias = "Map[Key, Record] | MapMutation[Key, Record]"
 Scopes: TypeAlias = "Map[Key, int] | MapMutation[Key, int]"
@@ -324,7 +326,9 @@ class _Transition:
         if self.status in RUN_ENDED and type(event) is not RunStarted:
             if type(event) in _FROM_PEOPLE:
                 self.refuse("the run has already finished")
-            return  # late results, timers and confirmations after the end change nothing
+            elif type(event) is NodeSucceeded or type(event) is NodeFailed:
+                self.late_result(self.key_of(event), event)  # kept in its history, nothing else changes
+            return  # timers and confirmations after the end change nothing
         handler(self, event)
 
     def refuse(self, reason: str) -> None:
@@ -355,6 +359,7 @@ class _Transition:
     def on_node_succeeded(self, ev: NodeSucceeded) -> None:
         key = self.key_of(ev)
         if not self.is_current(key, ev.attempt):
+            self.late_result(key, ev)
             return
         self.release(key)
         self.clear_timer(key)
@@ -363,11 +368,27 @@ class _Transition:
     def on_node_failed(self, ev: NodeFailed) -> None:
         key = self.key_of(ev)
         if not self.is_current(key, ev.attempt):
+            self.late_result(key, ev)
             return
         self.release(key)
         self.clear_timer(key)
         self.note_attempt(key, ev)
-        self.attempt_failed(key, Error(ev.error_type, ev.message))
+        self.attempt_failed(key, Error(ev.error_type, ev.message, None, ev.traceback))
+
+    def late_result(self, key: Key, ev: NodeSucceeded | NodeFailed) -> None:
+        """The result of an attempt that is no longer current (cancelled, timed out): its record
+        keeps it in its history, marked late, with the lines it logged; its status stays, and nothing
+        routes or starts. Any other result is dropped: of an attempt the record never had, of one whose
+        result was heard already (a runner may deliver one twice)."""
+        record = self.records.get(key)
+        if record is None or not _unheard(record, ev.attempt):
+            return
+        if isinstance(ev, NodeFailed):
+            error = Error(ev.error_type, ev.message, None, ev.traceback)
+            late = Attempt(ev.attempt, Status.FAILED, ev.started_at, ev.at, error, None, True)
+        else:
+            late = Attempt(ev.attempt, Status.SUCCEEDED, ev.started_at, ev.at, None, ev.ports, True)
+        self.records[key] = record._replace(history=record.history + (late,), logs=record.logs + ev.logs)
 
     def note_attempt(self, key: Key, ev: NodeSucceeded | NodeFailed) -> None:
         """Keep what the runner observed of an ended attempt: its real start and its log lines."""
@@ -878,7 +899,8 @@ class _Transition:
         record = self.records[key]
         retry = self.g.nodes[key[0]].retry
         if record.attempts < retry.max_attempts:
-            self.move(key, RETRY_LATER, error=error)
+            ended = Attempt(record.attempts, Status.FAILED, record.started_at, self.now, error)
+            self.move(key, RETRY_LATER, error=error, history=record.history + (ended,))
             self.set_timer(TimerKind.RETRY, key, record.attempts, self.now + retry.wait_after(record.attempts))
         else:
             self.fail_final(key, FAIL, error)
@@ -964,9 +986,9 @@ def _moved(old: Record, status: Status, stimulus: str | None, changes: dict[str,
     The one speed trick of the hot path (two moves per instance): ``_replace`` costs about twice as
     much, a tenth of a plain node's scheduling."""
     if not changes:
-        return tuple.__new__(Record, (*old[:2], status, *old[3:11], stimulus))
+        return tuple.__new__(Record, (*old[:2], status, *old[3:12], stimulus))
     values = list(old)
-    values[2], values[11] = status, stimulus
+    values[2], values[12] = status, stimulus
     for name, value in changes.items():
         values[_RECORD_INDEX[name]] = value
     return tuple.__new__(Record, values)
@@ -974,11 +996,12 @@ def _moved(old: Record, status: Status, stimulus: str | None, changes: dict[str,
 
 def _fresh(node: str, item: Path) -> Record:
     """``Record(node, item)``, positionally (as ``_moved``, and for the same reason)."""
-    return tuple.__new__(Record, (node, item, PENDING, 0, None, None, None, None, None, None, (), None))
+    return tuple.__new__(Record, (node, item, PENDING, 0, None, None, None, None, None, None, (), (), None))
 
 
 _RECORD_INDEX = {name: i for i, name in enumerate(Record._fields)}
-assert _RECORD_INDEX["status"] == 2 and _RECORD_INDEX["stimulus"] == 11 == len(Record._fields) - 1
+assert _RECORD_INDEX["status"] == 2 and _RECORD_INDEX["stimulus"] == 12 == len(Record._fields) - 1
+assert Record("n", ()) == _fresh("n", ())
 
 
 def _observed(r: Record, ended: NodeSucceeded | NodeFailed) -> dict[str, Any]:
@@ -987,6 +1010,21 @@ def _observed(r: Record, ended: NodeSucceeded | NodeFailed) -> dict[str, Any]:
     if ended.started_at is None and not ended.logs:
         return {}
     return {"started_at": r.started_at if ended.started_at is None else ended.started_at, "logs": r.logs + ended.logs}
+
+
+def _unheard(record: Record, attempt: int) -> bool:
+    """Whether ``attempt`` of ``record`` ended without its result: it was cancelled while it ran, or
+    timed out, and no late result of it came yet."""
+    own = None
+    for a in attempts_of(record):
+        if a.attempt == attempt:
+            if a.late:
+                return False
+            own = a
+    if own is None:
+        return False
+    return own.status is Status.CANCELLED or own.status is Status.FAILED and own.error is not None \
+        and own.error.type == "timeout"
 
 
 def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:

@@ -50,6 +50,8 @@ def validate_state(state: State) -> None:
                    lambda: f"{_name(g, key)}: succeeded without ports or with an error")
         if record.status == Status.FAILED:
             _check(record.error is not None, lambda: f"{_name(g, key)}: failed without an error")
+        if record.history:
+            _check_history(g, key, record)
 
     _check_cancel_requests(state)
     if state.status in RUN_ENDED:
@@ -139,6 +141,27 @@ def validate_state(state: State) -> None:
         _check(0 < remaining < len(g.in_edges[key[0]]) + 1, lambda: f"{_name(g, key)}: {remaining} edges unresolved")
         _check(key not in records, lambda: f"{_name(g, key)}: still gathering inputs but has a record")
 
+
+
+# Where a record's history may already hold its current attempt: it failed, and the retry has not
+# started (waiting for its delay, queued again, or cancelled before it started).
+_BETWEEN_ATTEMPTS = frozenset({Status.WAITING, Status.PENDING, Status.CANCELLED})
+
+
+def _check_history(g: Graph, key: Key, record: Record) -> None:
+    """The earlier attempts are 1, 2, ... up to the current one (or to it, between attempts), each
+    failed; a late result is one per attempt the record had, succeeded or failed."""
+    ended = [a.attempt for a in record.history if not a.late]
+    last = record.attempts if record.status in _BETWEEN_ATTEMPTS else record.attempts - 1
+    _check(ended == list(range(1, len(ended) + 1)) and len(ended) <= last,
+           lambda: f"{_name(g, key)}: attempt {record.attempts} ({record.status}) with earlier attempts {ended}")
+    late = [a.attempt for a in record.history if a.late]
+    _check(len(set(late)) == len(late) and all(1 <= a <= record.attempts for a in late),
+           lambda: f"{_name(g, key)}: late results {late} of its {record.attempts} attempts")
+    for a in record.history:
+        ok = a.status == Status.SUCCEEDED and a.error is None or a.status == Status.FAILED and a.error is not None
+        _check(ok and (a.late or a.status == Status.FAILED),
+               lambda: f"{_name(g, key)}: attempt {a.attempt} in its history is {a.status} with error {a.error}")
 
 
 def _check_cancel_requests(state: State) -> None:
