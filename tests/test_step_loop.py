@@ -251,3 +251,10 @@ def test_top_level_connections_cannot_reach_into_a_body():
     from scheduler_core import Edge
     with pytest.raises(WorkflowInvalid, match="connected only inside its body"):
         _compile(loop(), node("x"), edges=(Edge("L.a", "x"),))
+
+
+def test_an_until_that_cannot_be_evaluated_fails_the_loop_with_until():
+    run = started_loop(loop_node=loop(until="length(@)"), on_error="continue")
+    iterate(run, 0, 5)
+    error = run.record("L").error
+    assert run.status("L") == "failed" and error.type == "until" and "length(@)" in error.message
