@@ -81,6 +81,13 @@ def test_the_wcp21_example_runs_through_the_cli(tmp_path):
     limited = subprocess.run(flowcore("run", EXAMPLE, "--trigger", '{"topic": "x", "rounds_needed": 9}', "--json"),
                              cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
     assert limited.returncode == 1 and json.loads(limited.stdout)["error"]["type"] == "loop_limit"
+    status = subprocess.run(flowcore("status", out["run_id"]), cwd=tmp_path, env=child_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert status.returncode == 0 and "review.check[2]" in status.stdout
+    report = subprocess.run(flowcore("report", out["run_id"], "-o", "page.html"), cwd=tmp_path, env=child_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    assert "review.draft" in (tmp_path / "page.html").read_text()
 
 
 def test_validate_names_the_body_node_and_the_body_problems(tmp_path):
