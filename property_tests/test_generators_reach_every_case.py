@@ -274,7 +274,7 @@ CASES = [(gathers_several_items, CALM), (joins_two_delivered_inputs, {}), (skips
          (answers_after_the_timeout, {}), (cancels_a_queued_run, SMALL), (drains_and_hands_over, {}),
          (holds_a_ready_instance_while_draining, {}), (runs_a_loop_for_several_iterations, {}),
          (fails_a_loop_at_its_limit, {}), (fails_a_loop_by_its_body, {"fail_percents": (20,)}),
-         (answers_a_hil_inside_a_loop_body, {}), (cancels_a_running_loop_body, {}), (resumes_inside_a_loop_body, {})]
+         (answers_a_hil_inside_a_loop_body, {}), (cancels_a_running_loop_body, SMALL), (resumes_inside_a_loop_body, {})]
 
 
 @pytest.mark.parametrize("case, options", CASES, ids=[case.__name__ for case, _ in CASES])
