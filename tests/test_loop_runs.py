@@ -31,7 +31,7 @@ def by_instance(result) -> dict:
     return {(r["node"], tuple(r["item"] or ())): r for r in result.to_dict()["nodes"]}
 
 
-@pytest.mark.parametrize("runner", ["serial", "thread", "asyncio"])
+@pytest.mark.parametrize("runner", ["serial", "thread", "asyncio", "process"])
 def test_a_loop_runs_its_body_until_the_condition_holds(runner):
     result = Engine().run(counting_loop(), trigger=0, runner=runner)
     records = by_instance(result)
