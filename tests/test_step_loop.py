@@ -147,14 +147,22 @@ def test_a_hil_in_the_body_parks_its_iteration_and_is_answered_per_item():
     assert of_type(run.commands, RunFinished)[0].status == "succeeded"
 
 
-def test_the_run_cap_holds_inside_the_body_and_the_waiting_loop_takes_no_slot():
-    body = (task("a"), task("b"), task("m"))
-    connections = ({"from": "a", "to": "m"}, {"from": "b", "to": "m"})
-    run = started_loop("other", loop_node=loop(nodes=body, connections=connections), max_parallel=2)
-    assert run.in_flight == 2 and run.status("L") == "waiting"
-    assert len(starts(run.commands)) == 2
-    first = starts(run.commands)
-    assert "other" in first or ("L.a", (0,)) in first
+def test_the_run_cap_and_a_pool_hold_inside_the_body_and_the_waiting_loop_takes_no_slot():
+    body = (task("a", pool="p"), task("b", pool="p"), task("c"), task("m"))
+    connections = ({"from": "a", "to": "m"}, {"from": "b", "to": "m"}, {"from": "c", "to": "m"})
+    run = started_loop("other", loop_node=loop(nodes=body, connections=connections), max_parallel=2, pools={"p": 1})
+    assert run.status("L") == "waiting" and run.in_flight == 2  # the loop holds none of the two slots
+    in_pool = [k for k in starts(run.commands) if k[0] in ("L.a", "L.b")]
+    assert len(in_pool) == 1  # the pool of one, inside the body
+    seen = set(starts(run.commands))
+    while ("L.m", (0,)) not in seen:
+        running = sorted(run.state.running.keys())
+        n, path = running[0]
+        run.succeed(run.state.graph.ids[n], 1, item=path)
+        assert run.in_flight <= 2
+        assert sum(1 for k in run.state.running if run.state.graph.ids[k[0]] in ("L.a", "L.b")) <= 1
+        seen |= set(starts(run.commands))
+    assert seen >= {("L.a", (0,)), ("L.b", (0,)), ("L.c", (0,)), "other"}
 
 
 def test_a_node_cancel_of_the_loop_stops_its_running_body_and_the_run_goes_on():
