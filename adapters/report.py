@@ -269,8 +269,9 @@ def _footer(state, records, abandoned: int, width: int = 80) -> str:
     if state.finished_at is not None:
         wall = state.finished_at - state.started_at
         waits = {r.node for r in records if _parks(state.graph.nodes[state.graph.index[r.node]])}
-        busy = sum(r.finished_at - r.started_at for r in records
-                   if r.finished_at is not None and r.started_at is not None and r.node not in waits)
+        loops = {r.node for r in records if state.graph.nodes[state.graph.index[r.node]].behaviour.kind is Kind.LOOP}
+        busy = sum(r.finished_at - r.started_at for r in records  # (a loop's time is its body's, counted there)
+                   if r.finished_at is not None and r.started_at is not None and r.node not in waits | loops)
         line += f" in {wall:.2f}s wall time"
         if waits:  # a person or a timer held the run up: its wall time says nothing of running at once
             line += f", waits ({shown(', '.join(sorted(waits)))}) included"

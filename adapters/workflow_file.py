@@ -18,7 +18,7 @@ import yaml
 
 from runners import backend_names
 from runners import collector_paused
-from scheduler_core import (Edge, Graph, Node, Problem, Retry, RunTask, Settings, Workflow, WorkflowInvalid,
+from scheduler_core import (Edge, Graph, Kind, Node, Problem, Retry, RunTask, Settings, Workflow, WorkflowInvalid,
                             compile_workflow)
 
 from .imports import calls_from
@@ -254,17 +254,57 @@ def _node_impls(workflow: Workflow, problems: list, parsed: bool = True) -> dict
 
 def _node_impls_here(workflow: Workflow, problems: list, parsed: bool) -> dict:
     impls = {}
-    for node in workflow.nodes:
+    for node_id, node, where in _all_nodes(workflow.nodes):
         impl = _type_named(node.type)
         if impl is None or not _type_fields(impl).required <= node.config.keys():
             if not parsed:
-                _type_problems(f"node {node.id!r}", node.type, impl, node.config, problems)
+                _type_problems(where, node.type, impl, node.config, problems)
             continue
         try:
-            impls[node.id] = impl(node.id, node.config)
+            impls[node_id] = impl(node_id, node.config)
         except FieldProblem as exc:
-            problems.append(Problem(f"node {node.id!r}", str(exc)))
+            problems.append(Problem(where, str(exc)))
     return impls
+
+
+def _all_nodes(nodes, prefix: str = "", place: str | None = None):
+    """``(id as the graph names it, node, where)`` for each node and, after a loop, each node of its
+    body (``<loop>.<id>``, at ``nodes[3].body.nodes[1]``), nested bodies too."""
+    for i, node in enumerate(nodes):
+        node_id = f"{prefix}{node.id}"
+        here = f"nodes[{i}]" if place is None else f"{place}.nodes[{i}]"
+        yield node_id, node, (f"node {node_id!r}" if place is None else f"{here} (node {node_id!r})")
+        b = node.behaviour
+        if b is not None and b.kind is Kind.LOOP:
+            yield from _all_nodes(b.nodes, f"{node_id}.", f"{here}.body")
+
+
+BODY_FIELDS = {"nodes", "connections", "description"}
+
+
+def parse_body(raw, where: str, problems: list) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+    """A loop's ``body`` (``nodes`` and ``connections``, as a workflow's) -> its nodes and edges, with
+    the body's own ids; each problem is placed at ``where`` (``nodes[3].body``)."""
+    if not isinstance(raw, Mapping):
+        problems.append(Problem(where, "must be a mapping with 'nodes' and 'connections' (an inline workflow)"))
+        return (), ()
+    for key in raw:
+        if key not in BODY_FIELDS:
+            problems.append(Problem(f"{where}.{key}", f"unknown field of a body (known: {', '.join(sorted(BODY_FIELDS))})"))
+    raw_nodes = raw.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        problems.append(Problem(f"{where}.nodes", "must be a non-empty list of nodes"))
+        raw_nodes = []
+    raw_edges = raw.get("connections") or []
+    if not isinstance(raw_edges, list):
+        problems.append(Problem(f"{where}.connections", "must be a list of {from, to} mappings"))
+        raw_edges = []
+    nodes = [n for j, item in enumerate(raw_nodes)
+             if (n := _parse_node(j, item, problems, place=f"{where}.nodes[{j}]")) is not None]
+    edge_problems: list = []
+    edges = [e for j, item in enumerate(raw_edges) if (e := _parse_edge(j, item, edge_problems)) is not None]
+    problems.extend(Problem(f"{where}, {p.where}", p.message) for p in edge_problems)
+    return tuple(nodes), tuple(edges)
 
 
 # What checking a workflow built, kept for as long as the workflow lives: the graph (whose cap is
@@ -343,7 +383,7 @@ def _plain_node(raw) -> Node | None:
         return None
     ntype = raw.get("type")
     impl = _type_named(ntype)
-    if impl is None:
+    if impl is None or impl.nests:
         return None
     fields = _type_fields(impl)
     if not (raw.keys() <= fields.plain_keys and fields.required <= raw.keys()):
@@ -352,14 +392,17 @@ def _plain_node(raw) -> Node | None:
     return Node(node_id, str(ntype), config, impl.behaviour(config))  # positional: one call per node
 
 
-def _parse_node(i: int, raw, problems: list):
+def _parse_node(i: int, raw, problems: list, place: str | None = None):
+    """A node, or None; ``place`` is where a body's node is (``nodes[3].body.nodes[1]``)."""
     if (node := _plain_node(raw)) is not None:
         return node
     if not isinstance(raw, Mapping):
-        problems.append(Problem(f"node #{i + 1}", "must be a mapping with at least 'id' and 'type'"))
+        problems.append(Problem(place or f"node #{i + 1}", "must be a mapping with at least 'id' and 'type'"))
         return None
     node_id = raw.get("id")
     where = f"node {node_id!r}" if isinstance(node_id, str) and node_id else f"node #{i + 1}"
+    if place is not None:
+        where = f"{place} ({where})"
     if isinstance(node_id, bool):
         problems.append(Problem(where, f"id {read_as_boolean(node_id)}"))
         return None
@@ -380,9 +423,10 @@ def _parse_node(i: int, raw, problems: list):
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         problems.append(Problem(where, f"timeout must be a positive number of seconds, not {timeout!r}"))
         timeout = None
+    behaviour = (impl.behaviour_reporting(config, f"{place or f'nodes[{i}]'}.body", problems)
+                 if impl is not None and impl.nests else _behaviour(impl, config))
     return Node(id=node_id, type=str(ntype), config=config, timeout=timeout, retry=_parse_retry(where, raw, problems),
-                pool=raw.get("pool"), estimate=_parse_estimate(where, raw, problems),
-                behaviour=_behaviour(impl, config))
+                pool=raw.get("pool"), estimate=_parse_estimate(where, raw, problems), behaviour=behaviour)
 
 
 def _behaviour(impl, config):

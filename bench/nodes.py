@@ -42,3 +42,8 @@ def crunch(item=None, rounds: int = 1_000_000):
     for i in range(rounds):
         total += i * i % 7
     return {"item": item, "cpu": time.thread_time() - start, "pid": os.getpid()}
+
+
+def count_up(value):
+    """The input plus one: a loop of these counts its iterations, a chain its nodes."""
+    return value + 1

@@ -14,7 +14,7 @@ from jmespath.exceptions import JMESPathError
 from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, InputProvided,
                             NodeCancelRequested, NodeFailed, NodeSucceeded, Refused, RunFinished, Resumed, StartNode,
                             StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
-from scheduler_core.graph import FAN_OUT, GATHER, MAP
+from scheduler_core.graph import FAN_OUT, GATHER, LOOP_ENTRY, LOOP_EXIT, MAP
 from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING, entry_key
 
 from .step_driver import Trace, frozen_bytes
@@ -67,6 +67,8 @@ def key_of(g, c) -> tuple:
 def edge_sources(g, records, e, path) -> list:
     """The source instances edge ``e`` waits for when it feeds the instance at ``path``."""
     expanded = len(path) == g.depth[e.target]
+    if e.kind == LOOP_ENTRY and expanded:  # iteration i: the previous iteration's sink (none for the first)
+        return [(body_sink(g, e.source), path[:-1] + (path[-1] - 1,))] if path[-1] else []
     if e.kind == FAN_OUT and expanded:
         return [(e.source, path[:-1])]
     if e.kind == GATHER and expanded:
@@ -87,9 +89,49 @@ def _expanded_to_nothing(foreach_record) -> bool:
         and foreach_record.ports.get("iteration") == []
 
 
-def edge_value(g, records, e, path):
+def body_sink(g, loop: int) -> int:
+    return next(e.source for e in g.edges if e.kind == LOOP_EXIT and e.target == loop)
+
+
+def loop_input(g, records, loop_key, trigger):
+    """What a started loop got: the value its edges delivered (a list where several did), or the
+    trigger for a root."""
+    if not g.in_edges[loop_key[0]]:
+        return trigger
+    values = [v for _, v in delivered(g, records, loop_key, trigger) if v is not DEAD]
+    return values[0] if len(values) == 1 else values
+
+
+def iterations(g, records, loop_key) -> int:
+    """How many iterations a loop instance ran, from DESIGN.md's rule: another one starts while the
+    last one's sink succeeded, ``until`` was false of its output, and ``max_iterations`` allows."""
+    record = records.get(loop_key)
+    if record is None or record.started_seq is None:
+        return 0  # never started: skipped or cancelled before it ran
+    b = g.nodes[loop_key[0]].behaviour
+    sink, count = body_sink(g, loop_key[0]), 1
+    while count < b.max_iterations:
+        end = records.get((sink, loop_key[1] + (count - 1,)))
+        if end is None or end.status != SUCCEEDED or _truthy(_expression(b.until).search(end.ports.get("result"))):
+            break
+        count += 1
+    return count
+
+
+def _truthy(value) -> bool:
+    return not (value is None or value is False or (isinstance(value, (str, list, dict)) and not value))
+
+
+def edge_value(g, records, e, path, trigger=None):
     """What edge ``e`` delivered to the instance at ``path``: a value, ``DEAD`` or ``UNRESOLVED``."""
     expanded = len(path) == g.depth[e.target]
+    if e.kind == LOOP_ENTRY and expanded:
+        if path[-1] == 0:
+            return loop_input(g, records, (e.source, path[:-1]), trigger)
+        end = records.get((body_sink(g, e.source), path[:-1] + (path[-1] - 1,)))
+        assert end is not None and end.status == SUCCEEDED, f"{name(g, (e.target, path))} exists, but the iteration " \
+                                                            f"before it did not succeed"
+        return end.ports.get("result")
     if e.kind == GATHER and expanded and not _terminal(records.get((g.origin[e.source], path))):
         return UNRESOLVED  # until the foreach ends, nobody knows how many items there are
     sources = [records.get(k) for k in edge_sources(g, records, e, path)]
@@ -112,10 +154,10 @@ def edge_value(g, records, e, path):
     return values[0] if values else DEAD
 
 
-def delivered(g, records, key) -> list:
+def delivered(g, records, key, trigger=None) -> list:
     """Per incoming edge (declaration order): the edge and what it delivered to instance ``key``."""
     n, path = key
-    return [(g.edges[ei], edge_value(g, records, g.edges[ei], path)) for ei in g.in_edges[n]]
+    return [(g.edges[ei], edge_value(g, records, g.edges[ei], path, trigger)) for ei in g.in_edges[n]]
 
 
 def expected_instances(g, records) -> set:
@@ -128,6 +170,10 @@ def expected_instances(g, records) -> set:
         o = g.origin[n]
         paths[n] = []
         for p in paths[o]:
+            if o in g.loop_until:
+                count = iterations(g, records, (o, p)) if len(p) == g.depth[o] else 0
+                paths[n].extend([p + (i,) for i in range(count)] if count else [p])
+                continue
             items = _items(records.get((o, p))) if len(p) == g.depth[o] else []
             paths[n].extend([p + (i,) for i in range(len(items))] if items else [p])
     return {(n, p) for n, ps in paths.items() for p in ps}
@@ -242,7 +288,7 @@ def no_instance_starts_before_its_inputs_resolve(trace: Trace) -> None:
                 _check_start_inputs(g, s.after, c)
         for key, old, new in changed_records(s):
             if new.status == SKIPPED or (new.status == WAITING and new.attempts == 1 and old is None):
-                _check_resolution(g, s.after.records, key, new.status)
+                _check_resolution(g, s.after.records, key, new.status, s.after.trigger)
             elif new.status == FAILED and new.error.type == "select":
                 _check_resolution(g, s.after.records, key, "failed its select")
 
@@ -252,21 +298,21 @@ def _check_start_inputs(g, state, c) -> None:
     if not g.in_edges[key[0]]:
         assert c.values == (state.trigger,), f"root {name(g, key)} started with {c.values!r}, not the trigger"
         return
-    values = _check_resolution(g, state.records, key, "started")
+    values = _check_resolution(g, state.records, key, "started", state.trigger)
     assert c.values == tuple(values), f"{name(g, key)} started with {c.values!r}; its edges delivered {values!r}"
     assert c.input == (values[0] if len(values) == 1 else values), f"{name(g, key)} got input {c.input!r}"
     by_source: dict = {}
-    for e, value in delivered(g, state.records, key):
+    for e, value in delivered(g, state.records, key, state.trigger):
         if value is not DEAD:
             by_source.setdefault(g.ids[e.source], []).append(value)
     expected = {src: vs[0] if len(vs) == 1 else vs for src, vs in by_source.items()}
     assert c.inputs == expected, f"{name(g, key)} got inputs by source {c.inputs!r}, not {expected!r}"
 
 
-def _check_resolution(g, records, key, what: str) -> list:
+def _check_resolution(g, records, key, what: str, trigger=None) -> list:
     if not g.in_edges[key[0]]:
         return ["the trigger"]
-    edges = delivered(g, records, key)
+    edges = delivered(g, records, key, trigger)
     waiting = [g.edge_label(e) for e, v in edges if v is UNRESOLVED]
     assert not waiting, f"{name(g, key)} {what} while its edges {waiting} had not resolved"
     values = [v for _, v in edges if v is not DEAD]
@@ -446,7 +492,8 @@ def _check_run_status(g, final, asked: set) -> None:
     # has none, or the error of the attempt it was to retry
     by_request = [r for r in final.records.values() if r.status == CANCELLED and r.error and r.error.type == "cancelled"]
     for r in by_request:
-        assert r.node in asked, f"{r.node}{list(r.item)} was cancelled by request, yet nobody asked to cancel it"
+        assert r.node in asked or _loop_ended_under(g, final.records, r), \
+            f"{r.node}{list(r.item)} was cancelled by request, yet nobody asked to cancel it"
     if final.status == "succeeded":
         assert set(statuses) <= {SUCCEEDED, SKIPPED} | ({CANCELLED} if by_request else set()), \
             f"a succeeded run has records {sorted(set(statuses))}"
@@ -456,6 +503,7 @@ def _check_run_status(g, final, asked: set) -> None:
         failures = [r for r in final.records.values() if r.status == FAILED]
         assert final.error.node in {r.node for r in failures}, f"the run's error {final.error} names no failure"
         if g.fail_fast:
+            failed -= len([r for r in failures if _failed_its_loop(g, final.records, r)])
             assert failed == 1, f"fail-fast ended the run with {failed} failed instances, not one"
             assert final.finished_at == failures[0].finished_at, "fail-fast: the run did not end with its failure"
     elif final.status == "cancelled":
@@ -467,6 +515,25 @@ def _check_run_status(g, final, asked: set) -> None:
             assert r.started_at <= r.finished_at, f"{r.node}{list(r.item)} finished before it started"
         if r.started_seq is not None and r.finished_seq is not None:
             assert r.started_seq < r.finished_seq, f"{r.node}{list(r.item)}: finished_seq before started_seq"
+
+
+def _loop_key_of(g, record):
+    """The key of the loop instance a body instance's record is part of, or None outside a body."""
+    n = g.index[record.node]
+    loop = g.loop_of[n] if g.loop_of else -1
+    return None if loop < 0 else (loop, tuple(record.item)[:g.depth[loop]])
+
+
+def _failed_its_loop(g, records, record) -> bool:
+    """A failed body instance whose failure failed its loop (passed up: one failure, not two)."""
+    key = _loop_key_of(g, record)
+    return key is not None and records[key].status == FAILED and record.node in records[key].error.message
+
+
+def _loop_ended_under(g, records, record) -> bool:
+    """A body instance cancelled because its loop ended (failed or cancelled) while it was open."""
+    key = _loop_key_of(g, record)
+    return key is not None and records[key].status in (FAILED, CANCELLED) and "its loop" in record.error.message
 
 
 def sequence_is_a_linear_extension_of_the_graph(trace: Trace) -> None:
@@ -555,6 +622,8 @@ def every_item_instance_runs_exactly_once(trace: Trace) -> None:
         for c in s.commands:
             if type(c) is StartNode and not c.redispatch:  # a re-dispatch after a crash is the documented exception
                 starts.setdefault(key_of(g, c), []).append(c.attempt)
+    if any(r.error and r.error.type in ("loop_limit", "loop_body") for r in trace.final.records.values()):
+        return  # a loop that ran out of iterations, or whose body routed around its sink, fails the run
     for key in expected_instances(g, trace.final.records):
         record = trace.final.records[key]
         runs = starts.get(key, [])

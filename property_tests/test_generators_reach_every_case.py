@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, find, given, seed, settings
 from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, InputProvided, NodeCancelRequested, NodeFailed,
                             NodeSucceeded, Refused, Resumed, StartNode)
 from scheduler_core.graph import GATHER
-from scheduler_core.state import CANCELLED, SKIPPED, SUCCEEDED
+from scheduler_core.state import CANCELLED, FAILED, SKIPPED, SUCCEEDED
 
 from .invariants import accepted, cap_size, changed_records, delivered, key_of, walk
 from .scenarios import traces
@@ -199,6 +199,43 @@ def holds_a_ready_instance_while_draining(trace) -> bool:
     return any(s.after.draining and s.after.ready_count for s in trace.steps)
 
 
+def _loops(trace) -> list:
+    """``(loop instance key, its record)`` of every loop instance that started."""
+    g = trace.graph
+    return [(k, r) for k, r in trace.final.records.items() if k[0] in g.loop_until and r.started_seq is not None]
+
+
+def runs_a_loop(trace) -> bool:
+    return bool(_loops(trace))
+
+
+def runs_a_loop_for_several_iterations(trace) -> bool:
+    return any(r.status == SUCCEEDED and trace.final.scopes.get(k, 0) >= 2 for k, r in _loops(trace))
+
+
+def fails_a_loop_at_its_limit(trace) -> bool:
+    return any(r.error is not None and r.error.type == "loop_limit" for _, r in _loops(trace))
+
+
+def fails_a_loop_by_its_body(trace) -> bool:
+    return any(r.status == FAILED and r.error.type not in ("loop_limit", "until") for _, r in _loops(trace))
+
+
+def answers_a_hil_inside_a_loop_body(trace) -> bool:
+    g = trace.graph
+    return any(type(e) is InputProvided and "." in e.node and g.loop_of[g.index[e.node]] >= 0
+               for s in trace.steps for e in accepted(s))
+
+
+def cancels_a_running_loop_body(trace) -> bool:
+    return any(type(c) is CancelNode and c.reason.startswith("its loop") for s in trace.steps for c in s.commands)
+
+
+def resumes_inside_a_loop_body(trace) -> bool:
+    g = trace.graph
+    return any(c.redispatch and g.loop_of and g.loop_of[g.index[c.node]] >= 0 for _, c in starts(trace))
+
+
 def batches_several_events(trace) -> bool:
     return any(len(s.events) >= 3 for s in trace.steps)
 
@@ -235,7 +272,9 @@ CASES = [(gathers_several_items, CALM), (joins_two_delivered_inputs, {}), (skips
          (cancels_an_instance_once_it_is_reached, {}), (succeeds_with_instances_cancelled_by_request, SMALL),
          (refuses("nothing left to cancel"), SMALL), (refuses("the run has already finished"), SMALL),
          (answers_after_the_timeout, {}), (cancels_a_queued_run, SMALL), (drains_and_hands_over, {}),
-         (holds_a_ready_instance_while_draining, {})]
+         (holds_a_ready_instance_while_draining, {}), (runs_a_loop_for_several_iterations, {}),
+         (fails_a_loop_at_its_limit, {}), (fails_a_loop_by_its_body, {"fail_percents": (20,)}),
+         (answers_a_hil_inside_a_loop_body, {}), (cancels_a_running_loop_body, SMALL), (resumes_inside_a_loop_body, {})]
 
 
 @pytest.mark.parametrize("case, options", CASES, ids=[case.__name__ for case, _ in CASES])
@@ -245,7 +284,7 @@ def test_random_runs_reach_the_case(case, options):
 
 # Drawn as the step tests draw them (``scenarios()`` under a drawn schedule), from this run's seed.
 FREQUENT = [parks_a("wait"), parks_a("hil"), answers_a_waiting_instance, times_out_a_waiting_instance,
-            retries_after_a_failure, retries_after_a_timeout, resumes_after_a_crash]
+            retries_after_a_failure, retries_after_a_timeout, resumes_after_a_crash, runs_a_loop]
 FAIR_SHARE = 0.10  # measured over 14 seeds, the rarest (a retry after a timeout) came up in 14 % to 32 %
 # What people and a stopping driver do: each in 10 % to 25 % of the runs, measured over 10 seeds.
 LIVE = [cancels_by_request, answers_after_the_timeout, drains_and_hands_over]

@@ -4,7 +4,9 @@ Nodes are declared in topological order (every edge points to a later node), so 
 cycle. Each node lives in a *scope*: the top level or the items of one ``foreach``; its inputs
 all come from its own scope (a plain or ``map: true`` edge), from the ``iteration`` port of the
 foreach that opens the scope, or from a scope nested one level deeper (a gather). That is exactly
-what ``compile_workflow`` accepts, so every drawn definition is valid.
+what ``compile_workflow`` accepts, so every drawn definition is valid. A ``loop`` node carries a
+small body of its own: a chain of up to three nodes (with a shortcut edge now and then) that ends in
+a python node, its single sink.
 """
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ CALL = "property_tests.pure_nodes:mix"
 PYTHON_PORTS = ("result", "a", "b")
 OUT_PORTS = {"python": PYTHON_PORTS, "if": ("true", "false"), "foreach": ("result",), "merge": ("result",),
              "noop": ("result",), "delay": ("result",), "wait": ("result", "completed", "timeout"),
-             "hil": ("result", "timeout")}  # a hil also has one port per choice (``_ports``)
+             "hil": ("result", "timeout"), "loop": ("result",)}  # a hil also has one port per choice (``_ports``)
 TASK_TYPES = ("python", "if", "foreach", "merge", "noop")
-PARKING_TYPES = ("delay", "wait", "hil")  # instances that park for a timer or an answer, never run
+PARKING_TYPES = ("delay", "wait", "hil", "loop")  # instances that park (for a timer, an answer, a body), never run
 WAITING_TYPES = ("wait", "hil")  # parked until answered (or until their own timeout, if they have one)
 HIL_CHOICES = (None, ("approve", "reject"), ("a", "b", "c"))
 FOREACH_ITEMS = ("`[]`", "[@]", "[@, @]", "[@, @, @]")
@@ -48,6 +50,9 @@ class Vocabulary:
     wait_timeouts: bool = True  # a wait or hil may have a timeout: it ends answered, or timed out
     answers: bool = True  # False: nobody answers (a runner on its own), so every wait and hil has a timeout
     wait_seconds: tuple = (1, 3, 10)
+    loops: bool = True  # loop nodes, with a small body (see ``_loop_config``)
+    loop_iterations: tuple = (1, 2, 3)  # their max_iterations
+    loop_failures: bool = True  # False: a loop's body is one python node that ends it once it gives a result
 
 
 STEP_VOCABULARY = Vocabulary()
@@ -99,9 +104,11 @@ def _node(draw, vocab, i, declared, settings):
     node = {"id": f"n{i}", "type": kind, **_config(draw, vocab, i, kind)}
     if kind in TASK_TYPES:
         node.update(_task_fields(draw, vocab, settings))
+    if kind == "loop":
+        node.update(_loop_config(draw, vocab, i, settings))
     if kind == "python" and "retry" in node:
         node["params"]["flaky_attempts"] = draw(st.integers(0, node["retry"]["max_attempts"] - 1))
-    declared.append(_Declared(node["id"], kind, scope, depth, 1 if kind == "python" else size, _ports(node)))
+    declared.append(_Declared(node["id"], kind, scope, depth, 1 if kind in ("python", "loop") else size, _ports(node)))
     return node, [{"to": node["id"], **e} for e in edges]
 
 
@@ -133,6 +140,8 @@ def _types(vocab, depth) -> list:
         kinds.append("delay")
     if vocab.waits:
         kinds.extend(("wait", "hil"))
+    if vocab.loops and depth < MAX_FOREACH_DEPTH:
+        kinds.append("loop")
     return kinds
 
 
@@ -182,6 +191,32 @@ def _config(draw, vocab, i, kind) -> dict:
     if kind in WAITING_TYPES:
         return _wait_config(draw, vocab, kind)
     return {}
+
+
+BODY_TYPES = ("python", "python", "noop", "if", "merge")
+
+
+def _loop_config(draw, vocab, i, settings) -> dict:
+    """A loop's fields: until, max_iterations and a body b0 -> b1 -> ... ending in a python node."""
+    kinds = list(BODY_TYPES) + (["delay"] if vocab.delays else []) + (["hil"] if vocab.waits else [])
+    size = draw(st.integers(1, 3)) if vocab.loop_failures else 1
+    nodes, connections = [], []
+    for j in range(size):
+        kind = "python" if j == size - 1 else draw(st.sampled_from(kinds))
+        body_node = {"id": f"b{j}", "type": kind, **_config(draw, vocab, 1000 * (i + 1) + j, kind)}
+        if kind in TASK_TYPES:
+            body_node.update(_task_fields(draw, vocab, settings))
+        nodes.append(body_node)
+        if j:
+            previous = nodes[j - 1]
+            port = draw(st.sampled_from(_ports(previous))) if _one_in(draw, 3) else _ports(previous)[0]
+            connections.append({"from": previous["id"], "to": body_node["id"], "port": port})
+        if j >= 2 and _one_in(draw, 3):
+            connections.append({"from": nodes[j - 2]["id"], "to": body_node["id"], "port": _ports(nodes[j - 2])[0]})
+    if not vocab.loop_failures:  # a result comes at each iteration with odds 3/4: 20 iterations are plenty
+        return {"until": "@ != `null`", "max_iterations": 20, "body": {"nodes": nodes, "connections": connections}}
+    return {"until": draw(st.sampled_from(CONDITIONS)), "max_iterations": draw(st.sampled_from(vocab.loop_iterations)),
+            "body": {"nodes": nodes, "connections": connections}}
 
 
 def _wait_config(draw, vocab, kind) -> dict:

@@ -2,7 +2,7 @@
 
 Pure: no I/O, no clock, no threads, no randomness. Never imports ``runners`` or ``adapters``.
 """
-from .behaviour import FanOut, Kind, ParkForInput, ParkForTimer, RunTask
+from .behaviour import MAX_ITERATIONS, FanOut, Kind, Loop, ParkForInput, ParkForTimer, RunTask
 from .commands import AwaitInput, CancelNode, CancelTimer, Refused, RunFinished, StartNode, StartTimer
 from .events import (EVENT_TYPES, CancelConfirmed, CapChanged, CancelRequested, Draining, InputProvided,
                      NodeCancelRequested, NodeFailed, NodeSucceeded, Resumed, RunStarted, TimerFired)
@@ -17,7 +17,7 @@ from .step import InvalidEvent, TimerKind, cancel_problem, input_problem, step
 from .validate import InvalidState, validate_state
 
 __all__ = [
-    "FanOut", "Kind", "ParkForInput", "ParkForTimer", "RunTask",
+    "MAX_ITERATIONS", "FanOut", "Kind", "Loop", "ParkForInput", "ParkForTimer", "RunTask",
     "AwaitInput", "CancelNode", "CancelTimer", "Refused", "RunFinished", "StartNode", "StartTimer",
     "EVENT_TYPES", "CancelConfirmed", "CapChanged", "CancelRequested", "Draining", "InputProvided",
     "NodeCancelRequested", "NodeFailed", "NodeSucceeded", "Resumed", "RunStarted", "TimerFired",

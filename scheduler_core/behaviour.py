@@ -15,6 +15,11 @@ behaviour its nodes have. The core knows only these:
 - ``ParkForInput``: takes no slot and runs no code; it waits for an answer (``InputProvided``),
   which goes out on ``result`` and on the chosen port (one of ``choices``) or on ``answer_port``;
   after ``timeout`` seconds without one, its input goes out on ``timeout_port`` instead.
+- ``Loop``: takes no slot and runs no code; it runs its ``body`` (an inline workflow of ``nodes``
+  and ``edges``, compiled into the graph as nodes ``<loop id>.<body node id>`` one item level
+  deeper than the loop) again and again: the body's roots get the loop's input, then the output
+  of the body's single sink, until ``until`` (JMESPath) is true of that output, at most
+  ``max_iterations`` times. The last output goes out on ``result``.
 
 A new node type picks one of these; a new *kind* of behaviour is a change to the core.
 """
@@ -22,11 +27,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import attrs
 
+if TYPE_CHECKING:
+    from .model import Edge, Node
+
 RESULT = "result"
+LOOP_BODY_PORT = "body"  # the port a loop feeds its body's roots on (never in a loop's result)
+MAX_ITERATIONS = 1_000_000  # the most iterations a loop may be allowed
 
 
 class Kind(enum.Enum):
@@ -34,6 +44,7 @@ class Kind(enum.Enum):
     FAN_OUT = "fan_out"
     PARK_TIMER = "park_timer"
     PARK_INPUT = "park_input"
+    LOOP = "loop"
 
 
 def _port_set(value: Iterable[str] | None) -> frozenset[str] | None:
@@ -88,5 +99,18 @@ class ParkForInput:
         return (RESULT,) if named is None else (named, RESULT)
 
 
-Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput
+@attrs.frozen
+class Loop:
+    until: str  # a JMESPath expression on the body's output (the graph compiles it)
+    max_iterations: int
+    nodes: tuple[Node, ...] = ()  # the body, with ids of its own (the graph names them "<loop>.<id>")
+    edges: tuple[Edge, ...] = ()
+    kind: ClassVar[Literal[Kind.LOOP]] = Kind.LOOP
+
+    @property
+    def ports(self) -> frozenset[str]:
+        return frozenset({RESULT, LOOP_BODY_PORT})
+
+
+Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput | Loop
 PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT})

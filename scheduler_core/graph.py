@@ -6,6 +6,13 @@ indices, each edge's kind (plain, iteration, map, gather), each node's fan-out d
 node's priority (the longest remaining path to a sink, weighted by cost estimates). It reads a
 node's ``behaviour`` (which ports it has, whether it fans out), never its type: type-specific
 fields (a python node's ``call``, an ``if`` node's condition) are the adapters' to check.
+
+A ``Loop`` node's body is compiled into the same graph: each body node becomes a node
+``<loop id>.<body node id>`` one item level deeper than the loop (its origin is the loop, as a
+foreach's items have the foreach), with a *loop entry* edge from the loop to each body root and a
+*loop exit* edge from the body's single sink back to the loop. The exit edge is in the sink's
+``out_edges`` only (never in the loop's ``in_edges``, nor in the order or the ranks): it tells
+``step`` that an iteration ended, whichever way the sink ended.
 """
 from __future__ import annotations
 
@@ -15,13 +22,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import attrs
 import jmespath
 
-from .behaviour import Kind
+from .behaviour import LOOP_BODY_PORT, MAX_ITERATIONS, RESULT, Kind
 from .model import MAX_SECONDS, ON_ERROR, Edge, Node, Workflow
 
 if TYPE_CHECKING:
     from .state import Queue
 
 PLAIN, FAN_OUT, MAP, GATHER = "plain", "iteration", "map", "gather"
+LOOP_ENTRY, LOOP_EXIT = "loop_entry", "loop_exit"  # a loop into its body's roots; its body's sink back to it
 _new = tuple.__new__  # builds a named tuple from a tuple, without its keyword-handling __new__
 
 
@@ -79,6 +87,11 @@ class Graph:
     pools: dict[str, int]
     fail_fast: bool
     has_select: bool  # any edge with a select expression (which may fail and fail its target)
+    # loops (empty without any): see the module's docstring
+    loop_until: dict[int, Any] = attrs.field(factory=dict)  # loop node -> its compiled ``until``
+    loop_entries: dict[int, tuple[int, ...]] = attrs.field(factory=dict)  # loop node -> its entry edges
+    loop_of: tuple[int, ...] = ()  # per node: the innermost loop whose body it is in, or -1 (empty: no loops)
+    body_nodes: dict[int, tuple[int, ...]] = attrs.field(factory=dict)  # loop -> the nodes whose loop_of it is
 
     def edge_label(self, e: CompiledEdge) -> str:
         return f"{self.ids[e.source]} -> {self.ids[e.target]}"
@@ -271,10 +284,21 @@ def _fans_out(node: Node) -> bool:
     return node.behaviour is not None and node.behaviour.kind is Kind.FAN_OUT
 
 
+def _loops(node: Node) -> bool:
+    return node.behaviour is not None and node.behaviour.kind is Kind.LOOP
+
+
+def _nests(node: Node) -> bool:
+    """Whether some nodes run one item level deeper than this one (a foreach's items, a loop's body)."""
+    return _fans_out(node) or _loops(node)
+
+
 def _edge_kind(src: Node, edge: Edge, src_depth: int) -> str:
     b = src.behaviour
     if b is not None and b.kind is Kind.FAN_OUT and edge.port == b.item_port:  # _fans_out(src), narrowing b
         return FAN_OUT
+    if b is not None and b.kind is Kind.LOOP and edge.port == LOOP_BODY_PORT:
+        return LOOP_ENTRY
     if src_depth > 0:
         return MAP if edge.map else GATHER
     return PLAIN
@@ -285,7 +309,7 @@ def _fan_out_levels(wf: Workflow, good: _Connections, adj: _Adjacency, topo: lis
     """Each node's depth and origin foreach, and each good edge's kind; every input of a node must
     agree on the first two."""
     n = len(wf.nodes)
-    if not any(map(_fans_out, wf.nodes)) and not any(edge.map for edge in good.edge):
+    if not any(map(_nests, wf.nodes)) and not any(edge.map for edge in good.edge):
         return [0] * n, [-1] * n, [PLAIN] * len(good.edge)  # nothing runs per item: depth 0, edges plain
     depth = [0] * n
     origin = [-1] * n
@@ -295,10 +319,12 @@ def _fan_out_levels(wf: Workflow, good: _Connections, adj: _Adjacency, topo: lis
         for k in adj.ins[t]:
             i, edge, s = good.declared[k], good.edge[k], good.source[k]
             kind = kinds[k] = _edge_kind(wf.nodes[s], edge, depth[s])
+            if kind == GATHER and _loops(wf.nodes[origin[s]]):  # inside a loop's body: the same iteration
+                kind = kinds[k] = MAP
             if edge.map and kind != MAP:
                 problems.append(Problem(_edge_where(i, edge), "map: true needs a source that runs per item "
                                                               "(downstream of a foreach's iteration port)"))
-            if kind == FAN_OUT:
+            if kind == FAN_OUT or kind == LOOP_ENTRY:
                 level = (depth[s] + 1, s)
             elif kind == GATHER:
                 level = (depth[s] - 1, origin[origin[s]] if depth[s] > 1 else -1)
@@ -334,6 +360,7 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     ``default_max_parallel`` (the engine's default).
     """
     problems: list[Problem] = []
+    wf, sinks = _with_loop_bodies(wf, problems)
     _check_settings(wf, problems)
     index = _check_nodes(wf, problems)
     good = _check_edges(wf, index, problems)
@@ -347,7 +374,7 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     if problems:
         raise WorkflowInvalid(problems)
     cap = max_parallel or wf.settings.max_parallel or default_max_parallel
-    return _index(wf, index, good, adj, topo, depth, origin, kinds, cap)
+    return _index(wf, index, good, adj, topo, depth, origin, kinds, cap, sinks)
 
 
 def _compiled_edges(good: _Connections, adj: _Adjacency, kinds: list[str]) -> list[CompiledEdge]:
@@ -359,21 +386,23 @@ def _compiled_edges(good: _Connections, adj: _Adjacency, kinds: list[str]) -> li
 
 
 def _index(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjacency, topo: list[int], depth: list[int],
-           origin: list[int], kinds: list[str], cap: int) -> Graph:
+           origin: list[int], kinds: list[str], cap: int, sinks: dict[str, str]) -> Graph:
     edges = _compiled_edges(good, adj, kinds)
     s = wf.settings
     queues = _queues(wf.nodes, origin)
+    rank = _ranks(wf.nodes, good, adj, topo)
+    loops = _loop_index(wf, index, edges, adj, topo, origin, sinks) if sinks else {}
     # ids from the index: in a valid workflow it holds every node's id, once, in node order
     return Graph(
         name=wf.name, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
         edges=tuple(edges), out_edges=tuple(map(tuple, adj.outs)), in_edges=tuple(map(tuple, adj.ins)),
         depth=tuple(depth), origin=tuple(origin), queue=queues,
         group_cap=tuple(_group_cap(node) for node in wf.nodes), plain_queues=_plain_queues(s.pools),
-        group_pools=_group_pools(wf.nodes, origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
+        group_pools=_group_pools(wf.nodes, origin), rank=tuple(rank),
         scope=tuple(_scopes(origin, depth)),
         topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),
         max_parallel=cap, pools=dict(s.pools),
-        fail_fast=s.on_error == "fail_fast", has_select=any(e.select is not None for e in edges),
+        fail_fast=s.on_error == "fail_fast", has_select=any(e.select is not None for e in edges), **loops,
     )
 
 
@@ -418,5 +447,124 @@ def _queues(nodes: Sequence[Node], origin: list[int]) -> tuple[Queue | None, ...
                  for node, o in zip(nodes, origin))
 
 
+def _with_loop_bodies(wf: Workflow, problems: list[Problem]) -> tuple[Workflow, dict[str, str]]:
+    """``wf`` with every loop's body (nested ones too) added as nodes ``<loop>.<id>``, its connections
+    between them, and an entry edge from the loop to each body root; and each loop's body sink (by
+    id). Problems of a body (none, two sinks, unknown ids, a bad ``until``) go to ``problems``."""
+    if not any(map(_loops, wf.nodes)):
+        return wf, {}
+    nodes, edges, sinks = list(wf.nodes), list(wf.edges), {}
+    inside: set[str] = set()
+    i = 0
+    while i < len(nodes):  # grows as bodies are added, so nested loops are reached too
+        node = nodes[i]
+        i += 1
+        if _loops(node) and isinstance(node.id, str):
+            sink = _add_body(node, nodes, edges, inside, problems)
+            if sink is not None:
+                sinks[node.id] = sink
+    kept, loop_ids = [], {node.id for node in nodes if _loops(node)}
+    for j, edge in enumerate(edges[:len(wf.edges)]):  # the workflow's own connections
+        where = _edge_where(j, edge)
+        if edge.source in inside or edge.target in inside:
+            problems.append(Problem(where, "a loop's body nodes are connected only inside its body"))
+        elif edge.port == LOOP_BODY_PORT and edge.source in loop_ids:
+            problems.append(Problem(where, f"port {LOOP_BODY_PORT!r} of a loop feeds its body; connect what "
+                                           f"follows the loop to {RESULT!r}"))
+        else:
+            kept.append(edge)
+    kept.extend(edges[len(wf.edges):])
+    return attrs.evolve(wf, nodes=tuple(nodes), edges=tuple(kept)), sinks
+
+
+def _add_body(loop: Node, nodes: list[Node], edges: list[Edge], inside: set[str],
+              problems: list[Problem]) -> str | None:
+    """Append ``loop``'s body to ``nodes`` and ``edges``; its sink's id, or None if the body is bad."""
+    b = loop.behaviour
+    assert b is not None and b.kind is Kind.LOOP  # (narrowing b)
+    where = f"node {loop.id!r}"
+    bad = _loop_field_problems(b.until, b.max_iterations)
+    if loop.timeout is not None or loop.retry != _NO_RETRY or loop.pool is not None:
+        bad.append("a loop runs no attempt of its own and takes no slot: give timeout, retry and pool to its "
+                   "body's nodes")
+    problems.extend(Problem(where, message) for message in bad)
+    if not b.nodes:
+        problems.append(Problem(where, "its body needs at least one node"))
+        return None
+    local: set[str] = set()
+    for k, node in enumerate(b.nodes):
+        if not isinstance(node.id, str) or not node.id:
+            problems.append(Problem(f"{where}, body node #{k + 1}", "every node needs a non-empty string id"))
+        elif node.id in local:
+            problems.append(Problem(f"{where}, body node {node.id!r}", "duplicate id (ids must be unique in a body)"))
+        else:
+            local.add(node.id)
+            nodes.append(attrs.evolve(node, id=f"{loop.id}.{node.id}"))
+            inside.add(f"{loop.id}.{node.id}")
+    has_in: set[str] = set()
+    has_out: set[str] = set()
+    for k, edge in enumerate(b.edges):
+        unknown = [end for end in (edge.source, edge.target) if end not in local]
+        if unknown:
+            problems.append(Problem(f"{where}, body connection #{k + 1} ({edge.source} -> {edge.target})",
+                                    f"unknown body node {unknown[0]!r} (a body connects its own nodes only)"))
+            continue
+        edges.append(attrs.evolve(edge, source=f"{loop.id}.{edge.source}", target=f"{loop.id}.{edge.target}"))
+        has_out.add(edge.source)
+        has_in.add(edge.target)
+    ids = [node.id for node in b.nodes if node.id in local]
+    ends = [i for i in dict.fromkeys(ids) if i not in has_out]
+    if len(ends) != 1:
+        if ends:  # (none: a cycle, which the graph's check names)
+            problems.append(Problem(where, f"its body must end in exactly one node (its output is the body's "
+                                           f"output); it ends in {', '.join(ends)}: join them (a merge node)"))
+        return None
+    for root in dict.fromkeys(i for i in ids if i not in has_in):
+        edges.append(Edge(loop.id, f"{loop.id}.{root}", LOOP_BODY_PORT))
+    return f"{loop.id}.{ends[0]}" if not bad else None
+
+
+def _loop_field_problems(until: Any, max_iterations: Any) -> list[str]:
+    out = []
+    if not isinstance(until, str):
+        out.append("until must be a JMESPath expression (a string)")
+    else:
+        try:
+            jmespath.compile(until)
+        except jmespath.exceptions.JMESPathError as exc:
+            out.append(f"until {until!r} is not valid JMESPath: {exc}")
+        except RecursionError:
+            out.append(f"until is nested too deeply to read ({len(until)} characters)")
+    if not (type(max_iterations) is int and 1 <= max_iterations <= MAX_ITERATIONS):
+        out.append(f"max_iterations must be a whole number from 1 to {MAX_ITERATIONS:,}, not {max_iterations!r}")
+    return out
+
+
+def _loop_index(wf: Workflow, index: dict[str, int], edges: list[CompiledEdge], adj: _Adjacency, topo: list[int],
+                origin: list[int], sinks: dict[str, str]) -> dict[str, Any]:
+    """The graph's loop fields; adds each loop's exit edge (its body's sink back to it) to ``edges``
+    and to the sink's outgoing edges (``adj.outs``, before they are frozen)."""
+    until: dict[int, Any] = {}
+    entries: dict[int, tuple[int, ...]] = {}
+    for loop_id, sink_id in sinks.items():
+        n, sink = index[loop_id], index[sink_id]
+        b = wf.nodes[n].behaviour
+        assert b is not None and b.kind is Kind.LOOP  # (narrowing b)
+        until[n] = jmespath.compile(b.until)
+        entries[n] = tuple(k for k in adj.outs[n] if edges[k].kind == LOOP_ENTRY)
+        adj.outs[sink].append(len(edges))
+        edges.append(_new(CompiledEdge, (len(edges), sink, n, RESULT, LOOP_EXIT, -1, None, None)))
+    loop_of = [-1] * len(wf.nodes)
+    body: dict[int, list[int]] = {}
+    for n in topo:
+        o = origin[n]
+        if o >= 0:
+            loop_of[n] = o if o in until else loop_of[o]
+            if loop_of[n] >= 0:
+                body.setdefault(loop_of[n], []).append(n)
+    return {"loop_until": until, "loop_entries": entries, "loop_of": tuple(loop_of),
+            "body_nodes": {n: tuple(members) for n, members in body.items()}}
+
+
 __all__ = ["Graph", "CompiledEdge", "Problem", "WorkflowInvalid", "compile_workflow",
-           "PLAIN", "FAN_OUT", "MAP", "GATHER"]
+           "PLAIN", "FAN_OUT", "MAP", "GATHER", "LOOP_ENTRY", "LOOP_EXIT"]

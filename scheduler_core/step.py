@@ -60,6 +60,16 @@ timer fires first, at its own time. What people ask that does not fit the run is
 ``Refused`` command, never an exception (``InvalidEvent`` is for a runner's bug). While the driver
 drains (``Draining`` until ``Resumed``), nothing starts.
 
+A ``Loop`` node parks too (status ``waiting``, no slot) while its body runs. Its body's nodes are
+ordinary nodes of the graph one item level deeper (``graph.py``): iteration ``i`` of the loop at
+``path`` is the body's instances at ``path + (i,)``, and ``scopes[(loop, path)]`` counts the
+iterations started, as it counts a foreach's items, so item paths, cancels and the end of a run
+treat the iterations as items. An iteration starts by resolving the loop's entry edges with its
+input; it ends when the body's sink resolves its exit edge back to the loop: ``until`` on the
+sink's output decides whether the loop succeeds with it, fails (``loop_limit``) or starts the
+next iteration with it. A body instance's final failure fails its loop instead of the run; a loop
+that ends (cancelled, failed) cancels what is still open of its current iteration.
+
 Every handler touches only the instances the event concerns and their neighbours: a step costs
 O(what changed). The given state is never modified; the new one shares all untouched structure.
 """
@@ -72,13 +82,14 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 import attrs
 from immutables import Map
 from jmespath.exceptions import JMESPathError
+from jmespath.visitor import TreeInterpreter
 
 from . import heap
-from .behaviour import Kind, ParkForInput, ParkForTimer
+from .behaviour import RESULT, Kind, Loop, ParkForInput, ParkForTimer
 from .commands import AwaitInput, CancelNode, CancelTimer, Command, Refused, RunFinished, StartNode, StartTimer
 from .events import (CancelConfirmed, CancelRequested, CapChanged, Draining, InputProvided, NodeCancelRequested,
                      NodeFailed, NodeSucceeded, Event, Resumed, RunStarted, TimerFired)
-from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
+from .graph import FAN_OUT, GATHER, LOOP_ENTRY, LOOP_EXIT, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
 from .state import (Attempt, Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
                     attempts_of, entry_key, instance_name)
@@ -107,6 +118,7 @@ START, PARK, SUCCEED, FAIL, RETRY_LATER, RETRY_DUE, SKIP, CANCEL, RESTART = (
 FANS_OUT: Final = Kind.FAN_OUT
 PARKS_FOR_TIMER: Final = Kind.PARK_TIMER
 PARKS_FOR_INPUT: Final = Kind.PARK_INPUT
+LOOPS: Final = Kind.LOOP
 RUNNING, PENDING, WAITING = RunStatus.RUNNING, Status.PENDING, Status.WAITING
 
 
@@ -213,6 +225,19 @@ def _paths_of(g: Graph, scopes: Scopes, n: int) -> list[Path]:
     o = g.origin[n]
     paths: list[Path] = []
     for path in _paths_of(g, scopes, o):
+        size = scopes.get((o, path))
+        paths.extend([path + (i,) for i in range(size)] if size else [path])
+    return paths
+
+
+def _paths_within(g: Graph, scopes: Scopes, n: int, prefix: Path) -> list[Path]:
+    """The item paths node ``n`` has so far that start with ``prefix`` (a loop iteration's path, no
+    deeper than ``n``): as ``_paths_of``, from ``prefix`` down."""
+    if g.depth[n] <= len(prefix):
+        return [prefix[:g.depth[n]]]
+    o = g.origin[n]
+    paths: list[Path] = []
+    for path in _paths_within(g, scopes, o, prefix):
         size = scopes.get((o, path))
         paths.extend([path + (i,) for i in range(size)] if size else [path])
     return paths
@@ -619,6 +644,10 @@ class _Transition:
         g = self.g
         while work and not self.ended:
             e, path, value = work.pop()
+            if e.kind is LOOP_EXIT or e.kind is LOOP_ENTRY and len(path) == g.depth[e.source] \
+                    and (e.source, path) in self.scopes:
+                work.extend(self.loop_edge(e, path))
+                continue
             if e.kind == GATHER and len(path) == g.depth[e.source]:
                 gathered = self.collect(e, path, value)
                 if gathered is None:
@@ -697,6 +726,8 @@ class _Transition:
         # (a compiled graph's nodes all have a behaviour: never None)
         elif node.behaviour.kind is PARKS_FOR_TIMER or node.behaviour.kind is PARKS_FOR_INPUT:  # type: ignore[union-attr]
             self.park(key)
+        elif node.behaviour.kind is LOOPS:  # type: ignore[union-attr]
+            self.start_loop(key)
         else:  # its record is made when it starts: a ready instance is pending wherever it is read
             self.enqueue(key)
 
@@ -728,6 +759,99 @@ class _Transition:
             assert isinstance(b, ParkForInput)  # it awaits input
         self.commands.append(AwaitInput(node=node.id, item=key[1], type=node.type, prompt=b.prompt,
                                         choices=b.choices or None, stimulus=self.stimulus))
+
+    # -- loops --------------------------------------------------------------------------------
+
+    def start_loop(self, key: Key) -> None:
+        """A ready loop parks (it takes no slot) and starts its first iteration with its input."""
+        self.seq += 1
+        self.move(key, PARK, attempts=1, started_at=self.now, started_seq=self.seq)
+        self.resolve(self.start_iteration(key, 0, self.input_of(key)))
+
+    def start_iteration(self, key: Key, i: int, value: Any) -> list[Work]:
+        """Iteration ``i`` of loop instance ``key``: its body's roots get ``value`` at ``path + (i,)``."""
+        n, path = key
+        self.scopes[key] = i + 1
+        edges = self.g.edges
+        return [(edges[ei], path + (i,), value) for ei in self.g.loop_entries[n]]
+
+    def loop_edge(self, e: CompiledEdge, path: Path) -> list[Work]:
+        """A loop's exit edge resolved (an iteration ended), or its entry edges resolved at the loop's
+        own path once the loop started (it ended: what is open of its iteration is cancelled)."""
+        if e.kind is LOOP_ENTRY:
+            first = self.g.edges[self.g.loop_entries[e.source][0]]
+            return self.close_iteration((e.source, path)) if e is first else []
+        if len(path) != self.g.depth[e.source]:
+            return []  # the body never ran (its loop was skipped or cancelled before it started)
+        return self.end_iteration((e.target, path[:-1]), path[-1], e.source)
+
+    def end_iteration(self, key: Key, i: int, sink: int) -> list[Work]:
+        """Iteration ``i`` of loop instance ``key`` ended with its sink's end: ``until`` decides."""
+        if self.status_of(key) is not WAITING or self.scopes.get(key) != i + 1:
+            return []  # the loop ended before its iteration did
+        n = key[0]
+        b = self.g.nodes[n].behaviour
+        if TYPE_CHECKING:
+            assert isinstance(b, Loop)
+        end = self.records[(sink, key[1] + (i,))]
+        if end.status is not Status.SUCCEEDED:
+            name = instance_name(self.g.ids[n], key[1])
+            self.fail_final(key, FAIL, Error("loop_body", f"loop {name}, iteration {i}: the body's last node "
+                                                          f"{instance_name(end.node, end.item)} was {end.status}, "
+                                                          f"so the iteration has no output"))
+            return []
+        output = end.ports.get(RESULT) if end.ports else None
+        try:
+            done = _truthy(_UNTIL.visit(self.g.loop_until[n].parsed, output))
+        except JMESPathError as exc:
+            name = instance_name(self.g.ids[n], key[1])
+            self.fail_final(key, FAIL, Error("until", f"loop {name}: until {b.until!r} failed on the output of "
+                                                      f"iteration {i}: {exc}"))
+            return []
+        if done:
+            self.succeed(key, {RESULT: output})
+        elif i + 1 >= b.max_iterations:
+            name = instance_name(self.g.ids[n], key[1])
+            self.fail_final(key, FAIL, Error("loop_limit", f"loop {name} ran its max_iterations ({b.max_iterations})"
+                                                           f" and until {b.until!r} was still false"))
+        else:
+            return self.start_iteration(key, i + 1, output)
+        return []
+
+    def fail_loop_of(self, key: Key, error: Error) -> None:
+        """Body instance ``key`` failed (its record says so): its loop fails, naming it; then its
+        outgoing edges resolve dead (what follows it in the iteration is cancelled by then)."""
+        n, path = key
+        loop = self.g.loop_of[n]
+        loop_key = (loop, path[:self.g.depth[loop]])
+        if self.status_of(loop_key) is WAITING:
+            name = instance_name(self.g.ids[n], path)
+            self.fail_final(loop_key, FAIL, Error(error.type, f"body node {name} failed: {error.message}"))
+        if not self.ended:
+            self.resolve([(self.g.edges[ei], path, DEAD) for ei in self.g.out_edges[n]])
+
+    def close_iteration(self, key: Key) -> list[Work]:
+        """Loop instance ``key`` ended: cancel what has not ended of its current iteration (in flight,
+        parked, ready; those not reached yet when their inputs resolve). Nothing, once ``until`` held."""
+        n, path = key
+        prefix = path + (self.scopes[key] - 1,)
+        reason = f"its loop {instance_name(self.g.ids[n], path)} ended ({self.status_of(key)})"
+        targets = [(m, p) for m in self.g.body_nodes.get(n, ()) for p in _paths_within(self.g, self.scopes, m, prefix)
+                   if self.status_of((m, p)) in OPEN]
+        queued = [k for k in targets if k in self.payloads and self.status_of(k) is PENDING]
+        if queued:
+            self.unqueue(queued)
+        work: list[Work] = []
+        for k in targets:
+            if k in self.running:
+                self.stop(k, reason)
+            elif self.status_of(k) is WAITING:
+                self.unpark(k)
+            elif k not in self.payloads:  # not reached yet: cancelled when its inputs resolve
+                self.cancel_requests[k] = reason
+                continue
+            work.extend(self.cancel_by_request(k, reason))
+        return work
 
     # -- slots --------------------------------------------------------------------------------
 
@@ -911,6 +1035,9 @@ class _Transition:
         self.seq += 1
         self.move(key, move, finished_at=self.now, error=error, finished_seq=self.seq)
         failure = error._replace(node=self.g.ids[n])
+        if self.g.loop_of and self.g.loop_of[n] >= 0:  # inside a loop's body: the loop fails instead
+            self.fail_loop_of(key, error)
+            return
         if self.g.fail_fast:
             self.end_run(RunStatus.FAILED, failure)
             return
@@ -1047,6 +1174,18 @@ def _when(t: float) -> str:
     year = year_of_era + era * 400 + (month <= 2)
     hours, minutes = divmod(seconds // 60, 60)
     return f"{year:04d}-{month:02d}-{day:02d}T{hours:02d}:{minutes:02d}:{seconds % 60:02d}Z ({unix})"
+
+
+# Evaluates every loop's ``until``: what ``ParsedResult.search`` does, without making an interpreter
+# (and its cache of visit methods) per search, which was most of an iteration's cost.
+_UNTIL = TreeInterpreter()
+
+
+def _truthy(value: Any) -> bool:
+    """JMESPath truth: false, null, and empty strings, lists and objects are false; 0 is true."""
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, (str, list, dict)) and not value)
 
 
 def _select(e: CompiledEdge, value: Any) -> Any:

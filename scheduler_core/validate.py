@@ -140,6 +140,8 @@ def validate_state(state: State) -> None:
     for key, (remaining, _) in state.arrivals.items():
         _check(0 < remaining < len(g.in_edges[key[0]]) + 1, lambda: f"{_name(g, key)}: {remaining} edges unresolved")
         _check(key not in records, lambda: f"{_name(g, key)}: still gathering inputs but has a record")
+    if g.loop_until:
+        _check_loops(state)
 
 
 
@@ -162,6 +164,26 @@ def _check_history(g: Graph, key: Key, record: Record) -> None:
         ok = a.status == Status.SUCCEEDED and a.error is None or a.status == Status.FAILED and a.error is not None
         _check(ok and (a.late or a.status == Status.FAILED),
                lambda: f"{_name(g, key)}: attempt {a.attempt} in its history is {a.status} with error {a.error}")
+
+
+def _check_loops(state: State) -> None:
+    """A waiting loop holds its input and has started 1 to ``max_iterations`` iterations; a body
+    instance belongs to an iteration that started, and only the current one has open instances."""
+    g = state.graph
+    for key, record in state.records.items():
+        n, path = key
+        if n in g.loop_until and record.status == Status.WAITING:
+            b = g.nodes[n].behaviour
+            started = state.scopes.get(key, 0)
+            _check(b is not None and b.kind is Kind.LOOP and 1 <= started <= b.max_iterations,
+                   lambda: f"{_name(g, key)}: a waiting loop with {started} iterations started")
+            _check(key in state.payloads, lambda: f"{_name(g, key)}: a waiting loop without its input")
+        o = g.origin[n]
+        if o in g.loop_until and len(path) == g.depth[n]:
+            started = state.scopes.get((o, path[:-1]), 0)
+            _check(path[-1] < started, lambda: f"{_name(g, key)}: iteration {path[-1]} of {g.ids[o]} never started")
+            _check(record.status not in OPEN or path[-1] == started - 1,
+                   lambda: f"{_name(g, key)}: {record.status} in iteration {path[-1]}, not the current one")
 
 
 def _check_cancel_requests(state: State) -> None:

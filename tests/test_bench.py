@@ -214,3 +214,18 @@ def test_the_dask_section_runs_every_node_of_every_contender_as_one_task_on_two_
             assert executed(client) - before == 200, name
             if name.startswith("flowcore"):
                 assert [r["status"] for r in result.to_dict()["nodes"]] == ["succeeded"] * 200
+
+
+def test_the_loop_section_times_a_loop_and_a_chain_that_run_the_node_as_often():
+    from bench import loop
+
+    runs = loop.contenders(20)
+    assert set(runs) == {f"{kind}, {runner}" for kind in ("loop", "chain") for runner in loop.RUNNERS}
+    for name, run in runs.items():
+        nodes = run().to_dict()["nodes"]
+        if name.startswith("loop"):
+            steps = [r for r in nodes if r["node"] == "count.step"]
+            assert [r["item"] for r in steps] == [[i] for i in range(20)] and steps[-1]["output"] == 20
+            assert nodes[0]["node"] == "count" and nodes[0]["output"] == 20
+        else:
+            assert len(nodes) == 20 and nodes[-1]["output"] == 20

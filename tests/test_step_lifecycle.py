@@ -39,6 +39,11 @@ def _scenarios(trace: list) -> None:
     run.start(at=0)
     run.succeed("f", ports={"result": [1], "iteration": [1]}, at=1)
     run.step(NodeCancelRequested(node="w", at=2))
+    # a loop whose last allowed iteration ends with until still false (waiting -> failed)
+    run = Run(graph("L", nodes=[node("L", "loop", config={"until": "done", "max_iterations": 1, "body": {
+        "nodes": [{"id": "a", "type": "python", "call": "m:f"}]}})]), trace)
+    run.start(at=0)
+    run.succeed("L.a", {"done": False}, item=(0,), at=1)
 
 
 def test_every_declared_transition_is_exercised():

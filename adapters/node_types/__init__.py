@@ -11,6 +11,7 @@ from .branch import IfNode
 from .delay import DelayNode
 from .foreach import ForeachNode
 from .hil import HilNode
+from .loop import LoopNode
 from .merge import MergeNode
 from .noop import NoopNode
 from .python import PythonNode
@@ -25,6 +26,7 @@ NODE_TYPES: dict[str, type[NodeType]] = {t.name: t for t in (
     DelayNode,
     WaitNode,
     HilNode,
+    LoopNode,
 )}
 
 

@@ -37,6 +37,7 @@ class NodeType:
     name: ClassVar[str] = ""
     fields: ClassVar[dict] = {}
     is_async = False
+    nests = False  # holds nodes of its own (a loop's body): parsed with ``behaviour_reporting``
 
     @classmethod
     def behaviour(cls, config: Mapping):

@@ -15,6 +15,7 @@ import networkx as nx
 from runners import collector_paused, instance_name
 from scheduler_core import NodeFailed, NodeSucceeded, StartNode, initial_state, step
 from scheduler_core import Kind
+from scheduler_core.graph import LOOP_EXIT
 
 from ..recovery import first_cap, read_log, with_cap_history
 from ..report import run_dict, waiting_on
@@ -139,7 +140,8 @@ def graph_view(graph, records: list[dict]) -> dict:
     the mean position of its inputs, a few sweeps down), edges as SVG paths."""
     g = nx.DiGraph()
     g.add_nodes_from(range(len(graph.ids)))
-    g.add_edges_from((e.source, e.target) for e in graph.edges)
+    drawn = [e for e in graph.edges if e.kind != LOOP_EXIT]  # a loop's body drawn below it, not back into it
+    g.add_edges_from((e.source, e.target) for e in drawn)
     layers = [sorted(layer) for layer in nx.topological_generations(g)]
     pos: dict[int, float] = {}
     for layer in layers:
@@ -167,7 +169,7 @@ def graph_view(graph, records: list[dict]) -> dict:
                           "prompt": getattr(b, "prompt", None), "choices": list(getattr(b, "choices", None) or []),
                           **node_summary(by_node.get(node.id, []))})
     edges = []
-    for e in graph.edges:
+    for e in drawn:
         (x1, y1), (x2, y2) = xy[e.source], xy[e.target]
         sx, sy, tx, ty = x1 + NODE_W / 2, y1 + NODE_H, x2 + NODE_W / 2, y2
         mid = (sy + ty) / 2
