@@ -15,6 +15,9 @@ behaviour its nodes have. The core knows only these:
 - ``ParkForInput``: takes no slot and runs no code; it waits for an answer (``InputProvided``),
   which goes out on ``result`` and on the chosen port (one of ``choices``) or on ``answer_port``;
   after ``timeout`` seconds without one, its input goes out on ``timeout_port`` instead.
+- ``ParkForChild``: takes no slot and runs no code here; it asks for a child run (``StartChild``
+  with its input) and waits for the child's end (``ChildEnded``): the child's output goes out on
+  ``result``, its failure fails the node, its cancel cancels the node (the ``subworkflow`` type).
 
 A new node type picks one of these; a new *kind* of behaviour is a change to the core.
 """
@@ -34,6 +37,7 @@ class Kind(enum.Enum):
     FAN_OUT = "fan_out"
     PARK_TIMER = "park_timer"
     PARK_INPUT = "park_input"
+    PARK_CHILD = "park_child"
 
 
 def _port_set(value: Iterable[str] | None) -> frozenset[str] | None:
@@ -88,5 +92,16 @@ class ParkForInput:
         return (RESULT,) if named is None else (named, RESULT)
 
 
-Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput
-PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT})
+@attrs.frozen
+class ParkForChild:
+    """Waits, holding no slot, for a child run the adapters start and drive (``StartChild``); its end
+    comes back as ``ChildEnded``. What the child is (a workflow file, params) is the adapters' business."""
+    kind: ClassVar[Literal[Kind.PARK_CHILD]] = Kind.PARK_CHILD
+
+    @property
+    def ports(self) -> frozenset[str]:
+        return frozenset({RESULT})
+
+
+Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput | ParkForChild
+PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD})

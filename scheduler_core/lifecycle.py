@@ -13,7 +13,8 @@ record when an instance first starts, parks, is skipped, fails before starting o
     PENDING --start--> RUNNING --succeed--> SUCCEEDED
        |                 |  \\--fail------> FAILED
        |                 |   \\-retry_later-> WAITING --retry_due--> PENDING
-       |--park--> WAITING --succeed (timer fired, answer, wait timed out)--> SUCCEEDED
+       |--park--> WAITING --succeed (timer fired, answer, wait timed out, child run succeeded)--> SUCCEEDED
+       |            WAITING --fail--> FAILED      (its child run failed)
        |--skip--> SKIPPED            (every input dead)
        |--fail--> FAILED             (a select on an input edge failed)
        any of PENDING, RUNNING, WAITING --cancel--> CANCELLED  (the run ended, or a node cancel)
@@ -76,6 +77,7 @@ LIFECYCLE: dict[tuple[Status, Move], Status] = {
     (W, Move.SUCCEED): Status.SUCCEEDED,
     (W, Move.RETRY_DUE): P,
     (W, Move.CANCEL): Status.CANCELLED,
+    (W, Move.FAIL): Status.FAILED,
 }
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED})

@@ -3,7 +3,7 @@ and each record and command names the event (stimulus) that caused it."""
 import attrs
 import pytest
 
-from scheduler_core import (LIFECYCLE, CancelRequested, IllegalTransition, InvalidState, Move, NodeCancelRequested, Retry,
+from scheduler_core import (LIFECYCLE, CancelRequested, ChildEnded, IllegalTransition, InvalidState, Move, NodeCancelRequested, Retry,
                             Status, validate_state)
 from scheduler_core.lifecycle import next_status
 from step_helpers import Run, edge, graph, node, start_of, timers
@@ -39,6 +39,10 @@ def _scenarios(trace: list) -> None:
     run.start(at=0)
     run.succeed("f", ports={"result": [1], "iteration": [1]}, at=1)
     run.step(NodeCancelRequested(node="w", at=2))
+    # a subworkflow's child run failed (waiting -> failed)
+    run = Run(graph("s", nodes=[node("s", "subworkflow", config={"workflow": "child.yaml"})]), trace)
+    run.start(at=0)
+    run.step(ChildEnded(node="s", at=1, status="failed", error_type="subworkflow", message="boom"))
 
 
 def test_every_declared_transition_is_exercised():

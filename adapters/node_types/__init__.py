@@ -14,6 +14,7 @@ from .hil import HilNode
 from .merge import MergeNode
 from .noop import NoopNode
 from .python import PythonNode
+from .subworkflow import SubworkflowNode
 from .wait import WaitNode
 
 NODE_TYPES: dict[str, type[NodeType]] = {t.name: t for t in (
@@ -25,6 +26,7 @@ NODE_TYPES: dict[str, type[NodeType]] = {t.name: t for t in (
     DelayNode,
     WaitNode,
     HilNode,
+    SubworkflowNode,
 )}
 
 
