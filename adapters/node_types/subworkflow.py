@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import threading
 from collections.abc import Mapping
 
 from scheduler_core import ParkForChild
@@ -29,6 +30,27 @@ PARKS_FOR_A_CHILD = ParkForChild()
 # others) is checked once, not forever.
 _CHECKING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("flowcore_subworkflow_checking",
                                                                            default=frozenset())
+
+
+_LOADED: dict[str, tuple[tuple[int, int], object]] = {}  # path -> ((mtime_ns, size), Workflow)
+_LOADED_LOCK = threading.Lock()
+
+
+def load_child_workflow(path: str):
+    """The checked workflow of a child run's file, loaded once while the file stays the same (a
+    recursion loads its file at every level)."""
+    from ..workflow_file import load_workflow
+
+    stat = os.stat(path)
+    version = (stat.st_mtime_ns, stat.st_size)
+    with _LOADED_LOCK:
+        cached = _LOADED.get(path)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    wf = load_workflow(path)
+    with _LOADED_LOCK:
+        _LOADED[path] = (version, wf)
+    return wf
 
 
 class ChildInputProblem(ValueError):
