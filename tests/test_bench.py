@@ -214,3 +214,18 @@ def test_the_dask_section_runs_every_node_of_every_contender_as_one_task_on_two_
             assert executed(client) - before == 200, name
             if name.startswith("flowcore"):
                 assert [r["status"] for r in result.to_dict()["nodes"]] == ["succeeded"] * 200
+
+
+def test_the_subworkflow_chain_nests_one_child_run_per_level(tmp_path):
+    from bench import subworkflow
+
+    leaf, top = subworkflow.write_chain(str(tmp_path), levels=4)
+    engine = Engine()
+    result = engine.run(top, trigger={})
+    assert result.status == "succeeded"
+    runs = engine.runs()
+    assert [r["workflow"] for r in runs] == ["level_4", "level_3", "level_2", "level_1", "level_0"]
+    assert runs[-1]["run_id"] == result.run_id + "/down" * 4  # each a child of the one before
+    assert engine.status(runs[-1]["run_id"]).record("work")["status"] == "succeeded"
+    assert set(subworkflow.contenders(str(tmp_path))) == {(store, kind) for store in subworkflow.STORES
+                                                         for kind in ("leaf", "loaded", "chain")}

@@ -91,11 +91,11 @@ class SubworkflowNode(NodeType):
         checking = _CHECKING.get()
         if self.path in checking:
             return  # a recursion: this file's check is under way further up
-        from ..workflow_file import WorkflowError, load_workflow
+        from ..workflow_file import WorkflowError
 
         token = _CHECKING.set(checking | {self.path})
         try:
-            load_workflow(self.path)
+            load_child_workflow(self.path)
         except WorkflowError as exc:
             raise FieldProblem(f"workflow {given!r} is not a valid workflow: {exc}") from None
         finally:
