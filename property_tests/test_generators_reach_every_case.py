@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, seed, settings
 
-from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, InputProvided, NodeCancelRequested, NodeFailed,
-                            NodeSucceeded, Refused, Resumed, StartNode)
+from scheduler_core import (AwaitInput, CancelChild, CancelConfirmed, CancelNode, ChildEnded, InputProvided,
+                            NodeCancelRequested, NodeFailed, NodeSucceeded, Refused, Resumed, StartChild, StartNode)
 from scheduler_core.graph import GATHER
 from scheduler_core.state import CANCELLED, SKIPPED, SUCCEEDED
 
@@ -122,6 +122,23 @@ def parks_a(kind):
         return any(type(c) is AwaitInput and c.type == kind for s in trace.steps for c in s.commands)
     parks.__name__ = f"parks_a_{kind}"
     return parks
+
+
+def asks_for_a_child_run(trace) -> bool:
+    return any(type(c) is StartChild for s in trace.steps for c in s.commands)
+
+
+def ends_a_child_run(status):
+    def ends(trace) -> bool:
+        g = trace.graph
+        return any(type(e) is ChildEnded and e.status == status and (g.index[e.node], e.item) in s.before.children
+                   for s in trace.steps for e in s.events)
+    ends.__name__ = f"ends_a_child_run_{status}"
+    return ends
+
+
+def cancels_a_child_run(trace) -> bool:
+    return any(type(c) is CancelChild for s in trace.steps for c in s.commands)
 
 
 def answers_a_waiting_instance(trace) -> bool:
@@ -235,7 +252,9 @@ CASES = [(gathers_several_items, CALM), (joins_two_delivered_inputs, {}), (skips
          (cancels_an_instance_once_it_is_reached, {}), (succeeds_with_instances_cancelled_by_request, SMALL),
          (refuses("nothing left to cancel"), SMALL), (refuses("the run has already finished"), SMALL),
          (answers_after_the_timeout, {}), (cancels_a_queued_run, SMALL), (drains_and_hands_over, {}),
-         (holds_a_ready_instance_while_draining, {})]
+         (holds_a_ready_instance_while_draining, {}), (asks_for_a_child_run, {}),
+         (ends_a_child_run("succeeded"), {}), (ends_a_child_run("failed"), {"fail_percents": (20,)}),
+         (ends_a_child_run("cancelled"), {"fail_percents": (20,)}), (cancels_a_child_run, SMALL)]
 
 
 @pytest.mark.parametrize("case, options", CASES, ids=[case.__name__ for case, _ in CASES])

@@ -7,7 +7,7 @@ and how many arrive in one batch.
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .invariants import (attempts_never_overlap, every_instance_ends_in_exactly_one_terminal_status, holds,
+from .invariants import (attempts_never_overlap, children_end_their_subworkflow_instances, every_instance_ends_in_exactly_one_terminal_status, holds,
                          in_flight_never_exceeds_a_cap, no_instance_starts_before_its_inputs_resolve,
                          no_ready_instance_waits_while_its_caps_have_room, node_cancels_end_what_had_not_ended,
                          nothing_happens_after_the_run_finished, nothing_starts_while_the_driver_drains,
@@ -102,3 +102,8 @@ def test_a_node_cancel_ends_what_had_not_ended_and_nothing_it_named_starts_again
 @given(scenarios(), st.data())
 def test_requests_from_people_are_refused_with_a_reason_never_raised(scenario, data):
     holds(scenario.drive(DrawnSchedule(data)), requests_from_people_are_refused_with_a_reason_never_raised)
+
+
+@given(scenarios(fail_percents=(0, 10, 30)), st.data())
+def test_subworkflow_instances_end_as_their_child_runs_do_or_cancel_them(scenario, data):
+    holds(scenario.drive(DrawnSchedule(data)), children_end_their_subworkflow_instances)

@@ -8,6 +8,8 @@ what ``compile_workflow`` accepts, so every drawn definition is valid.
 """
 from __future__ import annotations
 
+import os
+
 import attrs
 from hypothesis import strategies as st
 
@@ -15,9 +17,10 @@ CALL = "property_tests.pure_nodes:mix"
 PYTHON_PORTS = ("result", "a", "b")
 OUT_PORTS = {"python": PYTHON_PORTS, "if": ("true", "false"), "foreach": ("result",), "merge": ("result",),
              "noop": ("result",), "delay": ("result",), "wait": ("result", "completed", "timeout"),
-             "hil": ("result", "timeout")}  # a hil also has one port per choice (``_ports``)
+             "hil": ("result", "timeout"), "subworkflow": ("result",)}  # a hil also has one port per choice (``_ports``)
 TASK_TYPES = ("python", "if", "foreach", "merge", "noop")
-PARKING_TYPES = ("delay", "wait", "hil")  # instances that park for a timer or an answer, never run
+PARKING_TYPES = ("delay", "wait", "hil", "subworkflow")  # instances that park (a timer, an answer, a child run), never run
+CHILD_WORKFLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child_workflow.yaml")
 WAITING_TYPES = ("wait", "hil")  # parked until answered (or until their own timeout, if they have one)
 HIL_CHOICES = (None, ("approve", "reject"), ("a", "b", "c"))
 FOREACH_ITEMS = ("`[]`", "[@]", "[@, @]", "[@, @, @]")
@@ -48,13 +51,14 @@ class Vocabulary:
     wait_timeouts: bool = True  # a wait or hil may have a timeout: it ends answered, or timed out
     answers: bool = True  # False: nobody answers (a runner on its own), so every wait and hil has a timeout
     wait_seconds: tuple = (1, 3, 10)
+    children: bool = True  # subworkflow nodes, whose child's end the step driver reports (runners: no child runs)
 
 
 STEP_VOCABULARY = Vocabulary()
 # Runner tests run real code on real clocks: short delays, no timeouts (a timeout races the clock).
 # Nobody answers a wait there, so no wait or hil nodes.
 RUNNER_VOCABULARY = Vocabulary(max_nodes=12, timeouts=False, delay_seconds=(0, 0.01, 0.03),
-                               retry_delays=(0, 0.01), fail_percent=15, waits=False)
+                               retry_delays=(0, 0.01), fail_percent=15, waits=False, children=False)
 
 
 @attrs.define
@@ -133,6 +137,8 @@ def _types(vocab, depth) -> list:
         kinds.append("delay")
     if vocab.waits:
         kinds.extend(("wait", "hil"))
+    if vocab.children:
+        kinds.append("subworkflow")
     return kinds
 
 
@@ -181,6 +187,8 @@ def _config(draw, vocab, i, kind) -> dict:
         return {"seconds": draw(st.sampled_from(vocab.delay_seconds))}
     if kind in WAITING_TYPES:
         return _wait_config(draw, vocab, kind)
+    if kind == "subworkflow":
+        return {"workflow": CHILD_WORKFLOW}
     return {}
 
 
