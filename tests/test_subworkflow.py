@@ -242,3 +242,18 @@ def test_cancelling_a_waiting_parent_cancels_its_waiting_child(tmp_path):
     engine.cancel("p")
     assert engine.status("p").status == "cancelled"
     assert engine.status("p/sub").status == "cancelled"
+
+
+def test_a_resumed_parent_reads_the_end_of_a_child_that_finished_while_nobody_told_it(tmp_path, monkeypatch):
+    """As after a crash between the child's last step and the parent's: ``Resumed`` asks for the
+    child again, and the child found ended in the store is reported, not run a second time."""
+    write(tmp_path, "child.yaml", APPROVE)
+    db = str(tmp_path / "flowcore.db")
+    Engine(db=db).run(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
+    monkeypatch.setattr(Engine, "_tell_parent", lambda self, parent, state, apply_only: None)
+    assert Engine(db=db).resume("p/sub", node="ask", input="done").status == "succeeded"
+    assert Engine(db=db).status("p").status == "waiting"  # nobody told it
+    monkeypatch.undo()
+    result = Engine(db=db).resume("p")
+    assert result.status == "succeeded" and result.record("after")["output"] == "done"
+    assert sorted(r["run_id"] for r in Engine(db=db).runs()) == ["p", "p/sub"]
