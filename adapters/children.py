@@ -77,7 +77,8 @@ class ChildRuns:
         self.wf = wf
         self.options = options
         self.clock = clock
-        self.apply_only = apply_only  # a drive that only applies requests starts no child
+        self.apply_only = apply_only  # a drive that only applies requests starts no child...
+        self.deferred = False  # ...and notes it asked for one: the next driver's Resumed asks again
         self.depth = options.get("depth", 0)
         self.ended: queue.SimpleQueue = queue.SimpleQueue()  # ChildEnded events, or None: a child thread ended
         self.lock = threading.Lock()
@@ -87,7 +88,9 @@ class ChildRuns:
 
     def __call__(self, cmd) -> None:
         if type(cmd) is StartChild:
-            if not self.apply_only:
+            if self.apply_only:
+                self.deferred = True
+            else:
                 self.start(cmd)
         elif type(cmd) is CancelChild:
             self.cancel(cmd)

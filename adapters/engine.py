@@ -423,7 +423,10 @@ class Engine:
         finally:
             abandoned = backend.close(options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
-                summary = _summary(state, run_status(state))
+                status = run_status(state)
+                if status == "waiting" and children is not None and children.deferred:
+                    status = "running"  # a child run is still to be started: for the next driver (a worker)
+                summary = _summary(state, status)
                 # a run that ended has its summary from the step that ended it (its wake_at no longer
                 # matters): two write transactions a run fewer, which workers sharing a store wait for
                 if not (state.finished and summary == session.summary):

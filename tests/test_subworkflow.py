@@ -257,3 +257,23 @@ def test_a_resumed_parent_reads_the_end_of_a_child_that_finished_while_nobody_to
     result = Engine(db=db).resume("p")
     assert result.status == "succeeded" and result.record("after")["output"] == "done"
     assert sorted(r["run_id"] for r in Engine(db=db).runs()) == ["p", "p/sub"]
+
+
+def test_a_child_asked_for_by_a_cancel_that_only_applies_is_started_by_the_next_driver(tmp_path):
+    """``cancel --node`` of a waiting branch lets a join run: a subworkflow it feeds asks for its
+    child in a drive that starts nothing; the run is left for a driver (a worker), which starts it."""
+    write(tmp_path, "child.yaml", CHILD)
+    path = write(tmp_path, "parent.yaml", {"name": "parent", "nodes": [
+        {"id": "a", "type": "python", "call": "subworkflow_nodes:passthrough"},
+        {"id": "ask", "type": "hil"},
+        {"id": "sub", "type": "subworkflow", "workflow": "child.yaml"}],
+        "connections": [{"from": "a", "to": "sub"}, {"from": "ask", "to": "sub"}]})
+    db = str(tmp_path / "flowcore.db")
+    assert Engine(db=db).run(path, trigger={"n": 1}, run_id="p").status == "waiting"
+    Engine(db=db).cancel("p", node="ask")
+    assert Engine(db=db).store.info("p").status == "running"  # not "waiting": it needs a driver
+    from adapters.worker import Worker
+
+    Worker(Engine(db=db)).run_once()
+    result = Engine(db=db).status("p")
+    assert result.status == "succeeded" and result.record("sub")["output"] == 101

@@ -89,6 +89,7 @@ def test_answering_a_waiting_child_lets_its_parent_finish(tmp_path):
     write(tmp_path, "parent.yaml", parent("asking.yaml"))
     done = flowcore("run", "parent.yaml", "--trigger", '{"n": 1}', "--run-id", "p", "--db", "s.db", cwd=tmp_path)
     assert done.returncode == 3, done.stderr  # waiting: its child waits for an answer
+    assert "sub waits for its child run p/sub" in done.stderr
     status = flowcore("status", "p", "--db", "s.db", cwd=tmp_path).stdout
     assert "awaits its child run p/sub" in status
     answered = flowcore("resume", "p/sub", "--node", "ask", "--input", '"yes"', "--db", "s.db", cwd=tmp_path)
