@@ -31,6 +31,7 @@ from typing import Any
 from scheduler_core import CancelChild, ChildEnded, RunStatus, StartChild
 
 from .node_types.subworkflow import ChildInputProblem
+from .recovery import RunBusy
 from .report import child_run_id
 from .store import ENDED, UnknownRun
 
@@ -130,8 +131,6 @@ class ChildRuns:
                 impl.path, trigger, child_id, parent, self.depth + 1, self.options, on_drive))
 
     def _take_over(self, cmd: StartChild, child_id: str) -> None:
-        from .recovery import RunBusy
-
         try:
             lease = self.engine.claim(child_id)
         except RunBusy:

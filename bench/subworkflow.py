@@ -6,8 +6,9 @@ Timed interleaved with runs of the leaf alone, in the same store: from its file 
 top is run) and from a workflow loaded once (no parsing: a child's file is parsed once while it
 stays the same, so a level parses nothing). A level's cost is ``(chain - leaf from its file) /
 LEVELS``: one run more (its own node parks, its child is stored and driven in a thread, its end
-comes back as an event). The target: a level costs at most a run of the loaded leaf (the smaller
-figure, so the stricter target) plus 2 ms. Measured on the thread runner, in memory and in SQLite (a level's run is logged as
+comes back as an event). The target: a level costs at most a run of the leaf alone plus 2 ms, the
+leaf's run being the smaller of the two figures (the stricter target; it is the loaded one, but
+for SQLite's noise). Measured on the thread runner, in memory and in SQLite (a level's run is logged as
 the leaf's is, plus its child's end).
 """
 from __future__ import annotations
@@ -65,14 +66,15 @@ def run(cfg) -> Section:
     for store in STORES:
         leaf, loaded, chain = t[(store, "leaf")], t[(store, "loaded")], t[(store, "chain")]
         level = (chain - leaf) / LEVELS
+        alone = min(leaf, loaded)
         rows.append([store, f"{leaf * 1e3:.2f}", f"{loaded * 1e3:.2f}", f"{chain * 1e3:.2f}",
-                     f"{level * 1e3:.2f}", ratio(level / loaded)])
+                     f"{level * 1e3:.2f}", ratio(level / alone)])
         checks.append(Check(f"{store}: a level of subworkflow nesting, ms beyond a run of its child alone",
-                            (level - loaded) * 1e3, SLACK * 1e3, unit=" ms"))
+                            (level - alone) * 1e3, SLACK * 1e3, unit=" ms"))
     notes = [f"Engine.run (thread runner) of a {LEVELS}-level chain of subworkflow files ending in a one-noop "
              f"workflow, against runs of that leaf workflow alone (from its file; loaded once), in the same store; "
              f"medians of {repeats} interleaved repeats, in ms. A level = (chain - leaf from its file) / {LEVELS}; "
-             f"the target compares it with the loaded leaf's run."]
+             f"the target compares it with the smaller of the leaf's two figures."]
     header = ["store", "leaf (file) ms", "leaf (loaded) ms", f"{LEVELS}-level chain ms", "per level ms",
-              "level/loaded leaf"]
+              "level/leaf"]
     return Section("13. Subworkflow nesting (issue 14)", notes, [("Wall time", header, rows)], checks)
