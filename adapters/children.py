@@ -108,11 +108,16 @@ class ChildRuns:
             if child_id in self.live:
                 return
         impl = self.engine._node_impl(self.wf, cmd.node)
+        parent = {"run_id": self.run_id, "node": cmd.node, "item": list(cmd.item) or None}
         try:
             info = self.engine.store.info(child_id)
         except UnknownRun:
             info = None
-        if info is not None and info.status in ENDED:
+        if info is not None and info.options.get("parent") != parent:
+            self._report(cmd, {"status": "failed", "error_type": "subworkflow", "message": (
+                f"the run {child_id!r} is in the store, but is no child of this instance (another run took "
+                f"its id); its child run cannot be made")})
+        elif info is not None and info.status in ENDED:
             self._report(cmd, ended_body(self.engine.load(child_id)[2]))
         elif info is not None:
             self._take_over(cmd, child_id)
@@ -126,7 +131,6 @@ class ChildRuns:
             except ChildInputProblem as exc:
                 self._report(cmd, {"status": "failed", "error_type": "subworkflow_input", "message": str(exc)})
                 return
-            parent = {"run_id": self.run_id, "node": cmd.node, "item": list(cmd.item) or None}
             self._spawn(cmd, child_id, lambda on_drive: self.engine._run_child(
                 impl.path, trigger, child_id, parent, self.depth + 1, self.options, on_drive))
 

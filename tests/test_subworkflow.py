@@ -277,3 +277,12 @@ def test_a_child_asked_for_by_a_cancel_that_only_applies_is_started_by_the_next_
     Worker(Engine(db=db)).run_once()
     result = Engine(db=db).status("p")
     assert result.status == "succeeded" and result.record("sub")["output"] == 101
+
+
+def test_a_run_that_took_the_childs_id_is_not_taken_for_the_child(tmp_path):
+    write(tmp_path, "child.yaml", CHILD)
+    engine = Engine()
+    engine.run(write(tmp_path, "other.yaml", {**CHILD, "name": "other"}), trigger={"n": 0}, run_id="p/sub")
+    result = engine.run(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
+    assert result.record("sub")["status"] == "failed"
+    assert "is no child of this instance" in result.record("sub")["error"]["message"]
