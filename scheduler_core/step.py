@@ -76,8 +76,8 @@ from . import heap
 from .behaviour import Kind, ParkForChild, ParkForInput, ParkForTimer
 from .commands import (AwaitInput, CancelChild, CancelNode, CancelTimer, Command, Refused, RunFinished, StartChild,
                        StartNode, StartTimer)
-from .events import (CancelConfirmed, CancelRequested, ChildEnded, CapChanged, Draining, InputProvided, NodeCancelRequested,
-                     NodeFailed, NodeSucceeded, Event, Resumed, RunStarted, TimerFired)
+from .events import (CancelConfirmed, CancelRequested, CapChanged, ChildEnded, Draining, InputProvided,
+                     NodeCancelRequested, NodeFailed, NodeSucceeded, Event, Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
 from .state import (Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
@@ -339,7 +339,7 @@ class _Transition:
             assert stimulus is not None  # set by apply
         self.commands.append(Refused(reason=reason, stimulus=stimulus))
 
-    def key_of(self, event: NodeSucceeded | NodeFailed | InputProvided | CancelConfirmed | ChildEnded) -> Key:
+    def key_of(self, event: NodeSucceeded | NodeFailed | InputProvided | CancelConfirmed) -> Key:
         n = self.g.index.get(event.node)
         if n is None:
             raise InvalidEvent(f"event for unknown node {event.node!r}")
@@ -603,9 +603,10 @@ class _Transition:
     def on_child_ended(self, ev: ChildEnded) -> None:
         """The child run of a ``ParkForChild`` instance ended: the instance succeeds with the child's
         output, fails with its error, or is cancelled (as by a node cancel: its edges resolve dead,
-        and the run goes on). For an instance that no longer waits for a child, nothing happens."""
-        key = self.key_of(ev)
-        if self.children.get(key) is None:
+        and the run goes on). For an instance that no longer waits for a child (or a node the run
+        lacks: the end may come through the inbox), nothing happens."""
+        n = self.g.index.get(ev.node)
+        if n is None or self.children.get(key := (n, tuple(ev.item))) is None:
             return
         self.children.pop(key)
         if ev.status == "succeeded":

@@ -109,3 +109,12 @@ def test_the_childs_end_is_replayed_like_any_event():
     run.succeed("b", at=3)
     again = replay(run.state.graph, run.batches)
     assert again.records == run.state.records and again.status == run.state.status == "succeeded"
+
+
+def test_the_end_of_a_child_for_a_node_the_run_lacks_changes_nothing():
+    """(It may come through the inbox, where anything can be written.)"""
+    run = Run(graph("s", nodes=[sub()]))
+    run.start(at=0)
+    before = run.state.records
+    assert run.step(ended("nope", "succeeded", ports={"result": 1})) == ()
+    assert run.state.records == before
