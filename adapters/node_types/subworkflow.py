@@ -97,7 +97,8 @@ class SubworkflowNode(NodeType):
         try:
             load_child_workflow(self.path)
         except WorkflowError as exc:
-            raise FieldProblem(f"workflow {given!r} is not a valid workflow: {exc}") from None
+            found = "; ".join(str(p) for p in exc.problems)
+            raise FieldProblem(f"workflow {given!r} ({self.path}) is not a valid workflow: {found}") from None
         finally:
             _CHECKING.reset(token)
 
