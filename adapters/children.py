@@ -82,6 +82,7 @@ class ChildRuns:
         self.deferred = False  # ...and notes it asked for one: the next driver's Resumed asks again
         self.depth = options.get("depth", 0)
         self.ended: queue.SimpleQueue = queue.SimpleQueue()  # ChildEnded events, or None: a child thread ended
+        self.results: queue.SimpleQueue | None = None  # the runner's own queue of results, if it has one
         self.lock = threading.Lock()
         self.live: dict[str, threading.Thread] = {}  # child run id -> the thread driving it
         self.drives: dict[str, Any] = {}  # child run id -> its Drive (to drain it when this drive stops)
@@ -144,20 +145,21 @@ class ChildRuns:
 
     def _spawn(self, cmd: StartChild, child_id: str, drive) -> None:
         def body():
+            event = None
             try:
                 result = drive(lambda d: self._register(child_id, d))
             except Exception as exc:  # noqa: BLE001 - the child's failure to run is the node's failure
-                self.ended.put(ended_event(cmd.node, cmd.item, {
+                event = ended_event(cmd.node, cmd.item, {
                     "status": "failed", "error_type": "subworkflow",
-                    "message": f"child run {child_id!r} could not run: {exc}"}, self.clock()))
+                    "message": f"child run {child_id!r} could not run: {exc}"}, self.clock())
             else:
-                if result.state.finished:
-                    self.ended.put(ended_event(cmd.node, cmd.item, ended_body(result.state), self.clock()))
+                if result.state.finished:  # (else it waits, for an answer or a far timer: so does its parent)
+                    event = ended_event(cmd.node, cmd.item, ended_body(result.state), self.clock())
             finally:
-                with self.lock:
+                with self.lock:  # no longer in flight before its end is heard: the parent's drive goes on at once
                     self.live.pop(child_id, None)
                     self.drives.pop(child_id, None)
-                self.ended.put(None)  # wakes the parent's drive: one thing less in flight
+                self._deliver(event)
         thread = threading.Thread(target=body, name=f"flowcore-child-{child_id}", daemon=True)
         with self.lock:
             self.live[child_id] = thread
@@ -168,7 +170,16 @@ class ChildRuns:
             self.drives[child_id] = drive
 
     def _report(self, cmd: StartChild, body: dict) -> None:
-        self.ended.put(ended_event(cmd.node, cmd.item, body, self.clock()))
+        self._deliver(ended_event(cmd.node, cmd.item, body, self.clock()))
+
+    def _deliver(self, event: ChildEnded | None) -> None:
+        """Hand a child's end (None: a child thread ended without one) to the parent's drive: among
+        the runner's own results where it keeps them in a queue (its wait wakes at once), else here."""
+        if self.results is not None:
+            if event is not None:
+                self.results.put(event)
+            return
+        self.ended.put(event)
 
     # -- cancelling ---------------------------------------------------------------------------
 
@@ -218,13 +229,20 @@ class ChildRuns:
 
 class WithChildren:
     """A backend that also counts the parent's child runs as work in flight: the parent's drive keeps
-    going while one runs, and wakes when one ends. Everything else is the runner's own backend."""
+    going while one runs, and wakes when one ends. Everything else is the runner's own backend.
 
-    SLICE = 0.002  # how often to look at both when node attempts and children are in flight at once
+    A runner that keeps its results in a queue (thread, asyncio) gets the children's ends in it, so
+    its own wait wakes for them; for the others, the wait looks at both in turn (every ``SLICE``)
+    while node attempts and children are in flight at once."""
+
+    SLICE = 0.002
 
     def __init__(self, inner, children: ChildRuns):
         self.inner = inner
         self.children = children
+        results = getattr(inner, "results", None)  # the thread and asyncio runners' queue of results
+        if isinstance(results, queue.SimpleQueue):
+            children.results = results
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -243,7 +261,7 @@ class WithChildren:
 
     def wait(self, timeout):
         ended = self.children.take()
-        if ended or not self.children.count():
+        if ended or not self.children.count() or self.children.results is not None:
             return self.inner.wait(0 if ended else timeout) + ended
         if self.inner.in_flight() == 0:
             return self.inner.wait(0) + self.children.wait(timeout)
