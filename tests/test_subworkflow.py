@@ -286,3 +286,19 @@ def test_a_run_that_took_the_childs_id_is_not_taken_for_the_child(tmp_path):
     result = engine.run(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
     assert result.record("sub")["status"] == "failed"
     assert "is no child of this instance" in result.record("sub")["error"]["message"]
+
+
+def test_the_web_api_serves_a_child_run_and_its_parents_child_run_field(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from adapters.web.app import Server, create_app
+
+    write(tmp_path, "child.yaml", CHILD)
+    engine = Engine(db=str(tmp_path / "flowcore.db"))
+    engine.run(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
+    client = TestClient(create_app(Server(engine)), base_url="http://127.0.0.1")
+    child = client.get("/api/runs/p/sub")
+    assert child.status_code == 200 and child.json()["parent"] == {"run_id": "p", "node": "sub", "item": None}
+    assert client.get("/runs/p/sub").status_code == 200
+    nodes = client.get("/api/runs/p").json()["nodes"]
+    assert [n.get("child_run") for n in nodes] == ["p/sub", None]

@@ -48,6 +48,9 @@ def test_the_wcp22_recursion_example_counts_down_through_child_runs(tmp_path):
     deepest = as_json(flowcore("status", "r/again/again/again", "--db", "s.db", "--json", cwd=tmp_path))
     assert deepest["parent"] == {"run_id": "r/again/again", "node": "again", "item": None}
     assert {r["node"]: r["status"] for r in deepest["nodes"]}["bottom"] == "succeeded"
+    report = flowcore("report", "r/again", "--db", "s.db", cwd=tmp_path)  # a child's page, named without its slash
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "r_again.html").exists()
 
 
 def test_the_wcp22_recursion_example_stops_at_max_depth(tmp_path):
