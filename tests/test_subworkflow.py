@@ -302,3 +302,15 @@ def test_the_web_api_serves_a_child_run_and_its_parents_child_run_field(tmp_path
     assert client.get("/runs/p/sub").status_code == 200
     nodes = client.get("/api/runs/p").json()["nodes"]
     assert [n.get("child_run") for n in nodes] == ["p/sub", None]
+
+
+def test_cancelling_the_node_of_a_waiting_parent_cancels_its_waiting_child_and_the_run_goes_on(tmp_path):
+    write(tmp_path, "child.yaml", APPROVE)
+    db = str(tmp_path / "flowcore.db")
+    Engine(db=db).run(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
+    Engine(db=db).cancel("p", node="sub", reason="enough")
+    child = Engine(db=db).status("p/sub")
+    assert child.status == "cancelled" and child.error["message"] == "enough"
+    result = Engine(db=db).status("p")
+    assert result.status == "succeeded"  # nothing else was left: the cancel ended it (a cancel is no failure)
+    assert result.record("sub")["status"] == "cancelled" and result.record("after")["status"] == "skipped"
