@@ -15,7 +15,8 @@ when the instance stops waiting. This module carries those out for one drive of 
   thread; the parent then waits too.
 - **Reported through the inbox when ended elsewhere.** A child that ends in a drive that is not
   its parent's (``resume CHILD``, a worker, ``cancel CHILD``) posts its end to the parent's inbox
-  (``child_ended``) and drives the parent on if no live process does (``Engine._tell_parent``).
+  (``child_ended``) and drives the parent on if no live process does (``Engine._tell_parent``;
+  a cancel's drive, which starts nothing, only applies it there).
 - **Cancels.** ``CancelChild`` posts a cancel to the child's inbox (applied by the child's
   driver) or, when nothing drives the child, applies it (``Engine.cancel``).
 
@@ -34,6 +35,7 @@ from .node_types.subworkflow import ChildInputProblem
 from .recovery import RunBusy
 from .report import child_run_id
 from .store import ENDED, UnknownRun
+
 
 def child_output(state) -> Any:
     """What a child run that succeeded gives its parent: the output of its single sink, or
