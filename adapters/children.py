@@ -158,10 +158,13 @@ class ChildRuns:
                 if result.state.finished:  # (else it waits, for an answer or a far timer: so does its parent)
                     event = ended_event(cmd.node, cmd.item, ended_body(result.state), self.clock())
             finally:
-                with self.lock:  # no longer in flight before its end is heard: the parent's drive goes on at once
+                # out of the in-flight count and its end handed over at once (under the lock ``count``
+                # takes): the parent's drive never sees it gone without its end, nor its end with it
+                # still counted (it would wait for nothing)
+                with self.lock:
                     self.live.pop(child_id, None)
                     self.drives.pop(child_id, None)
-                self._deliver(event)
+                    self._deliver(event)
         thread = threading.Thread(target=body, name=f"flowcore-child-{child_id}", daemon=True)
         with self.lock:
             self.live[child_id] = thread
@@ -262,8 +265,11 @@ class WithChildren:
         return self.inner.in_flight() + self.children.count()
 
     def wait(self, timeout):
+        if self.children.results is not None:
+            return self.inner.wait(timeout)  # the children's ends come among the runner's own results
+        live = self.children.count()  # (read first: a child no longer counted has handed over its end)
         ended = self.children.take()
-        if ended or not self.children.count() or self.children.results is not None:
+        if ended or not live:
             return self.inner.wait(0 if ended else timeout) + ended
         if self.inner.in_flight() == 0:
             return self.inner.wait(0) + self.children.wait(timeout)

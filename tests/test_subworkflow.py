@@ -314,3 +314,13 @@ def test_cancelling_the_node_of_a_waiting_parent_cancels_its_waiting_child_and_t
     result = Engine(db=db).status("p")
     assert result.status == "succeeded"  # nothing else was left: the cancel ended it (a cancel is no failure)
     assert result.record("sub")["status"] == "cancelled" and result.record("after")["status"] == "skipped"
+
+
+@pytest.mark.parametrize("runner", ["serial", "thread", "asyncio", "simulated"])
+def test_every_runner_drives_the_recursion_example_to_the_same_end(runner):
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "patterns",
+                           "wcp22_recursion.yaml")
+    engine = Engine(runner=runner)
+    result = engine.run(example, trigger={"n": 3}, run_id="r")
+    assert result.record("done")["output"] == {"n": 0, "visited": [3, 2, 1]}
+    assert len(engine.runs()) == 4
