@@ -27,7 +27,7 @@ from runners import backend_names
 from .engine import ClusterUnreachable, Engine, RunInterrupted, RunRefused, new_run_id
 from .inbox import RequestPending
 from .nodes import MAX_NESTING, nesting_problem
-from .report import how_it_continues, render_table, waiting_on
+from .report import child_run_id, how_it_continues, render_table, waiting_on
 from runners import instance_name
 from .store import StoreError, is_postgres_url, open_store
 from .terminal import shown, visible
@@ -304,6 +304,11 @@ def _print_result(args, result, out: Console) -> int:
         if len(result.state.timers):
             err.print(f"  timers are pending: `flowcore resume {visible(result.run_id)}` fires those that are due",
                       highlight=False, markup=False)
+        for n, item in sorted(result.state.children.keys()):
+            node = result.state.graph.ids[n]
+            child = child_run_id(result.run_id, node, item)
+            err.print(visible(f"  {instance_name(node, item)} waits for its child run {child}: "
+                              f"`flowcore status {child}` says what that waits for"), highlight=False, markup=False)
     return EXIT[status]
 
 

@@ -12,12 +12,13 @@ import os
 import threading
 import time
 import uuid
+import weakref
 
 import attrs
 
 from runners import (DEFAULT_GRACE, DEFAULT_LINGER, ClusterUnreachable, Drive, RunnerUnavailable,  # noqa: F401
                      backend_names, make_backend)  # (ClusterUnreachable: re-exported for the CLI)
-from scheduler_core import CapChanged, RunStarted, fingerprint, initial_state
+from scheduler_core import CapChanged, Kind, RunStarted, fingerprint, initial_state
 
 from . import inbox, recovery
 from .inbox import RequestPending, answer_problem
@@ -26,7 +27,9 @@ from .report import run_dict, run_status
 from .leases import HEARTBEAT_SECONDS
 from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, StoreError, UnknownRun,
                     canonical_json, definition_hash, open_store, text_hash)  # noqa: F401 (definition_hash: re-exported)
+from .children import ChildRuns, WithChildren, ended_body
 from .workflow_file import WorkflowError, compiled, dask_address_problem, load_workflow, workflow_to_dict
+from .node_types.subworkflow import load_child_workflow
 
 CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
 
@@ -40,10 +43,12 @@ class RunInterrupted(StoreError):
 class RunResult:
     """What a run came to: ``.status``, ``.error``, ``.records``, and ``.to_dict()`` (the ``--json`` object)."""
 
-    def __init__(self, run_id: str, state, abandoned: int = 0, applied_by: str | None = None):
+    def __init__(self, run_id: str, state, abandoned: int = 0, applied_by: str | None = None,
+                 parent: dict | None = None):
         self.run_id = run_id
         self.state = state
         self.abandoned = abandoned
+        self.parent = parent  # a child run's parent ({run_id, node, item}), from its options
         # set when a request (an answer, a cancel) was applied by another process driving the run:
         # ``state`` is the run as this process read it afterwards
         self.applied_by = applied_by
@@ -58,7 +63,10 @@ class RunResult:
         return None if self.state.error is None else self.state.error.as_dict(with_node=True)
 
     def to_dict(self) -> dict:
-        return run_dict(self.run_id, self.state)
+        out = run_dict(self.run_id, self.state)
+        if self.parent is not None:
+            out["parent"] = dict(self.parent)
+        return out
 
     def record(self, node: str, item=None) -> dict:
         """The ``--json`` record of one instance."""
@@ -148,7 +156,7 @@ class Engine:
         return info.run_id
 
     def _new_run(self, workflow, trigger, run_id, *, runner, max_parallel, linger=None, grace=None, path=None,
-                 dask_address=None):
+                 dask_address=None, child_of: dict | None = None):
         """(workflow, graph, RunInfo) of a run about to be stored: checked, with its options."""
         wf = load_workflow(workflow)
         if path is None and isinstance(workflow, (str, os.PathLike)):  # a resume finds its node modules there
@@ -162,6 +170,8 @@ class Engine:
                    "linger": self.linger if linger is None else linger,
                    "grace": self.grace if grace is None else grace, "path": path}
         options.update(self._dask_option(runner, dask_address, wf.settings.dask_address))
+        if child_of is not None:  # a subworkflow's child run: {parent: {run_id, node, item}, depth}
+            options.update(child_of)
         run_id = run_id or new_run_id(wf.name)
         if self._exists(run_id):
             raise RunRefused(f"a run with id {run_id!r} already exists; choose another --run-id")
@@ -188,7 +198,7 @@ class Engine:
 
     def status(self, run_id: str) -> RunResult:
         info, _, state = self.load(run_id)
-        return RunResult(run_id, state)
+        return RunResult(run_id, state, parent=info.options.get("parent"))
 
     def runs(self, status: str | None = None, workflow: str | None = None, limit: int | None = None) -> list[dict]:
         return self.store.runs(status=status, workflow=workflow, limit=limit)
@@ -268,7 +278,8 @@ class Engine:
                                observer=observer, on_drive=on_drive, dask_address=dask_address)
 
     def _take_over(self, run_id: str, lease: Lease, *, runner=None, max_parallel=None, linger=None, grace=None,
-                   observer=None, on_drive=None, apply_only: bool = False, dask_address=None) -> RunResult:
+                   observer=None, on_drive=None, apply_only: bool = False, dask_address=None,
+                   report_to_parent: bool = True) -> RunResult:
         """Drive a stored run under ``lease`` (released at the end): rebuild it, check it can run here,
         and feed the first step a takeover makes (see ``inbox.takeover_events``)."""
         try:
@@ -278,7 +289,7 @@ class Engine:
                     return self._repair_summary(run_id, loaded, lease)
                 self.store.refuse_pending(run_id, "the run has already finished")
                 self.store.release(run_id, lease)
-                return RunResult(run_id, loaded.state)
+                return RunResult(run_id, loaded.state, parent=loaded.info.options.get("parent"))
             if not apply_only:
                 _check_node_types(run_id, loaded.workflow)
             options = _resume_options(loaded, runner=runner, max_parallel=max_parallel, linger=linger, grace=grace)
@@ -297,7 +308,7 @@ class Engine:
         session = _Session(run_id, loaded.workflow, options, lease, loaded.steps, tail=loaded.tail,
                            snapshot_at=loaded.snapshot_at)
         return self._drive(session, loaded.state, events, observer, box=box, apply_only=apply_only,
-                           on_drive=on_drive)
+                           on_drive=on_drive, report_to_parent=report_to_parent)
 
     def claim(self, run_id: str) -> Lease:
         """Take the run's lease for this process (``RunBusy`` when a live process holds it)."""
@@ -367,12 +378,14 @@ class Engine:
         return lease
 
     def _drive(self, session: "_Session", state, first_events, observer, box=None, apply_only: bool = False,
-               on_drive=None) -> RunResult:
+               on_drive=None, report_to_parent: bool = True) -> RunResult:
         """Drive the run under ``session.lease`` (released at the end), logging each step before acting on it.
 
         ``first_events(now)`` makes the events that start the drive, stamped by the runner's clock
         (virtual for the simulated runner). ``box``: the run's inbox, looked into while it is driven.
-        ``apply_only``: apply what the first step holds and start nothing (a cancel's own drive)."""
+        ``apply_only``: apply what the first step holds and start nothing (a cancel's own drive).
+        ``report_to_parent``: a child run that ends here tells its parent (see ``_tell_parent``);
+        not when the parent's own drive drives it (``children.ChildRuns`` hears its end directly)."""
         run_id, options = session.run_id, session.options
         try:
             if apply_only:
@@ -382,6 +395,10 @@ class Engine:
         except BaseException:
             self.store.release(run_id, session.lease)
             raise
+        children = None
+        if _has_children(session.wf):
+            children = ChildRuns(self, run_id, session.wf, options, backend.now, apply_only=apply_only)
+            backend = WithChildren(backend, children)
 
         def on_step(step_events, commands, new_state):
             # a run that ends with this step is stored ended by it: there is no moment at which the
@@ -395,7 +412,7 @@ class Engine:
                 observer(step_events, commands, new_state)
 
         drive = Drive(backend, linger=0.0 if apply_only else options["linger"], on_step=on_step, inbox=box,
-                      grace=options["grace"])
+                      grace=options["grace"], on_child=children)
         if on_drive is not None:
             on_drive(drive)  # a worker keeps it, to drain it when told to stop
         ended = False
@@ -406,7 +423,10 @@ class Engine:
         finally:
             abandoned = backend.close(options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
-                summary = _summary(state, run_status(state))
+                status = run_status(state)
+                if status == "waiting" and children is not None and children.deferred:
+                    status = "running"  # a child run is still to be started: for the next driver (a worker)
+                summary = _summary(state, status)
                 # a run that ended has its summary from the step that ended it (its wake_at no longer
                 # matters): two write transactions a run fewer, which workers sharing a store wait for
                 if not (state.finished and summary == session.summary):
@@ -424,7 +444,64 @@ class Engine:
             self._cache[run_id] = (session.index, state)
             while len(self._cache) > CACHED_RUNS:  # a long-lived engine must not keep every run's state
                 del self._cache[next(iter(self._cache))]
-        return RunResult(run_id, state, abandoned)
+        parent = options.get("parent")
+        if parent is not None and state.finished and report_to_parent:
+            self._tell_parent(parent, state, apply_only)
+        return RunResult(run_id, state, abandoned, parent=parent)
+
+    # -- child runs (subworkflow nodes; see adapters/children.py) --------------------------------
+
+    def _node_impl(self, wf, node: str):
+        from .workflow_file import build_invoker
+
+        return build_invoker(wf).impls[node]
+
+    def _run_child(self, path: str, trigger, child_id: str, parent: dict, depth: int, parent_options: dict,
+                   on_drive) -> RunResult:
+        """Start and drive the child run ``child_id`` of a subworkflow node, in this thread: on the
+        child workflow's own runner setting, else the parent's; with the parent's linger and grace."""
+        wf = load_child_workflow(path)
+        wf, graph, info = self._new_run(wf, trigger, child_id, runner=wf.settings.runner or parent_options["runner"],
+                                        max_parallel=None, linger=parent_options["linger"],
+                                        grace=parent_options["grace"], path=path,
+                                        child_of={"parent": parent, "depth": depth})
+        lease = self._acquire(info.run_id)
+        return self._drive(_Session(info.run_id, wf, info.options, lease, 0, new_run=info), initial_state(graph),
+                           lambda now: [RunStarted(at=now, trigger=trigger)], None,
+                           box=inbox.StoreInbox(self.store, info.run_id), on_drive=on_drive, report_to_parent=False)
+
+    def _cancel_child(self, child_id: str, reason: str) -> None:
+        """Cancel a child run its parent no longer waits for (nothing to tell the parent afterwards)."""
+        try:
+            info = self.store.info(child_id)
+        except UnknownRun:
+            return  # never made (max_depth, an input that is no mapping)
+        if info.status in ENDED:
+            return
+        try:
+            self.store.post(child_id, "cancel", {"reason": reason}, at=time.time())
+            try:
+                lease = self._acquire(child_id)
+            except RunBusy:
+                return  # its driver applies it
+            self._take_over(child_id, lease, apply_only=True, report_to_parent=False)
+        except (RunRefused, StoreError):
+            pass  # the child is left as it is: `flowcore cancel CHILD` cancels it
+
+    def _tell_parent(self, parent: dict, state, apply_only: bool) -> None:
+        """A child run ended in a drive that is not its parent's: post its end to the parent's inbox,
+        and drive the parent on (or only apply it, after a cancel) unless a live process drives it."""
+        parent_id = parent["run_id"]
+        body = {"node": parent["node"], "item": parent.get("item") or [], **ended_body(state)}
+        try:
+            self.store.post(parent_id, "child_ended", body, at=time.time())
+            lease = self._acquire(parent_id)
+        except (RunBusy, UnknownRun, StoreError):
+            return  # its driver (or the next one) applies it from the inbox
+        try:
+            self._take_over(parent_id, lease, apply_only=apply_only)
+        except (RunRefused, StoreError):
+            pass  # the request stays in the parent's inbox for the next driver
 
     def _backend(self, options, wf, run_id, max_parallel):
         from .workflow_file import build_invoker
@@ -442,6 +519,19 @@ class Engine:
                                 max_parallel, **extra)
         except RunnerUnavailable as exc:
             raise RunRefused(str(exc)) from None
+
+
+def _has_children(wf) -> bool:
+    """Whether the workflow has subworkflow nodes (whose drives need ``ChildRuns``): looked at once
+    per workflow."""
+    found = _HAS_CHILDREN.get(wf)
+    if found is None:
+        found = _HAS_CHILDREN[wf] = any(n.behaviour is not None and n.behaviour.kind is Kind.PARK_CHILD
+                                        for n in wf.nodes)
+    return found
+
+
+_HAS_CHILDREN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _refuse_misplaced_address(runner: str, given: str | None) -> None:

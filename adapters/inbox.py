@@ -17,7 +17,7 @@ import time
 
 import attrs
 
-from scheduler_core import (CancelRequested, Draining, InputProvided, NodeCancelRequested, Refused, Resumed,
+from scheduler_core import (CancelRequested, ChildEnded, Draining, InputProvided, NodeCancelRequested, Refused, Resumed,
                             RunStarted, RunStatus, State, TimerFired, cancel_problem, input_problem)
 
 from .recovery import RunRefused
@@ -71,6 +71,9 @@ def event_of(request: Request, now: float):
         item = body.get("item")
         return NodeCancelRequested(node=body["node"], item=None if item is None else tuple(item), at=at,
                                    reason=body.get("reason") or "cancelled by request")
+    if request.kind == "child_ended":  # a child run ended in another drive than its parent's
+        return ChildEnded(node=body["node"], item=tuple(body.get("item") or ()), at=at, status=body["status"],
+                          ports=body.get("ports"), error_type=body.get("error_type"), message=body.get("message"))
     raise ValueError(f"unknown request kind {request.kind!r}")
 
 

@@ -24,7 +24,8 @@ def run_status(state: State) -> str:
         return state.status
     if state.status == RunStatus.PENDING:
         return "queued"
-    if state.status == RunStatus.RUNNING and state.idle and (len(state.awaiting) or len(state.timers)):
+    if state.status == RunStatus.RUNNING and state.idle and (len(state.awaiting) or len(state.timers)
+                                                             or len(state.children)):
         return "waiting"
     return "running"
 
@@ -75,9 +76,29 @@ def run_dict(run_id: str, state: State) -> dict:
         "error": state.error.as_dict(with_node=True) if state.error else None,
         "started_at": state.started_at,
         "finished_at": state.finished_at,
-        "nodes": [record_dict(r) for r in ordered_records(state)],
+        "nodes": _with_child_runs(run_id, state, [record_dict(r) for r in ordered_records(state)]),
         "sequence": [instance_name(state.graph.ids[n], path) for n, path in sequence_keys(state)],
     }
+
+
+NO_CHILD_ERRORS = frozenset({"max_depth", "subworkflow_input"})  # a subworkflow that failed so made no child run
+
+
+def child_run_id(parent_run_id: str, node: str, item) -> str:
+    """The run id of the child run of instance ``node[item]`` of a run: ``PARENT/node`` or ``PARENT/node[2]``."""
+    return f"{parent_run_id}/{instance_name(node, tuple(item or ()))}"
+
+
+def _with_child_runs(run_id: str, state: State, records: list[dict]) -> list[dict]:
+    """Records of subworkflow nodes get ``child_run``: their child's run id, or null while (or
+    because) they have none."""
+    g = state.graph
+    for r in records:
+        b = g.nodes[g.index[r["node"]]].behaviour
+        if b is not None and b.kind is Kind.PARK_CHILD:
+            made = r["started_at"] is not None and (r["error"] is None or r["error"]["type"] not in NO_CHILD_ERRORS)
+            r["child_run"] = child_run_id(run_id, r["node"], r["item"]) if made else None
+    return records
 
 
 def parked_timers(state: State) -> list[tuple[float, str]]:
@@ -121,6 +142,9 @@ def how_it_continues(run_id: str, state: State, driver, now: float) -> list[str]
         lines.append(f"  next timer due {_when(due[0][0], now)}" + (f" ({len(due)} timers in all)" if len(due) > 1 else ""))
     for name, _, _, prompt, _ in waiting_on(state):
         lines.append(f"  {name} awaits an answer" + (f" ({prompt})" if prompt else ""))
+    for n, path in sorted(state.children.keys()):
+        node = state.graph.ids[n]
+        lines.append(f"  {instance_name(node, path)} awaits its child run {child_run_id(run_id, node, path)}")
     if state.running_count:
         lines.append(f"  {state.running_count} instance(s) were running when their process stopped: they start again")
     lines.append(f"  it continues when a worker (flowcore worker) or `flowcore resume {run_id}` drives it")

@@ -23,6 +23,7 @@ SECTIONS = {
     "cpu": "a CPU-bound fan-out on the process runner and on a two-worker dask cluster vs the thread runner (issue 13)",
     "dask": "the dask runner's per-node overhead on a two-worker cluster vs distributed itself (issue 13)",
     "loop": "a loop of 1,000 iterations of a one-node body vs a chain of 1,000 of the node (issue 14)",
+    "subworkflow": "a 10-level chain of subworkflow files vs a run of its leaf alone (issue 14)",
 }
 
 

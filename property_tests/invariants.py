@@ -11,7 +11,8 @@ import functools
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, InputProvided,
+from scheduler_core import (AwaitInput, CancelChild, CancelConfirmed, CancelNode, CancelRequested, CancelTimer,
+                            ChildEnded, InputProvided, StartChild,
                             NodeCancelRequested, NodeFailed, NodeSucceeded, Refused, RunFinished, Resumed, StartNode,
                             StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
 from scheduler_core.graph import FAN_OUT, GATHER, LOOP_ENTRY, LOOP_EXIT, MAP
@@ -473,7 +474,8 @@ def every_instance_ends_in_exactly_one_terminal_status(trace: Trace) -> None:
     expected, actual = expected_instances(g, records), set(records.keys())
     assert actual == expected, f"missing records {sorted(name(g, k) for k in expected - actual)}, " \
                                f"unexpected records {sorted(name(g, k) for k in actual - expected)}"
-    asked = {e.node for s in trace.steps for e in accepted(s) if type(e) is NodeCancelRequested}
+    asked = {e.node for s in trace.steps for e in accepted(s) if type(e) is NodeCancelRequested
+             or type(e) is ChildEnded and e.status == "cancelled"}  # (a child run cancelled by someone)
     _check_run_status(g, final, asked)
 
 
@@ -576,6 +578,43 @@ def _same_state(g, rebuilt, live, what: str) -> None:
                     if rebuilt.records.get(k) != live.records.get(k))
     assert not differ, f"{what} gives other records for {differ}"
     assert rebuilt == live, f"{what} gives the same records but another state"
+
+
+def children_end_their_subworkflow_instances(trace: Trace) -> None:
+    """A ``subworkflow`` instance asks for its child run when it parks and again at each resume
+    while it waits; the child's end ends it (succeeded with the child's ports, failed with the
+    child's error, or cancelled), and it ends no other way without asking for the child's cancel."""
+    g = trace.graph
+    for s in trace.steps:
+        asked = {key_of(g, c) for c in s.commands if type(c) is StartChild}
+        cancelled = {key_of(g, c) for c in s.commands if type(c) is CancelChild}
+        resumed = any(type(e) is Resumed for e in s.events)
+        for key in s.after.children.keys():
+            if resumed or key not in s.before.children:
+                assert key in asked, f"{name(g, key)} waits for its child run but did not ask for it"
+        ended = {}
+        refused = {c.stimulus for c in s.commands if type(c) is Refused}
+        for i, e in enumerate(s.events):
+            stimulus = f"{s.before.steps}.{i}"
+            key = key_of(g, e) if type(e) is ChildEnded and stimulus not in refused else None
+            if key is not None and key in s.before.children and key not in ended:
+                ended[key] = (e, stimulus)
+        for key, (e, stimulus) in list(ended.items()):
+            r = s.after.records[key]
+            if r.stimulus != stimulus:  # an earlier event of the batch ended it (a cancel): the child's end came late
+                assert r.status == CANCELLED and key in cancelled, f"{name(g, key)}: child ended late, yet {r}"
+                continue
+            if e.status == "succeeded":
+                assert r.status == SUCCEEDED and r.ports == e.ports, f"{name(g, key)}: child succeeded, yet {r}"
+            elif e.status == "failed":
+                assert r.status == FAILED and tuple(r.error[:2]) == (e.error_type, e.message), \
+                    f"{name(g, key)}: child failed with {e.message!r}, yet {r}"
+            else:
+                assert r.status == CANCELLED and r.error.type == "cancelled", f"{name(g, key)}: child cancelled, yet {r}"
+        for key in s.before.children.keys():
+            if key not in s.after.children and key not in ended:
+                assert key in cancelled, f"{name(g, key)} stopped waiting for its child run without cancelling it"
+                assert s.after.records[key].status == CANCELLED
 
 
 def waits_end_answered_or_timed_out(trace: Trace) -> None:

@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 
 import scheduler_core
 from adapters.store import encode_event
-from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelRequested, CancelTimer, Draining,
+from scheduler_core import (AwaitInput, CancelChild, CancelConfirmed, CancelNode, CancelRequested, CancelTimer,
+                            ChildEnded, Draining, StartChild,
                             InputProvided, NodeCancelRequested, NodeFailed, NodeSucceeded, Resumed, RunFinished,
                             RunStarted, StartNode, StartTimer, State, TimerFired, TimerKind, compile_workflow,
                             fingerprint, initial_state, input_problem, replay, step)
@@ -81,6 +82,17 @@ class Behaviour:
         if cmd.type == "noop":
             return {"result": cmd.input}
         return {p: rng.randrange(1000) for p in PYTHON_PORTS if rng.randrange(4)}
+
+    def child_end(self, ask: StartChild) -> dict:
+        """How the child run of a subworkflow instance ends: what a ``ChildEnded`` says besides the
+        instance (it fails, or is cancelled by someone, only where attempts may fail)."""
+        rng = random.Random(digest(self.seed, "child", ask.node, ask.item))
+        roll = rng.randrange(100)
+        if self.final_failures and roll < self.fail_percent:
+            return {"status": "failed", "error_type": "subworkflow", "message": f"child of {ask.node} failed"}
+        if self.final_failures and roll < 2 * self.fail_percent:
+            return {"status": "cancelled", "error_type": "cancelled", "message": "child run cancelled"}
+        return {"status": "succeeded", "ports": {"result": rng.randrange(1000)}}
 
     def answer(self, ask: AwaitInput) -> tuple:
         """What a person answers a waiting instance: ``(port, value)``, a choice when it offers some."""
@@ -166,6 +178,7 @@ class Driver:
         self.zombies: dict = {}  # cancelled attempts whose late result may still come
         self.to_confirm: dict = {}  # cancelled attempts owed a CancelConfirmed -> (CancelNode, stopped at)
         self.awaiting: dict = {}  # (node, item) -> AwaitInput, instances a person may answer
+        self.children: dict = {}  # (node, item) -> StartChild, child runs going on
         self.timers: dict = {}  # timer id -> (due, order asked)
         self.timers_asked: list = []
         self.reported: list = []  # events already delivered, for duplicates
@@ -248,7 +261,7 @@ class Driver:
         """The driving process is gone (it drained and stopped, or died): what it ran, owed, timed
         and asked is gone with it. Another takes the run over (with the same state: a crash above
         checks that replaying the log rebuilds it) and resumes it."""
-        for pending in (self.running, self.zombies, self.to_confirm, self.timers, self.awaiting):
+        for pending in (self.running, self.zombies, self.to_confirm, self.timers, self.awaiting, self.children):
             pending.clear()
         self.reported.clear()
         self.now += FAST[self.schedule.pick(len(FAST))]
@@ -262,6 +275,7 @@ class Driver:
         acts += [partial(self.late_result, key) for key in self.zombies]
         if answers:
             acts += [partial(self.answer, key) for key in self.awaiting]
+        acts += [partial(self.end_child, key) for key in self.children]
         if self.reported and self.schedule.chance(6):
             acts.append(self.duplicate)
         return acts
@@ -336,6 +350,14 @@ class Driver:
         port, value = self.behaviour.answer(ask)
         return events + [InputProvided(node=ask.node, item=ask.item, at=at, value=value, port=port)]
 
+    def end_child(self, key) -> list:
+        """A child run ends, some time after the last event (its own timers do not concern its parent)."""
+        ask = self.children.pop(key)
+        at = self.now + FAST[self.schedule.pick(len(FAST))]
+        events = self.timers_due(at)
+        self.now = at
+        return events + [ChildEnded(node=ask.node, item=ask.item, at=at, **self.behaviour.child_end(ask))]
+
     def duplicate(self) -> list:
         return [attrs.evolve(self.reported[self.schedule.pick(len(self.reported))], at=self.now)]
 
@@ -390,6 +412,10 @@ class Driver:
             self.finished = True
         elif kind is AwaitInput:
             self.awaiting[(c.node, c.item)] = c
+        elif kind is StartChild:
+            self.children[(c.node, c.item)] = c
+        elif kind is CancelChild:
+            self.children.pop((c.node, c.item), None)  # (a real child would end cancelled: the core ignores that)
 
 
 def drive(definition, workflow, behaviour, schedule, **options) -> Trace:

@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, seed, settings
 
-from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, InputProvided, NodeCancelRequested, NodeFailed,
-                            NodeSucceeded, Refused, Resumed, StartNode)
+from scheduler_core import (AwaitInput, CancelChild, CancelConfirmed, CancelNode, ChildEnded, InputProvided,
+                            NodeCancelRequested, NodeFailed, NodeSucceeded, Refused, Resumed, StartChild, StartNode)
 from scheduler_core.graph import GATHER
 from scheduler_core.state import CANCELLED, FAILED, SKIPPED, SUCCEEDED
 
@@ -122,6 +122,23 @@ def parks_a(kind):
         return any(type(c) is AwaitInput and c.type == kind for s in trace.steps for c in s.commands)
     parks.__name__ = f"parks_a_{kind}"
     return parks
+
+
+def asks_for_a_child_run(trace) -> bool:
+    return any(type(c) is StartChild for s in trace.steps for c in s.commands)
+
+
+def ends_a_child_run(status):
+    def ends(trace) -> bool:
+        g = trace.graph
+        return any(type(e) is ChildEnded and e.status == status and (g.index[e.node], e.item) in s.before.children
+                   for s in trace.steps for e in s.events)
+    ends.__name__ = f"ends_a_child_run_{status}"
+    return ends
+
+
+def cancels_a_child_run(trace) -> bool:
+    return any(type(c) is CancelChild for s in trace.steps for c in s.commands)
 
 
 def answers_a_waiting_instance(trace) -> bool:
@@ -259,6 +276,7 @@ CALM = {"fail_percents": (0,), "cancels": False, "crashes": False, "drains": Fal
 # Runs with fan-outs that go on, and people who cancel nodes; small runs, for what people ask of a run as a whole.
 CANCELLING = {"fail_percents": (0,), "crashes": False, "drains": False, "vocab": Vocabulary(waits=False)}
 SMALL = {"crashes": False, "drains": False, "vocab": Vocabulary(max_nodes=8)}
+SMALL_LOOPS = {"crashes": False, "drains": False, "vocab": Vocabulary(max_nodes=8, children=False)}  # (loops, not children)
 CASES = [(gathers_several_items, CALM), (joins_two_delivered_inputs, {}), (skips_an_instance, {}),
          (nests_fan_outs, CALM), (keeps_an_unexpanded_record, {}), (completes_a_delay, {}),
          (retries_after_a_failure, {"fail_percents": (20,)}), (delivers_a_duplicate, {}),
@@ -274,7 +292,10 @@ CASES = [(gathers_several_items, CALM), (joins_two_delivered_inputs, {}), (skips
          (answers_after_the_timeout, {}), (cancels_a_queued_run, SMALL), (drains_and_hands_over, {}),
          (holds_a_ready_instance_while_draining, {}), (runs_a_loop_for_several_iterations, {}),
          (fails_a_loop_at_its_limit, {}), (fails_a_loop_by_its_body, {"fail_percents": (20,)}),
-         (answers_a_hil_inside_a_loop_body, {}), (cancels_a_running_loop_body, SMALL), (resumes_inside_a_loop_body, {})]
+         (answers_a_hil_inside_a_loop_body, {}), (cancels_a_running_loop_body, SMALL_LOOPS), (resumes_inside_a_loop_body, {}),
+         (asks_for_a_child_run, {}),
+         (ends_a_child_run("succeeded"), {}), (ends_a_child_run("failed"), {"fail_percents": (20,)}),
+         (ends_a_child_run("cancelled"), {"fail_percents": (20,)}), (cancels_a_child_run, SMALL)]
 
 
 @pytest.mark.parametrize("case, options", CASES, ids=[case.__name__ for case, _ in CASES])

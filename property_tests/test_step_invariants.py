@@ -7,7 +7,8 @@ and how many arrive in one batch.
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .invariants import (attempts_never_overlap, every_instance_ends_in_exactly_one_terminal_status, holds,
+from .invariants import (attempts_never_overlap, children_end_their_subworkflow_instances,
+                         every_instance_ends_in_exactly_one_terminal_status, holds,
                          in_flight_never_exceeds_a_cap, late_results_are_kept_and_nothing_is_invented,
                          no_instance_starts_before_its_inputs_resolve,
                          no_ready_instance_waits_while_its_caps_have_room, node_cancels_end_what_had_not_ended,
@@ -109,3 +110,8 @@ def test_requests_from_people_are_refused_with_a_reason_never_raised(scenario, d
 def test_a_result_after_its_attempt_was_stopped_is_kept_as_late_and_changes_nothing_else(scenario, data):
     holds(scenario.drive(DrawnSchedule(data)), late_results_are_kept_and_nothing_is_invented,
           every_instance_ends_in_exactly_one_terminal_status)
+
+
+@given(scenarios(fail_percents=(0, 10, 30)), st.data())
+def test_subworkflow_instances_end_as_their_child_runs_do_or_cancel_them(scenario, data):
+    holds(scenario.drive(DrawnSchedule(data)), children_end_their_subworkflow_instances)

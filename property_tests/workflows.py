@@ -10,6 +10,8 @@ a python node, its single sink.
 """
 from __future__ import annotations
 
+import os
+
 import attrs
 from hypothesis import strategies as st
 
@@ -17,9 +19,10 @@ CALL = "property_tests.pure_nodes:mix"
 PYTHON_PORTS = ("result", "a", "b")
 OUT_PORTS = {"python": PYTHON_PORTS, "if": ("true", "false"), "foreach": ("result",), "merge": ("result",),
              "noop": ("result",), "delay": ("result",), "wait": ("result", "completed", "timeout"),
-             "hil": ("result", "timeout"), "loop": ("result",)}  # a hil also has one port per choice (``_ports``)
+             "hil": ("result", "timeout"), "loop": ("result",), "subworkflow": ("result",)}  # a hil also has one port per choice (``_ports``)
 TASK_TYPES = ("python", "if", "foreach", "merge", "noop")
-PARKING_TYPES = ("delay", "wait", "hil", "loop")  # instances that park (for a timer, an answer, a body), never run
+PARKING_TYPES = ("delay", "wait", "hil", "loop", "subworkflow")  # instances that park (a timer, an answer, a body, a child run), never run
+CHILD_WORKFLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child_workflow.yaml")
 WAITING_TYPES = ("wait", "hil")  # parked until answered (or until their own timeout, if they have one)
 HIL_CHOICES = (None, ("approve", "reject"), ("a", "b", "c"))
 FOREACH_ITEMS = ("`[]`", "[@]", "[@, @]", "[@, @, @]")
@@ -53,13 +56,14 @@ class Vocabulary:
     loops: bool = True  # loop nodes, with a small body (see ``_loop_config``)
     loop_iterations: tuple = (1, 2, 3)  # their max_iterations
     loop_failures: bool = True  # False: a loop's body is one python node that ends it once it gives a result
+    children: bool = True  # subworkflow nodes, whose child's end the step driver reports (runners: no child runs)
 
 
 STEP_VOCABULARY = Vocabulary()
 # Runner tests run real code on real clocks: short delays, no timeouts (a timeout races the clock).
 # Nobody answers a wait there, so no wait or hil nodes.
 RUNNER_VOCABULARY = Vocabulary(max_nodes=12, timeouts=False, delay_seconds=(0, 0.01, 0.03),
-                               retry_delays=(0, 0.01), fail_percent=15, waits=False)
+                               retry_delays=(0, 0.01), fail_percent=15, waits=False, children=False)
 
 
 @attrs.define
@@ -142,6 +146,8 @@ def _types(vocab, depth) -> list:
         kinds.extend(("wait", "hil"))
     if vocab.loops and depth < MAX_FOREACH_DEPTH:
         kinds.append("loop")
+    if vocab.children:
+        kinds.append("subworkflow")
     return kinds
 
 
@@ -190,6 +196,8 @@ def _config(draw, vocab, i, kind) -> dict:
         return {"seconds": draw(st.sampled_from(vocab.delay_seconds))}
     if kind in WAITING_TYPES:
         return _wait_config(draw, vocab, kind)
+    if kind == "subworkflow":
+        return {"workflow": CHILD_WORKFLOW}
     return {}
 
 

@@ -17,8 +17,8 @@ import time
 import traceback
 from typing import Callable, Protocol
 
-from scheduler_core import (AwaitInput, CancelNode, CancelRequested, CancelTimer, Draining, NodeFailed, NodeSucceeded,
-                            StartNode, StartTimer, State, TimerFired, step, validate_state)
+from scheduler_core import (AwaitInput, CancelChild, CancelNode, CancelRequested, CancelTimer, Draining, NodeFailed,
+                            NodeSucceeded, StartChild, StartNode, StartTimer, State, TimerFired, step, validate_state)
 
 from .collector import fewer_gc_passes
 
@@ -211,11 +211,12 @@ class Drive:
 
     def __init__(self, backend: Backend, *, linger: float = DEFAULT_LINGER,
                  on_step: Callable | None = None, on_await: Callable | None = None,
-                 inbox: Inbox | None = None, grace: float = DEFAULT_GRACE):
+                 inbox: Inbox | None = None, grace: float = DEFAULT_GRACE, on_child: Callable | None = None):
         self.backend = backend
         self.linger = linger
         self.on_step = on_step or (lambda events, commands, state: None)
         self.on_await = on_await or (lambda cmd: None)
+        self.on_child = on_child  # StartChild and CancelChild (child runs are the adapters' business)
         self.inbox = inbox
         self.grace = grace
         self.timers = TimerService()
@@ -282,6 +283,10 @@ class Drive:
                 self.timers.cancel(c.timer)
             elif kind is AwaitInput:
                 self.on_await(c)
+            elif kind is StartChild or kind is CancelChild:
+                if self.on_child is None:
+                    raise RuntimeError(f"{c.node}: this drive cannot run child runs (subworkflow nodes)")
+                self.on_child(c)
 
     def next_events(self) -> list:
         """Completions, due timers and requests, in time order; ``[]`` when the run should stop and wait."""

@@ -2,9 +2,10 @@
 
 Pure: no I/O, no clock, no threads, no randomness. Never imports ``runners`` or ``adapters``.
 """
-from .behaviour import MAX_ITERATIONS, FanOut, Kind, Loop, ParkForInput, ParkForTimer, RunTask
-from .commands import AwaitInput, CancelNode, CancelTimer, Refused, RunFinished, StartNode, StartTimer
-from .events import (EVENT_TYPES, CancelConfirmed, CapChanged, CancelRequested, Draining, InputProvided,
+from .behaviour import MAX_ITERATIONS, FanOut, Kind, Loop, ParkForChild, ParkForInput, ParkForTimer, RunTask
+from .commands import (AwaitInput, CancelChild, CancelNode, CancelTimer, Refused, RunFinished, StartChild, StartNode,
+                       StartTimer)
+from .events import (EVENT_TYPES, CancelConfirmed, ChildEnded, CapChanged, CancelRequested, Draining, InputProvided,
                      NodeCancelRequested, NodeFailed, NodeSucceeded, Resumed, RunStarted, TimerFired)
 from .graph import Graph, Problem, WorkflowInvalid, compile_workflow
 from .lifecycle import LIFECYCLE, IllegalTransition, Move, RunStatus, Status
@@ -17,8 +18,9 @@ from .step import InvalidEvent, TimerKind, cancel_problem, input_problem, step
 from .validate import InvalidState, validate_state
 
 __all__ = [
-    "MAX_ITERATIONS", "FanOut", "Kind", "Loop", "ParkForInput", "ParkForTimer", "RunTask",
+    "MAX_ITERATIONS", "FanOut", "Kind", "Loop", "ParkForChild", "ParkForInput", "ParkForTimer", "RunTask",
     "AwaitInput", "CancelNode", "CancelTimer", "Refused", "RunFinished", "StartNode", "StartTimer",
+    "CancelChild", "StartChild", "ChildEnded",
     "EVENT_TYPES", "CancelConfirmed", "CapChanged", "CancelRequested", "Draining", "InputProvided",
     "NodeCancelRequested", "NodeFailed", "NodeSucceeded", "Resumed", "RunStarted", "TimerFired",
     "Graph", "Problem", "WorkflowInvalid", "compile_workflow",

@@ -20,6 +20,9 @@ behaviour its nodes have. The core knows only these:
   deeper than the loop) again and again: the body's roots get the loop's input, then the output
   of the body's single sink, until ``until`` (JMESPath) is true of that output, at most
   ``max_iterations`` times. The last output goes out on ``result``.
+- ``ParkForChild``: takes no slot and runs no code here; it asks for a child run (``StartChild``
+  with its input) and waits for the child's end (``ChildEnded``): the child's output goes out on
+  ``result``, its failure fails the node, its cancel cancels the node (the ``subworkflow`` type).
 
 A new node type picks one of these; a new *kind* of behaviour is a change to the core.
 """
@@ -45,6 +48,7 @@ class Kind(enum.Enum):
     PARK_TIMER = "park_timer"
     PARK_INPUT = "park_input"
     LOOP = "loop"
+    PARK_CHILD = "park_child"
 
 
 def _port_set(value: Iterable[str] | None) -> frozenset[str] | None:
@@ -112,5 +116,16 @@ class Loop:
         return frozenset({RESULT, LOOP_BODY_PORT})
 
 
-Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput | Loop
-PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT})
+@attrs.frozen
+class ParkForChild:
+    """Waits, holding no slot, for a child run the adapters start and drive (``StartChild``); its end
+    comes back as ``ChildEnded``. What the child is (a workflow file, params) is the adapters' business."""
+    kind: ClassVar[Literal[Kind.PARK_CHILD]] = Kind.PARK_CHILD
+
+    @property
+    def ports(self) -> frozenset[str]:
+        return frozenset({RESULT})
+
+
+Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput | Loop | ParkForChild
+PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD})

@@ -85,6 +85,35 @@ class AwaitInput:
 
 
 @attrs.frozen(kw_only=True)
+class StartChild:
+    """A ``ParkForChild`` instance waits for its child run: start it (or, after a ``Resumed``, find the
+    one started before and carry it on), and report its end as ``ChildEnded``. ``arrivals`` as for
+    ``StartNode``."""
+    node: str
+    item: tuple[int, ...]
+    type: str
+    arrivals: tuple[tuple[str | None, Any], ...]
+    stimulus: str | None = attrs.field(default=None, eq=False)
+
+    @property
+    def input(self) -> Any:
+        """The trigger, the one delivered value, or a list of the delivered values in edge order."""
+        if len(self.arrivals) == 1:
+            return self.arrivals[0][1]
+        return [value for _, value in self.arrivals]
+
+
+@attrs.frozen(kw_only=True)
+class CancelChild:
+    """The instance no longer waits for its child run (the run ended, or a node cancel named it):
+    cancel the child run, for ``reason``."""
+    node: str
+    item: tuple[int, ...]
+    reason: str
+    stimulus: str | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen(kw_only=True)
 class RunFinished:
     status: str  # succeeded, failed or cancelled
     error: Any = None  # an Error, or None
@@ -102,4 +131,5 @@ class Refused:
     stimulus: str
 
 
-Command = StartNode | CancelNode | StartTimer | CancelTimer | AwaitInput | RunFinished | Refused
+Command = (StartNode | CancelNode | StartTimer | CancelTimer | AwaitInput | RunFinished | Refused | StartChild
+           | CancelChild)

@@ -107,8 +107,22 @@ class Draining:
     at: float
 
 
+@attrs.frozen(kw_only=True)
+class ChildEnded:
+    """The child run a ``ParkForChild`` instance waits for ended: ``status`` ``succeeded`` (its output
+    in ``ports``), ``failed`` or ``cancelled`` (``error_type`` and ``message`` say why). From the
+    adapters that drive the child; one for an instance that no longer waits for it is ignored."""
+    node: str
+    item: tuple[int, ...] = ()
+    at: float
+    status: str
+    ports: dict[str, Any] | None = None
+    error_type: str | None = None
+    message: str | None = None
+
+
 EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, NodeSucceeded, NodeFailed, TimerFired,
                                              InputProvided, CancelRequested, NodeCancelRequested, CancelConfirmed,
-                                             Resumed, CapChanged, Draining)}
+                                             Resumed, CapChanged, Draining, ChildEnded)}
 Event = (RunStarted | NodeSucceeded | NodeFailed | TimerFired | InputProvided | CancelRequested | NodeCancelRequested
-         | CancelConfirmed | Resumed | CapChanged | Draining)
+         | CancelConfirmed | Resumed | CapChanged | Draining | ChildEnded)

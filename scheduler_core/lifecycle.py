@@ -13,8 +13,8 @@ record when an instance first starts, parks, is skipped, fails before starting o
     PENDING --start--> RUNNING --succeed--> SUCCEEDED
        |                 |  \\--fail------> FAILED
        |                 |   \\-retry_later-> WAITING --retry_due--> PENDING
-       |--park--> WAITING --succeed (timer fired, answer, wait timed out, loop done)--> SUCCEEDED
-       |            WAITING --fail--> FAILED  (a loop: its body failed, or max_iterations ran out)
+       |--park--> WAITING --succeed (timer fired, answer, wait timed out, loop done, child run succeeded)--> SUCCEEDED
+       |            WAITING --fail--> FAILED  (a loop: its body failed, or max_iterations ran out; a child run failed)
        |--skip--> SKIPPED            (every input dead)
        |--fail--> FAILED             (a select on an input edge failed)
        any of PENDING, RUNNING, WAITING --cancel--> CANCELLED  (the run ended, or a node cancel)
@@ -78,6 +78,7 @@ LIFECYCLE: dict[tuple[Status, Move], Status] = {
     (W, Move.FAIL): Status.FAILED,
     (W, Move.RETRY_DUE): P,
     (W, Move.CANCEL): Status.CANCELLED,
+    (W, Move.FAIL): Status.FAILED,
 }
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED})

@@ -10,6 +10,7 @@ Where an instance is, besides its record's status (see ``lifecycle``):
 ``ready``      PENDING and ready to start: in a ready queue (``ready``), its inputs in ``payloads``
 ``running``    RUNNING: the attempt in flight; its timeout timer in ``instance_timer``
 ``awaiting``   WAITING for an answer (a ``ParkForInput`` node), maybe with a timeout timer
+``children``   WAITING for its child run to end (a ``ParkForChild`` node), its inputs in ``payloads``
 ``timers``     every timer: an attempt's timeout, a retry's delay, a delay, a wait's timeout
 ``stopping``   a timed-out attempt told to stop, not yet confirmed stopped
 ``held``       a retry that fell due while its timed-out attempt was still stopping
@@ -149,6 +150,7 @@ class State:
     max_parallel: int | None = None  # the run's cap once a CapChanged set it; None: the graph's
     cancel_requests: Map[tuple[int, Path | None], str] = Map()  # (node, path or None: all) -> reason, see above
     draining: bool = False  # a Draining came and no Resumed since: nothing new starts
+    children: Map[Key, bool] = Map()  # key -> True: instances parked until their child run ends
 
     @property
     def finished(self) -> bool:

@@ -18,8 +18,12 @@ fan-out's own path, which is the one "unexpanded" record those nodes keep; a gat
 fan-out that expanded to an empty list delivers ``[]`` (one that never expanded stays dead).
 
 What the core does with a node is its ``behaviour`` (see ``behaviour.py``), never its type: a
-``RunTask`` or ``FanOut`` is started on a runner; ``ParkForTimer`` and ``ParkForInput`` nodes
-never take a slot: they park, asking for a timer or for input.
+``RunTask`` or ``FanOut`` is started on a runner; ``ParkForTimer``, ``ParkForInput`` and
+``ParkForChild`` nodes never take a slot: they park, asking for a timer, for input or for a child
+run (``StartChild``), whose end comes back as ``ChildEnded``: the child's output, its failure (the
+instance fails from ``waiting``) or its cancel (the instance is cancelled, as by a node cancel).
+An instance that stops waiting for its child (a node cancel, the run's end) asks for the child to
+be cancelled (``CancelChild``); a ``Resumed`` asks again for every child still waited for.
 
 Every change of an instance's status goes through ``_Transition.move``, which checks it against
 the lifecycle table (``lifecycle.LIFECYCLE``). Each event of a step has an id, ``"<step>.<i>"``
@@ -85,10 +89,11 @@ from jmespath.exceptions import JMESPathError
 from jmespath.visitor import TreeInterpreter
 
 from . import heap
-from .behaviour import RESULT, Kind, Loop, ParkForInput, ParkForTimer
-from .commands import AwaitInput, CancelNode, CancelTimer, Command, Refused, RunFinished, StartNode, StartTimer
-from .events import (CancelConfirmed, CancelRequested, CapChanged, Draining, InputProvided, NodeCancelRequested,
-                     NodeFailed, NodeSucceeded, Event, Resumed, RunStarted, TimerFired)
+from .behaviour import RESULT, Kind, Loop, ParkForChild, ParkForInput, ParkForTimer
+from .commands import (AwaitInput, CancelChild, CancelNode, CancelTimer, Command, Refused, RunFinished, StartChild,
+                       StartNode, StartTimer)
+from .events import (CancelConfirmed, CancelRequested, CapChanged, ChildEnded, Draining, InputProvided,
+                     NodeCancelRequested, NodeFailed, NodeSucceeded, Event, Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER, LOOP_ENTRY, LOOP_EXIT, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
 from .state import (Attempt, Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
@@ -119,6 +124,7 @@ FANS_OUT: Final = Kind.FAN_OUT
 PARKS_FOR_TIMER: Final = Kind.PARK_TIMER
 PARKS_FOR_INPUT: Final = Kind.PARK_INPUT
 LOOPS: Final = Kind.LOOP
+PARKS_FOR_CHILD: Final = Kind.PARK_CHILD
 RUNNING, PENDING, WAITING = RunStatus.RUNNING, Status.PENDING, Status.WAITING
 
 
@@ -295,6 +301,7 @@ class _Transition:
         self.stopping = state.stopping.mutate()
         self.held = state.held.mutate()
         self.cancel_requests = state.cancel_requests.mutate()
+        self.children = state.children.mutate()
         # one candidate heap per pool in use: a handful at most (the workflow declares its pools)
         self.candidates = dict(state.candidates.items()) if state.candidates else {}
 
@@ -314,6 +321,7 @@ class _Transition:
             instance_timer=self.instance_timer.finish(), awaiting=self.awaiting.finish(),
             stopping=self.stopping.finish(), held=self.held.finish(), max_parallel=self.max_parallel,
             cancel_requests=self.cancel_requests.finish(), draining=self.draining,
+            children=self.children.finish(),
         )
         return new, tuple(self.commands)
 
@@ -531,7 +539,7 @@ class _Transition:
             if key in self.running:
                 self.stop(key, ev.reason)
             elif self.status_of(key) is WAITING:
-                self.unpark(key)
+                self.unpark(key, ev.reason)
             elif key not in self.payloads:  # not reached yet: cancelled when its inputs resolve
                 if item is not None and (n, None) not in self.cancel_requests:
                     self.cancel_requests[key] = ev.reason
@@ -554,11 +562,16 @@ class _Transition:
         self.commands.append(CancelNode(node=self.g.ids[key[0]], item=key[1], attempt=attempt, reason=reason,
                                         stimulus=self.stimulus))
 
-    def unpark(self, key: Key) -> None:
-        """Take a waiting instance (for input, a delay or a retry) off whatever it waits for."""
+    def unpark(self, key: Key, reason: str = "cancelled") -> None:
+        """Take a waiting instance (for input, a delay, a retry or a child run) off whatever it waits
+        for; a child run it waited for is to be cancelled, for ``reason``."""
         self.clear_timer(key)
         self.awaiting.pop(key, None)
         self.held.pop(key, None)
+        if self.children.get(key) is not None:
+            self.children.pop(key)
+            self.commands.append(CancelChild(node=self.g.ids[key[0]], item=key[1], reason=reason,
+                                             stimulus=self.stimulus))
 
     def unqueue(self, keys: list[Key]) -> None:
         """Take ready instances out of their queues. A cancel is rare: each queue they are in is
@@ -632,6 +645,25 @@ class _Transition:
         awaiting, self.awaiting = self.frozen(self.awaiting)
         for key in sorted(awaiting):
             self.announce_wait(key)
+        children, self.children = self.frozen(self.children)
+        for key in sorted(children):
+            self.announce_child(key)
+
+    def on_child_ended(self, ev: ChildEnded) -> None:
+        """The child run of a ``ParkForChild`` instance ended: the instance succeeds with the child's
+        output, fails with its error, or is cancelled (as by a node cancel: its edges resolve dead,
+        and the run goes on). For an instance that no longer waits for a child (or a node the run
+        lacks: the end may come through the inbox), nothing happens."""
+        n = self.g.index.get(ev.node)
+        if n is None or self.children.get(key := (n, tuple(ev.item))) is None:
+            return
+        self.children.pop(key)
+        if ev.status == "succeeded":
+            self.succeed(key, dict(ev.ports or {}))
+        elif ev.status == "cancelled":
+            self.resolve(self.cancel_by_request(key, ev.message or "the child run was cancelled"))
+        else:
+            self.fail_final(key, FAIL, Error(ev.error_type or "subworkflow", ev.message or "the child run failed"))
 
     # -- readiness ----------------------------------------------------------------------------
 
@@ -724,7 +756,8 @@ class _Transition:
         if failed_select is not None:
             self.fail_final(key, FAIL, Error("select", failed_select.message))
         # (a compiled graph's nodes all have a behaviour: never None)
-        elif node.behaviour.kind is PARKS_FOR_TIMER or node.behaviour.kind is PARKS_FOR_INPUT:  # type: ignore[union-attr]
+        elif ((kind := node.behaviour.kind) is PARKS_FOR_TIMER  # type: ignore[union-attr]
+              or kind is PARKS_FOR_INPUT or kind is PARKS_FOR_CHILD):
             self.park(key)
         elif node.behaviour.kind is LOOPS:  # type: ignore[union-attr]
             self.start_loop(key)
@@ -743,7 +776,11 @@ class _Transition:
         self.move(key, PARK, attempts=1, started_at=self.now, started_seq=self.seq)
         behaviour = self.g.nodes[key[0]].behaviour
         if TYPE_CHECKING:
-            assert isinstance(behaviour, (ParkForTimer, ParkForInput))  # it parks
+            assert isinstance(behaviour, (ParkForTimer, ParkForInput, ParkForChild))  # it parks
+        if behaviour.kind is PARKS_FOR_CHILD:
+            self.children[key] = True
+            self.announce_child(key)
+            return
         if behaviour.kind is PARKS_FOR_TIMER:
             self.set_timer(TimerKind.DELAY, key, 1, self.now + behaviour.seconds)
             return
@@ -852,6 +889,10 @@ class _Transition:
                 continue
             work.extend(self.cancel_by_request(k, reason))
         return work
+    def announce_child(self, key: Key) -> None:
+        node = self.g.nodes[key[0]]
+        self.commands.append(StartChild(node=node.id, item=key[1], type=node.type, arrivals=self.payloads[key],
+                                        stimulus=self.stimulus))
 
     # -- slots --------------------------------------------------------------------------------
 
@@ -1047,7 +1088,7 @@ class _Transition:
     def finish_if_done(self) -> None:
         if self.status != RUNNING or self.ready_count or self.running_count:
             return
-        if len(self.timers) or len(self.awaiting) or len(self.held):
+        if len(self.timers) or len(self.awaiting) or len(self.held) or len(self.children):
             return
         self.status = RunStatus.FAILED if self.first_failure else RunStatus.SUCCEEDED
         self.error = self.first_failure
@@ -1075,6 +1116,11 @@ class _Transition:
             self.cancel_record(key)
         for key in self.held.finish():
             self.cancel_record(key)
+        for key in sorted(self.children.finish()):
+            self.commands.append(CancelChild(node=self.g.ids[key[0]], item=key[1], reason=reason,
+                                             stimulus=self.stimulus))
+            self.cancel_record(key)
+        self.children = Map().mutate()
         self.cancel_unreached()
         # nothing is in flight, ready, timed or parked any more
         self.running, self.timers, self.awaiting, self.arrivals, self.held, self.payloads, self.gathers, \
@@ -1212,6 +1258,7 @@ _HANDLERS: dict[type[Event], Callable[[_Transition, Any], None]] = {
     CancelConfirmed: _Transition.on_cancel_confirmed,
     Resumed: _Transition.on_resumed,
     CapChanged: _Transition.on_cap_changed,
+    ChildEnded: _Transition.on_child_ended,
 }
 # Events that come from people: refused with a reason (``Refused``) when they do not fit, never raised.
 _FROM_PEOPLE = frozenset({InputProvided, CancelRequested, NodeCancelRequested})

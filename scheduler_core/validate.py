@@ -55,7 +55,7 @@ def validate_state(state: State) -> None:
 
     _check_cancel_requests(state)
     if state.status in RUN_ENDED:
-        for name in ("running", "timers", "awaiting", "ready", "held", "payloads", "arrivals", "gathers"):
+        for name in ("running", "timers", "awaiting", "ready", "held", "payloads", "arrivals", "gathers", "children"):
             _check(len(getattr(state, name)) == 0, lambda: f"the run ended {state.status} with {name} not empty")
         _check(state.running_count == 0 and state.ready_count == 0, "the run ended with instances counted in flight")
         open_ = [_name(g, k) for k, r in records.items() if r.status in OPEN]
@@ -122,6 +122,13 @@ def validate_state(state: State) -> None:
         _check(r is not None and r.status == Status.WAITING, lambda: f"{_name(g, key)}: awaiting input but {r}")
         b = g.nodes[key[0]].behaviour
         _check(b is not None and b.kind is Kind.PARK_INPUT, lambda: f"{_name(g, key)}: awaiting input, cannot park")
+    for key in state.children.keys():
+        r = records.get(key)
+        _check(r is not None and r.status == Status.WAITING, lambda: f"{_name(g, key)}: awaits a child run but {r}")
+        b = g.nodes[key[0]].behaviour
+        _check(b is not None and b.kind is Kind.PARK_CHILD, lambda: f"{_name(g, key)}: awaits a child run, has none")
+        _check(key in state.payloads and key not in state.instance_timer,
+               lambda: f"{_name(g, key)}: awaits a child run without its inputs, or with a timer")
     for tid, timer in state.timers.items():
         r = records.get(timer.key)
         want = Status.RUNNING if timer.kind == "timeout" else Status.WAITING

@@ -229,3 +229,18 @@ def test_the_loop_section_times_a_loop_and_a_chain_that_run_the_node_as_often():
             assert nodes[0]["node"] == "count" and nodes[0]["output"] == 20
         else:
             assert len(nodes) == 20 and nodes[-1]["output"] == 20
+
+
+def test_the_subworkflow_chain_nests_one_child_run_per_level(tmp_path):
+    from bench import subworkflow
+
+    leaf, top = subworkflow.write_chain(str(tmp_path), levels=4)
+    engine = Engine()
+    result = engine.run(top, trigger={})
+    assert result.status == "succeeded"
+    runs = engine.runs()
+    assert [r["workflow"] for r in runs] == ["level_4", "level_3", "level_2", "level_1", "level_0"]
+    assert runs[-1]["run_id"] == result.run_id + "/down" * 4  # each a child of the one before
+    assert engine.status(runs[-1]["run_id"]).record("work")["status"] == "succeeded"
+    assert set(subworkflow.contenders(str(tmp_path))) == {(store, kind) for store in subworkflow.STORES
+                                                         for kind in ("leaf", "loaded", "chain")}

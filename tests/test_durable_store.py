@@ -296,7 +296,8 @@ def test_every_event_type_round_trips_through_the_stored_form():
     samples = {"node": "n", "item": (2, 0), "attempt": 1, "at": 1.5, "ports": {"result": [1]}, "started_at": 1.0,
                "logs": ("a line",), "error_type": "ValueError", "message": "bad", "timer": "delay:1",
                "value": {"x": 1}, "port": "ok", "reason": "why", "abandoned": True, "max_parallel": 3,
-               "trigger": {"t": 1}, "traceback": 'Traceback (most recent call last):\n  File "n.py", line 1\n'}
+               "trigger": {"t": 1}, "traceback": 'Traceback (most recent call last):\n  File "n.py", line 1\n',
+               "status": "failed"}
     for cls in EVENT_TYPES.values():
         fields = {f.name: samples[f.name] for f in attrs.fields(cls)}
         for event in (cls(**fields), cls(**{**fields, **({"item": None} if "item" in fields else {})})):

@@ -3,7 +3,7 @@ and each record and command names the event (stimulus) that caused it."""
 import attrs
 import pytest
 
-from scheduler_core import (LIFECYCLE, CancelRequested, IllegalTransition, InvalidState, Move, NodeCancelRequested, Retry,
+from scheduler_core import (LIFECYCLE, CancelRequested, ChildEnded, IllegalTransition, InvalidState, Move, NodeCancelRequested, Retry,
                             Status, validate_state)
 from scheduler_core.lifecycle import next_status
 from step_helpers import Run, edge, graph, node, start_of, timers
@@ -44,6 +44,10 @@ def _scenarios(trace: list) -> None:
         "nodes": [{"id": "a", "type": "python", "call": "m:f"}]}})]), trace)
     run.start(at=0)
     run.succeed("L.a", {"done": False}, item=(0,), at=1)
+    # a subworkflow's child run failed (waiting -> failed)
+    run = Run(graph("s", nodes=[node("s", "subworkflow", config={"workflow": "child.yaml"})]), trace)
+    run.start(at=0)
+    run.step(ChildEnded(node="s", at=1, status="failed", error_type="subworkflow", message="boom"))
 
 
 def test_every_declared_transition_is_exercised():

@@ -15,6 +15,7 @@ from .loop import LoopNode
 from .merge import MergeNode
 from .noop import NoopNode
 from .python import PythonNode
+from .subworkflow import SubworkflowNode
 from .wait import WaitNode
 
 NODE_TYPES: dict[str, type[NodeType]] = {t.name: t for t in (
@@ -27,6 +28,7 @@ NODE_TYPES: dict[str, type[NodeType]] = {t.name: t for t in (
     WaitNode,
     HilNode,
     LoopNode,
+    SubworkflowNode,
 )}
 
 

@@ -129,7 +129,7 @@ def cmd_report(args, out, *, stored_engine, user_error) -> int:
 
     engine = stored_engine(args)
     html = run_page(run_view(engine.store, args.run_id), live=False, inline=True)
-    target = args.output or f"{args.run_id}.html"
+    target = args.output or f"{args.run_id.replace('/', '_')}.html"  # (a child run's id has slashes: PARENT/node)
     if target == "-":
         sys.stdout.write(html)
         return 0
