@@ -2,13 +2,13 @@
 
 Pure: no I/O, no clock, no threads, no randomness. Never imports ``runners`` or ``adapters``.
 """
-from .behaviour import FanOut, Kind, ParkForInput, ParkForTimer, RunTask
+from .behaviour import EndRun, FanOut, Kind, ParkForInput, ParkForTimer, RunTask
 from .commands import AwaitInput, CancelNode, CancelTimer, Refused, RunFinished, StartNode, StartTimer
 from .events import (EVENT_TYPES, CancelConfirmed, CapChanged, CancelRequested, Draining, InputProvided,
                      NodeCancelRequested, NodeFailed, NodeSucceeded, Resumed, RunStarted, TimerFired)
 from .graph import Graph, Problem, WorkflowInvalid, compile_workflow
 from .lifecycle import LIFECYCLE, IllegalTransition, Move, RunStatus, Status
-from .model import MAX_ATTEMPTS, MAX_BACKOFF, MAX_SECONDS, Edge, Node, Retry, Settings, Workflow
+from .model import JOIN_ALL, JOIN_ANY, MAX_ATTEMPTS, MAX_BACKOFF, MAX_SECONDS, Edge, Node, Retry, Settings, Workflow
 from .ports import RESULT, Ports, as_ports
 from .replay import ReplayDiverged, fingerprint, replay
 from .state import TERMINAL, Error, Record, State, initial_state, instance_name, sequence_keys
@@ -16,13 +16,13 @@ from .step import InvalidEvent, TimerKind, cancel_problem, input_problem, step
 from .validate import InvalidState, validate_state
 
 __all__ = [
-    "FanOut", "Kind", "ParkForInput", "ParkForTimer", "RunTask",
+    "EndRun", "FanOut", "Kind", "ParkForInput", "ParkForTimer", "RunTask",
     "AwaitInput", "CancelNode", "CancelTimer", "Refused", "RunFinished", "StartNode", "StartTimer",
     "EVENT_TYPES", "CancelConfirmed", "CapChanged", "CancelRequested", "Draining", "InputProvided",
     "NodeCancelRequested", "NodeFailed", "NodeSucceeded", "Resumed", "RunStarted", "TimerFired",
     "Graph", "Problem", "WorkflowInvalid", "compile_workflow",
     "LIFECYCLE", "IllegalTransition", "Move", "RunStatus", "Status",
-    "MAX_ATTEMPTS", "MAX_BACKOFF", "MAX_SECONDS", "Edge", "Node", "Retry", "Settings", "Workflow",
+    "JOIN_ALL", "JOIN_ANY", "MAX_ATTEMPTS", "MAX_BACKOFF", "MAX_SECONDS", "Edge", "Node", "Retry", "Settings", "Workflow",
     "RESULT", "Ports", "as_ports",
     "ReplayDiverged", "fingerprint", "replay",
     "TERMINAL", "Error", "instance_name", "Record", "State", "initial_state", "sequence_keys",

@@ -15,6 +15,9 @@ behaviour its nodes have. The core knows only these:
 - ``ParkForInput``: takes no slot and runs no code; it waits for an answer (``InputProvided``),
   which goes out on ``result`` and on the chosen port (one of ``choices``) or on ``answer_port``;
   after ``timeout`` seconds without one, its input goes out on ``timeout_port`` instead.
+- ``EndRun``: runs no code and takes no slot; once ready, it succeeds at once with its input on
+  ``result`` and the run ends ``succeeded``: what is in flight is cancelled, the rest recorded
+  ``cancelled`` (the ``end`` type).
 
 A new node type picks one of these; a new *kind* of behaviour is a change to the core.
 """
@@ -34,6 +37,7 @@ class Kind(enum.Enum):
     FAN_OUT = "fan_out"
     PARK_TIMER = "park_timer"
     PARK_INPUT = "park_input"
+    END = "end"
 
 
 def _port_set(value: Iterable[str] | None) -> frozenset[str] | None:
@@ -88,5 +92,14 @@ class ParkForInput:
         return (RESULT,) if named is None else (named, RESULT)
 
 
-Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput
+@attrs.frozen
+class EndRun:
+    kind: ClassVar[Literal[Kind.END]] = Kind.END
+
+    @property
+    def ports(self) -> frozenset[str]:
+        return frozenset({RESULT})
+
+
+Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput | EndRun
 PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT})

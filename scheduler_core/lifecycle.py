@@ -14,7 +14,8 @@ record when an instance first starts, parks, is skipped, fails before starting o
        |                 |  \\--fail------> FAILED
        |                 |   \\-retry_later-> WAITING --retry_due--> PENDING
        |--park--> WAITING --succeed (timer fired, answer, wait timed out)--> SUCCEEDED
-       |--skip--> SKIPPED            (every input dead)
+       |--succeed--> SUCCEEDED       (an ``end`` node: it succeeds once ready, and ends the run)
+       |--skip--> SKIPPED            (every input dead, or too few left for its join)
        |--fail--> FAILED             (a select on an input edge failed)
        any of PENDING, RUNNING, WAITING --cancel--> CANCELLED  (the run ended, or a node cancel)
        RUNNING --restart--> RUNNING  (re-dispatched after the process that ran it died)
@@ -51,7 +52,7 @@ class Move(enum.StrEnum):
 
     START = "start"  # an attempt is dispatched to a runner
     PARK = "park"  # it waits for a timer or an answer, taking no slot
-    SUCCEED = "succeed"  # its attempt succeeded, or its timer fired, or it was answered
+    SUCCEED = "succeed"  # its attempt succeeded, its timer fired, it was answered, or an ``end`` became ready
     FAIL = "fail"  # its last attempt failed (or its input could not be selected)
     RETRY_LATER = "retry_later"  # an attempt failed and another is due after the retry delay
     RETRY_DUE = "retry_due"  # the retry delay is over: ready again
@@ -65,6 +66,7 @@ P, R, W = Status.PENDING, Status.RUNNING, Status.WAITING
 LIFECYCLE: dict[tuple[Status, Move], Status] = {
     (P, Move.START): R,
     (P, Move.PARK): W,
+    (P, Move.SUCCEED): Status.SUCCEEDED,
     (P, Move.SKIP): Status.SKIPPED,
     (P, Move.FAIL): Status.FAILED,
     (P, Move.CANCEL): Status.CANCELLED,

@@ -39,6 +39,10 @@ def _scenarios(trace: list) -> None:
     run.start(at=0)
     run.succeed("f", ports={"result": [1], "iteration": [1]}, at=1)
     run.step(NodeCancelRequested(node="w", at=2))
+    # an end node: succeeds once ready (pending -> succeeded) and ends the run
+    run = Run(graph("a -> e", nodes=[node("e", "end")]), trace)
+    run.start(at=0)
+    run.succeed("a", "done", at=1)
 
 
 def test_every_declared_transition_is_exercised():

@@ -9,6 +9,8 @@ from __future__ import annotations
 from .base import FieldProblem, NodeType
 from .branch import IfNode
 from .delay import DelayNode
+from .end import EndNode
+from .fail import FailNode
 from .foreach import ForeachNode
 from .hil import HilNode
 from .merge import MergeNode
@@ -25,6 +27,8 @@ NODE_TYPES: dict[str, type[NodeType]] = {t.name: t for t in (
     DelayNode,
     WaitNode,
     HilNode,
+    EndNode,
+    FailNode,
 )}
 
 
