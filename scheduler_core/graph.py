@@ -349,6 +349,11 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     return attrs.evolve(graph, **flow) if flow else graph
 
 
+def _anything(value: Any) -> Any:
+    """A field as a workflow built in code may hold it (any type), for the checks of its type."""
+    return value
+
+
 def _is_whole(value: Any, least: int = 1) -> bool:
     return type(value) is int and value >= least
 
@@ -364,9 +369,10 @@ def _join_problems(node: Node, inputs: int) -> list[str]:
                    f"at least two inputs; it has {inputs}")
     elif type(join) is int and join > inputs:
         out.append(f"join at_least {join} is more than its {inputs} inputs could ever deliver")
-    if type(node.cancel_rest) is not bool:
-        out.append(f"cancel_rest must be true or false, not {node.cancel_rest!r}")
-    elif node.cancel_rest and join == JOIN_ALL:
+    cancel_rest: Any = node.cancel_rest  # (a workflow built in code may hold anything)
+    if type(cancel_rest) is not bool:
+        out.append(f"cancel_rest must be true or false, not {cancel_rest!r}")
+    elif cancel_rest and join == JOIN_ALL:
         out.append("cancel_rest needs join any or {at_least: K} (with join all nothing is left to cancel)")
     return out
 
@@ -403,8 +409,8 @@ def _control_flow(wf: Workflow, index: dict[str, int], good: _Connections, adj: 
         elif not _is_whole(edge.at_least):
             problems.append(Problem(where, f"at_least must be a whole number from 1, not {edge.at_least!r}"
                                     if edge.at_least is not None else "cancel_rest needs at_least on the same edge"))
-        elif type(edge.cancel_rest) is not bool:
-            problems.append(Problem(where, f"cancel_rest must be true or false, not {edge.cancel_rest!r}"))
+        elif type(edge_cancel_rest := _anything(edge.cancel_rest)) is not bool:
+            problems.append(Problem(where, f"cancel_rest must be true or false, not {edge_cancel_rest!r}"))
         else:
             gather_quorum[good.declared[k]] = edge.at_least  # type: ignore[assignment]  # checked whole
             if edge.cancel_rest:
