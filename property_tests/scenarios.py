@@ -56,7 +56,8 @@ DRAIN_ODDS = (2, 5)
 # Without timeouts (which race the clock: an attempt's, or a wait's against its answer) and without
 # failures that end a run (a failing select is one), every interleaving must end in the same records.
 # Waits are answered by the behaviour, the same answer whenever it comes.
-ORDER_FREE = Vocabulary(timeouts=False, wait_timeouts=False, selects=("@", "[0]"))
+# Join rules, cancel lists and end nodes decide by which input comes first: they are left out.
+ORDER_FREE = Vocabulary(timeouts=False, wait_timeouts=False, selects=("@", "[0]"), control_flow=False)
 
 
 @st.composite

@@ -5,6 +5,12 @@ cycle. Each node lives in a *scope*: the top level or the items of one ``foreach
 all come from its own scope (a plain or ``map: true`` edge), from the ``iteration`` port of the
 foreach that opens the scope, or from a scope nested one level deeper (a gather). That is exactly
 what ``compile_workflow`` accepts, so every drawn definition is valid.
+
+With ``control_flow``, a fair share of the nodes with several inputs get a join rule (``any`` or
+``{at_least: K}``, sometimes with ``cancel_rest``), some gather edges an ``at_least`` (sometimes with
+``cancel_rest``), some nodes a ``cancel`` list naming nodes declared before them, and ``end`` and
+``fail`` nodes appear among the types. What these decide depends on which input comes first, so
+tests that compare completion orders or runners leave them out.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ CALL = "property_tests.pure_nodes:mix"
 PYTHON_PORTS = ("result", "a", "b")
 OUT_PORTS = {"python": PYTHON_PORTS, "if": ("true", "false"), "foreach": ("result",), "merge": ("result",),
              "noop": ("result",), "delay": ("result",), "wait": ("result", "completed", "timeout"),
-             "hil": ("result", "timeout")}  # a hil also has one port per choice (``_ports``)
+             "hil": ("result", "timeout"), "end": ("result",), "fail": ("result",)}  # a hil also has one port per choice (``_ports``)
 TASK_TYPES = ("python", "if", "foreach", "merge", "noop")
 PARKING_TYPES = ("delay", "wait", "hil")  # instances that park for a timer or an answer, never run
 WAITING_TYPES = ("wait", "hil")  # parked until answered (or until their own timeout, if they have one)
@@ -48,13 +54,17 @@ class Vocabulary:
     wait_timeouts: bool = True  # a wait or hil may have a timeout: it ends answered, or timed out
     answers: bool = True  # False: nobody answers (a runner on its own), so every wait and hil has a timeout
     wait_seconds: tuple = (1, 3, 10)
+    control_flow: bool = True  # join rules, cancel_rest, gather at_least, cancel lists, end and fail nodes
+    join_odds: int = 3  # one node in this many is drawn with several inputs and a join rule
+    cancel_odds: int = 8  # one node in this many has a cancel list
+    end_or_fail_odds: int = 20  # one node in this many is an end or a fail node
 
 
 STEP_VOCABULARY = Vocabulary()
 # Runner tests run real code on real clocks: short delays, no timeouts (a timeout races the clock).
 # Nobody answers a wait there, so no wait or hil nodes.
 RUNNER_VOCABULARY = Vocabulary(max_nodes=12, timeouts=False, delay_seconds=(0, 0.01, 0.03),
-                               retry_delays=(0, 0.01), fail_percent=15, waits=False)
+                               retry_delays=(0, 0.01), fail_percent=15, waits=False, control_flow=False)
 
 
 @attrs.define
@@ -65,6 +75,7 @@ class _Declared:
     depth: int
     size: int  # a bound on how many numbers its output holds: values passed on must not grow exponentially
     ports: tuple  # the ports edges may read: its type's, and a hil's choices
+    closed: bool = False  # feeds a cancel_rest join, which it then leads to only: later nodes do not read it
 
 
 @st.composite
@@ -93,16 +104,38 @@ def _settings(draw, vocab: Vocabulary) -> dict:
 def _node(draw, vocab, i, declared, settings):
     scope = _scope(draw, vocab, declared)
     depth = 0 if scope is None else next(d.depth for d in declared if d.id == scope) + 1
-    edges = _incoming(draw, vocab, i, scope, declared)
+    joins = vocab.control_flow and _one_in(draw, vocab.join_odds)
+    edges = _incoming(draw, vocab, i, scope, declared, several=joins)
     size = _input_size(edges, declared)
     kind = draw(st.sampled_from(_types(vocab, depth))) if size <= MAX_PASSED_SIZE else "python"
+    if vocab.control_flow and _one_in(draw, vocab.end_or_fail_odds):
+        kind = draw(st.sampled_from(("end", "fail", "fail")))  # an end cuts a run short: fewer of them
     node = {"id": f"n{i}", "type": kind, **_config(draw, vocab, i, kind)}
-    if kind in TASK_TYPES:
+    if kind in TASK_TYPES or kind == "fail":
         node.update(_task_fields(draw, vocab, settings))
+    if vocab.control_flow:
+        node.update(_control_fields(draw, vocab, edges, declared, joins))
     if kind == "python" and "retry" in node:
         node["params"]["flaky_attempts"] = draw(st.integers(0, node["retry"]["max_attempts"] - 1))
     declared.append(_Declared(node["id"], kind, scope, depth, 1 if kind == "python" else size, _ports(node)))
     return node, [{"to": node["id"], **e} for e in edges]
+
+
+def _control_fields(draw, vocab, edges, declared, joins) -> dict:
+    """A join rule for a node with several inputs; a cancel list naming earlier nodes."""
+    fields: dict = {}
+    if joins and len(edges) >= 2:
+        k = draw(st.integers(1, len(edges) - 1)) if draw(st.integers(0, 3)) else len(edges)  # mostly fewer than all
+        fields["join"] = "any" if k == 1 and draw(st.booleans()) else {"at_least": k}
+        if draw(st.integers(0, 3)):
+            fields["cancel_rest"] = True
+            for d in declared:  # so that the join post-dominates its inputs, and has something to cancel
+                if any(e["from"] == d.id for e in edges):
+                    d.closed = True
+    if declared and _one_in(draw, vocab.cancel_odds):
+        fields["cancel"] = draw(st.lists(st.sampled_from([d.id for d in declared]), min_size=1, max_size=2,
+                                         unique=True))
+    return fields
 
 
 def _ports(node) -> tuple:
@@ -143,6 +176,8 @@ def _candidates(scope, declared) -> list:
     for d in declared:
         if d.id == scope:
             out.append((d.id, "iteration", False))
+        if d.closed:
+            continue
         if d.scope == scope:
             out.extend((d.id, port, scope is not None) for port in d.ports)
         elif d.scope is not None and parent[d.scope] == scope:
@@ -150,20 +185,27 @@ def _candidates(scope, declared) -> list:
     return out
 
 
-def _incoming(draw, vocab, i, scope, declared) -> list:
+def _incoming(draw, vocab, i, scope, declared, several=False) -> list:
+    """The node's input edges: one to three (two to four for a node drawn to get a join rule)."""
     candidates = _candidates(scope, declared)
-    if scope is None and (i == 0 or _one_in(draw, 10)):
+    if scope is None and (i == 0 or not candidates or _one_in(draw, 10)):
         return []  # a root: it receives the trigger
-    chosen = draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=3, unique=True))
-    return [_edge(draw, vocab, *c) for c in chosen]
+    fewest = 2 if several and len(set(candidates)) >= 2 else 1
+    chosen = draw(st.lists(st.sampled_from(candidates), min_size=fewest, max_size=4 if several else 3, unique=True))
+    scope_of = {d.id: d.scope for d in declared}
+    return [_edge(draw, vocab, *c, gathers=scope_of[c[0]] != scope and c[0] != scope) for c in chosen]
 
 
-def _edge(draw, vocab, source, port, mapped) -> dict:
+def _edge(draw, vocab, source, port, mapped, gathers=False) -> dict:
     edge = {"from": source, "port": port}
     if mapped:
         edge["map"] = True
     if vocab.selects and _one_in(draw, vocab.select_odds):
         edge["select"] = draw(st.sampled_from(vocab.selects))
+    if gathers and vocab.control_flow and _one_in(draw, vocab.join_odds):
+        edge["at_least"] = draw(st.integers(1, 3))
+        if draw(st.booleans()):
+            edge["cancel_rest"] = True
     return edge
 
 
@@ -181,6 +223,8 @@ def _config(draw, vocab, i, kind) -> dict:
         return {"seconds": draw(st.sampled_from(vocab.delay_seconds))}
     if kind in WAITING_TYPES:
         return _wait_config(draw, vocab, kind)
+    if kind == "fail":
+        return {"message": f"n{i} fails"}
     return {}
 
 

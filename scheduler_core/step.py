@@ -367,6 +367,8 @@ class _Transition:
             raise InvalidEvent(f"the run has already {'ended' if self.status in RUN_ENDED else 'started'}")
         self.status, self.started_at, self.trigger = RunStatus.RUNNING, ev.at, ev.trigger
         for root in self.g.roots:
+            if self.ended:
+                return  # an end node among the roots ended the run
             key = (root, ())
             reason = self.cancel_asked(key) if self.cancel_requests or self.cancel_regions else None
             if reason is None:
@@ -818,9 +820,9 @@ class _Transition:
         ``succeeded`` (what is in flight is cancelled, the rest recorded ``cancelled``)."""
         value = self.input_of(key)
         self.payloads.pop(key)
-        self.seq += 1
+        self.seq += 2
         self.move(key, SUCCEED, attempts=1, started_at=self.now, finished_at=self.now, ports={RESULT: value},
-                  error=None, started_seq=self.seq, finished_seq=self.seq)
+                  error=None, started_seq=self.seq - 1, finished_seq=self.seq)
         self.end_run(RunStatus.SUCCEEDED, None, f"run ended by node {instance_name(self.g.ids[key[0]], key[1])!r}")
 
     def skip(self, key: Key) -> list[Work]:
