@@ -671,7 +671,7 @@ class _Transition:
                     continue
                 path, value = gathered
                 if g.gather_victims and value is not DEAD and e.index in g.gather_victims:
-                    work.extend(self.cancel_region(g.gather_victims[e.index], path, f"cancelled: the gather into "
+                    work.extend(self.cancel_region(g.gather_victims[e.index], path, f"the gather into "
                                                    f"{g.ids[e.target]!r} has its at_least (cancel_rest)"))
             elif value is not DEAD and e.select is not None:
                 value = _select(e, value)
@@ -728,7 +728,7 @@ class _Transition:
             self.make_ready(key, self.arrivals_as_taken(got))
             victims = self.g.victims.get(n)
             if victims and not self.ended and self.status_of(key) is not Status.FAILED:
-                work.extend(self.cancel_region(victims, key[1], f"cancelled: join {self.g.ids[n]!r} fired "
+                work.extend(self.cancel_region(victims, key[1], f"join {self.g.ids[n]!r} fired "
                                                                 f"(cancel_rest)"))
 
     def collect(self, e: CompiledEdge, path: Path, value: Any) -> tuple[Path, Any] | None:
