@@ -578,11 +578,14 @@ class _Transition:
         reached yet when they are (``cancel_regions``). Returns the edges that resolve dead."""
         targets: list[Key] = []
         for m in nodes:
+            unreached = self.g.depth[m] > len(prefix)  # items a fan-out may still expand to
             for path in _paths_under(self.g, self.scopes, m, prefix):
                 record = self.records.get((m, path))
                 if record is None or record.status in OPEN:
                     targets.append((m, path))
-            self.cancel_regions[(m, prefix)] = reason
+                    unreached = unreached or (record is None and (m, path) not in self.payloads)
+            if unreached:
+                self.cancel_regions[(m, prefix)] = reason
         queued = [key for key in targets if key in self.payloads and self.status_of(key) is PENDING]
         if queued:
             self.unqueue(queued)
