@@ -16,7 +16,10 @@ The baseline, measured interleaved in the same run, is the fail-fast path the ca
 same losers beside a python node that raises after ``WINNER_AFTER`` (``bench.joins:failing``) under
 ``on_error: fail_fast``, from its raise to the last sibling's return.
 Every run must end as expected (the join's run succeeded with every loser cancelled; the baseline
-failed with every sibling cancelled), else ``RunDidNotSucceed``.
+failed with every sibling cancelled), else ``RunDidNotSucceed``. A second baseline is the floor
+any thread runner stands on: as many bare threads blocked on their own ``threading.Event``, set
+one after the other from the measuring thread, from before the first ``set`` to the last thread's
+wake-up (``bare_wake_up``).
 """
 from __future__ import annotations
 
@@ -60,6 +63,29 @@ def _note(what: str) -> None:
     now = time.perf_counter()
     with _lock:
         _times[what].append(now)
+
+
+def bare_wake_up(threads: int) -> float:
+    """Seconds from setting the first of ``threads`` events to the last waiting thread having woken."""
+    events = [threading.Event() for _ in range(threads)]
+    woke: list[float] = []
+
+    def waiter(event: threading.Event) -> None:
+        event.wait(LOSERS_WAIT)
+        now = time.perf_counter()
+        with _lock:
+            woke.append(now)
+
+    waiting = [threading.Thread(target=waiter, args=(e,), daemon=True) for e in events]
+    for t in waiting:
+        t.start()
+    time.sleep(WINNER_AFTER)
+    start = time.perf_counter()
+    for e in events:
+        e.set()
+    for t in waiting:
+        t.join()
+    return max(woke) - start
 
 
 def race_workflow(branches: int) -> dict:
@@ -108,10 +134,12 @@ def run(cfg) -> Section:
     branches = QUICK_BRANCHES if cfg.quick else BRANCHES
     engine = Engine(runner="thread", max_parallel=branches + 8, grace=LOSERS_WAIT)
     race, baseline = race_workflow(branches), fail_fast_workflow(branches)
-    samples: dict[str, list[tuple[float, float]]] = {"join any + cancel_rest": [], "fail_fast (baseline)": []}
+    samples: dict[str, list[tuple[float, float]]] = {"join any + cancel_rest": [], "fail_fast (baseline)": [],
+                                                     "bare threads woken (floor)": []}
     for _ in range(max(cfg.repeats, 7)):  # interleaved
         samples["join any + cancel_rest"].append(losers_end_after(race, "succeeded", branches, engine))
         samples["fail_fast (baseline)"].append(losers_end_after(baseline, "failed", branches, engine))
+        samples["bare threads woken (floor)"].append((bare_wake_up(branches - 1), 0.0))
     medians = {name: statistics.median(ended for ended, _ in values) for name, values in samples.items()}
     join = medians["join any + cancel_rest"]
     rows = [[name, f"{medians[name] * 1e3:.2f}", f"{min(e for e, _ in values) * 1e3:.2f}",
@@ -121,7 +149,9 @@ def run(cfg) -> Section:
         title=f"joins: a cancelling join over {branches} slow branches, thread runner (issue 14)",
         notes=[f"From the winner's return to the last of the {branches - 1} losers' return (each loser waits "
                f"on ctx.wait_cancelled); {len(samples['join any + cancel_rest'])} interleaved runs each, median.",
-               f"join/fail-fast ratio: {ratio(join / medians['fail_fast (baseline)'])}"],
+               f"join/fail-fast ratio: {ratio(join / medians['fail_fast (baseline)'])}; join/bare-threads floor ratio: "
+               f"{ratio(join / medians['bare threads woken (floor)'])} (the floor: {branches - 1} threads woken "
+               f"by their events, no flowcore; 'told' is the core's and the drive loop's part)"],
         tables=[("after the winner's return (ms): the last loser returned (median, min, max); the runner was told "
                  "of the last cancel (median)", ["path", "median", "min", "max", "told"], rows)],
         checks=[Check(f"the {branches - 1} losers end within {TARGET_MS:g} ms of the winner", join * 1e3, TARGET_MS,
