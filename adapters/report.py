@@ -5,9 +5,12 @@ the contract. Nothing here decides anything about the run.
 """
 from __future__ import annotations
 
+import os
+import re
 import time
 
-from scheduler_core import Kind, Record, RunStatus, State, TimerKind, heap, sequence_keys
+from scheduler_core import Kind, Record, RunStatus, State, Status, TimerKind, attempts_of, heap, sequence_keys
+from scheduler_core.state import entry_key
 
 from runners import instance_name
 
@@ -38,7 +41,17 @@ def record_dict(record) -> dict:
         "ports": ports,
         "output": ports.get("result") if ports else None,
         "error": record.error.as_dict(with_node=False) if record.error else None,
+        "history": history(record),
     }
+
+
+def history(record) -> list[dict]:
+    """The record's attempts, numbered from 1 (``scheduler_core.attempts_of``): an earlier attempt's
+    error, the current one, and a result that came after its attempt was cancelled (``late``)."""
+    return [{"attempt": a.attempt, "status": str(a.status), "started_at": a.started_at, "finished_at": a.finished_at,
+             "error": a.error.as_dict(with_node=False) if a.error else None,
+             "ports": dict(a.ports) if a.ports is not None else None, "late": a.late}
+            for a in attempts_of(record)]
 
 
 def ordered_records(state: State) -> list:
@@ -48,7 +61,7 @@ def ordered_records(state: State) -> list:
     ids = state.graph.ids
     records = dict(state.records.items())
     for h in state.ready.values():
-        for _, n, path in heap.entries(h):
+        for n, path in map(entry_key, heap.entries(h)):
             records[(n, path)] = Record(node=ids[n], item=path)
     reached = {n for n, _ in records}
     records.update({(n, ()): Record(node=ids[n], item=()) for n in range(len(ids)) if n not in reached})
@@ -122,6 +135,13 @@ def _short(value, width: int = 40) -> str:
 
 def _detail(record) -> str:
     """The cell's text, made visible (its markup is escaped where it is put in the table)."""
+    late = [a for a in record.history if a.late]
+    if late and record.status == Status.CANCELLED:  # what it did after all, though nothing used it
+        a = late[-1]
+        if a.error:
+            return visible(f"late {a.error.type}: {a.error.message}")
+        return "late: " + (_short(a.ports["result"]) if a.ports and "result" in a.ports
+                           else "→ " + visible(", ".join(a.ports or ())))
     if record.error:
         return visible(f"{record.error.type}: {record.error.message}")
     if not record.ports:
@@ -224,7 +244,7 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
         add(r, name)
     console.print(table)
     _print_logs([r for r, _ in first + last], console)
-    console.print(_footer(state, records, abandoned), highlight=False)
+    console.print(_footer(state, records, abandoned, console.width), highlight=False)
     if hidden:
         console.print(f"[dim]the full view: flowcore report {shown(run_id)} (one HTML page), or flowcore serve[/]",
                       highlight=False)
@@ -241,8 +261,9 @@ def _print_logs(records, console, per_instance: int = 5) -> None:
                 console.print(f"  {visible(line)}", highlight=False, markup=False)
 
 
-def _footer(state, records, abandoned: int) -> str:
-    """The closing line (rich markup): every string from the run in it is shown literally."""
+def _footer(state, records, abandoned: int, width: int = 80) -> str:
+    """The closing lines (rich markup): the outcome, and every failed instance (see ``failures``);
+    every string from the run in them is shown literally."""
     status = run_status(state)
     line = f"[bold]{status}[/]"
     if state.finished_at is not None:
@@ -256,11 +277,88 @@ def _footer(state, records, abandoned: int) -> str:
         line += f"; the same nodes one after the other: {busy:.2f}s"
         if wall > 0 and busy > wall * 1.05 and not waits:
             line += f" ({busy / wall:.1f}× from running at once)"
-    if state.error:
-        line += "\n" + shown(f"{state.error.node or 'run'}: {state.error.type}: {state.error.message}")
+    failed = [r for r in records if r.status == Status.FAILED]
+    if state.error and (state.error.node is None or not failed):  # the run was cancelled, not failed by a node
+        line += "\n" + shown(_cut(f"{state.error.node or 'run'}: {state.error.type}: {state.error.message}", width))
+    if failed:
+        line += "\n" + "\n".join(shown(text) for text in failures(failed, width))
+        raised = next((r for r in failed if r.error and r.error.traceback), None)
+        if raised is not None:
+            name = instance_name(raised.node, raised.item)
+            item = f" --item {','.join(map(str, raised.item))}" if raised.item else ""
+            line += "\n" + shown(_cut(f"where {name} raised (every frame: status --json, or --node {raised.node}"
+                                       f"{item}):", width))
+            line += "".join("\n" + shown(_cut("  " + text, width)) for text in last_frames(raised.error.traceback))
     if abandoned:
         line += f"\n{abandoned} abandoned thread{'s' if abandoned != 1 else ''} (ignored cancellation)"
     return line
+
+
+FAILURES_LISTED = 5  # failed instances named one a line; the rest are named together
+
+
+def failures(failed: list, width: int = 80) -> list[str]:
+    """One line per failed instance, ``work[2]: KeyError: 'x' (work.py:12 in work)``, each cut to
+    ``width``; past ``FAILURES_LISTED`` of them, the rest are named on one line."""
+    lines = []
+    for r in failed[:FAILURES_LISTED]:
+        error = r.error
+        where = raised_at(error.traceback) if error and error.traceback else None
+        suffix = f" ({where})" if where else ""
+        text = f"{instance_name(r.node, r.item)}: " + (f"{error.type}: {error.message}" if error else "failed")
+        text = " ".join(text.split())
+        if len(text) + len(suffix) > width:
+            suffix = suffix if len(suffix) <= width // 3 else ""
+            text = _cut(text, width - len(suffix))
+        lines.append(text + suffix)
+    rest = failed[FAILURES_LISTED:]
+    if rest:
+        lines.append(_cut(f"… {len(rest)} more failed: " + ", ".join(instance_name(r.node, r.item) for r in rest),
+                          width))
+    return lines
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+_FRAME = re.compile(r'^  File "(?P<file>.*)", line (?P<line>\d+), in (?P<fn>.*)$')
+
+
+def _short_path(path: str) -> str:
+    """A frame's file as people read it: relative to the working directory when it is below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def raised_at(traceback: str) -> str | None:
+    """``file.py:12 in fn``: where the last frame of a traceback (the raise) is, or None."""
+    frames = [m for m in map(_FRAME.match, traceback.splitlines()) if m]
+    if not frames:
+        return None
+    last = frames[-1]
+    return f"{os.path.basename(last['file'])}:{last['line']} in {last['fn']}"
+
+
+def last_frames(traceback: str, frames: int = 3) -> list[str]:
+    """The end of a traceback, readable: its last ``frames`` frames (``file:line in fn`` and the
+    line of code) and the error, without Python's heading; paths relative to here where they can be."""
+    lines = traceback.rstrip("\n").splitlines()
+    starts = [i for i, text in enumerate(lines) if _FRAME.match(text)]
+    if not starts:
+        return lines[-3:]
+    out = []
+    for i in starts[-frames:]:
+        m = _FRAME.match(lines[i])
+        out.append(f"{_short_path(m['file'])}:{m['line']} in {m['fn']}")
+        if i + 1 < len(lines) and lines[i + 1].startswith("    "):
+            out.append("  " + lines[i + 1].strip())
+    tail = lines[starts[-1] + 1:]
+    out += [text for text in tail if not text.startswith(" ")][-3:]  # the error, after the code lines
+    return out
 
 
 def _parks(node) -> bool:

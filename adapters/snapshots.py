@@ -41,7 +41,7 @@ import attrs
 from immutables import Map
 
 from scheduler_core.lifecycle import RunStatus, Status
-from scheduler_core.state import Error, Record, State, Timer
+from scheduler_core.state import Attempt, Error, Record, State, Timer
 from scheduler_core.step import SelectFailed
 
 FORMAT = "flowcore-snapshot/3"  # 2: an enum member is its value; 3: typed record fields, instance-keyed maps
@@ -49,13 +49,14 @@ MAX_DEPTH = 48
 
 # Every class a State may hold besides JSON's own values, tuples, dicts and Maps. Decoding builds
 # these and nothing else.
-CLASSES = {cls.__name__: cls for cls in (Record, Error, Timer, SelectFailed, Status, RunStatus)}
+CLASSES = {cls.__name__: cls for cls in (Record, Attempt, Error, Timer, SelectFailed, Status, RunStatus)}
 
 
 # Fields of a class whose type is fixed, written in plain JSON and turned back by the class's builder:
 # a tuple as a list, an enum member as its value. (A record is most of a state: its item path and
 # logs are tuples, its status an enum, and tagging each of them made the text a quarter larger.)
-TYPED_FIELDS = {Record: {"item": tuple, "status": Status, "logs": tuple}}
+TYPED_FIELDS = {Record: {"item": tuple, "status": Status, "logs": tuple, "history": tuple},
+                Attempt: {"status": Status}}
 
 
 class SnapshotUnsupported(ValueError):

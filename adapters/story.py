@@ -24,6 +24,7 @@ from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelReque
                             TimerFired, fingerprint, initial_state, instance_name, step)
 
 from .recovery import RunRefused, first_cap, read_log, with_cap_history
+from .report import history
 from .workflow_file import compiled
 
 END_OF_STEP = "end_of_step"  # the cause of what the core decided after all of a step's events
@@ -39,13 +40,15 @@ class Story:
     node: str
     item: tuple
     chapters: list  # of dicts, see ``to_dict``
+    attempts: list = attrs.field(factory=list)  # the record's history, as ``--json`` has it
 
     def to_dict(self) -> dict:
-        """``{run_id, node, item, story}``; ``story`` is a list of chapters ``{event, at, cause,
-        move, from, to, commands}`` (``move``, ``from`` and ``to`` are null for an event that moved
-        nothing; ``cause`` is the event's type and salient fields)."""
+        """``{run_id, node, item, story, attempts}``; ``story`` is a list of chapters ``{event, at,
+        cause, move, from, to, commands}`` (``move``, ``from`` and ``to`` are null for an event that
+        moved nothing; ``cause`` is the event's type and salient fields); ``attempts`` is the
+        instance's history (``nodes[*].history`` of ``--json``), each error with its traceback."""
         return {"run_id": self.run_id, "node": self.node, "item": list(self.item) if self.item else None,
-                "story": self.chapters}
+                "story": self.chapters, "attempts": self.attempts}
 
 
 def instance_story(store, run_id: str, node: str, item=()) -> Story:
@@ -71,7 +74,8 @@ def instance_story(store, run_id: str, node: str, item=()) -> Story:
         had = ", ".join(",".join(map(str, p)) or "(none)" for p in items[:10]) + (" ..." if len(items) > 10 else "")
         raise NoSuchInstance(f"node {node!r} has no item {','.join(map(str, item)) or '(none)'} in run {run_id!r}; "
                              + (f"its items are {had} (use --item)" if items else "it never ran"))
-    return Story(run_id, node, item, chapters)
+    record = state.records.get((n, item))
+    return Story(run_id, node, item, chapters, history(record) if record is not None else [])
 
 
 def _tell(run_id, graph, key, batches, prints) -> tuple[list, object]:
@@ -197,6 +201,27 @@ def render_story(story: Story, out) -> None:
     out.print(table)
     if not story.chapters:
         out.print(f"{escape(name)} has not been reached: its status never changed.", highlight=False)
+    _render_attempts(story, out, escape)
+
+
+def _render_attempts(story: Story, out, escape) -> None:
+    """Each attempt: its status and times, its error with every frame of its traceback (the node's
+    own, from its function on), or what a late result returned."""
+    for a in story.attempts:
+        took = f" took {a['finished_at'] - a['started_at']:.3f}s" \
+            if a["finished_at"] is not None and a["started_at"] is not None else ""
+        late = " (late: it came after the attempt was cancelled or timed out, and changed nothing)" if a["late"] else ""
+        out.print(f"attempt {a['attempt']}: {a['status']}{took}{late}", highlight=False, markup=False)
+        error = a["error"]
+        if error:
+            out.print(escape(f"  {error['type']}: {error['message']}"), highlight=False)
+            frames = (error.get("traceback") or "").splitlines()
+            if frames and frames[0].startswith("Traceback"):
+                frames = frames[1:]  # the heading: what follows says it
+            for line in frames:
+                out.print(escape("  " + line), highlight=False)
+        elif a["late"] and a["ports"] is not None:
+            out.print(escape(f"  ports: {', '.join(a['ports'])}"), highlight=False)
 
 
 def _describe_cause(cause: dict, node: str) -> str:

@@ -15,7 +15,7 @@ from scheduler_core import (AwaitInput, CancelConfirmed, CancelNode, CancelReque
                             NodeCancelRequested, NodeFailed, NodeSucceeded, Refused, RunFinished, Resumed, StartNode,
                             StartTimer, TimerFired, fingerprint, heap, replay, sequence_keys)
 from scheduler_core.graph import FAN_OUT, GATHER, MAP
-from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING
+from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED, TERMINAL, WAITING, entry_key
 
 from .step_driver import Trace, frozen_bytes
 from .workflows import PARKING_TYPES, WAITING_TYPES
@@ -84,6 +84,11 @@ def _items(foreach_record) -> list:
     return foreach_record.ports.get("iteration") or []
 
 
+def _expanded_to_nothing(foreach_record) -> bool:
+    return foreach_record is not None and foreach_record.status == SUCCEEDED \
+        and foreach_record.ports.get("iteration") == []
+
+
 def edge_value(g, records, e, path):
     """What edge ``e`` delivered to the instance at ``path``: a value, ``DEAD`` or ``UNRESOLVED``."""
     expanded = len(path) == g.depth[e.target]
@@ -97,6 +102,11 @@ def edge_value(g, records, e, path):
         return UNRESOLVED
     if e.kind == FAN_OUT and not expanded:
         return DEAD  # the foreach never expanded: no items, so nothing on its iteration port
+    if e.kind == GATHER and expanded and len(sources[0].item) == len(path) and _expanded_to_nothing(
+            records.get((g.origin[e.source], path))):
+        # a gather out of a fan-out that expanded to no items delivers an empty list; one with
+        # at_least K is dead (fewer than K can deliver)
+        return DEAD if e.index in g.gather_quorum else []
     if e.kind == FAN_OUT:
         items = _items(sources[0])
         assert path[-1] < len(items), f"{name(g, (e.target, path))} exists, but its foreach has {len(items)} items"
@@ -372,7 +382,7 @@ def no_ready_instance_waits_while_its_caps_have_room(trace: Trace) -> None:
             return
         counts = ledger.counts()
         for h in step.after.ready.values():
-            for _, n, path in heap.entries(h):
+            for n, path in map(entry_key, heap.entries(h)):
                 full = [cap for cap in ["run", *caps_of(g, (n, path))] if counts.get(cap, 0) >= cap_size(g, cap)]
                 assert full, f"{name(g, (n, path))} waits in the ready queue though every cap it is under has room"
 
@@ -380,22 +390,31 @@ def no_ready_instance_waits_while_its_caps_have_room(trace: Trace) -> None:
 
 
 def priorities(g) -> dict:
-    """Each node's priority key part: the longest remaining path to a sink (cost estimates), then
-    declaration order. Computed here from the definition, not taken from the graph."""
+    """Each node's priority key parts: its scope (the outermost foreach it runs per item of, or
+    itself) by longest remaining path to a sink (cost estimates) and declaration order, then its
+    own. Computed here from the definition, not taken from the graph."""
     remaining = [0.0] * len(g.nodes)
     for n in reversed(g.topo):
         remaining[n] = g.nodes[n].estimate + max((remaining[g.edges[e].target] for e in g.out_edges[n]), default=0.0)
-    return {n: (-remaining[n], n) for n in range(len(g.nodes))}
+    out = {}
+    for n in range(len(g.nodes)):
+        top = n
+        while g.depth[top]:
+            top = g.origin[top]
+        out[n] = ((-remaining[top], top), (-remaining[n], n))
+    return out
 
 
 def ready_instances_start_in_priority_order(trace: Trace) -> None:
-    """Critical path first, then declaration order, then item index: a step's starts come in that
-    order, and nothing it leaves ready outranks a start unless a cap of its own is full."""
+    """Critical path first, then declaration order, then item index, where an instance inside a
+    fan-out ranks as its outermost foreach and, within it, by item before stage: a step's starts
+    come in that order, and nothing it leaves ready outranks a start unless a cap of its own is full."""
     g = trace.graph
     rank = priorities(g)
 
     def prio(key):
-        return (*rank[key[0]], key[1])
+        scope, own = rank[key[0]]
+        return (*scope, key[1], *own)
 
     def after_step(step, ledger):
         starts = [key_of(g, c) for c in step.commands if type(c) is StartNode and not c.redispatch]
@@ -405,7 +424,7 @@ def ready_instances_start_in_priority_order(trace: Trace) -> None:
             return
         counts = ledger.counts()
         for h in step.after.ready.values():
-            for _, n, path in heap.entries(h):
+            for n, path in map(entry_key, heap.entries(h)):
                 left = (n, path)
                 own_full = [c for c in caps_of(g, left) if counts.get(c, 0) >= cap_size(g, c)]
                 for s in starts:
@@ -447,7 +466,8 @@ def every_instance_ends_in_exactly_one_terminal_status(trace: Trace) -> None:
     assert not trace.stalled, "the run stalled: nothing was left to report, yet it never finished"
     for s in trace.steps:
         for key, old, new in changed_records(s):
-            assert not _terminal(old), f"{name(g, key)} was {old.status}, then became {new.status}"
+            assert not _terminal(old) or _a_late_result(old, new), \
+                f"{name(g, key)} was {old.status}, then became {new.status}"
     final = trace.final
     records = final.records
     open_ = [f"{name(g, k)}: {r.status}" for k, r in records.items() if not _terminal(r)]
@@ -457,6 +477,13 @@ def every_instance_ends_in_exactly_one_terminal_status(trace: Trace) -> None:
                                f"unexpected records {sorted(name(g, k) for k in actual - expected)}"
     asked = {e.node for s in trace.steps for e in accepted(s) if type(e) is NodeCancelRequested}
     _check_run_status(g, final, asked)
+
+
+def _a_late_result(old, new) -> bool:
+    """An ended record changes only by a late result: one more attempt in its history, marked late
+    (and the lines it logged), nothing else."""
+    return (len(new.history) == len(old.history) + 1 and new.history[-1].late
+            and new._replace(history=old.history, logs=old.logs) == old)
 
 
 def _check_run_status(g, final, asked: set) -> None:
@@ -503,6 +530,21 @@ def _by_control_flow(record) -> bool:
     return "(cancel_rest)" in record.error.message or "(its cancel list)" in record.error.message
 
 
+def _delivered_before(g, records, position, k) -> list:
+    """The input edges of ``k`` that delivered before it ran: a source of theirs comes before it in
+    the sequence, or none succeeded at all (a gather of a fan-out that expanded to no items)."""
+    out = []
+    for ei in g.in_edges[k[0]]:
+        e = g.edges[ei]
+        value = edge_value(g, records, e, k[1])
+        if value is DEAD or value is UNRESOLVED:
+            continue
+        sources = [position[src] for src in edge_sources(g, records, e, k[1]) if src in position]
+        if not sources or min(sources) < position[k]:
+            out.append(e)
+    return out
+
+
 def sequence_is_a_linear_extension_of_the_graph(trace: Trace) -> None:
     g = trace.graph
     records = trace.final.records
@@ -514,10 +556,8 @@ def sequence_is_a_linear_extension_of_the_graph(trace: Trace) -> None:
     position = {k: i for i, k in enumerate(seq)}
     for k in seq:
         if k[0] in g.quorum:  # a join of K: the K inputs it took come before it; the others may come after
-            before = [ei for ei in g.in_edges[k[0]]
-                      if any(position.get(src, len(seq)) < position[k]
-                             for src in edge_sources(g, records, g.edges[ei], k[1]))]
-            assert len(before) >= g.quorum[k[0]], f"{name(g, k)} comes before the inputs it joined"
+            assert len(_delivered_before(g, records, position, k)) >= g.quorum[k[0]], \
+                f"{name(g, k)} comes before the inputs it joined"
             continue
         for ei in g.in_edges[k[0]]:
             if g.edges[ei].index in g.gather_quorum:
@@ -675,6 +715,42 @@ def _check_timeout_recorded(g, record, c) -> None:
         error_type, message = record.error.type, record.error.message
         assert error_type == "timeout", f"{c.node} timed out but failed with {record.error}"
         assert f"{node.timeout:g} s" in message, f"the timeout message {message!r} does not name the limit"
+
+
+def late_results_are_kept_and_nothing_is_invented(trace: Trace) -> None:
+    """A result that comes after its attempt was told to stop (a cancel, a timeout, the run's end)
+    is kept in the record's history, marked late, once; a late entry is always such a result.
+    (Checked on runs without a resume: a re-dispatched attempt keeps its number.)"""
+    g = trace.graph
+    if any(type(e) is Resumed for s in trace.steps for e in s.events):
+        return
+    stopped: dict = {}  # (key, attempt) -> the step that told it to stop
+    results: dict = {}  # (key, attempt) -> [(step index, event)] in log order
+    for i, s in enumerate(trace.steps):
+        for e in s.events:
+            if type(e) in (NodeSucceeded, NodeFailed):
+                results.setdefault(((g.index[e.node], tuple(e.item)), e.attempt), []).append((i, e))
+        for c in s.commands:
+            if type(c) is CancelNode:
+                stopped.setdefault((key_of(g, c), c.attempt), i)
+    late = {}
+    for key, record in trace.final.records.items():
+        for a in record.history:
+            if a.late:
+                assert (key, a.attempt) not in late, f"{name(g, key)}: two late results of attempt {a.attempt}"
+                late[(key, a.attempt)] = a
+    for (key, attempt), a in late.items():
+        assert (key, attempt) in stopped, f"{name(g, key)}: attempt {attempt} has a late result but was never stopped"
+        came = [e for _, e in results.get((key, attempt), ())]
+        assert any(e.at == a.finished_at and (type(e) is NodeSucceeded) == (a.status == SUCCEEDED) for e in came), \
+            f"{name(g, key)}: the late result {a} of attempt {attempt} matches no result in the log"
+    for (key, attempt), told in stopped.items():
+        after = [e for i, e in results.get((key, attempt), ()) if i >= told]  # (a result in the step that
+        # told it to stop came after what caused the stop: one before would have ended the attempt)
+        if after:
+            kept = late.get((key, attempt))
+            assert kept is not None and kept.finished_at == after[0].at, \
+                f"{name(g, key)}: attempt {attempt} was stopped, then its result came, and it is not kept as late"
 
 
 def records_summary(state) -> dict:

@@ -14,6 +14,7 @@ from scheduler_core import initial_state
 
 from .invariants import (a_timed_out_attempt_never_succeeds, attempts_never_overlap,
                          every_instance_ends_in_exactly_one_terminal_status, holds, in_flight_never_exceeds_a_cap,
+                         late_results_are_kept_and_nothing_is_invented,
                          no_instance_starts_before_its_inputs_resolve, nothing_completes_before_its_delay,
                          nothing_happens_after_the_run_finished, replaying_the_batches_rebuilds_the_state,
                          sequence_is_a_linear_extension_of_the_graph, waits_end_answered_or_timed_out)
@@ -61,7 +62,7 @@ def test_simulated_runs_with_injected_faults_keep_the_step_invariants(definition
           nothing_happens_after_the_run_finished, every_instance_ends_in_exactly_one_terminal_status,
           sequence_is_a_linear_extension_of_the_graph, nothing_completes_before_its_delay,
           a_timed_out_attempt_never_succeeds, replaying_the_batches_rebuilds_the_state,
-          waits_end_answered_or_timed_out)
+          waits_end_answered_or_timed_out, late_results_are_kept_and_nothing_is_invented)
 
 
 def layered_delays(n: int, seed: int = 1) -> dict:

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from .invariants import (attempts_never_overlap, every_instance_ends_in_exactly_one_terminal_status, holds,
-                         in_flight_never_exceeds_a_cap, no_instance_starts_before_its_inputs_resolve,
+                         in_flight_never_exceeds_a_cap, late_results_are_kept_and_nothing_is_invented,
+                         no_instance_starts_before_its_inputs_resolve,
                          no_ready_instance_waits_while_its_caps_have_room, node_cancels_end_what_had_not_ended,
                          nothing_happens_after_the_run_finished, nothing_starts_while_the_driver_drains,
                          ready_instances_start_in_priority_order, records_summary,
@@ -103,3 +104,9 @@ def test_a_node_cancel_ends_what_had_not_ended_and_nothing_it_named_starts_again
 @given(scenarios(), st.data())
 def test_requests_from_people_are_refused_with_a_reason_never_raised(scenario, data):
     holds(scenario.drive(DrawnSchedule(data)), requests_from_people_are_refused_with_a_reason_never_raised)
+
+
+@given(scenarios(), st.data())
+def test_a_result_after_its_attempt_was_stopped_is_kept_as_late_and_changes_nothing_else(scenario, data):
+    holds(scenario.drive(DrawnSchedule(data)), late_results_are_kept_and_nothing_is_invented,
+          every_instance_ends_in_exactly_one_terminal_status)

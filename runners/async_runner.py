@@ -106,6 +106,8 @@ class AsyncioBackend:
             if self.attempts.get(key) is not attempt:
                 return  # abandoned: its stop was reported already
             del self.attempts[key]
+            if event is not None and ctx.cancelled:  # it ended after its cancel: a late result, kept
+                self.results.put(event)
             if event is None or ctx.cancelled:
                 event = attempt.stopped(self.clock)
         self.results.put(event)

@@ -387,7 +387,7 @@ class DaskBackend:
             self._forget(attempt)
             if attempt.cancelled_at is not None:
                 self.cancelling -= 1
-                return [self._confirmed(attempt.cmd)]
+                return self._late(outcome) + [self._confirmed(attempt.cmd)]
             return [self._ended(attempt, outcome)]
         if kind == "left":
             return self._worker_left(notice[1])
@@ -404,6 +404,17 @@ class DaskBackend:
                                                          f"away or was restarted?): {describe(outcome)}")
         return self._failed(attempt, type(outcome).__name__,
                             f"its dask task failed outside the node's code: {describe(outcome)}")
+
+    def _late(self, outcome) -> list:
+        """The result of an attempt that ended after its cancel, if it ran (the core keeps it in the
+        instance's history, marked late); nothing for one stopped before it started or lost."""
+        if not isinstance(outcome, bytes):
+            return []
+        try:
+            event = pickle.loads(outcome)
+        except Exception:  # noqa: BLE001 - a value that cannot be read back: the cancel stands alone
+            return []
+        return [self._on_this_clock(event)] if type(event) in (NodeSucceeded, NodeFailed) else []
 
     def _on_this_clock(self, event):
         """The event with its times moved onto this process's clock (the worker's may differ), its

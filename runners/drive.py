@@ -8,9 +8,13 @@ loop makes no scheduling decision: those are ``step``'s.
 from __future__ import annotations
 
 import heapq
+import os
 import queue
 import signal
+import sysconfig
 import threading
+import time
+import traceback
 from typing import Callable, Protocol
 
 from scheduler_core import (AwaitInput, CancelNode, CancelRequested, CancelTimer, Draining, NodeFailed, NodeSucceeded,
@@ -112,12 +116,48 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+# Where flowcore's own code lives (the packages beside this one), and Python's standard library:
+# frames there are not the node's, so a node's traceback starts below them.
+_ENGINE_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package) + os.sep
+                     for package in ("scheduler_core", "runners", "adapters"))
+_STDLIB_DIRS = tuple({os.path.abspath(sysconfig.get_paths()[name]) + os.sep for name in ("stdlib", "platstdlib")})
+TRACEBACK_LIMIT = 20_000  # characters kept of a traceback (its end: where the error was raised)
+
+
+def _is_library(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return path.startswith(_STDLIB_DIRS) and "-packages" + os.sep not in path
+
+
+def node_traceback(error: BaseException) -> str | None:
+    """The traceback of an error node code raised, as Python prints it, from the node's own function
+    on: the engine's frames (and the standard library's, a thread pool's, that lead to the call)
+    are left out. None when no frame of it is outside flowcore: the engine raised it, not the node."""
+    tb = error.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    outside = [t for t in frames if not os.path.abspath(t.tb_frame.f_code.co_filename).startswith(_ENGINE_DIRS)]
+    if not outside:
+        return None
+    start = next((t for t in outside if not _is_library(t.tb_frame.f_code.co_filename)), outside[0])
+    try:
+        text = "".join(traceback.format_exception(type(error), error, start))
+    except BaseException:  # noqa: B036 - node code's error may fail to print itself: the message says what it can
+        return None
+    if len(text) > TRACEBACK_LIMIT:
+        text = "… (the start cut)\n" + text[-TRACEBACK_LIMIT:]
+    return text
+
+
 def ended_event(cmd: StartNode, ctx, started: float, at: float, ports=None, error: BaseException | None = None):
-    """How an attempt ended, as the event the core hears (with the lines the node logged)."""
+    """How an attempt ended, as the event the core hears (with the lines the node logged, and where
+    the node's code raised its error)."""
     logs = tuple(ctx.lines) if ctx is not None else ()
     if error is not None:
         return NodeFailed(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started, logs=logs,
-                          error_type=type(error).__name__, message=describe(error))
+                          error_type=type(error).__name__, message=describe(error), traceback=node_traceback(error))
     return NodeSucceeded(node=cmd.node, item=cmd.item, attempt=cmd.attempt, at=at, started_at=started, logs=logs,
                          ports=ports)
 
@@ -206,13 +246,28 @@ class Drive:
             self.on_step(events, commands, state)  # write-ahead: logged before anything is done
             self.execute(commands)
             if state.finished:
-                return state
+                return self.late_results(state)
             try:
                 events = self.next_events()
             except KeyboardInterrupt:  # a real Ctrl-C (node code's own is a failed attempt) cancels the run cleanly instead of leaving it half-done
                 events = [CancelRequested(at=self.backend.now(), reason="interrupted by the user (Ctrl-C)")]
             if not events:
                 return state  # waiting: parked instances, or timers beyond the linger time
+
+    def late_results(self, state: State) -> State:
+        """After the run ended: wait up to the grace period for the attempts it cancelled, and step and
+        log the results that still come (the core keeps them in their instances' histories and changes
+        nothing else: a side effect that happened is never hidden). What has not ended by then is the
+        backend's ``close`` to give up on."""
+        deadline = time.monotonic() + self.grace
+        while self.backend.in_flight() and (left := deadline - time.monotonic()) > 0:
+            results = [e for e in self.backend.wait(min(left, POLL_SECONDS)) if type(e) in (NodeSucceeded, NodeFailed)]
+            if results:
+                state, commands = step(state, results)
+                if self.validate:
+                    validate_state(state)
+                self.on_step(results, commands, state)
+        return state
 
     def execute(self, commands) -> None:
         for c in commands:

@@ -2,7 +2,8 @@
 
 Cancellation is cooperative (``ctx.cancelled``). Python cannot kill a thread: a worker whose
 attempt was cancelled or timed out and keeps running is replaced at once, so the run keeps its
-parallelism, and its result is ignored. Once it returns (or ``grace`` seconds have passed, and it
+parallelism; its result, should it come within the grace period, is reported as a late one (the
+core keeps it in the instance's history). Once it returns (or ``grace`` seconds have passed, and it
 is *abandoned*), the core hears that the attempt stopped. Worker threads are daemons: an abandoned
 one cannot keep the process alive.
 """
@@ -76,6 +77,8 @@ class ThreadBackend:
             with self.lock:
                 replaced = job.cancelled_at is not None
                 if replaced:
+                    if not job.confirmed:  # a late result (not of an abandoned attempt): the core keeps it
+                        self.results.put(event)
                     self._confirm(job)
                 else:
                     self.active.pop((job.cmd.node, job.cmd.item, job.cmd.attempt), None)

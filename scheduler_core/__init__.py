@@ -11,7 +11,8 @@ from .lifecycle import LIFECYCLE, IllegalTransition, Move, RunStatus, Status
 from .model import JOIN_ALL, JOIN_ANY, MAX_ATTEMPTS, MAX_BACKOFF, MAX_SECONDS, Edge, Node, Retry, Settings, Workflow
 from .ports import RESULT, Ports, as_ports
 from .replay import ReplayDiverged, fingerprint, replay
-from .state import TERMINAL, Error, Record, State, initial_state, instance_name, sequence_keys
+from .state import (TERMINAL, Attempt, Error, Record, State, attempts_of, initial_state, instance_name,
+                    sequence_keys)
 from .step import InvalidEvent, TimerKind, cancel_problem, input_problem, step
 from .validate import InvalidState, validate_state
 
@@ -25,7 +26,8 @@ __all__ = [
     "JOIN_ALL", "JOIN_ANY", "MAX_ATTEMPTS", "MAX_BACKOFF", "MAX_SECONDS", "Edge", "Node", "Retry", "Settings", "Workflow",
     "RESULT", "Ports", "as_ports",
     "ReplayDiverged", "fingerprint", "replay",
-    "TERMINAL", "Error", "instance_name", "Record", "State", "initial_state", "sequence_keys",
+    "TERMINAL", "Attempt", "Error", "attempts_of", "instance_name", "Record", "State", "initial_state",
+    "sequence_keys",
     "InvalidEvent", "TimerKind", "cancel_problem", "input_problem", "step",
     "InvalidState", "validate_state",
 ]

@@ -41,6 +41,7 @@ class NodeFailed:
     message: str
     started_at: float | None = None
     logs: tuple[str, ...] = ()
+    traceback: str | None = None  # where node code raised (its own frames); None when it did not raise
 
 
 @attrs.frozen(kw_only=True)

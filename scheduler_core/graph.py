@@ -72,6 +72,7 @@ class Graph:
     plain_queues: tuple[Queue, ...]  # every ready queue that is one per pool: (pool, None)
     group_pools: dict[int, tuple[str | None, ...]]  # capped fan-out node -> the pools of the nodes that run per its items
     rank: tuple[float, ...]  # longest remaining path to a sink, costs included
+    scope: tuple[int, ...]  # the outermost foreach a node runs per item of (itself outside any fan-out): see ready_entry
     topo: tuple[int, ...]
     roots: tuple[int, ...]
     max_parallel: int
@@ -87,6 +88,14 @@ class Graph:
 
     def edge_label(self, e: CompiledEdge) -> str:
         return f"{self.ids[e.source]} -> {self.ids[e.target]}"
+
+    def ready_entry(self, n: int, path: tuple[int, ...]) -> tuple[float, int, tuple[int, ...], float, int]:
+        """Instance ``(n, path)``'s place in a ready queue (smallest first): critical path first, then
+        declaration order, then item order, where an instance inside a fan-out ranks as the outermost
+        foreach it runs per item of and, within it, by item path before stage, so a capped per-item
+        chain completes item after item instead of breadth-first. The instance is ``(entry[4], entry[2])``."""
+        top = self.scope[n]
+        return (-self.rank[top], top, path, -self.rank[n], n)
 
     def queue_of(self, key: tuple[int, tuple[int, ...]]) -> Queue:
         """``(pool, group)``: the ready queue instance ``key`` waits in, and the caps it counts against."""
@@ -506,10 +515,22 @@ def _index(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjace
         depth=tuple(depth), origin=tuple(origin), queue=queues,
         group_cap=tuple(_group_cap(node) for node in wf.nodes), plain_queues=_plain_queues(s.pools),
         group_pools=_group_pools(wf.nodes, origin), rank=tuple(_ranks(wf.nodes, good, adj, topo)),
+        scope=tuple(_scopes(origin, depth)),
         topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),
         max_parallel=cap, pools=dict(s.pools),
         fail_fast=s.on_error == "fail_fast", has_select=any(e.select is not None for e in edges),
     )
+
+
+def _scopes(origin: list[int], depth: list[int]) -> list[int]:
+    """Each node's outermost enclosing foreach, or the node itself at depth 0."""
+    scope = list(range(len(origin)))
+    for n in range(len(origin)):
+        top = n
+        while depth[top]:
+            top = origin[top]
+        scope[n] = top
+    return scope
 
 
 def _group_cap(node: Node) -> int | None:

@@ -49,7 +49,8 @@ Path: TypeAlias = tuple[int, ...]  # an item path: one index per fan-out the ins
 Key: TypeAlias = tuple[int, Path]  # an instance: (node index, item path)
 Group: TypeAlias = tuple[int, Path]  # a capped fan-out's items: (foreach node index, its path prefix)
 Queue: TypeAlias = tuple[str | None, Group | None]  # a ready queue: (pool, group or None)
-ReadyEntry: TypeAlias = tuple[float, int, Path]  # in a ready heap: (-rank, node index, item path)
+# in a ready heap (Graph.ready_entry): (-rank of its scope, its scope, item path, -rank, node index)
+ReadyEntry: TypeAlias = tuple[float, int, Path, float, int]
 Candidate: TypeAlias = tuple[ReadyEntry, Queue]  # in a pool's candidate heap: (the queue's head, the queue)
 Payload: TypeAlias = tuple[tuple[str | None, Any], ...]  # an instance's arrivals: (source id, value) in edge order
 # The values delivered to a not-yet-ready instance, newest first: a cons list of (edge position, source, value).
@@ -67,10 +68,32 @@ class Error(NamedTuple):
     type: str
     message: str
     node: str | None = None
+    traceback: str | None = None  # where node code raised it (its frames only), as Python prints it
 
     def as_dict(self, with_node: bool) -> dict[str, str | None]:
+        """The ``--json`` shape: an instance's ``{type, message}`` and its ``traceback`` when node code
+        raised; the run's ``{node, type, message}`` (the failed instance's record holds the traceback)."""
         out: dict[str, str | None] = {"type": self.type, "message": self.message}
-        return {"node": self.node, **out} if with_node else out
+        if with_node:
+            return {"node": self.node, **out}
+        if self.traceback is not None:
+            out["traceback"] = self.traceback
+        return out
+
+
+class Attempt(NamedTuple):
+    """One attempt of an instance, as its record's ``history`` keeps it: an earlier attempt that
+    ended (it failed, and a retry followed), or a result that came ``late``: after its attempt was
+    cancelled or timed out. Such a result changes nothing else, but it happened, so it is kept.
+    (The current attempt is the record's own fields: the hot path builds nothing more.)"""
+
+    attempt: int
+    status: Status
+    started_at: float | None
+    finished_at: float | None
+    error: Error | None = None
+    ports: dict[str, Any] | None = None
+    late: bool = False
 
 
 class Record(NamedTuple):
@@ -87,6 +110,7 @@ class Record(NamedTuple):
     started_seq: int | None = None  # when it (last) started or parked, in the order the core decided
     finished_seq: int | None = None  # when it ended
     logs: tuple[str, ...] = ()  # lines the node logged, over all its attempts
+    history: tuple[Attempt, ...] = ()  # attempts before the current one, and late results (see ``Attempt``)
     stimulus: str | None = None  # the id of the event that last moved it (see ``step``)
 
 
@@ -144,6 +168,11 @@ class State:
         return self.running_count == 0 and self.ready_count == 0
 
 
+def entry_key(entry: ReadyEntry) -> Key:
+    """The instance a ready-queue entry stands for."""
+    return (entry[4], entry[2])
+
+
 def instance_name(node: str, item: Iterable[int]) -> str:
     """``node``, ``node[2]`` or ``node[2][0]``: how people and the ``--json`` sequence name an instance."""
     return node + "".join(f"[{i}]" for i in item)
@@ -163,5 +192,26 @@ def sequence_keys(state: State) -> list[Key]:
     return [key for _, key in done]
 
 
-__all__ = ["Error", "Record", "instance_name", "Timer", "State", "initial_state", "sequence_keys", "TERMINAL", "OPEN",
-           "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"]
+def attempts_of(record: Record) -> list[Attempt]:
+    """Every attempt of ``record``, numbered from 1: the earlier ones and late results its history
+    keeps, and the current one made from the record's own fields; a late result comes right after
+    its attempt's own entry. (A record that never started or parked has none.)"""
+    ended = [a for a in record.history if not a.late]
+    done = ended[-1].attempt if ended else 0
+    out = ended
+    if record.attempts > done:
+        status, error = record.status, record.error
+        # a retry keeps its predecessor's error in the record until it ends: it is not this attempt's
+        if status is not Status.FAILED and (status is not Status.CANCELLED or ended and error == ended[-1].error):
+            error = None
+        out = ended + [Attempt(record.attempts, status, record.started_at, record.finished_at, error,
+                               record.ports if status is Status.SUCCEEDED else None)]
+    late = [a for a in record.history if a.late]
+    if late:
+        out = sorted(out + late, key=lambda a: (a.attempt, a.late))
+    return out
+
+
+__all__ = ["Error", "Attempt", "attempts_of", "Record", "entry_key", "instance_name", "Timer", "State", "initial_state",
+           "sequence_keys", "TERMINAL", "OPEN", "Status", "RunStatus", "PENDING", "RUNNING", "WAITING", "SUCCEEDED",
+           "FAILED", "SKIPPED", "CANCELLED"]

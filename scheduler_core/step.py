@@ -14,7 +14,8 @@ time: *plain* (same path), *iteration* (a fan-out's items: one resolution per it
 *map* (per item, path unchanged) and *gather* (out of a per-item node: collected per fan-out and
 delivered once, as a list in item order, when every item has resolved). A fan-out that never
 expands (an empty list, a skipped or failed fan-out node) resolves its per-item nodes at the
-fan-out's own path, which is the one "unexpanded" record those nodes keep.
+fan-out's own path, which is the one "unexpanded" record those nodes keep; a gather out of a
+fan-out that expanded to an empty list delivers ``[]`` (one that never expanded stays dead).
 
 What the core does with a node is its ``behaviour`` (see ``behaviour.py``), never its type: a
 ``RunTask`` or ``FanOut`` is started on a runner; ``ParkForTimer`` and ``ParkForInput`` nodes
@@ -27,7 +28,9 @@ moves and the commands it causes carry it as ``stimulus``; starts chosen once al
 events are applied carry the step's own id, ``"<step>"``.
 
 Ready task instances wait in persistent heaps, one per ready *queue*, ordered by priority:
-longest remaining path to a sink first, then declaration order, then item path. A queue is a
+longest remaining path to a sink first, then declaration order, then item path, where an instance
+inside a fan-out ranks as its outermost foreach and then by item before stage (``Graph.ready_entry``:
+under a cap, a per-item chain completes item after item). A queue is a
 ``(pool, group)``: one per pool for most nodes, and one per item of a capped fan-out for the nodes
 that run per its items. After all events of a step are applied, free slots are filled from the
 queue with the best head among those whose caps have room, so ``max_parallel``, pools and a
@@ -40,7 +43,9 @@ never a scan of the queues.
 Time arrives in events. Timeouts, retry backoff, delays and wait timeouts are timers the core
 asks for with ``StartTimer`` and hears back about as ``TimerFired``. A timed-out attempt is told
 to stop, and its retry waits until the runner confirms it stopped: two attempts of one instance
-are never in flight. Results of attempts that are no longer current are ignored.
+are never in flight. A record keeps its earlier attempts in its ``history``. A result of an attempt
+that is no longer current (it was cancelled or timed out) changes nothing but that history: it is
+kept there, marked late, also after the run ended (``late_result``).
 
 Under fail-fast the first final failure ends the run: every in-flight instance is cancelled and
 every instance that had not ended is recorded ``cancelled``. Under ``continue`` a failure
@@ -75,8 +80,8 @@ from .events import (CancelConfirmed, CancelRequested, CapChanged, Draining, Inp
                      NodeFailed, NodeSucceeded, Event, Resumed, RunStarted, TimerFired)
 from .graph import FAN_OUT, GATHER, CompiledEdge, Graph
 from .lifecycle import LIFECYCLE, OPEN, RUN_ENDED, Move, RunStatus, Status, next_status
-from .state import (Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
-                    instance_name)
+from .state import (Attempt, Delivered, Error, Group, Key, Path, Payload, Queue, ReadyEntry, Record, State, Timer,
+                    attempts_of, entry_key, instance_name)
 
 Records: TypeAlias = "Map[Key, Record] | MapMutation[Key, Record]"
 Scopes: TypeAlias = "Map[Key, int] | MapMutation[Key, int]"
@@ -346,7 +351,9 @@ class _Transition:
         if self.status in RUN_ENDED and type(event) is not RunStarted:
             if type(event) in _FROM_PEOPLE:
                 self.refuse("the run has already finished")
-            return  # late results, timers and confirmations after the end change nothing
+            elif type(event) is NodeSucceeded or type(event) is NodeFailed:
+                self.late_result(self.key_of(event), event)  # kept in its history, nothing else changes
+            return  # timers and confirmations after the end change nothing
         handler(self, event)
 
     def refuse(self, reason: str) -> None:
@@ -379,6 +386,7 @@ class _Transition:
     def on_node_succeeded(self, ev: NodeSucceeded) -> None:
         key = self.key_of(ev)
         if not self.is_current(key, ev.attempt):
+            self.late_result(key, ev)
             return
         self.release(key)
         self.clear_timer(key)
@@ -387,11 +395,27 @@ class _Transition:
     def on_node_failed(self, ev: NodeFailed) -> None:
         key = self.key_of(ev)
         if not self.is_current(key, ev.attempt):
+            self.late_result(key, ev)
             return
         self.release(key)
         self.clear_timer(key)
         self.note_attempt(key, ev)
-        self.attempt_failed(key, Error(ev.error_type, ev.message))
+        self.attempt_failed(key, Error(ev.error_type, ev.message, None, ev.traceback))
+
+    def late_result(self, key: Key, ev: NodeSucceeded | NodeFailed) -> None:
+        """The result of an attempt that is no longer current (cancelled, timed out): its record
+        keeps it in its history, marked late, with the lines it logged; its status stays, and nothing
+        routes or starts. Any other result is dropped: of an attempt the record never had, of one whose
+        result was heard already (a runner may deliver one twice)."""
+        record = self.records.get(key)
+        if record is None or not _unheard(record, ev.attempt):
+            return
+        if isinstance(ev, NodeFailed):
+            error = Error(ev.error_type, ev.message, None, ev.traceback)
+            late = Attempt(ev.attempt, Status.FAILED, ev.started_at, ev.at, error, None, True)
+        else:
+            late = Attempt(ev.attempt, Status.SUCCEEDED, ev.started_at, ev.at, None, ev.ports, True)
+        self.records[key] = record._replace(history=record.history + (late,), logs=record.logs + ev.logs)
 
     def note_attempt(self, key: Key, ev: NodeSucceeded | NodeFailed) -> None:
         """Keep what the runner observed of an ended attempt: its real start and its log lines."""
@@ -548,7 +572,7 @@ class _Transition:
             old = self.ready[q]
             h: heap.Heap[ReadyEntry] = None
             for entry in heap.entries(old):
-                if (entry[1], entry[2]) not in gone:
+                if entry_key(entry) not in gone:
                     h = heap.push(h, entry)
             self.ready_count -= len(gone)
             if h is None:
@@ -676,6 +700,9 @@ class _Transition:
                 if g.gather_victims and value is not DEAD and e.index in g.gather_victims:
                     work.extend(self.cancel_region(g.gather_victims[e.index], path, f"the gather into "
                                                    f"{g.ids[e.target]!r} has its at_least (cancel_rest)"))
+            elif e.kind == GATHER and value is DEAD and self.scopes.get((g.origin[e.source], path)) == 0 \
+                    and e.index not in g.gather_quorum:  # (at_least K of no items: fewer than K can deliver)
+                value = []  # a gather out of a fan-out that expanded to no items delivers an empty list
             elif value is not DEAD and e.select is not None:
                 value = _select(e, value)
             key = (e.target, path)
@@ -862,7 +889,7 @@ class _Transition:
     def enqueue(self, key: Key) -> None:
         n, path = key
         q = self.g.queue_of(key)
-        entry = (-self.g.rank[n], n, path)
+        entry = self.g.ready_entry(n, path)
         before = self.ready.get(q)
         self.ready[q] = heap.push(before, entry)
         self.ready_count += 1
@@ -920,13 +947,13 @@ class _Transition:
             q = self.best_queue()
             if q is None:
                 return
-            (_, n, path), rest = heap.pop(self.ready[q])
+            entry, rest = heap.pop(self.ready[q])
             if rest is None:
                 del self.ready[q]
             else:
                 self.ready[q] = rest
             self.ready_count -= 1
-            key = (n, path)
+            key = entry_key(entry)
             record = self.records.get(key)
             self.dispatch(key, 1 if record is None else record.attempts + 1)
             if rest is not None and q[1] is not None and self.group_has_room(q[1]):
@@ -1014,9 +1041,11 @@ class _Transition:
         for ei in self.g.out_edges[n]:
             e = self.g.edges[ei]
             value = ports.get(e.port, DEAD)
-            if e.kind == FAN_OUT and value is not DEAD and value:
-                self.scopes[key] = len(value)
+            if e.kind == FAN_OUT and value is not DEAD:
+                self.scopes[key] = len(value)  # 0 for an empty list: its gathers deliver []
                 work.extend((e, path + (i,), item) for i, item in enumerate(value))
+                if not value:
+                    work.append((e, path, DEAD))
             else:
                 work.append((e, path, DEAD if e.kind == FAN_OUT else value))
         self.resolve(work)
@@ -1027,7 +1056,8 @@ class _Transition:
         record = self.records[key]
         retry = self.g.nodes[key[0]].retry
         if record.attempts < retry.max_attempts:
-            self.move(key, RETRY_LATER, error=error)
+            ended = Attempt(record.attempts, Status.FAILED, record.started_at, self.now, error)
+            self.move(key, RETRY_LATER, error=error, history=record.history + (ended,))
             self.set_timer(TimerKind.RETRY, key, record.attempts, self.now + retry.wait_after(record.attempts))
         else:
             self.fail_final(key, FAIL, error)
@@ -1069,8 +1099,8 @@ class _Transition:
         for key in self.awaiting.finish():
             self.cancel_record(key)
         for h in self.ready.finish().values():
-            for _, n, path in heap.entries(h):
-                self.cancel_record((n, path))
+            for entry in heap.entries(h):
+                self.cancel_record(entry_key(entry))
         for key in self.arrivals.finish():
             self.cancel_record(key)
         for key in self.held.finish():
@@ -1113,9 +1143,9 @@ def _moved(old: Record, status: Status, stimulus: str | None, changes: dict[str,
     The one speed trick of the hot path (two moves per instance): ``_replace`` costs about twice as
     much, a tenth of a plain node's scheduling."""
     if not changes:
-        return tuple.__new__(Record, (*old[:2], status, *old[3:11], stimulus))
+        return tuple.__new__(Record, (*old[:2], status, *old[3:12], stimulus))
     values = list(old)
-    values[2], values[11] = status, stimulus
+    values[2], values[12] = status, stimulus
     for name, value in changes.items():
         values[_RECORD_INDEX[name]] = value
     return tuple.__new__(Record, values)
@@ -1123,11 +1153,12 @@ def _moved(old: Record, status: Status, stimulus: str | None, changes: dict[str,
 
 def _fresh(node: str, item: Path) -> Record:
     """``Record(node, item)``, positionally (as ``_moved``, and for the same reason)."""
-    return tuple.__new__(Record, (node, item, PENDING, 0, None, None, None, None, None, None, (), None))
+    return tuple.__new__(Record, (node, item, PENDING, 0, None, None, None, None, None, None, (), (), None))
 
 
 _RECORD_INDEX = {name: i for i, name in enumerate(Record._fields)}
-assert _RECORD_INDEX["status"] == 2 and _RECORD_INDEX["stimulus"] == 11 == len(Record._fields) - 1
+assert _RECORD_INDEX["status"] == 2 and _RECORD_INDEX["stimulus"] == 12 == len(Record._fields) - 1
+assert Record("n", ()) == _fresh("n", ())
 
 
 def _observed(r: Record, ended: NodeSucceeded | NodeFailed) -> dict[str, Any]:
@@ -1136,6 +1167,21 @@ def _observed(r: Record, ended: NodeSucceeded | NodeFailed) -> dict[str, Any]:
     if ended.started_at is None and not ended.logs:
         return {}
     return {"started_at": r.started_at if ended.started_at is None else ended.started_at, "logs": r.logs + ended.logs}
+
+
+def _unheard(record: Record, attempt: int) -> bool:
+    """Whether ``attempt`` of ``record`` ended without its result: it was cancelled while it ran, or
+    timed out, and no late result of it came yet."""
+    own = None
+    for a in attempts_of(record):
+        if a.attempt == attempt:
+            if a.late:
+                return False
+            own = a
+    if own is None:
+        return False
+    return own.status is Status.CANCELLED or own.status is Status.FAILED and own.error is not None \
+        and own.error.type == "timeout"
 
 
 def _by_due(timers: Map[str, Timer]) -> list[tuple[str, Timer]]:

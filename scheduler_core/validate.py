@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from . import heap
 from .behaviour import Kind
 from .lifecycle import OPEN, RUN_ENDED, TERMINAL, RunStatus, Status
-from .state import Group, Key, Record, State, instance_name
+from .state import Group, Key, Record, State, entry_key, instance_name
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -50,6 +50,8 @@ def validate_state(state: State) -> None:
                    lambda: f"{_name(g, key)}: succeeded without ports or with an error")
         if record.status == Status.FAILED:
             _check(record.error is not None, lambda: f"{_name(g, key)}: failed without an error")
+        if record.history:
+            _check_history(g, key, record)
 
     _check_cancel_requests(state)
     _check_cancel_regions(state)
@@ -97,7 +99,7 @@ def validate_state(state: State) -> None:
     seen = 0
     for q, h in state.ready.items():
         _check(h is not None, lambda: f"queue {q}: an empty heap is kept")
-        for _, n, path in heap.entries(h):
+        for n, path in map(entry_key, heap.entries(h)):
             key = (n, path)
             seen += 1
             r = records.get(key)
@@ -147,6 +149,27 @@ def validate_state(state: State) -> None:
 
 
 
+# Where a record's history may already hold its current attempt: it failed, and the retry has not
+# started (waiting for its delay, queued again, or cancelled before it started).
+_BETWEEN_ATTEMPTS = frozenset({Status.WAITING, Status.PENDING, Status.CANCELLED})
+
+
+def _check_history(g: Graph, key: Key, record: Record) -> None:
+    """The earlier attempts are 1, 2, ... up to the current one (or to it, between attempts), each
+    failed; a late result is one per attempt the record had, succeeded or failed."""
+    ended = [a.attempt for a in record.history if not a.late]
+    last = record.attempts if record.status in _BETWEEN_ATTEMPTS else record.attempts - 1
+    _check(ended == list(range(1, len(ended) + 1)) and len(ended) <= last,
+           lambda: f"{_name(g, key)}: attempt {record.attempts} ({record.status}) with earlier attempts {ended}")
+    late = [a.attempt for a in record.history if a.late]
+    _check(len(set(late)) == len(late) and all(1 <= a <= record.attempts for a in late),
+           lambda: f"{_name(g, key)}: late results {late} of its {record.attempts} attempts")
+    for a in record.history:
+        ok = a.status == Status.SUCCEEDED and a.error is None or a.status == Status.FAILED and a.error is not None
+        _check(ok and (a.late or a.status == Status.FAILED),
+               lambda: f"{_name(g, key)}: attempt {a.attempt} in its history is {a.status} with error {a.error}")
+
+
 def _check_cancel_requests(state: State) -> None:
     """A node cancel leaves nothing of what it names open: a request for one instance waits only
     while that instance is not reached (no record, no inputs); under a request for every instance
@@ -167,7 +190,7 @@ def _check_cancel_requests(state: State) -> None:
         _check(key[0] not in whole or record.status in TERMINAL,
                lambda: f"{_name(g, key)}: every instance of its node was cancelled, but it is {record.status}")
     for h in state.ready.values():
-        for _, n, path in heap.entries(h):
+        for n, path in map(entry_key, heap.entries(h)):
             _check(n not in whole, lambda: f"{_name(g, (n, path))}: every instance of its node was cancelled, "
                                            f"but it is ready")
 

@@ -18,7 +18,7 @@ from adapters.cli import main
 
 TESTS = Path(__file__).resolve().parent
 RUN_KEYS = {"run_id", "status", "error", "started_at", "finished_at", "nodes", "sequence"}
-RECORD_KEYS = {"node", "item", "status", "attempts", "started_at", "finished_at", "ports", "output", "error"}
+RECORD_KEYS = {"node", "item", "status", "attempts", "started_at", "finished_at", "ports", "output", "error", "history"}
 
 NOISY = """\
 name: noisy
@@ -141,7 +141,9 @@ def test_a_failed_run_exits_1_with_the_error_in_the_json(workdir, capsys):
     assert result["status"] == "failed"
     assert result["error"] == {"node": "broken", "type": "RuntimeError", "message": "no luck"}
     broken = next(r for r in result["nodes"] if r["node"] == "broken")
+    traceback = broken["error"].pop("traceback")  # node code raised it: where, is kept
     assert broken["error"] == {"type": "RuntimeError", "message": "no luck"} and broken["output"] is None
+    assert "nodes_for_tests.py" in traceback and traceback.endswith("RuntimeError: no luck\n")
 
 
 def test_a_waiting_run_exits_3_and_says_how_to_resume_it(workdir, capsys):

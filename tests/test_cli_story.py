@@ -100,7 +100,7 @@ def test_json_is_one_value_on_stdout(workdir):
     done = flowcore("status", "n", "--node", "talk", "--json", cwd=workdir)
     assert done.returncode == 0, done.stderr
     told = json.loads(done.stdout)  # the whole of stdout is one value
-    assert set(told) == {"run_id", "node", "item", "story"} and told["story"][-1]["to"] == "succeeded"
+    assert set(told) == {"run_id", "node", "item", "story", "attempts"} and told["story"][-1]["to"] == "succeeded"
 
 
 def test_status_without_node_is_unchanged_and_item_needs_node(workdir, capsys):

@@ -296,13 +296,23 @@ def test_every_event_type_round_trips_through_the_stored_form():
     samples = {"node": "n", "item": (2, 0), "attempt": 1, "at": 1.5, "ports": {"result": [1]}, "started_at": 1.0,
                "logs": ("a line",), "error_type": "ValueError", "message": "bad", "timer": "delay:1",
                "value": {"x": 1}, "port": "ok", "reason": "why", "abandoned": True, "max_parallel": 3,
-               "trigger": {"t": 1}}
+               "trigger": {"t": 1}, "traceback": 'Traceback (most recent call last):\n  File "n.py", line 1\n'}
     for cls in EVENT_TYPES.values():
         fields = {f.name: samples[f.name] for f in attrs.fields(cls)}
         for event in (cls(**fields), cls(**{**fields, **({"item": None} if "item" in fields else {})})):
             if "item" in fields and event.item is None and cls.__name__ != "NodeCancelRequested":
                 continue  # only a node cancel may leave its item out
             assert decode_event(json.loads(json.dumps(encode_event(event)))) == event, cls.__name__
+
+
+def test_a_failure_logged_before_tracebacks_were_kept_reads_back_without_one():
+    from adapters.store import decode_event
+    from scheduler_core import NodeFailed
+
+    old = {"type": "NodeFailed", "node": "n", "item": [], "attempt": 1, "at": 2.0, "error_type": "KeyError",
+           "message": "'k'", "started_at": 1.0, "logs": []}  # as an older flowcore wrote it
+    assert decode_event(old) == NodeFailed(node="n", attempt=1, at=2.0, error_type="KeyError", message="'k'",
+                                           started_at=1.0)
 
 
 def test_a_process_that_lost_the_lease_cannot_append_to_the_run(store):

@@ -92,7 +92,18 @@ def reference():
 @pytest.mark.parametrize("case", list(CASES))
 def test_runners_agree_with_serial_on_the_final_records(runner, case, reference):
     workflow, trigger = CASES[case]
-    assert outcome(runner, workflow, trigger) == reference[case]
+    assert agreed(outcome(runner, workflow, trigger), reference[case])
+
+
+def agreed(got, want) -> bool:
+    """The same status and records. Under ``continue`` the run's error is its first failure in
+    time, which parallel runners may hear of in another order: it must be one of the failures."""
+    (status, error, records), (_, want_error, want_records) = got, want
+    if error != want_error and error is not None and want_error is not None:
+        failed = {(node, err["type"], err["message"]) for node, _, state, _, _, err in records if state == "failed"}
+        assert (error["node"], error["type"], error["message"]) in failed, error
+        error = want_error
+    return (status, error, records) == want
 
 
 def test_the_reference_runs_do_what_the_workflows_say(reference):
@@ -112,10 +123,10 @@ def test_the_reference_runs_do_what_the_workflows_say(reference):
 def test_the_dask_runner_agrees_with_serial_on_the_final_records(case, reference):
     pytest.importorskip("distributed")
     workflow, trigger = CASES[case]
-    assert outcome("dask", workflow, trigger) == reference[case]
+    assert agreed(outcome("dask", workflow, trigger), reference[case])
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_dask_runner_on_a_real_cluster_agrees_with_serial_on_the_final_records(case, reference, dask_cluster):
     workflow, trigger = CASES[case]
-    assert outcome("dask", workflow, trigger, dask_address=dask_cluster.address) == reference[case]
+    assert agreed(outcome("dask", workflow, trigger, dask_address=dask_cluster.address), reference[case])

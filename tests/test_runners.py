@@ -197,7 +197,10 @@ def test_a_node_that_keeps_failing_fails_the_run_after_its_last_attempt(runner):
     result, _ = run(runner, {"nodes": [node]})
     record = result.record("flaky")
     assert result.status == "failed" and record["attempts"] == 2
-    assert record["error"] == {"type": "RuntimeError", "message": "attempt 2 fails"}
+    assert (record["error"]["type"], record["error"]["message"]) == ("RuntimeError", "attempt 2 fails")
+    # the first attempt's error is kept in the history, beside the last one
+    assert [(a["attempt"], a["status"], a["error"]["message"]) for a in record["history"]] == [
+        (1, "failed", "attempt 1 fails"), (2, "failed", "attempt 2 fails")]
 
 
 @pytest.mark.parametrize("runner", PARALLEL)

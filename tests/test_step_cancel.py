@@ -217,7 +217,8 @@ def test_cancelling_an_item_in_a_capped_fan_out_lets_the_next_item_start_in_its_
     expand(run, [1, 2, 3])
     assert run.status("w", (0,)) == "running"
     cancel(run, "w", item=(1,), at=2)  # the head of the group's queue
-    assert starts(run.succeed("w", item=(0,), at=3)) == [("w", (2,))]
+    assert starts(run.succeed("w", item=(0,), at=3)) == [("m", (0,))]  # item 0's next stage first (item order)
+    assert starts(run.succeed("m", item=(0,), at=4)) == [("w", (2,))]
 
 
 # -- refusals ---------------------------------------------------------------------------------------

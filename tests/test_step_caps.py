@@ -68,14 +68,14 @@ def test_ties_between_items_are_broken_by_item_index():
     assert order == [[("w", (i,))] for i in range(12)]
 
 
-def test_declaration_order_comes_before_item_index():
+def test_within_a_fan_out_item_order_comes_before_declaration_order():
     run = Run(graph("f.iteration -> b", "f.iteration -> a", nodes=[node("f", "foreach")], max_parallel=1))
     run.start()
     order = starts(run.succeed("f", ports={"result": [1, 2], "iteration": [1, 2]}))
     for _ in range(3):
         name, item = order[-1]
         order += starts(run.succeed(name, item=item))
-    assert order == [("b", (0,)), ("b", (1,)), ("a", (0,)), ("a", (1,))]
+    assert order == [("b", (0,)), ("a", (0,)), ("b", (1,)), ("a", (1,))]
 
 
 def test_a_ready_instance_of_higher_priority_overtakes_earlier_ready_ones():

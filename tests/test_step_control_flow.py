@@ -332,3 +332,13 @@ def test_a_join_rule_on_a_node_with_one_input_is_a_problem(field, value):
     from scheduler_core import WorkflowInvalid
     with pytest.raises(WorkflowInvalid, match="needs a node with at least two inputs; it has 1"):
         graph("a -> j", nodes=[node("j", **{field: value})])
+
+
+def test_a_gather_quorum_out_of_a_fan_out_of_no_items_is_dead_not_an_empty_list():
+    g = graph("f.iteration -> w", edge("w -> g", at_least=1), "f.iteration -> v", "v -> h",
+              nodes=[node("f", "foreach")])
+    run = Run(g)
+    run.start()
+    run.succeed("f", ports={"result": [], "iteration": []}, at=1)
+    assert run.status("g") == "skipped"  # fewer than 1 item can deliver
+    assert start_of(run.commands, "h").input == []  # a plain gather delivers the empty list

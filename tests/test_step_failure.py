@@ -1,5 +1,6 @@
 """step: fail-fast (cancel everything, record every open instance, ignore late results) and on_error: continue."""
-from scheduler_core import CancelNode, Error, CancelRequested, CancelTimer, Retry, RunFinished, sequence_keys
+from scheduler_core import (Attempt, CancelNode, Error, CancelRequested, CancelTimer, Retry, RunFinished, Status,
+                            sequence_keys)
 from step_helpers import Run, cancels, edge, graph, node, of_type, starts
 
 BOOM = Error("ValueError", "boom", node="a")
@@ -64,15 +65,17 @@ def test_no_queued_instance_starts_after_fail_fast():
     assert [run.status(n) for n in "bc"] == ["cancelled", "cancelled"]
 
 
-def test_late_results_after_fail_fast_are_ignored():
+def test_late_results_after_fail_fast_change_nothing_but_the_history():
     run = Run(graph("a -> c", "b"))
     run.start()
     run.fail("b", at=1)
     before = run.state
     assert run.step(run.succeeded("a", "late", at=2), run.failed("a", at=3)) == ()
-    assert run.record("a") == before.records[(0, ())]
-    assert run.status("a") == "cancelled"
-    assert (sequence_keys(run.state), run.state.error) == ([], before.error)
+    # the first result of the cancelled attempt is kept, marked late; a second one of it is dropped
+    assert run.record("a") == before.records[(0, ())]._replace(
+        history=(Attempt(1, Status.SUCCEEDED, None, 2, None, {"result": "late"}, True),))
+    assert run.status("a") == "cancelled" and run.status("c") == "cancelled"
+    assert (sequence_keys(run.state), run.state.error, run.state.finished_at) == ([], before.error, 1)
 
 
 def test_fail_fast_cancels_timers_and_closes_parked_instances():

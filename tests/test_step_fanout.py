@@ -91,19 +91,27 @@ def test_a_select_failing_on_a_gather_edge_fails_the_gather_instead_of_starting_
     assert of_type(commands, RunFinished)[0].status == "failed"
 
 
-def test_an_empty_list_skips_the_mapped_nodes_and_a_gather_fed_only_by_them():
+def test_an_empty_list_skips_the_mapped_nodes_and_a_gather_out_of_them_delivers_an_empty_list():
     run = fan_out("f.iteration -> a", edge("a -> b", map=True), "b -> g", "g -> after", values=())
-    assert starts(run.commands) == []
-    records = {(r.node, r.item): r.status for r in run.state.records.values()}
-    assert records == {("f", ()): "succeeded", ("a", ()): "skipped", ("b", ()): "skipped",
-                       ("g", ()): "skipped", ("after", ()): "skipped"}
-    assert of_type(run.commands, RunFinished) == [RunFinished(status="succeeded", error=None)]
-
-
-def test_a_gather_with_another_live_input_runs_after_an_empty_list():
-    run = fan_out("f.iteration -> w", "w -> g", "f -> g", values=())
     assert starts(run.commands) == ["g"]
     assert start_of(run.commands, "g").input == []
+    records = {(r.node, r.item): r.status for r in run.state.records.values()}
+    assert records == {("f", ()): "succeeded", ("a", ()): "skipped", ("b", ()): "skipped", ("g", ()): "running"}
+    run.succeed("g", "nothing to do")
+    assert run.status("after") == "running"
+
+
+def test_a_gather_after_an_empty_list_takes_its_select_and_joins_another_input():
+    run = fan_out("f.iteration -> w", edge("w -> g", select="abs(@)"), "f -> g", values=())
+    assert starts(run.commands) == ["g"]
+    assert start_of(run.commands, "g").input == [[], []]  # the gather's [] and f's own list, in edge order
+
+
+def test_a_gather_whose_items_all_failed_is_dead_not_empty():
+    run = fan_out("f.iteration -> w", "w -> g", values=(1, 2), on_error="continue")
+    run.fail("w", item=(0,))
+    commands = run.fail("w", item=(1,))
+    assert starts(commands) == [] and run.status("g") == "skipped"
 
 
 def test_a_skipped_foreach_skips_its_mapped_nodes_once_without_item():
@@ -153,9 +161,9 @@ def test_a_foreachs_max_parallel_covers_every_node_of_its_map_chain():
     run.start()
     run.succeed("f", ports=items([1, 2]))
     assert starts(run.commands) == [("a", (0,))]
-    assert starts(run.succeed("a", item=(0,))) == [("a", (1,))]
-    assert starts(run.succeed("a", item=(1,))) == [("b", (0,))]
-    assert starts(run.succeed("b", item=(0,))) == [("b", (1,))]
+    assert starts(run.succeed("a", item=(0,))) == [("b", (0,))]  # item order across stages: item 0 completes first
+    assert starts(run.succeed("b", item=(0,))) == [("a", (1,))]
+    assert starts(run.succeed("a", item=(1,))) == [("b", (1,))]
 
 
 def test_one_failing_item_fails_the_run_and_cancels_the_other_items():
@@ -173,3 +181,31 @@ def test_with_continue_a_failing_item_skips_only_its_own_chain():
     assert starts(run.succeed("a", item=(1,))) == [("b", (1,))]
     assert starts(run.succeed("b", "B1", item=(1,))) == ["g"]
     assert start_of(run.commands, "g").input == ["B1"]
+
+
+def test_under_a_cap_a_per_item_chain_completes_item_after_item_not_breadth_first():
+    """Issue 14: 20 items of "download then send" under a cap of 4. Breadth-first would start every
+    download before any send (no item done end to end until the fifth round); item order finishes
+    items 0-3 in the second round."""
+    run = Run(graph("f.iteration -> download", edge("download -> send", map=True), nodes=[FOREACH], max_parallel=4))
+    run.start()
+    run.succeed("f", ports=items(list(range(20))))
+    rounds = [sorted(starts(run.commands))]
+    while run.in_flight:
+        running = rounds[-1]
+        commands = ()
+        for name, item in running:
+            commands += run.succeed(name, item=item)
+        rounds.append(sorted(starts(commands)))
+    assert rounds[0] == [("download", (i,)) for i in range(4)]
+    assert rounds[1] == [("send", (i,)) for i in range(4)]
+    assert rounds[2] == [("download", (i,)) for i in range(4, 8)]
+    assert run.state.status == "succeeded" and len(rounds) == 11
+
+
+def test_a_node_on_a_longer_path_outside_the_fan_out_still_starts_before_its_items():
+    run = Run(graph("f.iteration -> w", "a -> long", nodes=[FOREACH, node("long", estimate=10.0)], max_parallel=2))
+    run.start()
+    run.succeed("f", ports=items([1, 2, 3]))
+    assert starts(run.commands) == [("w", (0,))]
+    assert starts(run.succeed("a")) == ["long"]  # the critical path first, items or not

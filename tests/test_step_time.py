@@ -38,8 +38,8 @@ def test_a_timeout_fails_the_attempt_with_error_type_timeout_and_a_message_namin
     timer = timer_of(run.start(at=0))
     commands = run.fire(timer.timer, at=5.0)
     assert [(c.node, c.attempt, c.reason) for c in of_type(commands, CancelNode)] == [("a", 1, "timeout")]
-    error_type, message, _ = run.record("a").error
-    assert (run.status("a"), error_type) == ("failed", "timeout")
+    error_type, message, _, traceback = run.record("a").error
+    assert (run.status("a"), error_type, traceback) == ("failed", "timeout", None)
     assert "5 s" in message and "'a'" in message
     assert run.status("b") == "skipped"
     assert run.state.error == Error("timeout", message, node="a")

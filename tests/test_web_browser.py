@@ -108,6 +108,11 @@ def test_a_run_page_has_one_timeline_bar_per_attempt(server, page):
     sync_api.expect(page.locator("#panel table.attempts tr")).to_have_count(3)  # a header and two attempts
     sync_api.expect(page.locator("#panel")).to_contain_text("attempt 1 fails on purpose")
     sync_api.expect(page.locator("#panel")).to_contain_text('"published": "ok"')
+    folded = page.locator("#panel table.attempts details")  # the first attempt's traceback, folded
+    sync_api.expect(folded).to_have_count(1)
+    folded.locator("summary").click()
+    sync_api.expect(folded.locator("pre.tb")).to_contain_text("web_nodes.py")
+    sync_api.expect(folded.locator("pre.tb")).to_contain_text("in flaky")
     shot(page, "run-page")
 
 

@@ -41,11 +41,15 @@ def run_view(store, run_id: str) -> dict:
                 if isinstance(e, (NodeSucceeded, NodeFailed)):
                     a = attempts.setdefault((e.node, tuple(e.item), e.attempt),
                                             {"node": e.node, "item": list(e.item) or None, "attempt": e.attempt})
-                    a["status"] = "succeeded" if isinstance(e, NodeSucceeded) else "failed"
+                    outcome = "succeeded" if isinstance(e, NodeSucceeded) else "failed"
+                    error = None if isinstance(e, NodeSucceeded) else _error(e)
+                    if not _current(state, graph, e):  # a result after its attempt was cancelled or timed out
+                        a["late"] = {"status": outcome, "at": e.at, "error": error}
+                        continue
+                    a["status"] = outcome
                     a["started_at"] = e.started_at if e.started_at is not None else a.get("started_at")
                     a["finished_at"] = e.at
-                    a["error"] = None if isinstance(e, NodeSucceeded) else {"type": e.error_type,
-                                                                            "message": e.message}
+                    a["error"] = error
             state, commands = step(state, events)
             for c in commands:
                 if isinstance(c, StartNode):
@@ -93,6 +97,19 @@ def run_view(store, run_id: str) -> dict:
     return {"run": run, "workflow": info.workflow, "attempts": bars[:MAX_BARS], "attempts_total": len(bars),
             "instances": instances, "waiting": waiting, "graph": graph_view(graph, run["nodes"]),
             "now": time.time(), "options": {"runner": info.options.get("runner")}}
+
+
+def _current(state, graph, e) -> bool:
+    """Whether the attempt a result event names is the one in flight (else the core keeps it as late)."""
+    n = graph.index.get(e.node)
+    return n is not None and not state.finished and state.running.get((n, tuple(e.item))) == e.attempt
+
+
+def _error(e: NodeFailed) -> dict:
+    error = {"type": e.error_type, "message": e.message}
+    if e.traceback is not None:
+        error["traceback"] = e.traceback
+    return error
 
 
 def _input(arrivals) -> object:

@@ -209,15 +209,23 @@ var FlowcoreRun = (function () {
           el("div", { text: r.error.type === "cancelled" ? r.error.message : r.error.type + ": " + r.error.message }),
           r.error.traceback ? el("pre", { cls: "tb", text: r.error.traceback }) : null)));
       }
-      var tries = data.attempts.filter(function (a) { return a.name === name && a.kind === "attempt"; });
+      // every attempt from the record's history: an earlier attempt's error (and traceback), and a
+      // result that came after its attempt was cancelled or timed out ("late": it changed nothing else)
+      var tries = r.history || [];
       if (tries.length) {
         var table = el("table", { cls: "attempts" }, el("tr", {}, el("th", { text: "#" }), el("th", { text: "status" }),
-          el("th", { text: "started" }), el("th", { text: "took" }), el("th", { text: "error" })));
+          el("th", { text: "started" }), el("th", { text: "took" }), el("th", { text: "error / output" })));
         tries.forEach(function (a) {
-          table.appendChild(el("tr", {}, el("td", { text: String(a.attempt) }), el("td", {}, badge(a.status)),
+          var said = a.error ? a.error.type + ": " + a.error.message
+            : a.ports ? pretty(Object.keys(a.ports).length === 1 && "result" in a.ports ? a.ports.result : a.ports) : "";
+          var detail = el("td", { cls: "muted" }, el("div", { text: said }),
+            a.error && a.error.traceback && (a.late || a.attempt !== r.attempts || r.status !== "failed") ?
+              el("details", {}, el("summary", { text: "traceback" }), el("pre", { cls: "tb", text: a.error.traceback })) : null);
+          table.appendChild(el("tr", { cls: a.late ? "late" : "" }, el("td", { text: String(a.attempt) }),
+            el("td", {}, badge(a.status), a.late ? el("span", { cls: "muted", text: " late" }) : null),
             el("td", { text: a.started_at ? "+" + secs(a.started_at - data.run.started_at) : "" }),
-            el("td", { text: a.finished_at ? secs(a.finished_at - a.started_at) : "…" }),
-            el("td", { cls: "muted", text: a.error ? a.error.type + ": " + a.error.message : "" })));
+            el("td", { text: a.finished_at && a.started_at ? secs(a.finished_at - a.started_at) : "…" }),
+            detail));
         });
         box.appendChild(section("Attempts", table));
       }
