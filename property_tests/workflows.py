@@ -203,7 +203,7 @@ def _edge(draw, vocab, source, port, mapped, gathers=False) -> dict:
     if vocab.selects and _one_in(draw, vocab.select_odds):
         edge["select"] = draw(st.sampled_from(vocab.selects))
     if gathers and vocab.control_flow and _one_in(draw, vocab.join_odds):
-        edge["at_least"] = draw(st.integers(1, 3))
+        edge["at_least"] = draw(st.sampled_from((1, 1, 2, 3)))  # a fan-out has 0 to 3 items
         if draw(st.booleans()):
             edge["cancel_rest"] = True
     return edge
