@@ -18,17 +18,18 @@ import yaml
 
 from runners import backend_names
 from runners import collector_paused
-from scheduler_core import (Edge, Graph, Kind, Node, Problem, Retry, RunTask, Settings, Workflow, WorkflowInvalid,
-                            compile_workflow)
+from scheduler_core import (JOIN_ALL, JOIN_ANY, Edge, Graph, Kind, Node, Problem, Retry, RunTask, Settings,
+                            Workflow, WorkflowInvalid, compile_workflow)
 
 from .imports import calls_from
 from .node_types import NODE_TYPES, FieldProblem, owns_timeout
 from .node_types.base import is_number, read_as_boolean
 from .nodes import NodeInvoker
 
-COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description"}
+COMMON_FIELDS = {"id", "type", "timeout", "retry", "pool", "estimate", "description", "join", "cancel_rest", "cancel"}
 _PARSED_COMMON_FIELDS = COMMON_FIELDS - {"id", "type", "description"}  # those a Node holds as attributes
-EDGE_FIELDS = {"from", "to", "port", "map", "select"}
+PLAIN_EDGE_FIELDS = {"from", "to", "port", "map", "select"}  # what _plain_edge reads
+EDGE_FIELDS = PLAIN_EDGE_FIELDS | {"at_least", "cancel_rest"}
 SETTINGS_FIELDS = {"runner", "max_parallel", "on_error", "pools", "dask_address"}
 TOP_FIELDS = {"name", "description", "settings", "nodes", "connections"}
 
@@ -426,7 +427,55 @@ def _parse_node(i: int, raw, problems: list, place: str | None = None):
     behaviour = (impl.behaviour_reporting(config, f"{place or f'nodes[{i}]'}.body", problems)
                  if impl is not None and impl.nests else _behaviour(impl, config))
     return Node(id=node_id, type=str(ntype), config=config, timeout=timeout, retry=_parse_retry(where, raw, problems),
-                pool=raw.get("pool"), estimate=_parse_estimate(where, raw, problems), behaviour=behaviour)
+                pool=raw.get("pool"), estimate=_parse_estimate(where, raw, problems),
+                behaviour=behaviour, join=_parse_join(where, raw, problems),
+                cancel_rest=_parse_flag(where, raw, "cancel_rest", problems), cancel=_parse_cancel(where, raw, problems))
+
+
+def _whole(value):
+    """``value`` as a whole number (3.0 is 3), or None for anything else (a bool, 2.5, a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return value
+
+
+def _parse_join(where, raw, problems):
+    """``join``: all, any or {at_least: K} -> JOIN_ALL, JOIN_ANY or K (its bounds are the graph's to
+    check: it knows the node's inputs)."""
+    spec = raw.get("join", JOIN_ALL)
+    if spec in (JOIN_ALL, JOIN_ANY) and type(spec) is str:
+        return spec
+    if isinstance(spec, Mapping) and set(spec) == {"at_least"}:
+        k = _whole(spec["at_least"])
+        if k is not None:
+            return k
+        problems.append(Problem(where, f"join at_least must be a whole number from 1, not {spec['at_least']!r}"))
+        return JOIN_ALL
+    problems.append(Problem(where, f"join must be all, any or {{at_least: K}}, not {spec!r}"))
+    return JOIN_ALL
+
+
+def _parse_flag(where, raw, field, problems) -> bool:
+    value = raw.get(field, False)
+    if type(value) is not bool:
+        problems.append(Problem(where, f"{field} must be true or false, not {value!r}"))
+        return False
+    return value
+
+
+def _parse_cancel(where, raw, problems) -> tuple:
+    """``cancel``: a list of node ids (that they exist is the graph's to check)."""
+    value = raw.get("cancel", [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(type(v) is str for v in value):
+        named = next((v for v in value if isinstance(v, bool)), None) if isinstance(value, list) else None
+        hint = f" (an id {read_as_boolean(named)})" if named is not None else ""
+        problems.append(Problem(where, f"cancel must be a list of node ids, not {value!r}{hint}"))
+        return ()
+    return tuple(value)
 
 
 def _behaviour(impl, config):
@@ -498,14 +547,20 @@ def _parse_edge(i: int, raw, problems: list):
         return None
     _check_edge_fields(f"connection #{i + 1} ({raw['from']} -> {raw['to']})", raw, problems)
     select = raw.get("select")
+    at_least = raw.get("at_least")
+    if at_least is not None and (at_least := _whole(at_least)) is None:
+        problems.append(Problem(f"connection #{i + 1} ({raw['from']} -> {raw['to']})",
+                                f"at_least must be a whole number from 1, not {raw['at_least']!r}"))
+    cancel_rest = _parse_flag(f"connection #{i + 1} ({raw['from']} -> {raw['to']})", raw, "cancel_rest", problems)
     return Edge(source=str(raw["from"]), target=str(raw["to"]), port=str(raw.get("port", "result")),
-                map=bool(raw.get("map", False)), select=select if isinstance(select, str) else None)
+                map=bool(raw.get("map", False)), select=select if isinstance(select, str) else None,
+                at_least=at_least, cancel_rest=cancel_rest)
 
 
 def _plain_edge(raw) -> Edge | None:
     """The usual edge (a dict with 'from', 'to' and only known fields, of the right types) parsed at
     once; None for any other, which ``_parse_edge`` checks field by field."""
-    if type(raw) is not dict or not raw.keys() <= EDGE_FIELDS or "from" not in raw or "to" not in raw:
+    if type(raw) is not dict or not raw.keys() <= PLAIN_EDGE_FIELDS or "from" not in raw or "to" not in raw:
         return None
     source, target, port = raw["from"], raw["to"], raw.get("port", "result")
     if type(source) is bool or type(target) is bool or type(port) is bool:
@@ -588,8 +643,16 @@ def workflow_to_dict(wf: Workflow) -> dict:
             spec["pool"] = n.pool
         if n.estimate != 1.0:
             spec["estimate"] = n.estimate
+        if n.join != JOIN_ALL:
+            spec["join"] = n.join if isinstance(n.join, str) else {"at_least": n.join}
+        if n.cancel_rest:
+            spec["cancel_rest"] = True
+        if n.cancel:
+            spec["cancel"] = list(n.cancel)
         nodes.append(spec)
-    edges = [{"from": e.source, "to": e.target, "port": e.port, "map": e.map, "select": e.select} for e in wf.edges]
+    edges = [{"from": e.source, "to": e.target, "port": e.port, "map": e.map, "select": e.select,
+              **({"at_least": e.at_least} if e.at_least is not None else {}),
+              **({"cancel_rest": True} if e.cancel_rest else {})} for e in wf.edges]
     s = wf.settings
     settings = {"on_error": s.on_error, "pools": dict(s.pools)}
     if s.runner:

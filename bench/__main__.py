@@ -24,6 +24,7 @@ SECTIONS = {
     "dask": "the dask runner's per-node overhead on a two-worker cluster vs distributed itself (issue 13)",
     "loop": "a loop of 1,000 iterations of a one-node body vs a chain of 1,000 of the node (issue 14)",
     "subworkflow": "a 10-level chain of subworkflow files vs a run of its leaf alone (issue 14)",
+    "joins": "join any with cancel_rest over 100 slow branches: the losers end within 5 ms of the winner (issue 14)",
 }
 
 

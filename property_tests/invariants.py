@@ -21,6 +21,8 @@ from scheduler_core.state import CANCELLED, FAILED, PENDING, SKIPPED, SUCCEEDED,
 from .step_driver import Trace, frozen_bytes
 from .workflows import PARKING_TYPES, WAITING_TYPES
 
+NEVER_STARTED = PARKING_TYPES + ("end",)  # types whose instances count one attempt but never start on a runner
+
 
 @functools.lru_cache(maxsize=None)
 def _expression(text: str):
@@ -135,14 +137,19 @@ def edge_value(g, records, e, path, trigger=None):
         return end.ports.get("result")
     if e.kind == GATHER and expanded and not _terminal(records.get((g.origin[e.source], path))):
         return UNRESOLVED  # until the foreach ends, nobody knows how many items there are
-    sources = [records.get(k) for k in edge_sources(g, records, e, path)]
+    keys = edge_sources(g, records, e, path)
+    if e.kind == GATHER and expanded and e.index in g.gather_quorum and len(keys[0][1]) > len(path):
+        return _quorum_gather_value(g, records, e, keys)
+    sources = [records.get(k) for k in keys]
     if not all(_terminal(r) for r in sources):
         return UNRESOLVED
     if e.kind == FAN_OUT and not expanded:
         return DEAD  # the foreach never expanded: no items, so nothing on its iteration port
     if e.kind == GATHER and expanded and len(sources[0].item) == len(path) and _expanded_to_nothing(
             records.get((g.origin[e.source], path))):
-        return []  # a gather out of a fan-out that expanded to no items delivers an empty list
+        # a gather out of a fan-out that expanded to no items delivers an empty list; one with
+        # at_least K is dead (fewer than K can deliver)
+        return DEAD if e.index in g.gather_quorum else []
     if e.kind == FAN_OUT:
         items = _items(sources[0])
         assert path[-1] < len(items), f"{name(g, (e.target, path))} exists, but its foreach has {len(items)} items"
@@ -153,6 +160,21 @@ def edge_value(g, records, e, path, trigger=None):
     if e.kind == GATHER and expanded and len(sources[0].item) > len(path):
         return values or DEAD  # the items' results, in item order, each through the select
     return values[0] if values else DEAD
+
+
+def _quorum_gather_value(g, records, e, keys):
+    """A gather edge with ``at_least: K``: the results of the first K items that delivered (in the
+    order their successes were processed), in item order; DEAD once fewer than K still can."""
+    need = g.gather_quorum[e.index]
+    sources = [records.get(k) for k in keys]
+    done = sorted((r.finished_seq, r.item, selected(e, r.ports[e.port])) for r in sources
+                  if r is not None and r.status == SUCCEEDED and e.port in r.ports)
+    if len(done) >= need:
+        taken = sorted(done[:need], key=lambda d: d[1])
+        values = [value for _, _, value in taken]
+        return SELECT_FAILED if SELECT_FAILED in values else values
+    still = sum(not _terminal(r) for r in sources)
+    return DEAD if len(done) + still < need else UNRESOLVED
 
 
 def delivered(g, records, key, trigger=None) -> list:
@@ -296,6 +318,13 @@ def no_instance_starts_before_its_inputs_resolve(trace: Trace) -> None:
 
 def _check_start_inputs(g, state, c) -> None:
     key = key_of(g, c)
+    if key[0] in g.quorum:
+        values = _check_quorum(g, state.records, key, "started")
+        need = g.quorum[key[0]]
+        assert len(c.values) == need, f"{name(g, key)} (a join of {need}) started with {len(c.values)} values"
+        for value in c.values:
+            assert value in values, f"{name(g, key)} started with {value!r}, which none of its edges delivered"
+        return
     if not g.in_edges[key[0]]:
         assert c.values == (state.trigger,), f"root {name(g, key)} started with {c.values!r}, not the trigger"
         return
@@ -310,7 +339,26 @@ def _check_start_inputs(g, state, c) -> None:
     assert c.inputs == expected, f"{name(g, key)} got inputs by source {c.inputs!r}, not {expected!r}"
 
 
+def _check_quorum(g, records, key, what: str, trigger=None) -> list:
+    """A ``join: any`` or ``{at_least: K}`` node: ready once K edges delivered (the others may still
+    be unresolved), skipped once fewer than K can still deliver."""
+    need = g.quorum[key[0]]
+    edges = delivered(g, records, key, trigger)
+    values = [v for _, v in edges if v is not DEAD and v is not UNRESOLVED]
+    still = sum(v is UNRESOLVED for _, v in edges)
+    if what == SKIPPED:
+        assert len(values) + still < need, f"{name(g, key)} was skipped though {len(values)} of its edges " \
+                                           f"delivered and {still} may still (it needs {need})"
+    elif what == "failed its select":
+        assert SELECT_FAILED in values, f"{name(g, key)} failed a select, yet every select on its edges works"
+    else:
+        assert len(values) >= need, f"{name(g, key)} {what} with {len(values)} edges delivered; it needs {need}"
+    return values
+
+
 def _check_resolution(g, records, key, what: str, trigger=None) -> list:
+    if key[0] in g.quorum:
+        return _check_quorum(g, records, key, what, trigger)
     if not g.in_edges[key[0]]:
         return ["the trigger"]
     edges = delivered(g, records, key, trigger)
@@ -356,7 +404,7 @@ def attempts_never_overlap(trace: Trace) -> None:
 
     ledger = walk(trace, on_start=on_start, after_step=after_step)
     for key, record in trace.final.records.items():
-        if g.nodes[key[0]].type not in PARKING_TYPES:  # a parked instance counts one attempt, never started
+        if g.nodes[key[0]].type not in NEVER_STARTED:  # a parked instance counts one attempt, never started
             assert record.attempts == ledger.started.get(key, 0), \
                 f"{name(g, key)} records {record.attempts} attempts but started {ledger.started.get(key, 0)}"
 
@@ -494,12 +542,19 @@ def _check_run_status(g, final, asked: set) -> None:
     # has none, or the error of the attempt it was to retry
     by_request = [r for r in final.records.values() if r.status == CANCELLED and r.error and r.error.type == "cancelled"]
     for r in by_request:
-        assert r.node in asked or _loop_ended_under(g, final.records, r), \
+        assert r.node in asked or _loop_ended_under(g, final.records, r) or _by_control_flow(r), \
             f"{r.node}{list(r.item)} was cancelled by request, yet nobody asked to cancel it"
+    ended_by = [r for r in final.records.values() if r.status == SUCCEEDED and g.nodes[g.index[r.node]].type == "end"]
+    if ended_by:  # an end node ended the run: what had not ended was cancelled, a failure under continue stays
+        assert final.status == "succeeded" and final.error is None, f"an end ran, yet the run is {final.status}"
+        assert len(ended_by) == 1, f"{len(ended_by)} end nodes succeeded; the first ends the run"
+        assert final.finished_at == ended_by[0].finished_at, "the run did not end when its end node ran"
     if final.status == "succeeded":
-        assert set(statuses) <= {SUCCEEDED, SKIPPED} | ({CANCELLED} if by_request else set()), \
-            f"a succeeded run has records {sorted(set(statuses))}"
-        assert statuses.count(CANCELLED) == len(by_request), "a succeeded run has instances cancelled by no request"
+        allowed = {SUCCEEDED, SKIPPED} | ({CANCELLED} if by_request or ended_by else set()) \
+            | ({FAILED} if ended_by and not g.fail_fast else set())
+        assert set(statuses) <= allowed, f"a succeeded run has records {sorted(set(statuses))}"
+        assert ended_by or statuses.count(CANCELLED) == len(by_request), \
+            "a succeeded run has instances cancelled by no request"
     elif final.status == "failed":
         assert failed >= 1, "the run failed though no instance failed"
         failures = [r for r in final.records.values() if r.status == FAILED]
@@ -538,6 +593,26 @@ def _loop_ended_under(g, records, record) -> bool:
     return key is not None and records[key].status in (FAILED, CANCELLED) and "its loop" in record.error.message
 
 
+def _by_control_flow(record) -> bool:
+    """Cancelled by a ``cancel_rest`` or a ``cancel`` list (whose reasons say so), not by a person."""
+    return "(cancel_rest)" in record.error.message or "(its cancel list)" in record.error.message
+
+
+def _delivered_before(g, records, position, k) -> list:
+    """The input edges of ``k`` that delivered before it ran: a source of theirs comes before it in
+    the sequence, or none succeeded at all (a gather of a fan-out that expanded to no items)."""
+    out = []
+    for ei in g.in_edges[k[0]]:
+        e = g.edges[ei]
+        value = edge_value(g, records, e, k[1])
+        if value is DEAD or value is UNRESOLVED:
+            continue
+        sources = [position[src] for src in edge_sources(g, records, e, k[1]) if src in position]
+        if not sources or min(sources) < position[k]:
+            out.append(e)
+    return out
+
+
 def sequence_is_a_linear_extension_of_the_graph(trace: Trace) -> None:
     g = trace.graph
     records = trace.final.records
@@ -548,7 +623,13 @@ def sequence_is_a_linear_extension_of_the_graph(trace: Trace) -> None:
                                   f"{sorted(name(g, k) for k in set(seq) ^ succeeded)}"
     position = {k: i for i, k in enumerate(seq)}
     for k in seq:
+        if k[0] in g.quorum:  # a join of K: the K inputs it took come before it; the others may come after
+            assert len(_delivered_before(g, records, position, k)) >= g.quorum[k[0]], \
+                f"{name(g, k)} comes before the inputs it joined"
+            continue
         for ei in g.in_edges[k[0]]:
+            if g.edges[ei].index in g.gather_quorum:
+                continue  # an at_least gather ignores the items that end after it delivered
             for src in edge_sources(g, records, g.edges[ei], k[1]):
                 if src in position:
                     assert position[src] < position[k], f"{name(g, src)} comes after {name(g, k)}, which it feeds"
@@ -667,7 +748,7 @@ def every_item_instance_runs_exactly_once(trace: Trace) -> None:
         record = trace.final.records[key]
         runs = starts.get(key, [])
         assert record.status in (SUCCEEDED, SKIPPED), f"{name(g, key)} ended {record.status} in a run without failures"
-        is_task = g.nodes[key[0]].type not in PARKING_TYPES
+        is_task = g.nodes[key[0]].type not in NEVER_STARTED
         want = list(range(1, record.attempts + 1)) if record.status == SUCCEEDED and is_task else []
         assert runs == want, f"{name(g, key)} ({record.status}) started attempts {runs}, not {want}"
 
@@ -679,6 +760,8 @@ def gathers_receive_item_results_in_item_order(trace: Trace) -> None:
             if type(c) is not StartNode:
                 continue
             key = key_of(g, c)
+            if key[0] in g.quorum:
+                continue  # its values come in the order they arrived (_check_start_inputs checks them)
             got = iter(c.values)
             for e, value in delivered(g, s.after.records, key):
                 if value is DEAD or value is UNRESOLVED or value is SELECT_FAILED:
@@ -695,6 +778,8 @@ def mapped_instances_start_after_their_own_source_item(trace: Trace) -> None:
         for key, old, new in changed_records(s):
             if new.started_seq is None or (old is not None and old.started_seq is not None):
                 continue  # only an instance's first start or park
+            if key[0] in g.quorum:
+                continue  # a join of K starts once K inputs delivered: a map edge among the others may be open
             for ei in g.in_edges[key[0]]:
                 e = g.edges[ei]
                 if e.kind != MAP:

@@ -72,6 +72,8 @@ class Behaviour:
         may_fail = self.final_failures or cmd.attempt < node.retry.max_attempts
         if may_fail and rng.randrange(100) < self.fail_percent:
             return ("Boom", f"{cmd.node} attempt {cmd.attempt} failed")
+        if cmd.type == "fail":
+            return ("fail", node.config.get("message", "failed"))
         if cmd.type == "if":
             return {rng.choice(("true", "false")): cmd.input}
         if cmd.type == "foreach":

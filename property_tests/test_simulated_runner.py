@@ -21,7 +21,7 @@ from .invariants import (a_timed_out_attempt_never_succeeds, attempts_never_over
 from .step_driver import Step, Trace
 from .workflows import Vocabulary, workflow_definitions
 
-SIMULATED = Vocabulary(max_nodes=30, fail_percent=5, answers=False, children=False)  # its waits and hils time out; child runs are threads of the adapters, not simulated
+SIMULATED = Vocabulary(max_nodes=30, fail_percent=5, answers=False, children=False, control_flow=False)  # its waits and hils time out; child runs are threads of the adapters, not simulated
 faults = st.fixed_dictionaries({
     "seed": st.integers(0, 2**16),
     "fail_rate": st.sampled_from((0.0, 0.05, 0.2)),

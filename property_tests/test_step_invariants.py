@@ -75,7 +75,8 @@ def test_without_failures_final_records_do_not_depend_on_completion_order(scenar
     assert (shuffled.final.status, shuffled.final.error) == (reference.final.status, reference.final.error)
 
 
-@given(scenarios(Vocabulary(timeouts=False, wait_timeouts=False, on_error=("continue",)), fail_percents=(10, 30),
+@given(scenarios(Vocabulary(timeouts=False, wait_timeouts=False, on_error=("continue",), control_flow=False),
+                 fail_percents=(10, 30),
                  cancels=False),
        st.data())
 def test_under_on_error_continue_final_records_do_not_depend_on_completion_order(scenario, data):

@@ -7,6 +7,12 @@ foreach that opens the scope, or from a scope nested one level deeper (a gather)
 what ``compile_workflow`` accepts, so every drawn definition is valid. A ``loop`` node carries a
 small body of its own: a chain of up to three nodes (with a shortcut edge now and then) that ends in
 a python node, its single sink.
+
+With ``control_flow``, a fair share of the nodes with several inputs get a join rule (``any`` or
+``{at_least: K}``, sometimes with ``cancel_rest``), some gather edges an ``at_least`` (sometimes with
+``cancel_rest``), some nodes a ``cancel`` list naming nodes declared before them, and ``end`` and
+``fail`` nodes appear among the types. What these decide depends on which input comes first, so
+tests that compare completion orders or runners leave them out.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ CALL = "property_tests.pure_nodes:mix"
 PYTHON_PORTS = ("result", "a", "b")
 OUT_PORTS = {"python": PYTHON_PORTS, "if": ("true", "false"), "foreach": ("result",), "merge": ("result",),
              "noop": ("result",), "delay": ("result",), "wait": ("result", "completed", "timeout"),
-             "hil": ("result", "timeout"), "loop": ("result",), "subworkflow": ("result",)}  # a hil also has one port per choice (``_ports``)
+             "hil": ("result", "timeout"), "loop": ("result",), "subworkflow": ("result",),
+             "end": ("result",), "fail": ("result",)}  # a hil also has one port per choice (``_ports``)
 TASK_TYPES = ("python", "if", "foreach", "merge", "noop")
 PARKING_TYPES = ("delay", "wait", "hil", "loop", "subworkflow")  # instances that park (a timer, an answer, a body, a child run), never run
 CHILD_WORKFLOW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child_workflow.yaml")
@@ -57,13 +64,18 @@ class Vocabulary:
     loop_iterations: tuple = (1, 2, 3)  # their max_iterations
     loop_failures: bool = True  # False: a loop's body is one python node that ends it once it gives a result
     children: bool = True  # subworkflow nodes, whose child's end the step driver reports (runners: no child runs)
+    control_flow: bool = True  # join rules, cancel_rest, gather at_least, cancel lists, end and fail nodes
+    join_odds: int = 3  # one node in this many is drawn with several inputs and a join rule
+    cancel_odds: int = 8  # one node in this many has a cancel list
+    end_or_fail_odds: int = 20  # one node in this many is an end or a fail node
 
 
 STEP_VOCABULARY = Vocabulary()
 # Runner tests run real code on real clocks: short delays, no timeouts (a timeout races the clock).
 # Nobody answers a wait there, so no wait or hil nodes.
 RUNNER_VOCABULARY = Vocabulary(max_nodes=12, timeouts=False, delay_seconds=(0, 0.01, 0.03),
-                               retry_delays=(0, 0.01), fail_percent=15, waits=False, children=False)
+                               retry_delays=(0, 0.01), fail_percent=15, waits=False, children=False,
+                               control_flow=False)
 
 
 @attrs.define
@@ -74,6 +86,7 @@ class _Declared:
     depth: int
     size: int  # a bound on how many numbers its output holds: values passed on must not grow exponentially
     ports: tuple  # the ports edges may read: its type's, and a hil's choices
+    closed: bool = False  # feeds a cancel_rest join, which it then leads to only: later nodes do not read it
 
 
 @st.composite
@@ -102,18 +115,40 @@ def _settings(draw, vocab: Vocabulary) -> dict:
 def _node(draw, vocab, i, declared, settings):
     scope = _scope(draw, vocab, declared)
     depth = 0 if scope is None else next(d.depth for d in declared if d.id == scope) + 1
-    edges = _incoming(draw, vocab, i, scope, declared)
+    joins = vocab.control_flow and _one_in(draw, vocab.join_odds)
+    edges = _incoming(draw, vocab, i, scope, declared, several=joins)
     size = _input_size(edges, declared)
     kind = draw(st.sampled_from(_types(vocab, depth))) if size <= MAX_PASSED_SIZE else "python"
+    if vocab.control_flow and _one_in(draw, vocab.end_or_fail_odds):
+        kind = draw(st.sampled_from(("end", "fail", "fail")))  # an end cuts a run short: fewer of them
     node = {"id": f"n{i}", "type": kind, **_config(draw, vocab, i, kind)}
-    if kind in TASK_TYPES:
+    if kind in TASK_TYPES or kind == "fail":
         node.update(_task_fields(draw, vocab, settings))
     if kind == "loop":
         node.update(_loop_config(draw, vocab, i, settings))
+    if vocab.control_flow:
+        node.update(_control_fields(draw, vocab, edges, declared, joins))
     if kind == "python" and "retry" in node:
         node["params"]["flaky_attempts"] = draw(st.integers(0, node["retry"]["max_attempts"] - 1))
     declared.append(_Declared(node["id"], kind, scope, depth, 1 if kind in ("python", "loop") else size, _ports(node)))
     return node, [{"to": node["id"], **e} for e in edges]
+
+
+def _control_fields(draw, vocab, edges, declared, joins) -> dict:
+    """A join rule for a node with several inputs; a cancel list naming earlier nodes."""
+    fields: dict = {}
+    if joins and len(edges) >= 2:
+        k = draw(st.integers(1, len(edges) - 1)) if draw(st.integers(0, 3)) else len(edges)  # mostly fewer than all
+        fields["join"] = "any" if k == 1 and draw(st.booleans()) else {"at_least": k}
+        if draw(st.integers(0, 3)):
+            fields["cancel_rest"] = True
+            for d in declared:  # so that the join post-dominates its inputs, and has something to cancel
+                if any(e["from"] == d.id for e in edges):
+                    d.closed = True
+    if declared and _one_in(draw, vocab.cancel_odds):
+        fields["cancel"] = draw(st.lists(st.sampled_from([d.id for d in declared]), min_size=1, max_size=2,
+                                         unique=True))
+    return fields
 
 
 def _ports(node) -> tuple:
@@ -158,6 +193,8 @@ def _candidates(scope, declared) -> list:
     for d in declared:
         if d.id == scope:
             out.append((d.id, "iteration", False))
+        if d.closed:
+            continue
         if d.scope == scope:
             out.extend((d.id, port, scope is not None) for port in d.ports)
         elif d.scope is not None and parent[d.scope] == scope:
@@ -165,20 +202,27 @@ def _candidates(scope, declared) -> list:
     return out
 
 
-def _incoming(draw, vocab, i, scope, declared) -> list:
+def _incoming(draw, vocab, i, scope, declared, several=False) -> list:
+    """The node's input edges: one to three (two to four for a node drawn to get a join rule)."""
     candidates = _candidates(scope, declared)
-    if scope is None and (i == 0 or _one_in(draw, 10)):
+    if scope is None and (i == 0 or not candidates or _one_in(draw, 10)):
         return []  # a root: it receives the trigger
-    chosen = draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=3, unique=True))
-    return [_edge(draw, vocab, *c) for c in chosen]
+    fewest = 2 if several and len(set(candidates)) >= 2 else 1
+    chosen = draw(st.lists(st.sampled_from(candidates), min_size=fewest, max_size=4 if several else 3, unique=True))
+    scope_of = {d.id: d.scope for d in declared}
+    return [_edge(draw, vocab, *c, gathers=scope_of[c[0]] != scope and c[0] != scope) for c in chosen]
 
 
-def _edge(draw, vocab, source, port, mapped) -> dict:
+def _edge(draw, vocab, source, port, mapped, gathers=False) -> dict:
     edge = {"from": source, "port": port}
     if mapped:
         edge["map"] = True
     if vocab.selects and _one_in(draw, vocab.select_odds):
         edge["select"] = draw(st.sampled_from(vocab.selects))
+    if gathers and vocab.control_flow and _one_in(draw, vocab.join_odds):
+        edge["at_least"] = draw(st.sampled_from((1, 1, 2, 3)))  # a fan-out has 0 to 3 items
+        if draw(st.booleans()):
+            edge["cancel_rest"] = True
     return edge
 
 
@@ -198,6 +242,8 @@ def _config(draw, vocab, i, kind) -> dict:
         return _wait_config(draw, vocab, kind)
     if kind == "subworkflow":
         return {"workflow": CHILD_WORKFLOW}
+    if kind == "fail":
+        return {"message": f"n{i} fails"}
     return {}
 
 

@@ -23,6 +23,9 @@ behaviour its nodes have. The core knows only these:
 - ``ParkForChild``: takes no slot and runs no code here; it asks for a child run (``StartChild``
   with its input) and waits for the child's end (``ChildEnded``): the child's output goes out on
   ``result``, its failure fails the node, its cancel cancels the node (the ``subworkflow`` type).
+- ``EndRun``: runs no code and takes no slot; once ready, it succeeds at once with its input on
+  ``result`` and the run ends ``succeeded``: what is in flight is cancelled, the rest recorded
+  ``cancelled`` (the ``end`` type).
 
 A new node type picks one of these; a new *kind* of behaviour is a change to the core.
 """
@@ -49,6 +52,7 @@ class Kind(enum.Enum):
     PARK_INPUT = "park_input"
     LOOP = "loop"
     PARK_CHILD = "park_child"
+    END = "end"
 
 
 def _port_set(value: Iterable[str] | None) -> frozenset[str] | None:
@@ -127,5 +131,15 @@ class ParkForChild:
         return frozenset({RESULT})
 
 
-Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput | Loop | ParkForChild
+@attrs.frozen
+class EndRun:
+    """Runs no code, takes no slot: once ready it succeeds with its input on ``result`` and the run ends."""
+    kind: ClassVar[Literal[Kind.END]] = Kind.END
+
+    @property
+    def ports(self) -> frozenset[str]:
+        return frozenset({RESULT})
+
+
+Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput | Loop | ParkForChild | EndRun
 PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD})

@@ -23,7 +23,7 @@ import attrs
 import jmespath
 
 from .behaviour import LOOP_BODY_PORT, MAX_ITERATIONS, RESULT, Kind
-from .model import MAX_SECONDS, ON_ERROR, Edge, Node, Workflow
+from .model import JOIN_ALL, JOIN_ANY, MAX_SECONDS, ON_ERROR, Edge, Node, Workflow
 
 if TYPE_CHECKING:
     from .state import Queue
@@ -92,6 +92,12 @@ class Graph:
     loop_entries: dict[int, tuple[int, ...]] = attrs.field(factory=dict)  # loop node -> its entry edges
     loop_of: tuple[int, ...] = ()  # per node: the innermost loop whose body it is in, or -1 (empty: no loops)
     body_nodes: dict[int, tuple[int, ...]] = attrs.field(factory=dict)  # loop -> the nodes whose loop_of it is
+    # Control flow beyond "wait for all" (see ``_control_flow``); empty for most workflows.
+    quorum: dict[int, int] = attrs.field(factory=dict)  # node with join any (1) or {at_least: K} -> K
+    victims: dict[int, tuple[int, ...]] = attrs.field(factory=dict)  # cancel_rest join -> the nodes it post-dominates
+    cancels: dict[int, tuple[tuple[int, int], ...]] = attrs.field(factory=dict)  # node -> (named node, shared fan-out depth)
+    gather_quorum: dict[int, int] = attrs.field(factory=dict)  # gather edge (declared index) with at_least -> K
+    gather_victims: dict[int, tuple[int, ...]] = attrs.field(factory=dict)  # such an edge with cancel_rest -> its items' nodes
 
     def edge_label(self, e: CompiledEdge) -> str:
         return f"{self.ids[e.source]} -> {self.ids[e.target]}"
@@ -154,7 +160,7 @@ def _check_nodes(wf: Workflow, problems: list[Problem]) -> dict[str, int]:
 def _all_defaults(node: Node) -> bool:
     """No timeout, retry, pool or estimate of its own, as most nodes: nothing for ``_check_nodes`` to check."""
     return (node.timeout is None and node.retry is _NO_RETRY and node.pool is None and node.estimate == 1.0
-            and node.behaviour is not None)
+            and node.behaviour is not None)  # (join, cancel_rest and cancel: _control_flow checks them)
 
 
 _NO_RETRY = attrs.fields(Node).retry.default
@@ -371,10 +377,149 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
         problems.append(Problem("connections", f"cycle: {' -> '.join(cycle)} (a workflow must be acyclic)"))
         raise WorkflowInvalid(problems)
     depth, origin, kinds = _fan_out_levels(wf, good, adj, topo, problems)
+    flow = _control_flow(wf, index, good, adj, depth, origin, kinds, problems)
     if problems:
         raise WorkflowInvalid(problems)
     cap = max_parallel or wf.settings.max_parallel or default_max_parallel
-    return _index(wf, index, good, adj, topo, depth, origin, kinds, cap, sinks)
+    graph = _index(wf, index, good, adj, topo, depth, origin, kinds, cap, sinks)
+    return attrs.evolve(graph, **flow) if flow else graph
+
+
+def _anything(value: Any) -> Any:
+    """A field as a workflow built in code may hold it (any type), for the checks of its type."""
+    return value
+
+
+def _is_whole(value: Any, least: int = 1) -> bool:
+    return type(value) is int and value >= least
+
+
+def _join_problems(node: Node, inputs: int) -> list[str]:
+    """What is wrong with a node's ``join`` and ``cancel_rest`` (it has ``inputs`` incoming edges)."""
+    out = []
+    join = node.join
+    if join not in (JOIN_ALL, JOIN_ANY) and not _is_whole(join):
+        out.append(f"join must be all, any or {{at_least: K}} with K a whole number from 1, not {join!r}")
+    elif join != JOIN_ALL and inputs < 2:
+        out.append(f"join {join if isinstance(join, str) else '{at_least: ' + str(join) + '}'} needs a node with "
+                   f"at least two inputs; it has {inputs}")
+    elif type(join) is int and join > inputs:
+        out.append(f"join at_least {join} is more than its {inputs} inputs could ever deliver")
+    cancel_rest: Any = node.cancel_rest  # (a workflow built in code may hold anything)
+    if type(cancel_rest) is not bool:
+        out.append(f"cancel_rest must be true or false, not {cancel_rest!r}")
+    elif cancel_rest and join == JOIN_ALL:
+        out.append("cancel_rest needs join any or {at_least: K} (with join all nothing is left to cancel)")
+    return out
+
+
+def _control_flow(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjacency, depth: list[int],
+                  origin: list[int], kinds: list[str], problems: list[Problem]) -> dict[str, Any]:
+    """Check the join rules, ``cancel`` lists and gather quorums, and index them for ``step``: the
+    Graph fields they fill (none for a workflow that uses none of them)."""
+    quorum: dict[int, int] = {}
+    cancels: dict[int, tuple[tuple[int, int], ...]] = {}
+    rest: list[int] = []
+    for i, node in enumerate(wf.nodes):
+        if node.join == JOIN_ALL and not node.cancel_rest and not node.cancel:
+            continue
+        where = f"node {node.id!r}"
+        found = _join_problems(node, len(adj.ins[i]))
+        problems.extend(Problem(where, message) for message in found)
+        if not found and node.join != JOIN_ALL:
+            quorum[i] = 1 if node.join == JOIN_ANY else node.join  # type: ignore[assignment]  # a whole number
+            if node.cancel_rest:
+                rest.append(i)
+        if node.cancel:
+            named = _cancel_list(node, index, problems)
+            cancels[i] = tuple((m, _shared_depth(origin, depth, i, m)) for m in named)
+    gather_quorum: dict[int, int] = {}
+    gather_rest: dict[int, int] = {}  # edge -> its source
+    for k, edge in enumerate(good.edge):
+        if edge.at_least is None and not edge.cancel_rest:
+            continue
+        where = _edge_where(good.declared[k], edge)
+        if kinds[k] != GATHER:
+            problems.append(Problem(where, "at_least and cancel_rest belong on a gather edge (out of a node that "
+                                           "runs per item, without map: true)"))
+        elif not _is_whole(edge.at_least):
+            problems.append(Problem(where, f"at_least must be a whole number from 1, not {edge.at_least!r}"
+                                    if edge.at_least is not None else "cancel_rest needs at_least on the same edge"))
+        elif type(edge_cancel_rest := _anything(edge.cancel_rest)) is not bool:
+            problems.append(Problem(where, f"cancel_rest must be true or false, not {edge_cancel_rest!r}"))
+        else:
+            gather_quorum[good.declared[k]] = edge.at_least  # type: ignore[assignment]  # checked whole
+            if edge.cancel_rest:
+                gather_rest[good.declared[k]] = good.source[k]
+    if problems or not (quorum or cancels or gather_quorum):
+        return {}
+    flow: dict[str, Any] = {"quorum": quorum, "cancels": cancels, "gather_quorum": gather_quorum}
+    if rest or gather_rest:
+        dominated = _post_dominated(len(wf.nodes), good, adj, [*rest, *gather_rest.values()])
+        flow["victims"] = {n: tuple(m for m in dominated[n] if depth[m] >= depth[n]) for n in rest}
+        flow["gather_victims"] = {e: tuple(m for m in (s, *dominated[s]) if depth[m] >= depth[s])
+                                  for e, s in gather_rest.items()}
+    return flow
+
+
+def _cancel_list(node: Node, index: dict[str, int], problems: list[Problem]) -> list[int]:
+    where = f"node {node.id!r}"
+    named = node.cancel
+    if not isinstance(named, (tuple, list)) or not all(type(m) is str for m in named):
+        problems.append(Problem(where, f"cancel must be a list of node ids, not {named!r}"))
+        return []
+    found = []
+    for m in named:
+        if m == node.id:
+            problems.append(Problem(where, "cancel names the node itself (it has ended when its cancel applies)"))
+        elif m not in index:
+            problems.append(Problem(where, f"cancel names an unknown node {m!r}"))
+        else:
+            found.append(index[m])
+    return found
+
+
+def _shared_depth(origin: list[int], depth: list[int], a: int, b: int) -> int:
+    """How many fan-outs nodes ``a`` and ``b`` both run inside of (the same foreach nodes, outermost
+    first): an instance of ``a`` at path p concerns the instances of ``b`` under ``p[:shared]``."""
+    def chain(n: int) -> list[int]:
+        out = []
+        while depth[n]:
+            n = origin[n]
+            out.append(n)
+        return out[::-1]
+    shared = 0
+    for x, y in zip(chain(a), chain(b)):
+        if x != y:
+            break
+        shared += 1
+    return shared
+
+
+def _post_dominated(n: int, good: _Connections, adj: _Adjacency, of: list[int]) -> dict[int, list[int]]:
+    """For each node of ``of``, the nodes it post-dominates (every way from them to a sink runs
+    through it), itself left out: dominators of the reversed graph, from a virtual sink."""
+    import networkx as nx  # here: only cancel_rest needs it, and it takes 0.1 s to import
+
+    sink = n  # the virtual sink, after every node
+    reversed_graph = nx.DiGraph()
+    reversed_graph.add_nodes_from(range(n + 1))
+    reversed_graph.add_edges_from((t, s) for s, t in zip(good.source, good.target))
+    reversed_graph.add_edges_from((sink, v) for v in range(n) if not adj.outs[v])
+    idom = nx.immediate_dominators(reversed_graph, sink)
+    children: dict[int, list[int]] = {}
+    for v, d in idom.items():
+        if v != d:
+            children.setdefault(d, []).append(v)
+    out: dict[int, list[int]] = {}
+    for root in of:
+        below, todo = [], list(children.get(root, ()))
+        while todo:
+            v = todo.pop()
+            below.append(v)
+            todo.extend(children.get(v, ()))
+        out[root] = sorted(below)
+    return out
 
 
 def _compiled_edges(good: _Connections, adj: _Adjacency, kinds: list[str]) -> list[CompiledEdge]:

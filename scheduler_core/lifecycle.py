@@ -15,7 +15,8 @@ record when an instance first starts, parks, is skipped, fails before starting o
        |                 |   \\-retry_later-> WAITING --retry_due--> PENDING
        |--park--> WAITING --succeed (timer fired, answer, wait timed out, loop done, child run succeeded)--> SUCCEEDED
        |            WAITING --fail--> FAILED  (a loop: its body failed, or max_iterations ran out; a child run failed)
-       |--skip--> SKIPPED            (every input dead)
+       |--succeed--> SUCCEEDED       (an ``end`` node: it succeeds once ready, and ends the run)
+       |--skip--> SKIPPED            (every input dead, or too few left for its join)
        |--fail--> FAILED             (a select on an input edge failed)
        any of PENDING, RUNNING, WAITING --cancel--> CANCELLED  (the run ended, or a node cancel)
        RUNNING --restart--> RUNNING  (re-dispatched after the process that ran it died)
@@ -52,7 +53,7 @@ class Move(enum.StrEnum):
 
     START = "start"  # an attempt is dispatched to a runner
     PARK = "park"  # it waits for a timer or an answer, taking no slot
-    SUCCEED = "succeed"  # its attempt succeeded, or its timer fired, or it was answered
+    SUCCEED = "succeed"  # its attempt succeeded, its timer fired, it was answered, or an ``end`` became ready
     FAIL = "fail"  # its last attempt failed (or its input could not be selected)
     RETRY_LATER = "retry_later"  # an attempt failed and another is due after the retry delay
     RETRY_DUE = "retry_due"  # the retry delay is over: ready again
@@ -66,6 +67,7 @@ P, R, W = Status.PENDING, Status.RUNNING, Status.WAITING
 LIFECYCLE: dict[tuple[Status, Move], Status] = {
     (P, Move.START): R,
     (P, Move.PARK): W,
+    (P, Move.SUCCEED): Status.SUCCEEDED,
     (P, Move.SKIP): Status.SKIPPED,
     (P, Move.FAIL): Status.FAILED,
     (P, Move.CANCEL): Status.CANCELLED,
@@ -78,7 +80,6 @@ LIFECYCLE: dict[tuple[Status, Move], Status] = {
     (W, Move.FAIL): Status.FAILED,
     (W, Move.RETRY_DUE): P,
     (W, Move.CANCEL): Status.CANCELLED,
-    (W, Move.FAIL): Status.FAILED,
 }
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED})

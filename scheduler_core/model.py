@@ -16,6 +16,7 @@ import attrs
 from .behaviour import Behaviour
 
 ON_ERROR = ("fail_fast", "continue")
+JOIN_ALL, JOIN_ANY = "all", "any"  # a node's join rule; an int K is {at_least: K}
 
 # Bounds on the numbers a workflow gives, checked where they are read (every number must be finite):
 MAX_SECONDS = 366 * 24 * 3600.0  # the longest timeout, delay, wait or retry delay: a year
@@ -68,6 +69,9 @@ class Node:
     retry: Retry = Retry()
     pool: str | None = None
     estimate: float = 1.0
+    join: str | int = JOIN_ALL  # JOIN_ALL, JOIN_ANY, or K: run once K inputs delivered ({at_least: K})
+    cancel_rest: bool = False  # with any/at_least: when the join fires, cancel what only leads to it
+    cancel: tuple[str, ...] = ()  # when it succeeds, cancel the open instances of these nodes
 
 
 @attrs.frozen
@@ -77,6 +81,8 @@ class Edge:
     port: str = "result"
     map: bool = False
     select: str | None = None
+    at_least: int | None = None  # on a gather edge: deliver once this many items succeeded
+    cancel_rest: bool = False  # with at_least: then cancel the items not yet ended
 
 
 @attrs.frozen(eq=False)

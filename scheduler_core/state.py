@@ -17,6 +17,12 @@ Where an instance is, besides its record's status (see ``lifecycle``):
 ``arrivals``   not ready yet: the input edges still unresolved and the values delivered so far
 ============== ===========================================================================
 
+``joined`` holds the quorum joins (``join: any`` or ``{at_least: K}``) that fired or gave up while
+some of their input edges were still unresolved: key -> how many; those edges' values are ignored
+as they come, and the entry goes once they all have. ``cancel_regions`` keeps what a ``cancel_rest``
+or a node's ``cancel`` list asked for instances not reached yet: ``(node, path prefix)`` -> reason,
+for every instance of the node under that prefix (``()``: all of them).
+
 ``cancel_requests`` keeps the node cancels that still wait for instances not reached yet:
 ``(node, path)`` for one instance, ``(node, None)`` for every instance of the node. An instance
 they name is recorded ``cancelled`` when its inputs resolve, instead of starting, parking or being
@@ -132,7 +138,7 @@ class State:
     timer_seq: int = 0
     records: Map[Key, Record] = Map()  # key -> Record
     arrivals: Map[Key, tuple[int, Delivered]] = Map()  # key -> (edges still unresolved, delivered (edge position, source, value) as a cons list)
-    gathers: Map[tuple[int, Path], tuple[int, Map[int, Any]]] = Map()  # (edge index, prefix) -> (items still unresolved, Map item -> value)
+    gathers: Map[tuple[int, Path], tuple[int, Map[int, Any] | None]] = Map()  # (edge index, prefix) -> (items still unresolved, Map item -> value; None once an at_least gather delivered)
     scopes: Map[Key, int] = Map()  # (foreach index, path) -> number of items it fanned out
     payloads: Map[Key, Payload] = Map()  # key -> its arrivals (source, value) in edge order, while it is not terminal
     ready: Map[Queue, NonEmpty[ReadyEntry]] = Map()  # ready queue (pool, group) -> heap of (priority, node, path)
@@ -151,6 +157,8 @@ class State:
     cancel_requests: Map[tuple[int, Path | None], str] = Map()  # (node, path or None: all) -> reason, see above
     draining: bool = False  # a Draining came and no Resumed since: nothing new starts
     children: Map[Key, bool] = Map()  # key -> True: instances parked until their child run ends
+    joined: Map[Key, int] = Map()  # quorum join that fired or was skipped -> its input edges still unresolved
+    cancel_regions: Map[tuple[int, Path], str] = Map()  # (node, path prefix) -> reason: cancel those reached later
 
     @property
     def finished(self) -> bool:

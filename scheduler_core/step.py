@@ -125,6 +125,7 @@ PARKS_FOR_TIMER: Final = Kind.PARK_TIMER
 PARKS_FOR_INPUT: Final = Kind.PARK_INPUT
 LOOPS: Final = Kind.LOOP
 PARKS_FOR_CHILD: Final = Kind.PARK_CHILD
+ENDS: Final = Kind.END
 RUNNING, PENDING, WAITING = RunStatus.RUNNING, Status.PENDING, Status.WAITING
 
 
@@ -249,6 +250,15 @@ def _paths_within(g: Graph, scopes: Scopes, n: int, prefix: Path) -> list[Path]:
     return paths
 
 
+def _length(got: Delivered) -> int:
+    """How many values a cons list of delivered values holds."""
+    count = 0
+    while got is not None:
+        count += 1
+        got = got[1]
+    return count
+
+
 def _will_have(g: Graph, scopes: Scopes, n: int, path: Path) -> bool:
     """Whether the run has (or will have, once reached) instance ``(n, path)`` of an expanded path:
     one index per fan-out ``n`` runs inside of, each within the items that fan-out expanded to."""
@@ -302,6 +312,8 @@ class _Transition:
         self.held = state.held.mutate()
         self.cancel_requests = state.cancel_requests.mutate()
         self.children = state.children.mutate()
+        self.joined = state.joined.mutate()
+        self.cancel_regions = state.cancel_regions.mutate()
         # one candidate heap per pool in use: a handful at most (the workflow declares its pools)
         self.candidates = dict(state.candidates.items()) if state.candidates else {}
 
@@ -322,6 +334,7 @@ class _Transition:
             stopping=self.stopping.finish(), held=self.held.finish(), max_parallel=self.max_parallel,
             cancel_requests=self.cancel_requests.finish(), draining=self.draining,
             children=self.children.finish(),
+            joined=self.joined.finish(), cancel_regions=self.cancel_regions.finish(),
         )
         return new, tuple(self.commands)
 
@@ -382,8 +395,10 @@ class _Transition:
             raise InvalidEvent(f"the run has already {'ended' if self.status in RUN_ENDED else 'started'}")
         self.status, self.started_at, self.trigger = RunStatus.RUNNING, ev.at, ev.trigger
         for root in self.g.roots:
+            if self.ended:
+                return  # an end node among the roots ended the run
             key = (root, ())
-            reason = self.cancel_asked(key) if self.cancel_requests else None
+            reason = self.cancel_asked(key) if self.cancel_requests or self.cancel_regions else None
             if reason is None:
                 self.make_ready(key, ((None, ev.trigger),))
             else:
@@ -594,9 +609,55 @@ class _Transition:
                     self.add_candidate(q, heap.peek(h))
 
     def cancel_asked(self, key: Key) -> str | None:
-        """The reason a node cancel gave for an instance not reached yet, if one asked for it."""
+        """The reason a node cancel (or a ``cancel_rest``, a ``cancel`` list) gave for an instance not
+        reached yet, if one asked for it."""
         reason = self.cancel_requests.get(key)
-        return reason if reason is not None else self.cancel_requests.get((key[0], None))
+        if reason is None:
+            reason = self.cancel_requests.get((key[0], None))
+        if reason is None and self.cancel_regions:
+            n, path = key
+            for k in range(len(path) + 1):
+                reason = self.cancel_regions.get((n, path[:k]))
+                if reason is not None:
+                    break
+        return reason
+
+    def cancel_region(self, nodes: Iterable[int], prefix: Path, reason: str) -> list[Work]:
+        """Cancel every instance of ``nodes`` under the item path ``prefix`` that has not ended, as
+        a node cancel does (stopped, unparked or dequeued; recorded ``cancelled``), and those not
+        reached yet when they are (``cancel_regions``). Returns the edges that resolve dead."""
+        targets: list[Key] = []
+        for m in nodes:
+            unreached = self.g.depth[m] > len(prefix)  # items a fan-out may still expand to
+            for path in _paths_within(self.g, self.scopes, m, prefix):
+                record = self.records.get((m, path))
+                if record is None or record.status in OPEN:
+                    targets.append((m, path))
+                    unreached = unreached or (record is None and (m, path) not in self.payloads)
+            if unreached:
+                self.cancel_regions[(m, prefix)] = reason
+        queued = [key for key in targets if key in self.payloads and self.status_of(key) is PENDING]
+        if queued:
+            self.unqueue(queued)
+        work: list[Work] = []
+        for key in targets:
+            if key in self.running:
+                self.stop(key, reason)
+            elif self.status_of(key) is WAITING:
+                self.unpark(key)
+            elif key not in self.payloads:
+                continue  # not reached yet: cancelled when its inputs resolve
+            work.extend(self.cancel_by_request(key, reason))
+        return work
+
+    def cancel_named(self, key: Key) -> None:
+        """A node with a ``cancel`` list succeeded: cancel the named nodes' open instances in its scope."""
+        n, path = key
+        name = instance_name(self.g.ids[n], path)
+        work: list[Work] = []
+        for m, shared in self.g.cancels[n]:
+            work.extend(self.cancel_region((m,), path[:shared], f"cancelled by node {name!r} (its cancel list)"))
+        self.resolve(work)
 
     def cancel_by_request(self, key: Key, reason: str) -> list[Work]:
         """Record an instance cancelled by a node cancel; its outgoing edges resolve dead."""
@@ -685,11 +746,18 @@ class _Transition:
                 if gathered is None:
                     continue
                 path, value = gathered
-            elif e.kind == GATHER and value is DEAD and self.scopes.get((g.origin[e.source], path)) == 0:
+                if g.gather_victims and value is not DEAD and e.index in g.gather_victims:
+                    work.extend(self.cancel_region(g.gather_victims[e.index], path, f"the gather into "
+                                                   f"{g.ids[e.target]!r} has its at_least (cancel_rest)"))
+            elif e.kind == GATHER and value is DEAD and self.scopes.get((g.origin[e.source], path)) == 0 \
+                    and e.index not in g.gather_quorum:  # (at_least K of no items: fewer than K can deliver)
                 value = []  # a gather out of a fan-out that expanded to no items delivers an empty list
             elif value is not DEAD and e.select is not None:
                 value = _select(e, value)
             key = (e.target, path)
+            if g.quorum and e.target in g.quorum:
+                self.resolve_quorum(key, e, value, work)
+                continue
             remaining, got = self.arrivals.get(key) or (len(g.in_edges[e.target]), None)
             if value is not DEAD:
                 got = ((e.pos, e.source, value), got)
@@ -697,7 +765,7 @@ class _Transition:
                 self.arrivals[key] = (remaining - 1, got)
                 continue
             self.arrivals.pop(key, None)
-            reason = self.cancel_asked(key) if self.cancel_requests else None
+            reason = self.cancel_asked(key) if self.cancel_requests or self.cancel_regions else None
             if reason is not None:
                 work.extend(self.cancel_by_request(key, reason))
             elif got is None:
@@ -705,8 +773,46 @@ class _Transition:
             else:
                 self.make_ready(key, self.arrivals_in_order(got))
 
+    def resolve_quorum(self, key: Key, e: CompiledEdge, value: Any, work: list[Work]) -> None:
+        """One input edge of a ``join: any`` or ``{at_least: K}`` node resolved. It is ready as soon
+        as K edges delivered (with those K values, in the order they came), skipped as soon as fewer
+        than K can still deliver, and the edges that resolve after that are ignored (``joined``).
+        Once it is ready, a ``cancel_rest`` cancels what only leads to it."""
+        left = self.joined.get(key)
+        if left is not None:
+            if left > 1:
+                self.joined[key] = left - 1
+            else:
+                self.joined.pop(key)
+            return
+        n = key[0]
+        remaining, got = self.arrivals.get(key) or (len(self.g.in_edges[n]), None)
+        if value is not DEAD:
+            got = ((e.pos, e.source, value), got)
+        remaining -= 1
+        delivered = _length(got)
+        need = self.g.quorum[n]
+        if delivered < need <= delivered + remaining:
+            self.arrivals[key] = (remaining, got)
+            return
+        self.arrivals.pop(key, None)
+        if remaining:
+            self.joined[key] = remaining
+        reason = self.cancel_asked(key) if self.cancel_requests or self.cancel_regions else None
+        if reason is not None:
+            work.extend(self.cancel_by_request(key, reason))
+        elif got is None or delivered < need:
+            work.extend(self.skip(key))
+        else:
+            self.make_ready(key, self.arrivals_as_taken(got))
+            victims = self.g.victims.get(n)
+            if victims and not self.ended and self.status_of(key) is not Status.FAILED:
+                work.extend(self.cancel_region(victims, key[1], f"join {self.g.ids[n]!r} fired "
+                                                                f"(cancel_rest)"))
+
     def collect(self, e: CompiledEdge, path: Path, value: Any) -> tuple[Path, Any] | None:
-        """One item of a gather edge resolved; return ``(prefix, list or DEAD)`` once all have.
+        """One item of a gather edge resolved; return ``(prefix, list or DEAD)`` once all have (with
+        ``at_least: K``, once K delivered or fewer than K still can: the later items are ignored).
 
         An item whose ``select`` failed makes the whole gathered value that failure, so the target
         fails instead of starting with a ``SelectFailed`` among its inputs.
@@ -714,18 +820,43 @@ class _Transition:
         prefix = path[:-1]
         gkey = (e.index, prefix)
         remaining, got = self.gathers.get(gkey) or (self.scopes[(self.g.origin[e.source], prefix)], Map())
+        if got is None:  # an at_least gather that has delivered: the items that end later are ignored
+            self.set_or_drop(gkey, remaining - 1)
+            return None
         if value is not DEAD:
             got = got.set(path[-1], _select(e, value) if e.select is not None else value)
-        if remaining > 1:
+        need = self.g.gather_quorum.get(e.index) if self.g.gather_quorum else None
+        if need is not None and (len(got) >= need or len(got) + remaining - 1 < need):
+            self.set_or_drop(gkey, remaining - 1)  # K items succeeded, or fewer than K still can
+            if len(got) < need:
+                return prefix, DEAD
+        elif remaining > 1:
             self.gathers[gkey] = (remaining - 1, got)
             return None
-        self.gathers.pop(gkey, None)
+        else:
+            self.gathers.pop(gkey, None)
         if not got:
             return prefix, DEAD
         gathered = [got[i] for i in sorted(got.keys())]
         if e.select is not None:
             return prefix, next((v for v in gathered if isinstance(v, SelectFailed)), gathered)
         return prefix, gathered
+
+    def set_or_drop(self, gkey: tuple[int, Path], remaining: int) -> None:
+        """An at_least gather has delivered: ``remaining`` items are still to be ignored as they end."""
+        if remaining > 0:
+            self.gathers[gkey] = (remaining, None)
+        else:
+            self.gathers.pop(gkey, None)
+
+    def arrivals_as_taken(self, got: tuple[tuple[int, int, Any], Delivered]) -> Payload:
+        """The delivered values (newest first) in the order they came, as ``(source id, value)`` pairs."""
+        arrived: list[tuple[str | None, Any]] = []
+        rest: Delivered = got
+        while rest is not None:
+            arrived.append((self.g.ids[rest[0][1]], rest[0][2]))
+            rest = rest[1]
+        return tuple(reversed(arrived))
 
     def arrivals_in_order(self, got: tuple[tuple[int, int, Any], Delivered]) -> Payload:
         """The delivered values (a cons list of ``(edge position, source, value)``) in edge order, as
@@ -761,8 +892,20 @@ class _Transition:
             self.park(key)
         elif node.behaviour.kind is LOOPS:  # type: ignore[union-attr]
             self.start_loop(key)
+        elif node.behaviour.kind is ENDS:  # type: ignore[union-attr]
+            self.end_here(key)
         else:  # its record is made when it starts: a ready instance is pending wherever it is read
             self.enqueue(key)
+
+    def end_here(self, key: Key) -> None:
+        """An ``end`` node became ready: it succeeds at once with its input, and the run ends
+        ``succeeded`` (what is in flight is cancelled, the rest recorded ``cancelled``)."""
+        value = self.input_of(key)
+        self.payloads.pop(key)
+        self.seq += 2
+        self.move(key, SUCCEED, attempts=1, started_at=self.now, finished_at=self.now, ports={RESULT: value},
+                  error=None, started_seq=self.seq - 1, finished_seq=self.seq)
+        self.end_run(RunStatus.SUCCEEDED, None, f"run ended by node {instance_name(self.g.ids[key[0]], key[1])!r}")
 
     def skip(self, key: Key) -> list[Work]:
         n, path = key
@@ -1059,6 +1202,8 @@ class _Transition:
             else:
                 work.append((e, path, DEAD if e.kind == FAN_OUT else value))
         self.resolve(work)
+        if self.g.cancels and n in self.g.cancels and not self.ended:
+            self.cancel_named(key)
 
     def attempt_failed(self, key: Key, error: Error) -> None:
         record = self.records[key]
@@ -1095,10 +1240,10 @@ class _Transition:
         self.finished_at = self.now
         self.ended = True
 
-    def end_run(self, status: RunStatus, error: Error) -> None:
-        """Fail fast or cancel: stop everything in flight and close every open instance."""
+    def end_run(self, status: RunStatus, error: Error | None, reason: str | None = None) -> None:
+        """Fail fast, cancel or an ``end`` node: stop everything in flight and close every open instance."""
         self.status, self.error, self.finished_at, self.ended = status, error, self.now, True
-        reason = "run failed" if status == RunStatus.FAILED else "run cancelled"
+        reason = reason or ("run failed" if status == RunStatus.FAILED else "run cancelled")
         for key, attempt in sorted(self.running.finish().items()):
             node = self.g.ids[key[0]]
             self.commands.append(CancelNode(node=node, item=key[1], attempt=attempt, reason=reason,
@@ -1124,8 +1269,8 @@ class _Transition:
         self.cancel_unreached()
         # nothing is in flight, ready, timed or parked any more
         self.running, self.timers, self.awaiting, self.arrivals, self.held, self.payloads, self.gathers, \
-            self.instance_timer, self.pool_running, self.group_running, self.ready = \
-            (Map().mutate() for _ in range(11))
+            self.instance_timer, self.pool_running, self.group_running, self.ready, self.joined = \
+            (Map().mutate() for _ in range(12))
         self.candidates = {}
         self.ready_count, self.running_count = 0, 0
 

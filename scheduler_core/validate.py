@@ -54,8 +54,10 @@ def validate_state(state: State) -> None:
             _check_history(g, key, record)
 
     _check_cancel_requests(state)
+    _check_cancel_regions(state)
     if state.status in RUN_ENDED:
-        for name in ("running", "timers", "awaiting", "ready", "held", "payloads", "arrivals", "gathers", "children"):
+        for name in ("running", "timers", "awaiting", "ready", "held", "payloads", "arrivals", "gathers", "children",
+                     "joined"):
             _check(len(getattr(state, name)) == 0, lambda: f"the run ended {state.status} with {name} not empty")
         _check(state.running_count == 0 and state.ready_count == 0, "the run ended with instances counted in flight")
         open_ = [_name(g, k) for k, r in records.items() if r.status in OPEN]
@@ -149,6 +151,11 @@ def validate_state(state: State) -> None:
         _check(key not in records, lambda: f"{_name(g, key)}: still gathering inputs but has a record")
     if g.loop_until:
         _check_loops(state)
+    for key, left in state.joined.items():  # a quorum join that fired (or gave up) ignores its later inputs
+        _check(key[0] in g.quorum and 0 < left < len(g.in_edges[key[0]]),
+               lambda: f"{_name(g, key)}: ignores {left} more inputs, but it has {len(g.in_edges[key[0]])}")
+        _check(key not in state.arrivals and (key in records or key in state.payloads),
+               lambda: f"{_name(g, key)}: its join fired, but it is not reached or still gathers inputs")
 
 
 
@@ -216,3 +223,16 @@ def _check_cancel_requests(state: State) -> None:
         for n, path in map(entry_key, heap.entries(h)):
             _check(n not in whole, lambda: f"{_name(g, (n, path))}: every instance of its node was cancelled, "
                                            f"but it is ready")
+
+
+def _check_cancel_regions(state: State) -> None:
+    """What a ``cancel_rest`` or a ``cancel`` list asked leaves none of its instances open: an
+    instance under a region is either not reached yet or ended."""
+    if not state.cancel_regions:
+        return
+    g = state.graph
+    for key, record in state.records.items():
+        if record.status in OPEN:
+            n, path = key
+            _check(all((n, path[:k]) not in state.cancel_regions for k in range(len(path) + 1)),
+                   lambda: f"{_name(g, key)}: a cancel_rest or cancel list covers it, but it is {record.status}")

@@ -250,3 +250,17 @@ def mark_then_sleep(value, path="", seconds=30.0):
     open(path, "w").close()
     time.sleep(seconds)
     return value
+
+
+def answer_after(input, answer=None, seconds=0.1, ctx=None):
+    """Returns ``answer`` after ``seconds``, or None at once if cancelled meanwhile."""
+    if ctx.wait_cancelled(seconds):
+        return None
+    return answer
+
+
+def answer_after_item(seconds, ctx=None):
+    """Its input is how long to wait; returns ``[seconds]``, or None at once if cancelled meanwhile."""
+    if ctx.wait_cancelled(seconds):
+        return None
+    return [seconds]

@@ -244,3 +244,29 @@ def test_the_subworkflow_chain_nests_one_child_run_per_level(tmp_path):
     assert engine.status(runs[-1]["run_id"]).record("work")["status"] == "succeeded"
     assert set(subworkflow.contenders(str(tmp_path))) == {(store, kind) for store in subworkflow.STORES
                                                          for kind in ("leaf", "loaded", "chain")}
+
+
+def test_the_joins_section_times_every_loser_of_a_cancelling_join_and_of_its_fail_fast_baseline():
+    from adapters import Engine
+    from bench import joins
+
+    engine = Engine(runner="thread", max_parallel=16, grace=joins.LOSERS_WAIT)
+    ended, told = joins.losers_end_after(joins.race_workflow(6), "succeeded", 6, engine)
+    assert 0 < told <= ended < joins.LOSERS_WAIT / 2  # the losers stopped on their cancel, not at their minute
+    assert len(joins._times["losers"]) == 5 and len(joins._times["told"]) == 5
+    ended, told = joins.losers_end_after(joins.fail_fast_workflow(6), "failed", 6, engine)
+    assert 0 < told <= ended < joins.LOSERS_WAIT / 2
+
+
+def test_the_joins_section_refuses_a_run_whose_losers_were_not_all_cancelled():
+    from adapters import Engine
+    from bench import joins
+    from bench.engine_runs import RunDidNotSucceed
+
+    no_rest = joins.race_workflow(4)
+    no_rest["nodes"][-1]["cancel_rest"] = False
+    no_rest["nodes"][0]["params"]["win"] = True  # every loser would wait its minute: make them all winners
+    for n in no_rest["nodes"][:-1]:
+        n["params"]["win"] = True
+    with pytest.raises(RunDidNotSucceed, match="0 cancelled"):
+        joins.losers_end_after(no_rest, "succeeded", 4, Engine(runner="thread", max_parallel=8))

@@ -96,3 +96,31 @@ def test_the_version_names_the_format_and_changes_with_the_states_shape(monkeypa
         assert snapshots.version() != before
     finally:
         snapshots.version.cache_clear()
+
+
+def test_a_state_with_fired_joins_ignored_gather_items_and_cancel_regions_comes_back_equal():
+    from step_helpers import Run, edge, graph, node
+
+    g = graph("a -> j", "b -> j", "c -> j", "f.iteration -> w", edge("w -> t", at_least=1),
+              nodes=[node("f", "foreach"), node("j", join=1, cancel_rest=True)], on_error="continue")
+    run = Run(g)
+    run.start()
+    run.succeed("f", ports={"result": [1, 2, 3], "iteration": [1, 2, 3]}, at=1)
+    run.succeed("w", "w0", item=(0,), at=2)  # the gather delivered: items 1 and 2 are to be ignored
+    run.succeed("b", "B", at=3)  # j fired: a and c are cancelled, and nothing is left unreached
+    state = run.state
+    assert len(state.gathers) == 1 and next(iter(state.gathers.values()))[1] is None
+    assert len(state.cancel_regions) == 0 and len(state.joined) == 0
+    assert round_trip(state) == state
+    g2 = graph("a -> j", "b -> j", "c -> j", nodes=[node("j", join=1)])
+    run = Run(g2)
+    run.start()
+    run.succeed("a", "A", at=1)  # j fired without cancel_rest: b and c are still open
+    assert dict(run.state.joined.items()) == {(g2.index["j"], ()): 2}
+    assert round_trip(run.state) == run.state
+    g3 = graph("a -> j", "b -> b2", "b2 -> j", nodes=[node("j", join=1, cancel_rest=True)])
+    run = Run(g3)
+    run.start()
+    run.succeed("a", "A", at=1)  # b2 is not reached yet: a region waits for it
+    assert dict(run.state.cancel_regions.items()) == {(g3.index["b2"], ()): "join 'j' fired (cancel_rest)"}
+    assert round_trip(run.state) == run.state

@@ -48,6 +48,10 @@ def _scenarios(trace: list) -> None:
     run = Run(graph("s", nodes=[node("s", "subworkflow", config={"workflow": "child.yaml"})]), trace)
     run.start(at=0)
     run.step(ChildEnded(node="s", at=1, status="failed", error_type="subworkflow", message="boom"))
+    # an end node: succeeds once ready (pending -> succeeded) and ends the run
+    run = Run(graph("a -> e", nodes=[node("e", "end")]), trace)
+    run.start(at=0)
+    run.succeed("a", "done", at=1)
 
 
 def test_every_declared_transition_is_exercised():

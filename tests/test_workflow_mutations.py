@@ -36,10 +36,11 @@ VOCABULARY = Vocabulary(max_nodes=6, delay_seconds=(0, 0.01), retry_delays=(0, 0
 SAFE_CALLS = {"property_tests.pure_nodes:mix", "nodes_for_tests:echo", "nodes_for_tests:fail"}
 FIELDS = ["id", "type", "timeout", "retry", "pool", "estimate", "params", "call", "seconds", "choices", "items",
           "condition", "select", "map", "port", "from", "to", "settings", "max_parallel", "pools", "runner",
-          "on_error", "nodes", "connections", "name", "max_attempts", "delay", "backoff", "prompt", "description"]
+          "on_error", "nodes", "connections", "name", "max_attempts", "delay", "backoff", "prompt", "description",
+          "join", "at_least", "cancel_rest", "cancel", "message"]
 WORDS = ["noop", "python", "delay", "hil", "wait", "if", "foreach", "merge", "bogus", "", "[/]", "\x1b[31m", "n0",
          "n1", "result", "iteration", "true", "@", "a[?", "length(@)", "abs(@)", "thread", "dask", "continue",
-         "p1", "nodes_for_tests:fail", "no_such_module:f", "nocolon", "(" * 300 + "@" + ")" * 300]
+         "p1", "any", "all", "end", "fail", "nodes_for_tests:fail", "no_such_module:f", "nocolon", "(" * 300 + "@" + ")" * 300]
 
 
 def _seeded(test):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from .base import FieldProblem, NodeType
 from .branch import IfNode
 from .delay import DelayNode
+from .end import EndNode
+from .fail import FailNode
 from .foreach import ForeachNode
 from .hil import HilNode
 from .loop import LoopNode
@@ -29,6 +31,8 @@ NODE_TYPES: dict[str, type[NodeType]] = {t.name: t for t in (
     HilNode,
     LoopNode,
     SubworkflowNode,
+    EndNode,
+    FailNode,
 )}
 
 
