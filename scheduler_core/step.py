@@ -1012,26 +1012,11 @@ class _Transition:
 
     def close_iteration(self, key: Key) -> list[Work]:
         """Loop instance ``key`` ended: cancel what has not ended of its current iteration (in flight,
-        parked, ready; those not reached yet when their inputs resolve). Nothing, once ``until`` held."""
+        parked, ready; those not reached yet when they are). Nothing, once ``until`` held."""
         n, path = key
-        prefix = path + (self.scopes[key] - 1,)
         reason = f"its loop {instance_name(self.g.ids[n], path)} ended ({self.status_of(key)})"
-        targets = [(m, p) for m in self.g.body_nodes.get(n, ()) for p in _paths_within(self.g, self.scopes, m, prefix)
-                   if self.status_of((m, p)) in OPEN]
-        queued = [k for k in targets if k in self.payloads and self.status_of(k) is PENDING]
-        if queued:
-            self.unqueue(queued)
-        work: list[Work] = []
-        for k in targets:
-            if k in self.running:
-                self.stop(k, reason)
-            elif self.status_of(k) is WAITING:
-                self.unpark(k)
-            elif k not in self.payloads:  # not reached yet: cancelled when its inputs resolve
-                self.cancel_requests[k] = reason
-                continue
-            work.extend(self.cancel_by_request(k, reason))
-        return work
+        return self.cancel_region(self.g.body_nodes.get(n, ()), path + (self.scopes[key] - 1,), reason)
+
     def announce_child(self, key: Key) -> None:
         node = self.g.nodes[key[0]]
         self.commands.append(StartChild(node=node.id, item=key[1], type=node.type, arrivals=self.payloads[key],
