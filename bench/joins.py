@@ -52,6 +52,21 @@ def branch(input=None, win: bool = False, ctx=None):
     return None
 
 
+async def branch_async(input=None, win: bool = False):
+    """``branch`` as a coroutine, for the asyncio runner: a loser is a task, cancelled for real."""
+    import asyncio
+
+    if win:
+        await asyncio.sleep(WINNER_AFTER)
+        _note("winner")
+        return "won"
+    try:
+        await asyncio.sleep(LOSERS_WAIT)
+    finally:  # (cancelled: CancelledError passes through)
+        _note("losers")
+    return None
+
+
 def failing(input=None):
     """The baseline's failure: raises after WINNER_AFTER."""
     time.sleep(WINNER_AFTER)
@@ -88,8 +103,8 @@ def bare_wake_up(threads: int) -> float:
     return max(woke) - start
 
 
-def race_workflow(branches: int) -> dict:
-    nodes = [{"id": f"b{i}", "type": "python", "call": "bench.joins:branch", "params": {"win": i == branches // 2}}
+def race_workflow(branches: int, call: str = "bench.joins:branch") -> dict:
+    nodes = [{"id": f"b{i}", "type": "python", "call": call, "params": {"win": i == branches // 2}}
              for i in range(branches)]
     return {"name": "race", "settings": {"max_parallel": branches + 8},
             "nodes": [*nodes, {"id": "first", "type": "noop", "join": "any", "cancel_rest": True}],
@@ -112,17 +127,19 @@ def _telling_cancels(cancel):
 def losers_end_after(workflow: dict, want: str, branches: int, engine: Engine) -> tuple[float, float]:
     """Seconds from the winner's (or the failure's) return to the last loser's, and to the runner
     being told of the last cancel, in one run."""
+    from runners.async_runner import AsyncioBackend
     from runners.thread import ThreadBackend
 
     with _lock:
         for times in _times.values():
             times.clear()
-    cancel = ThreadBackend.cancel
-    ThreadBackend.cancel = _telling_cancels(cancel)  # type: ignore[method-assign]
+    backend = AsyncioBackend if engine.runner == "asyncio" else ThreadBackend
+    cancel = backend.cancel
+    backend.cancel = _telling_cancels(cancel)  # type: ignore[method-assign]
     try:
         result = engine.run(workflow)
     finally:
-        ThreadBackend.cancel = cancel  # type: ignore[method-assign]
+        backend.cancel = cancel  # type: ignore[method-assign]
     cancelled = sum(r["status"] == "cancelled" for r in result.to_dict()["nodes"])
     if result.status != want or cancelled != branches - 1 or len(_times["losers"]) != branches - 1:
         raise RunDidNotSucceed(f"{workflow['name']} ended {result.status} with {cancelled} cancelled and "
@@ -133,11 +150,16 @@ def losers_end_after(workflow: dict, want: str, branches: int, engine: Engine) -
 def run(cfg) -> Section:
     branches = QUICK_BRANCHES if cfg.quick else BRANCHES
     engine = Engine(runner="thread", max_parallel=branches + 8, grace=LOSERS_WAIT)
+    on_asyncio = Engine(runner="asyncio", max_parallel=branches + 8, grace=LOSERS_WAIT)
     race, baseline = race_workflow(branches), fail_fast_workflow(branches)
+    race_async = race_workflow(branches, "bench.joins:branch_async")
     samples: dict[str, list[tuple[float, float]]] = {"join any + cancel_rest": [], "fail_fast (baseline)": [],
-                                                     "bare threads woken (floor)": []}
+                                                     "bare threads woken (floor)": [],
+                                                     "join any + cancel_rest, asyncio runner": []}
     for _ in range(max(cfg.repeats, 7)):  # interleaved
         samples["join any + cancel_rest"].append(losers_end_after(race, "succeeded", branches, engine))
+        samples["join any + cancel_rest, asyncio runner"].append(
+            losers_end_after(race_async, "succeeded", branches, on_asyncio))
         samples["fail_fast (baseline)"].append(losers_end_after(baseline, "failed", branches, engine))
         samples["bare threads woken (floor)"].append((bare_wake_up(branches - 1), 0.0))
     medians = {name: statistics.median(ended for ended, _ in values) for name, values in samples.items()}
@@ -146,7 +168,7 @@ def run(cfg) -> Section:
              f"{max(e for e, _ in values) * 1e3:.2f}", f"{statistics.median(t for _, t in values) * 1e3:.2f}"]
             for name, values in samples.items()]
     return Section(
-        title=f"joins: a cancelling join over {branches} slow branches, thread runner (issue 14)",
+        title=f"joins: a cancelling join over {branches} slow branches, thread and asyncio runners (issue 14)",
         notes=[f"From the winner's return to the last of the {branches - 1} losers' return (each loser waits "
                f"on ctx.wait_cancelled); {len(samples['join any + cancel_rest'])} interleaved runs each, median.",
                f"join/fail-fast ratio: {ratio(join / medians['fail_fast (baseline)'])}; join/bare-threads floor ratio: "
@@ -154,6 +176,8 @@ def run(cfg) -> Section:
                f"by their events, no flowcore; 'told' is the core's and the drive loop's part)"],
         tables=[("after the winner's return (ms): the last loser returned (median, min, max); the runner was told "
                  "of the last cancel (median)", ["path", "median", "min", "max", "told"], rows)],
-        checks=[Check(f"the {branches - 1} losers end within {TARGET_MS:g} ms of the winner", join * 1e3, TARGET_MS,
-                      unit=" ms")],
+        checks=[Check(f"the {branches - 1} losers end within {TARGET_MS:g} ms of the winner (thread runner)", join * 1e3,
+                      TARGET_MS, unit=" ms"),
+                Check(f"the {branches - 1} losers end within {TARGET_MS:g} ms of the winner (asyncio runner, coroutine "
+                      f"nodes)", medians["join any + cancel_rest, asyncio runner"] * 1e3, TARGET_MS, unit=" ms")],
     )

@@ -256,6 +256,9 @@ def test_the_joins_section_times_every_loser_of_a_cancelling_join_and_of_its_fai
     assert len(joins._times["losers"]) == 5 and len(joins._times["told"]) == 5
     ended, told = joins.losers_end_after(joins.fail_fast_workflow(6), "failed", 6, engine)
     assert 0 < told <= ended < joins.LOSERS_WAIT / 2
+    on_asyncio = Engine(runner="asyncio", max_parallel=16, grace=joins.LOSERS_WAIT)  # coroutine losers, cancelled as tasks
+    ended, told = joins.losers_end_after(joins.race_workflow(6, "bench.joins:branch_async"), "succeeded", 6, on_asyncio)
+    assert 0 < told <= ended < joins.LOSERS_WAIT / 2
 
 
 def test_the_joins_section_refuses_a_run_whose_losers_were_not_all_cancelled():
