@@ -134,12 +134,15 @@ def losers_end_after(workflow: dict, want: str, branches: int, engine: Engine) -
         for times in _times.values():
             times.clear()
     backend = AsyncioBackend if engine.runner == "asyncio" else ThreadBackend
-    cancel = backend.cancel
-    backend.cancel = _telling_cancels(cancel)  # type: ignore[method-assign]
+    told = [name for name in ("cancel", "cancel_many") if hasattr(backend, name)]
+    originals = {name: getattr(backend, name) for name in told}
+    for name in told:
+        setattr(backend, name, _telling_cancels(originals[name]))
     try:
         result = engine.run(workflow)
     finally:
-        backend.cancel = cancel  # type: ignore[method-assign]
+        for name in told:
+            setattr(backend, name, originals[name])
     cancelled = sum(r["status"] == "cancelled" for r in result.to_dict()["nodes"])
     if result.status != want or cancelled != branches - 1 or len(_times["losers"]) != branches - 1:
         raise RunDidNotSucceed(f"{workflow['name']} ended {result.status} with {cancelled} cancelled and "

@@ -271,6 +271,12 @@ class Drive:
         return state
 
     def execute(self, commands) -> None:
+        cancel_many = getattr(self.backend, "cancel_many", None)
+        if cancel_many is not None:  # a backend that cancels many attempts at once (asyncio: one wake-up of its loop)
+            cancels = [c for c in commands if type(c) is CancelNode]
+            if len(cancels) > 1:
+                cancel_many(cancels)
+                commands = [c for c in commands if type(c) is not CancelNode]
         for c in commands:
             kind = type(c)
             if kind is StartNode:
