@@ -546,23 +546,34 @@ class _Transition:
             self.refuse(targets)
             return
         n = self.g.index[ev.node]
-        queued = [key for key in targets if key in self.payloads and self.status_of(key) is PENDING]
-        if queued:
-            self.unqueue(queued)
         work: list[Work] = []
-        for key in targets:
-            if key in self.running:
-                self.stop(key, ev.reason)
-            elif self.status_of(key) is WAITING:
-                self.unpark(key, ev.reason)
-            elif key not in self.payloads:  # not reached yet: cancelled when its inputs resolve
-                if item is not None and (n, None) not in self.cancel_requests:
-                    self.cancel_requests[key] = ev.reason
-                continue
-            work.extend(self.cancel_by_request(key, ev.reason))
+        unreached = self.cancel_open(targets, ev.reason, work)
+        if item is not None and (n, None) not in self.cancel_requests:  # cancelled when its inputs resolve
+            for key in unreached:
+                self.cancel_requests[key] = ev.reason
         if item is None and (n, None) not in self.cancel_requests:  # and every instance of it reached later
             self.cancel_requests[(n, None)] = ev.reason
         self.resolve(work)
+
+    def cancel_open(self, targets: list[Key], reason: str, work: list[Work]) -> list[Key]:
+        """Cancel the instances of ``targets`` that were reached, for ``reason``: one in flight is
+        stopped, a parked one unparked (a child run it waits for is cancelled too), a ready one
+        dequeued; each is recorded ``cancelled`` and its outgoing edges go into ``work``, to resolve
+        dead. Returns the targets not reached yet, for the caller to cancel when they are."""
+        queued = [key for key in targets if key in self.payloads and self.status_of(key) is PENDING]
+        if queued:
+            self.unqueue(queued)
+        unreached = []
+        for key in targets:
+            if key in self.running:
+                self.stop(key, reason)
+            elif self.status_of(key) is WAITING:
+                self.unpark(key, reason)
+            elif key not in self.payloads:
+                unreached.append(key)
+                continue
+            work.extend(self.cancel_by_request(key, reason))
+        return unreached
 
     def status_of(self, key: Key) -> Status:
         record = self.records.get(key)
@@ -636,18 +647,8 @@ class _Transition:
                     unreached = unreached or (record is None and (m, path) not in self.payloads)
             if unreached:
                 self.cancel_regions[(m, prefix)] = reason
-        queued = [key for key in targets if key in self.payloads and self.status_of(key) is PENDING]
-        if queued:
-            self.unqueue(queued)
         work: list[Work] = []
-        for key in targets:
-            if key in self.running:
-                self.stop(key, reason)
-            elif self.status_of(key) is WAITING:
-                self.unpark(key)
-            elif key not in self.payloads:
-                continue  # not reached yet: cancelled when its inputs resolve
-            work.extend(self.cancel_by_request(key, reason))
+        self.cancel_open(targets, reason, work)  # those not reached yet: by cancel_regions, when they are
         return work
 
     def cancel_named(self, key: Key) -> None:
