@@ -547,7 +547,7 @@ class _Transition:
             return
         n = self.g.index[ev.node]
         work: list[Work] = []
-        unreached = self.cancel_open(targets, ev.reason, work)
+        unreached = self.cancel_reached(targets, ev.reason, work)
         if item is not None and (n, None) not in self.cancel_requests:  # cancelled when its inputs resolve
             for key in unreached:
                 self.cancel_requests[key] = ev.reason
@@ -555,7 +555,7 @@ class _Transition:
             self.cancel_requests[(n, None)] = ev.reason
         self.resolve(work)
 
-    def cancel_open(self, targets: list[Key], reason: str, work: list[Work]) -> list[Key]:
+    def cancel_reached(self, targets: list[Key], reason: str, work: list[Work]) -> list[Key]:
         """Cancel the instances of ``targets`` that were reached, for ``reason``: one in flight is
         stopped, a parked one unparked (a child run it waits for is cancelled too), a ready one
         dequeued; each is recorded ``cancelled`` and its outgoing edges go into ``work``, to resolve
@@ -648,7 +648,7 @@ class _Transition:
             if unreached:
                 self.cancel_regions[(m, prefix)] = reason
         work: list[Work] = []
-        self.cancel_open(targets, reason, work)  # those not reached yet: by cancel_regions, when they are
+        self.cancel_reached(targets, reason, work)  # those not reached yet: by cancel_regions, when they are
         return work
 
     def cancel_named(self, key: Key) -> None:
