@@ -384,7 +384,7 @@ LIVE_SHARE = 0.05
 CONTROL = [starts_a_join_before_all_its_inputs_resolved(1), cancels_the_rest_of_a_join, cancels_by_a_cancel_list,
            ends_the_run_by_an_end_node, fails_a_fail_node]
 CONTROL_SHARE = 0.02  # measured over a few seeds, with loops and child runs drawn too: 3 % to 23 %
-SAMPLE = settings(max_examples=300, database=None, deadline=None, phases=[Phase.generate],
+SAMPLE = settings(max_examples=600, database=None, deadline=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))
 
 
