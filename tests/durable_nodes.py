@@ -3,12 +3,15 @@
 Every node appends ``<instance> <attempt> <idempotency key>`` to a marker file as it starts, so a
 test can see what ran and what ran twice across a crash. ``write_workflow`` writes the workflows
 those tests run, ``flowcore``/``child_env`` start the command, ``snapshot`` reads back everything
-a store holds; ``drive_many`` is what each child process of the concurrency test executes.
+a store holds; ``drive_many`` is what each child process of the concurrency test executes, and
+``run_killing_itself`` what each child of ``kill_at_every_step``, the crash sweep, does.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -195,3 +198,67 @@ def run_killing_itself(cwd: str, argv: list, batches: int, before: bool) -> None
 if __name__ == "__main__":
     sys.path.insert(0, HERE)
     drive_many(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+
+
+def comparable(result: dict) -> dict:
+    """The final records minus times, which differ from run to run."""
+    nodes = sorted((r["node"], r["item"] or [], r["status"], r["attempts"], json.dumps(r["ports"]), str(r["error"]))
+                   for r in result["nodes"])
+    return {"status": result["status"], "nodes": nodes, "sequence": sorted(result["sequence"])}
+
+
+def finished_before(db: str, run_id: str) -> set:
+    """Instances whose success was committed to the log."""
+    done = set()
+    for e in logged_events(db, run_id):
+        if e["type"] == "NodeSucceeded":
+            done.add(e["node"] + "".join(f"[{i}]" for i in e["item"]))
+    return done
+
+
+def forked():
+    """Child processes forked from a server that has flowcore imported: milliseconds each, where a
+    new interpreter takes half a second (and forking this process, which may have threads, is unsafe)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["adapters.cli", "durable_nodes"])
+    return context
+
+
+def kill_at_every_step(directory, path: str, db: str, trigger, runner: str, marker: str, reference: dict) -> int:
+    """The crash sweep. ``reference`` is the ``--json`` object of run ``whole`` of ``path`` in ``db``;
+    for every step k of it, a run of the same workflow is SIGKILLed once k steps are committed (right
+    after that commit, and just before the next one: ``run_killing_itself``), then resumed (or, if it
+    ended before the kill point, read back). Each must end with the reference's records, and no
+    instance whose completion was logged before the kill may run again (the marker file tells).
+    Returns how many of the kill points left a run to resume."""
+    from adapters import Engine
+
+    steps = batch_count(db, "whole")
+    context = forked()
+    resumed = 0
+    for k in range(1, steps + 1):
+        for before in (False, True):
+            run_id = f"k{k}{'-before-next' if before else ''}"
+            child = context.Process(target=run_killing_itself, args=(
+                str(directory), ["run", path, "--run-id", run_id, "--trigger", json.dumps(trigger), "--runner",
+                                 runner, "--db", db], k, before))
+            child.start()
+            child.join(60)
+            if child.exitcode is None:
+                child.kill()
+                raise AssertionError(f"{run_id}: the run neither ended nor was killed within 60 s")
+            where = f"{runner} runner, killed {'before the commit after' if before else 'after'} step {k} of {steps}"
+            finished = finished_before(db, run_id)
+            ran = len(marks(marker))
+            engine = Engine(db=db)
+            if engine.store.info(run_id).status == "running":
+                assert child.exitcode == -signal.SIGKILL, where
+                result = engine.resume(run_id).to_dict()
+                resumed += 1
+            else:  # the run ended before the kill point (the thread runner may need fewer steps), or at it
+                result = engine.status(run_id).to_dict()
+            assert comparable(result) == comparable(reference), where
+            again = finished & set(marks(marker)[ran:])
+            assert not again, f"{where}: {again} ran again"
+    print(f"{runner} runner: {steps} steps, {resumed} of {2 * steps} kill points left a run to resume", file=sys.stderr)
+    return resumed

@@ -7,12 +7,9 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 import durable_nodes
 from adapters import Engine
-from durable_nodes import child_env, flowcore
-from test_durable_crash import _forked, comparable, finished_before
+from durable_nodes import child_env, finished_before, flowcore, kill_at_every_step
 
 
 def control_flow_workflow(marker: str) -> dict:
@@ -49,31 +46,7 @@ def test_a_run_killed_at_every_step_around_joins_and_cancels_recovers_to_the_ref
     assert by_node["pick"] == "succeeded" and by_node["pause"] == "cancelled" and by_node["finish"] == "succeeded"
     assert "cancelled" in {r["status"] for r in reference["nodes"] if r["node"] in ("work", "b", "b2", "quorum")}
     steps = durable_nodes.batch_count(db, "whole")
-    context = _forked()
-    resumed = 0
-    for k in range(1, steps + 1):
-        for before in (False, True):
-            run_id = f"k{k}{'-before-next' if before else ''}"
-            child = context.Process(target=durable_nodes.run_killing_itself, args=(
-                str(tmp_path), ["run", path, "--run-id", run_id, "--trigger", json.dumps(trigger), "--runner",
-                                "serial", "--db", db], k, before))
-            child.start()
-            child.join(60)
-            if child.exitcode is None:
-                child.kill()
-                pytest.fail(f"{run_id}: the run neither ended nor was killed within 60 s")
-            where = f"killed {'before the commit after' if before else 'after'} step {k} of {steps}"
-            finished = finished_before(db, run_id)
-            ran = len(durable_nodes.marks(marker))
-            engine = Engine(db=db)
-            if engine.store.info(run_id).status == "running":
-                result = engine.resume(run_id).to_dict()
-                resumed += 1
-            else:
-                result = engine.status(run_id).to_dict()
-            assert comparable(result) == comparable(reference), where
-            again = finished & set(durable_nodes.marks(marker)[ran:])
-            assert not again, f"{where}: {again} ran again"
+    resumed = kill_at_every_step(tmp_path, path, db, trigger, "serial", marker, reference)
     assert resumed >= steps - 1, f"only {resumed} of {2 * steps} kill points left the run to resume"
 
 

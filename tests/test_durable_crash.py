@@ -6,7 +6,6 @@ again; one that was in flight may (at-least-once). ``FLOWCORE_CRASH_POINTS=N`` k
 points instead of the default handful; the seed is printed so a failure can be replayed.
 """
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -18,25 +17,9 @@ import pytest
 
 import durable_nodes
 from adapters import Engine
-from durable_nodes import child_env, flowcore
+from durable_nodes import child_env, comparable, finished_before, flowcore, kill_at_every_step
 
 TRIGGER = "[1, 2, 3, 4, 5, 6]"
-
-
-def comparable(result: dict) -> dict:
-    """The final records minus times, which differ from run to run."""
-    nodes = sorted((r["node"], r["item"] or [], r["status"], r["attempts"], json.dumps(r["ports"]), str(r["error"]))
-                   for r in result["nodes"])
-    return {"status": result["status"], "nodes": nodes, "sequence": sorted(result["sequence"])}
-
-
-def finished_before(db: str, run_id: str) -> set:
-    """Instances whose success was committed to the log."""
-    done = set()
-    for e in durable_nodes.logged_events(db, run_id):
-        if e["type"] == "NodeSucceeded":
-            done.add(e["node"] + "".join(f"[{i}]" for i in e["item"]))
-    return done
 
 
 def start_run(tmp_path, run_id: str, runner: str) -> subprocess.Popen:
@@ -137,19 +120,6 @@ def test_a_run_killed_at_any_step_recovers_to_the_records_of_an_uninterrupted_ru
         assert not again, f"killed after {committed} steps (seed {seed}): {again} ran again"
 
 
-def _forked():
-    """Child processes forked from a server that has flowcore imported: milliseconds each, where a
-    new interpreter takes half a second (and forking this process, which may have threads, is unsafe)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["adapters.cli", "durable_nodes"])
-    return context
-
-
-def _stored(db: str, run_id: str):
-    engine = Engine(db=db)
-    return engine.store.info(run_id).status, engine
-
-
 @pytest.mark.parametrize("runner", ["serial", "thread"])
 def test_a_run_killed_at_every_step_of_a_reference_run_recovers_to_its_records(tmp_path, runner):
     """For every step k of a reference run, a run killed once k steps are committed (right after the
@@ -164,31 +134,5 @@ def test_a_run_killed_at_every_step_of_a_reference_run_recovers_to_its_records(t
     reference = Engine(runner=runner, db=db).run(path, trigger=trigger, run_id="whole").to_dict()
     assert reference["status"] == "succeeded"
     steps = durable_nodes.batch_count(db, "whole")
-    context = _forked()
-    resumed = 0
-    for k in range(1, steps + 1):
-        for before in (False, True):
-            run_id = f"k{k}{'-before-next' if before else ''}"
-            child = context.Process(target=durable_nodes.run_killing_itself, args=(
-                str(tmp_path), ["run", path, "--run-id", run_id, "--trigger", json.dumps(trigger), "--runner", runner,
-                                "--db", db], k, before))
-            child.start()
-            child.join(60)
-            if child.exitcode is None:
-                child.kill()
-                pytest.fail(f"{run_id}: the run neither ended nor was killed within 60 s")
-            where = f"{runner} runner, killed {'before the commit after' if before else 'after'} step {k} of {steps}"
-            finished = finished_before(db, run_id)
-            ran = len(durable_nodes.marks(marker))
-            status, engine = _stored(db, run_id)
-            if status == "running":
-                assert child.exitcode == -signal.SIGKILL, where
-                result = engine.resume(run_id).to_dict()
-                resumed += 1
-            else:  # the run ended before the kill point (the thread runner may need fewer steps), or at it
-                result = engine.status(run_id).to_dict()
-            assert comparable(result) == comparable(reference), where
-            again = finished & set(durable_nodes.marks(marker)[ran:])
-            assert not again, f"{where}: {again} ran again"
-    print(f"{runner} runner: {steps} steps, {resumed} of {2 * steps} kill points left a run to resume", file=sys.stderr)
+    resumed = kill_at_every_step(tmp_path, path, db, trigger, runner, marker, reference)
     assert resumed >= steps, f"only {resumed} of {2 * steps} kill points left the run to resume"
