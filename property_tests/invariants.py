@@ -664,7 +664,8 @@ def _same_state(g, rebuilt, live, what: str) -> None:
 def children_end_their_subworkflow_instances(trace: Trace) -> None:
     """A ``subworkflow`` instance asks for its child run when it parks and again at each resume
     while it waits; the child's end ends it (succeeded with the child's ports, failed with the
-    child's error, or cancelled), and it ends no other way without asking for the child's cancel."""
+    child's error, or cancelled), and it ends no other way without asking for the child's cancel:
+    then it is cancelled, or failed with ``timeout`` once the node's timeout passed since it parked."""
     g = trace.graph
     for s in trace.steps:
         asked = {key_of(g, c) for c in s.commands if type(c) is StartChild}
@@ -682,8 +683,8 @@ def children_end_their_subworkflow_instances(trace: Trace) -> None:
                 ended[key] = (e, stimulus)
         for key, (e, stimulus) in list(ended.items()):
             r = s.after.records[key]
-            if r.stimulus != stimulus:  # an earlier event of the batch ended it (a cancel): the child's end came late
-                assert r.status == CANCELLED and key in cancelled, f"{name(g, key)}: child ended late, yet {r}"
+            if r.stimulus != stimulus:  # an earlier event of the batch ended it (a cancel, its timeout): the child's end came late
+                assert key in cancelled and _stopped_waiting(g, key, r), f"{name(g, key)}: child ended late, yet {r}"
                 continue
             if e.status == "succeeded":
                 assert r.status == SUCCEEDED and r.ports == e.ports, f"{name(g, key)}: child succeeded, yet {r}"
@@ -695,7 +696,16 @@ def children_end_their_subworkflow_instances(trace: Trace) -> None:
         for key in s.before.children.keys():
             if key not in s.after.children and key not in ended:
                 assert key in cancelled, f"{name(g, key)} stopped waiting for its child run without cancelling it"
-                assert s.after.records[key].status == CANCELLED
+                r = s.after.records[key]
+                assert _stopped_waiting(g, key, r), f"{name(g, key)} stopped waiting for its child run: {r}"
+
+
+def _stopped_waiting(g, key, r) -> bool:
+    """How a subworkflow instance may end other than by its child's end: cancelled, or failed with
+    ``timeout`` once the node's timeout passed since it parked (its child_timeout timer fired)."""
+    timeout = g.nodes[key[0]].timeout
+    return r.status == CANCELLED or (r.status == FAILED and r.error.type == "timeout" and timeout is not None
+                                     and r.finished_at >= r.started_at + timeout - 1e-9)
 
 
 def waits_end_answered_or_timed_out(trace: Trace) -> None:

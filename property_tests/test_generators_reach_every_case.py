@@ -137,6 +137,12 @@ def ends_a_child_run(status):
     return ends
 
 
+def times_out_a_child_run(trace) -> bool:
+    g = trace.graph
+    return any(g.nodes[n].type == "subworkflow" and r.status == FAILED and r.error.type == "timeout"
+               for (n, _), r in trace.final.records.items())
+
+
 def cancels_a_child_run(trace) -> bool:
     return any(type(c) is CancelChild for s in trace.steps for c in s.commands)
 
@@ -361,9 +367,10 @@ CASES = [(gathers_several_items, CALM), (joins_two_delivered_inputs, {}), (skips
          (asks_for_a_child_run, {}),
          (ends_a_child_run("succeeded"), {}), (ends_a_child_run("failed"), {"fail_percents": (20,)}),
          (ends_a_child_run("cancelled"), {"fail_percents": (20,)}), (cancels_a_child_run, SMALL),
+         (times_out_a_child_run, {"vocab": Vocabulary(timeout_odds=2)}),
          (starts_a_join_before_all_its_inputs_resolved(1), {}), (starts_a_join_before_all_its_inputs_resolved(2), JOINS),
          (skips_a_join_that_cannot_reach_its_quorum, {}), (cancels_the_rest_of_a_join, {}),
-         (cancels_the_rest_of_a_gather, CALM), (gathers_a_quorum_before_every_item_ended, {**CALM, "vocab": JOINS_CALM}),
+         (cancels_the_rest_of_a_gather, {**CALM, "vocab": JOINS_CALM}), (gathers_a_quorum_before_every_item_ended, {**CALM, "vocab": JOINS_CALM}),
          (cancels_by_a_cancel_list, {}), (ends_the_run_by_an_end_node, {}), (fails_a_fail_node, {})]
 
 

@@ -240,8 +240,9 @@ def _config(draw, vocab, i, kind) -> dict:
         return {"seconds": draw(st.sampled_from(vocab.delay_seconds))}
     if kind in WAITING_TYPES:
         return _wait_config(draw, vocab, kind)
-    if kind == "subworkflow":
-        return {"workflow": CHILD_WORKFLOW}
+    if kind == "subworkflow":  # a timeout bounds the child run (it is cancelled, the node fails)
+        timeout = vocab.timeouts and _one_in(draw, vocab.timeout_odds)
+        return {"workflow": CHILD_WORKFLOW, **({"timeout": draw(st.sampled_from((1, 3, 10)))} if timeout else {})}
     if kind == "fail":
         return {"message": f"n{i} fails"}
     return {}

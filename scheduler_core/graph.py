@@ -147,6 +147,8 @@ def _check_nodes(wf: Workflow, problems: list[Problem]) -> dict[str, int]:
             problems.append(Problem(where, retry_problem))
         if node.behaviour is None:
             problems.append(Problem(where, f"type {node.type!r} gave it no behaviour (is the type known?)"))
+        else:
+            problems.extend(Problem(where, message) for message in _unused_fields(node, node.behaviour.kind))
         if node.pool is not None and type(node.pool) is not str:
             problems.append(Problem(where, f"pool must be the name of a pool in settings.pools, not {node.pool!r}"))
         elif node.pool is not None and node.pool not in pools:
@@ -164,6 +166,26 @@ def _all_defaults(node: Node) -> bool:
 
 
 _NO_RETRY = attrs.fields(Node).retry.default
+
+
+def _unused_fields(node: Node, kind: Kind) -> list[str]:
+    """``timeout`` and ``retry`` where they would do nothing: said, not silently ignored. A node that
+    parks or ends the run runs no attempt that could be retried; a ``delay`` and an ``end`` take no
+    time of their own to limit. (A child run's ``timeout`` cancels it; a ``wait`` owns its ``timeout``.
+    A loop's fields are checked with its body.)"""
+    if kind not in _NO_ATTEMPT:
+        return []
+    bad = []
+    if node.retry != _NO_RETRY:
+        what = ("its child run is not started again: give retry to the child workflow's nodes"
+                if kind is Kind.PARK_CHILD else "give retry to the nodes that run code")
+        bad.append(f"retry does nothing on a {node.type} node, which runs no attempt of its own; {what}")
+    if node.timeout is not None and kind in (Kind.PARK_TIMER, Kind.END):
+        bad.append(f"timeout does nothing on a {node.type} node, which takes no time of its own to limit")
+    return bad
+
+
+_NO_ATTEMPT = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD, Kind.END})
 
 
 def _check_settings(wf: Workflow, problems: list[Problem]) -> None:

@@ -23,7 +23,9 @@ What the core does with a node is its ``behaviour`` (see ``behaviour.py``), neve
 run (``StartChild``), whose end comes back as ``ChildEnded``: the child's output, its failure (the
 instance fails from ``waiting``) or its cancel (the instance is cancelled, as by a node cancel).
 An instance that stops waiting for its child (a node cancel, the run's end) asks for the child to
-be cancelled (``CancelChild``); a ``Resumed`` asks again for every child still waited for.
+be cancelled (``CancelChild``); a ``Resumed`` asks again for every child still waited for. A
+``ParkForChild`` node with a ``timeout`` gets a timer when it parks: a child still running when it
+fires is cancelled, and the instance fails with a ``timeout`` (from ``waiting``).
 
 Every change of an instance's status goes through ``_Transition.move``, which checks it against
 the lifecycle table (``lifecycle.LIFECYCLE``). Each event of a step has an id, ``"<step>.<i>"``
@@ -136,6 +138,7 @@ class TimerKind:
     RETRY = "retry"  # the delay before the next attempt is over
     DELAY = "delay"  # a ParkForTimer node's time is up
     WAIT_TIMEOUT = "wait_timeout"  # a ParkForInput node waited long enough
+    CHILD_TIMEOUT = "child_timeout"  # a ParkForChild node's child run took longer than the node's timeout
 
 
 class InvalidEvent(ValueError):
@@ -484,6 +487,14 @@ class _Transition:
             assert isinstance(behaviour, ParkForInput)  # a wait timeout's
         self.succeed(timer.key, {behaviour.timeout_port: self.input_of(timer.key)})
 
+    def on_child_timeout(self, timer: Timer) -> None:
+        """The child run took longer than the node's ``timeout``: it is cancelled, and the instance
+        fails with a ``timeout`` (its failure then goes as any failure does: ``on_error``)."""
+        key, node = timer.key, self.g.nodes[timer.key[0]]
+        message = f"node {node.id!r}: its child run did not end within the node's timeout of {node.timeout:g} s"
+        self.unpark(key, reason=message)
+        self.fail_final(key, FAIL, Error("timeout", message))
+
     def on_input_provided(self, ev: InputProvided) -> None:
         n = self.g.index.get(ev.node)
         if n is not None and self.timed_out_before((n, tuple(ev.item)), ev.at):
@@ -720,6 +731,7 @@ class _Transition:
         if n is None or self.children.get(key := (n, tuple(ev.item))) is None:
             return
         self.children.pop(key)
+        self.clear_timer(key)
         if ev.status == "succeeded":
             self.succeed(key, dict(ev.ports or {}))
         elif ev.status == "cancelled":
@@ -924,6 +936,9 @@ class _Transition:
         if behaviour.kind is PARKS_FOR_CHILD:
             self.children[key] = True
             self.announce_child(key)
+            timeout = self.g.nodes[key[0]].timeout
+            if timeout is not None:
+                self.set_timer(TimerKind.CHILD_TIMEOUT, key, 1, self.now + timeout)
             return
         if behaviour.kind is PARKS_FOR_TIMER:
             self.set_timer(TimerKind.DELAY, key, 1, self.now + behaviour.seconds)
@@ -1398,4 +1413,5 @@ _TIMER_HANDLERS: dict[str, Callable[[_Transition, Timer], None]] = {
     TimerKind.RETRY: _Transition.on_retry_due,
     TimerKind.DELAY: _Transition.on_delay_over,
     TimerKind.WAIT_TIMEOUT: _Transition.on_wait_timeout,
+    TimerKind.CHILD_TIMEOUT: _Transition.on_child_timeout,
 }

@@ -129,12 +129,15 @@ def validate_state(state: State) -> None:
         _check(r is not None and r.status == Status.WAITING, lambda: f"{_name(g, key)}: awaits a child run but {r}")
         b = g.nodes[key[0]].behaviour
         _check(b is not None and b.kind is Kind.PARK_CHILD, lambda: f"{_name(g, key)}: awaits a child run, has none")
-        _check(key in state.payloads and key not in state.instance_timer,
-               lambda: f"{_name(g, key)}: awaits a child run without its inputs, or with a timer")
+        timer = state.timers.get(state.instance_timer.get(key, ""))
+        _check(key in state.payloads and (timer is None or timer.kind == "child_timeout"),
+               lambda: f"{_name(g, key)}: awaits a child run without its inputs, or with a timer other than its timeout")
     for tid, timer in state.timers.items():
         r = records.get(timer.key)
         want = Status.RUNNING if timer.kind == "timeout" else Status.WAITING
         _check(r is not None and r.status == want, lambda: f"timer {tid} of {_name(g, timer.key)}: record is {r}")
+        _check(timer.kind != "child_timeout" or timer.key in state.children,
+               lambda: f"timer {tid}: a child run's timeout for {_name(g, timer.key)}, which awaits no child run")
     for key, tid in state.instance_timer.items():
         _check(tid in state.timers and state.timers[tid].key == key,
                lambda: f"{_name(g, key)}: names a timer {tid} it lacks")

@@ -3,13 +3,13 @@
 or the run's end asks for the child to be cancelled (``CancelChild``); a resume asks again."""
 from scheduler_core import (CancelChild, CancelRequested, ChildEnded, NodeCancelRequested, RunFinished, StartChild,
                             replay)
-from step_helpers import Run, graph, node, starts
+from step_helpers import Run, cancelled_timers, graph, node, starts, timers
 
 SUB = {"workflow": "child.yaml"}
 
 
-def sub(id="s"):
-    return node(id, "subworkflow", config=SUB)
+def sub(id="s", **fields):
+    return node(id, "subworkflow", config=SUB, **fields)
 
 
 def child_starts(commands):
@@ -118,3 +118,38 @@ def test_the_end_of_a_child_for_a_node_the_run_lacks_changes_nothing():
     before = run.state.records
     assert run.step(ended("nope", "succeeded", ports={"result": 1})) == ()
     assert run.state.records == before
+
+
+def test_a_child_run_past_the_nodes_timeout_is_cancelled_and_the_node_fails_with_timeout():
+    run = Run(graph("s -> b", "c", nodes=[sub(timeout=5)], on_error="continue"))
+    commands = run.start(at=0)
+    [timer] = timers(commands)
+    assert timer.due == 5 and child_starts(commands) == [("s", (), None)]
+    commands = run.fire(timer.timer, at=5)
+    [(name, item, reason)] = child_cancels(commands)
+    assert (name, item) == ("s", ()) and "timeout of 5 s" in reason
+    record = run.record("s")
+    assert record.status == "failed" and record.error.type == "timeout" and record.finished_at == 5
+    assert run.status("b") == "skipped"
+    run.step(ended("s", "cancelled", message=reason, at=6))  # the child's end, once it stopped: too late to matter
+    assert run.record("s") == record
+    run.succeed("c", at=7)
+    assert run.state.status == "failed" and run.state.error.type == "timeout"
+
+
+def test_a_child_that_ends_in_time_takes_its_timeout_timer_with_it():
+    run = Run(graph("s -> b", nodes=[sub(timeout=5)]))
+    [timer] = timers(run.start(at=0))
+    commands = run.step(ended("s", "succeeded", ports={"result": 1}, at=2))
+    assert cancelled_timers(commands) == [timer.timer] and run.status("s") == "succeeded"
+    before = run.state.records
+    run.fire(timer.timer, at=5)  # a runner that fires it anyway changes nothing
+    assert run.state.records == before
+
+
+def test_a_resume_asks_again_for_the_child_and_its_timeout_timer():
+    run = Run(graph("s", nodes=[sub(timeout=5)]))
+    [timer] = timers(run.start(at=0))
+    commands = run.resume(at=1)
+    assert child_starts(commands) == [("s", (), None)]
+    assert [(t.timer, t.due) for t in timers(commands)] == [(timer.timer, 5)]

@@ -138,6 +138,33 @@ def test_the_child_workflow_is_checked_with_its_parent(tmp_path):
         load_workflow(write(tmp_path, "parent3.yaml", parent("parent3.yaml", max_depth=0)))
 
 
+def test_a_child_run_past_the_nodes_timeout_is_cancelled_and_the_node_fails_with_timeout(engine, tmp_path):
+    write(tmp_path, "child.yaml", BLOCKED)
+    started = time.monotonic()
+    result = engine.run(write(tmp_path, "parent.yaml", parent(timeout=0.3)), trigger={"n": 1}, run_id="p")
+    assert time.monotonic() - started < 10  # not the child's own time: it would block until cancelled
+    assert result.status == "failed"
+    sub = result.record("sub")
+    assert sub["status"] == "failed" and sub["error"]["type"] == "timeout" and "0.3 s" in sub["error"]["message"]
+    assert result.record("after")["status"] == "cancelled"
+    _wait_for(lambda: _status(engine, "p/sub") == "cancelled")
+    assert "timeout of 0.3 s" in engine.status("p/sub").error["message"]
+
+
+def test_retry_on_a_subworkflow_and_fields_that_would_do_nothing_are_refused_all_at_once(tmp_path):
+    write(tmp_path, "child.yaml", CHILD)
+    wf = parent(retry={"max_attempts": 2})
+    wf["nodes"] += [{"id": "pause", "type": "delay", "seconds": 1, "timeout": 5},
+                    {"id": "ask", "type": "wait", "retry": {"max_attempts": 3}}]
+    with pytest.raises(WorkflowError) as refused:
+        load_workflow(write(tmp_path, "parent.yaml", wf))
+    text = str(refused.value)
+    assert "3 problems" in text
+    assert "node 'sub': retry does nothing on a subworkflow node" in text and "child workflow's nodes" in text
+    assert "node 'pause': timeout does nothing on a delay node" in text
+    assert "node 'ask': retry does nothing on a wait node" in text
+
+
 def test_a_workflow_given_as_a_dict_reads_its_child_from_the_working_directory(tmp_path, monkeypatch):
     write(tmp_path, "child.yaml", CHILD)
     monkeypatch.chdir(tmp_path)

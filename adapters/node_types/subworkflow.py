@@ -5,7 +5,9 @@ workflow given as a dict has no folder: from the folder given as ``base_dir``, e
 directory); ``params``, a mapping merged into the child's trigger (the node's input, a mapping or
 null, then ``params`` over it); ``max_depth`` (default 10): how deep child runs may nest, the
 first run of a chain being at depth 0: a child that would be deeper than ``max_depth`` is never
-made, and the node fails with error type ``max_depth``.
+made, and the node fails with error type ``max_depth``. The common ``timeout`` bounds the child
+run (the core cancels it and fails the node with ``timeout``); ``retry`` is refused (the core's
+graph check): a child run is not started again.
 
 The core parks the node (``ParkForChild``); ``adapters.children`` starts and drives the child run
 and reports its end. Checking a node loads its child workflow, so a missing or invalid file is
