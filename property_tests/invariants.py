@@ -273,6 +273,8 @@ def caps_of(g, key) -> list:
     if g.nodes[n].pool is not None:
         caps.append(("pool", g.nodes[n].pool))
     o = g.origin[n]
+    while o >= 0 and g.nodes[o].type == "loop":  # a loop's body counts against the cap its loop is under
+        o = g.origin[o]
     if o >= 0 and g.nodes[o].config.get("max_parallel"):
         caps.append(("foreach", o, path[: g.depth[o]]))
     return caps

@@ -35,12 +35,14 @@ class Scenario:
 
 @st.composite
 def scenarios(draw, vocab: Vocabulary = STEP_VOCABULARY, fail_percents=(0, 2, 5), final_failures=True,
-              cancels=True, crashes=True, drains=True):
+              cancels=True, crashes=True, drains=True, queued=False):
+    """A drawn workflow, how its nodes behave, and what happens to the run. A run cancel comes in one
+    of 5 runs, while the run is still queued in 1 of 60 of those; ``queued``: always then."""
     definition = draw(workflow_definitions(vocab))
     behaviour = Behaviour(seed=draw(st.integers(0, 2**16)), fail_percent=draw(st.sampled_from(fail_percents)),
                           final_failures=final_failures)
     cancel_at = draw(st.integers(1, 60)) if cancels and draw(st.integers(0, 4)) == 4 else None
-    queued_cancel = cancel_at == 1  # one of the run cancels comes while the run is still queued
+    queued_cancel = cancel_at == 1 or queued  # one of the run cancels comes while the run is still queued
     cancel_at = None if queued_cancel else cancel_at
     crash_odds = draw(st.sampled_from(CRASH_ODDS)) if crashes and draw(st.integers(0, 2)) else None
     node_cancel_odds = draw(st.sampled_from(NODE_CANCEL_ODDS)) if cancels and draw(st.integers(0, 2)) else None

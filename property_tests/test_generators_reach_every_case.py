@@ -360,7 +360,7 @@ CASES = [(gathers_several_items, CALM), (joins_two_delivered_inputs, {}), (skips
          (cancels_a_running_instance_by_request, SMALL), (cancels_one_item_of_a_fan_out, CANCELLING),
          (cancels_an_instance_once_it_is_reached, {}), (succeeds_with_instances_cancelled_by_request, SMALL),
          (refuses("nothing left to cancel"), SMALL), (refuses("the run has already finished"), SMALL),
-         (answers_after_the_timeout, {}), (cancels_a_queued_run, SMALL), (drains_and_hands_over, {}),
+         (answers_after_the_timeout, {}), (cancels_a_queued_run, {**SMALL, "queued": True}), (drains_and_hands_over, {}),
          (holds_a_ready_instance_while_draining, {}), (runs_a_loop_for_several_iterations, {}),
          (fails_a_loop_at_its_limit, {}), (fails_a_loop_by_its_body, {"fail_percents": (20,)}),
          (answers_a_hil_inside_a_loop_body, {}), (cancels_a_running_loop_body, SMALL_LOOPS), (resumes_inside_a_loop_body, {}),

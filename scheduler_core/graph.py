@@ -77,6 +77,7 @@ class Graph:
     origin: tuple[int, ...]  # the foreach whose items a mapped node runs per, or -1
     queue: tuple[Queue | None, ...]  # a node's ready queue (pool, None), or None where it depends on the item (capped group)
     group_cap: tuple[int | None, ...]  # per node: the max_parallel of a capped fan-out node, else None
+    cap_origin: tuple[int, ...]  # per node: the capped foreach whose max_parallel it counts against, or -1 (_cap_origins)
     plain_queues: tuple[Queue, ...]  # every ready queue that is one per pool: (pool, None)
     group_pools: dict[int, tuple[str | None, ...]]  # capped fan-out node -> the pools of the nodes that run per its items
     rank: tuple[float, ...]  # longest remaining path to a sink, costs included
@@ -116,7 +117,7 @@ class Graph:
         q = self.queue[n]
         if q is not None:  # most nodes: one queue per pool, computed once per graph
             return q
-        o = self.origin[n]
+        o = self.cap_origin[n]
         return (self.nodes[n].pool, (o, path[: self.depth[o]]))
 
 
@@ -556,7 +557,8 @@ def _index(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjace
            origin: list[int], kinds: list[str], cap: int, sinks: dict[str, str]) -> Graph:
     edges = _compiled_edges(good, adj, kinds)
     s = wf.settings
-    queues = _queues(wf.nodes, origin)
+    cap_origin = _cap_origins(wf.nodes, origin)
+    queues = _queues(wf.nodes, cap_origin)
     rank = _ranks(wf.nodes, good, adj, topo)
     loops = _loop_index(wf, index, edges, adj, topo, origin, sinks) if sinks else {}
     # ids from the index: in a valid workflow it holds every node's id, once, in node order
@@ -564,8 +566,8 @@ def _index(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjace
         name=wf.name, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
         edges=tuple(edges), out_edges=tuple(map(tuple, adj.outs)), in_edges=tuple(map(tuple, adj.ins)),
         depth=tuple(depth), origin=tuple(origin), queue=queues,
-        group_cap=tuple(_group_cap(node) for node in wf.nodes), plain_queues=_plain_queues(s.pools),
-        group_pools=_group_pools(wf.nodes, origin), rank=tuple(rank),
+        group_cap=tuple(_group_cap(node) for node in wf.nodes), cap_origin=tuple(cap_origin),
+        plain_queues=_plain_queues(s.pools), group_pools=_group_pools(wf.nodes, cap_origin), rank=tuple(rank),
         scope=tuple(_scopes(origin, depth)),
         topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),
         max_parallel=cap, pools=dict(s.pools),
@@ -594,24 +596,41 @@ def _plain_queues(pools: Iterable[str]) -> tuple[Queue, ...]:
     return ((None, None), *((pool, None) for pool in pools))
 
 
-def _group_pools(nodes: Sequence[Node], origin: list[int]) -> dict[int, tuple[str | None, ...]]:
+def _cap_origins(nodes: Sequence[Node], origin: list[int]) -> list[int]:
+    """Per node, the capped foreach whose ``max_parallel`` it counts against, or -1: its origin if
+    that is a capped foreach; in a loop's body, its loop's (a body runs as part of its loop's item,
+    so a ``foreach`` capped at 2 over items that each loop runs at most 2 body instances at once).
+    A foreach inside another starts a count of its own: its items count against its own cap only."""
+    out = []
+    for o in origin:
+        while o >= 0 and _runs_a_body(nodes[o]):
+            o = origin[o]
+        out.append(o if o >= 0 and _group_cap(nodes[o]) else -1)
+    return out
+
+
+def _runs_a_body(node: Node) -> bool:
+    b = node.behaviour
+    return b is not None and b.kind is Kind.LOOP
+
+
+def _group_pools(nodes: Sequence[Node], cap_origin: list[int]) -> dict[int, tuple[str | None, ...]]:
     """For each capped fan-out node, the pools of the nodes whose queues are per its items."""
     out: dict[int, list[str | None]] = {}
-    for node, o in zip(nodes, origin):
-        if o >= 0 and _group_cap(nodes[o]):
+    for node, o in zip(nodes, cap_origin):
+        if o >= 0:
             pools = out.setdefault(o, [])
             if node.pool not in pools:
                 pools.append(node.pool)
     return {o: tuple(pools) for o, pools in out.items()}
 
 
-def _queues(nodes: Sequence[Node], origin: list[int]) -> tuple[Queue | None, ...]:
+def _queues(nodes: Sequence[Node], cap_origin: list[int]) -> tuple[Queue | None, ...]:
     """The ready queue of each node that does not depend on the item: ``(pool, None)``; None for a
-    node mapped under a fan-out with ``max_parallel`` (its queue is per item of that fan-out)."""
+    node that counts against a fan-out's ``max_parallel`` (its queue is per item of that fan-out)."""
     shared: dict[str | None, Queue] = {}  # one tuple per pool, so most nodes share one value
-    return tuple(None if o >= 0 and _group_cap(nodes[o])
-                 else shared.setdefault(node.pool, (node.pool, None))
-                 for node, o in zip(nodes, origin))
+    return tuple(None if o >= 0 else shared.setdefault(node.pool, (node.pool, None))
+                 for node, o in zip(nodes, cap_origin))
 
 
 def _with_loop_bodies(wf: Workflow, problems: list[Problem]) -> tuple[Workflow, dict[str, str]]:

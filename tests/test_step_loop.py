@@ -227,6 +227,21 @@ def test_a_loop_inside_a_foreach_runs_one_loop_per_item():
     assert start_of(run.commands, "g").input == [{"done": True, "k": 0}, {"done": True, "k": 1}]
 
 
+def test_the_body_of_a_loop_per_item_of_a_capped_foreach_counts_against_its_cap():
+    """A body runs as part of its loop's item: a foreach capped at 1 has one body instance running
+    at a time over all of its items' loops, where each loop parks and holds no slot itself."""
+    capped = node("f", "foreach", config={"max_parallel": 1})
+    run = Run(graph("f.iteration -> L", "x", edge("L -> g"), nodes=[capped, loop()]))
+    run.start()
+    run.succeed("x")
+    run.succeed("f", ports={"result": [1, 2, 3], "iteration": [1, 2, 3]})
+    assert starts(run.commands) == [("L.a", (0, 0))]
+    assert [run.status("L", (i,)) for i in range(3)] == ["waiting"] * 3  # every loop parked, each waits for the cap
+    assert starts(run.succeed("L.a", 0, item=(0, 0))) == [("L.b", (0, 0))]
+    assert starts(run.succeed("L.b", {"done": True}, item=(0, 0))) == [("L.a", (1, 0))]
+    assert starts(run.succeed("L.a", 0, item=(1, 0))) == [("L.b", (1, 0))]
+
+
 def _compile(*nodes, edges=()):
     return compile_workflow(Workflow(name="t", nodes=tuple(nodes), edges=tuple(edges)))
 
