@@ -330,6 +330,14 @@ def _check_start_inputs(g, state, c) -> None:
     if not g.in_edges[key[0]]:
         assert c.values == (state.trigger,), f"root {name(g, key)} started with {c.values!r}, not the trigger"
         return
+    if _enters_a_quorum_loop(g, key):  # its input is what the loop's join took: K of what its edges delivered
+        loop_key = (next(e.source for e in _in(g, key) if e.kind == LOOP_ENTRY), key[1][:-1])
+        need = g.quorum[loop_key[0]]
+        values = [v for _, v in delivered(g, state.records, loop_key, state.trigger) if v not in (DEAD, UNRESOLVED)]
+        took = [c.input] if need == 1 else c.input
+        assert len(took) == need and all(v in values for v in took), \
+            f"{name(g, key)} started with {c.input!r}; its loop (a join of {need}) got {values!r}"
+        return
     values = _check_resolution(g, state.records, key, "started", state.trigger)
     assert c.values == tuple(values), f"{name(g, key)} started with {c.values!r}; its edges delivered {values!r}"
     assert c.input == (values[0] if len(values) == 1 else values), f"{name(g, key)} got input {c.input!r}"
@@ -339,6 +347,15 @@ def _check_start_inputs(g, state, c) -> None:
             by_source.setdefault(g.ids[e.source], []).append(value)
     expected = {src: vs[0] if len(vs) == 1 else vs for src, vs in by_source.items()}
     assert c.inputs == expected, f"{name(g, key)} got inputs by source {c.inputs!r}, not {expected!r}"
+
+
+def _in(g, key) -> list:
+    return [g.edges[ei] for ei in g.in_edges[key[0]]]
+
+
+def _enters_a_quorum_loop(g, key) -> bool:
+    """``key`` is a body root's first iteration of a loop with ``join: any`` or ``{at_least: K}``."""
+    return bool(key[1]) and key[1][-1] == 0 and any(e.kind == LOOP_ENTRY and e.source in g.quorum for e in _in(g, key))
 
 
 def _check_quorum(g, records, key, what: str, trigger=None) -> list:
