@@ -26,10 +26,13 @@ def schemas():
 
 def test_each_postgres_contender_stores_its_run_on_the_server_with_the_setting_it_names(schemas):
     with FreshDb() as fresh_db:
-        contenders = postgres.store_contenders(layered_dag(200).workflow(), fresh_db, schemas)
+        made: list = []
+        contenders = postgres.store_contenders(layered_dag(200).workflow(), fresh_db, schemas, made)
         for r in postgres.RUNNERS:
             contenders[(postgres.STORES[2], r)]()
             contenders[(postgres.STORES[3], r)]()
+    postgres.check_made(schemas, made)
+    assert [url for url, _, _ in made] == schemas.given
     urls = schemas.given
     assert len(urls) == 4
     for url in urls:
@@ -40,11 +43,8 @@ def test_each_postgres_contender_stores_its_run_on_the_server_with_the_setting_i
 
 def test_a_contender_whose_store_lacks_the_run_is_refused(schemas):
     url = schemas()
-
-    class Elsewhere:
-        run_id = "not-here"
     with pytest.raises(Exception, match="not-here"):
-        postgres.stored_in(url, Elsewhere())
+        postgres.stored_in(url, "not-here")
 
 
 def test_worker_processes_on_postgres_drive_every_run_of_the_store(schemas):
