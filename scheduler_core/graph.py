@@ -654,7 +654,7 @@ def _add_body(loop: Node, nodes: list[Node], edges: list[Edge], inside: set[str]
             problems.append(Problem(f"{where}, body connection #{k + 1} ({edge.source} -> {edge.target})",
                                     f"unknown body node {unknown[0]!r} (a body connects its own nodes only)"))
             continue
-        edges.append(attrs.evolve(edge, source=f"{loop.id}.{edge.source}", target=f"{loop.id}.{edge.target}"))
+        edges.append(edge._replace(source=f"{loop.id}.{edge.source}", target=f"{loop.id}.{edge.target}"))
         has_out.add(edge.source)
         has_in.add(edge.target)
     ids = [node.id for node in b.nodes if node.id in local]
