@@ -257,13 +257,20 @@ def _builder(name: str, cls):
             check(args)
             return cls(**dict(zip(fields, args)))
     elif cls in _TYPED:  # a named tuple with typed fields: turn them back (and check them)
-        conversions = [(i, _typed_reader(name, field, kind))
-                       for i, (field, kind) in enumerate(zip(fields, _TYPED[cls])) if kind is not None]
+        # One per record, most of a snapshot: the tuple fields are turned back in the loop itself,
+        # not through a reader per field (a call each: 0.1 s of decoding 100,000 records).
+        as_tuples = [i for i, kind in enumerate(_TYPED[cls]) if kind is tuple]
+        members = [(i, _member_reader(kind, f"{name}.{field}"))
+                   for i, (field, kind) in enumerate(zip(fields, _TYPED[cls])) if kind not in (None, tuple)]
 
         def build(args):
             if type(args) is not list or len(args) != count:
                 check(args)
-            for i, read in conversions:
+            for i in as_tuples:
+                if type(args[i]) is not list:
+                    raise SnapshotInvalid(f"{name}.{fields[i]} must be a list, not {args[i]!r}")
+                args[i] = tuple(args[i])
+            for i, read in members:
                 args[i] = read(args[i])
             return tuple.__new__(cls, args)
     else:  # a named tuple: tuple.__new__ skips the keyword handling of its __new__
@@ -289,21 +296,11 @@ def _instance_map(args) -> Map:
     if type(args) is not list or len(args) % 3:
         raise SnapshotInvalid("an instance-keyed map is a list of (node, path, value) triples")
     keys = []
-    for n, path in zip(args[0::3], args[1::3]):
-        if type(n) is not int or type(path) is not list or not all(type(i) is int for i in path):
+    for n, path in zip(args[0::3], args[1::3]):  # most paths are empty: their items are not looked at
+        if type(n) is not int or type(path) is not list or path and not all(type(i) is int for i in path):
             raise SnapshotInvalid(f"{n!r}, {path!r} is not an instance key")
         keys.append((n, tuple(path)))
     return Map(zip(keys, args[2::3]))
-
-
-def _typed_reader(name: str, field: str, kind):
-    if kind is tuple:
-        def read(value):
-            if type(value) is not list:
-                raise SnapshotInvalid(f"{name}.{field} must be a list, not {value!r}")
-            return tuple(value)
-        return read
-    return _member_reader(kind, f"{name}.{field}")
 
 
 def _member_reader(kind, what: str):
