@@ -14,16 +14,21 @@ field of ``State`` but ``graph`` (which a load compiles from the run's definitio
 - an object with exactly one key, which says what it is:
   ``{"t": [v, ...]}`` a tuple; ``{"d": [k, v, k, v, ...]}`` a dict and ``{"m": [k, v, ...]}`` an
   ``immutables.Map`` (keys are values too: tuples, say); ``{"k": [n, [i, ...], v, ...]}`` a Map
-  whose keys are all instance keys ``(n, (i, ...))``, as triples; ``{"f": "inf"}`` (or ``"-inf"``,
+  whose keys are all instance keys ``(n, (i, ...))``, as triples; ``{"r": [ClassName, [n, ...],
+  [[i, ...], ...], column, ...]}`` such a map whose values are all of one class of ``TYPED_FIELDS``
+  (the records), one column per field; ``{"f": "inf"}`` (or ``"-inf"``,
   ``"nan"``) a float JSON has no number for; ``{ClassName: [v, ...]}`` an instance of a class of
-  ``CLASSES`` (the core's records, timers...), its fields in declaration order (an enum member:
-  ``{ClassName: its value}``, a status is ``{"Status": "succeeded"}``); ``{"@": i}`` the value ``deep[i]``, where ``i`` is greater than the index of
+  ``CLASSES`` (the core's records, timers...), its fields in declaration order, those of
+  ``TYPED_FIELDS`` untagged (a tuple as a list, an enum member as its value, a dict as
+  ``[k, v, k, v, ...]``) (an enum member: ``{ClassName: its value}``, a status is
+  ``{"Status": "succeeded"}``); ``{"@": i}`` the value ``deep[i]``, where ``i`` is greater than the index of
   the value that holds the reference. Values nested more than ``MAX_DEPTH`` deep are cut out into
   ``deep``: the core's cons lists and heaps nest as deep as they are long (100,000 for a large
   fan-out), and neither JSON's parser nor this codec may recurse that far.
 
 Each line is parsed by ``json.loads`` with a hook that builds the tagged objects: the parsing, and
-the lists, stay in C, and the hook runs once per tuple, dict, Map or record.
+the lists, stay in C, and the hook runs once per tuple, dict, Map or record (once for a map of
+records by column).
 
 A snapshot is only used by a core whose state has the same shape: ``version()`` is the format
 and a digest of the field names of ``State`` and of every class in ``CLASSES``. Adding a field to
@@ -34,8 +39,10 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import itertools
 import json
 import math
+from collections.abc import Hashable
 
 import attrs
 from immutables import Map
@@ -44,7 +51,8 @@ from scheduler_core.lifecycle import RunStatus, Status
 from scheduler_core.state import Attempt, Error, Record, State, Timer
 from scheduler_core.step import SelectFailed
 
-FORMAT = "flowcore-snapshot/3"  # 2: an enum member is its value; 3: typed record fields, instance-keyed maps
+FORMAT = "flowcore-snapshot/4"  # 2: an enum member is its value; 3: typed record fields, instance-keyed maps;
+# 4: a record's ports as a typed field, the records by column
 MAX_DEPTH = 48
 
 # Every class a State may hold besides JSON's own values, tuples, dicts and Maps. Decoding builds
@@ -53,10 +61,13 @@ CLASSES = {cls.__name__: cls for cls in (Record, Attempt, Error, Timer, SelectFa
 
 
 # Fields of a class whose type is fixed, written in plain JSON and turned back by the class's builder:
-# a tuple as a list, an enum member as its value. (A record is most of a state: its item path and
-# logs are tuples, its status an enum, and tagging each of them made the text a quarter larger.)
-TYPED_FIELDS = {Record: {"item": tuple, "status": Status, "logs": tuple, "history": tuple},
-                Attempt: {"status": Status}}
+# a tuple as a list, an enum member as its value, a dict (or None) as a list of keys and values,
+# [k, v, k, v, ...] (or null). (A record is most of a state: its item path and logs are tuples, its
+# status an enum, and tagging each of them made the text a quarter larger.) The records map is written
+# by column (``{"r": ...}``): no object per record and per ports dict for the parser to hand to the
+# hook, each column turned back in one go; the 100,000-node DAG's snapshot decodes in 0.33 s, not 0.46.
+TYPED_FIELDS = {Record: {"item": tuple, "status": Status, "ports": dict, "logs": tuple, "history": tuple},
+                Attempt: {"status": Status, "ports": dict}}
 
 
 class SnapshotUnsupported(ValueError):
@@ -76,7 +87,7 @@ def _fields_of(cls) -> tuple:
 
 
 _FIELDS = {cls: _fields_of(cls) for cls in CLASSES.values()}
-# per class with typed fields: for each field in order, its type (tuple or an enum) or None
+# per class with typed fields: for each field in order, its type (tuple, dict or an enum) or None
 _TYPED = {cls: tuple(types.get(f) for f in _FIELDS[cls]) for cls, types in TYPED_FIELDS.items()}
 _BY_CLASS = {cls: (name, _FIELDS[cls]) for name, cls in CLASSES.items()}
 _STATE_FIELDS = tuple(f.name for f in attrs.fields(State) if f.name != "graph")
@@ -142,6 +153,16 @@ def _encoder(deep: list, pending: list, inline: frozenset):
             out = [x if type(x) in inline else encode(x, depth) for x in v]
             return {"t": out} if t is tuple else out
         if t is Map and v and _instance_keyed(v):
+            cls = _one_typed_class(v)
+            if cls is not None:  # the records: by column
+                nodes, paths, rows = [], [], []
+                for (n, path), x in v.items():
+                    nodes.append(n)
+                    paths.append(list(path))
+                    rows.append(x)
+                columns = [_typed_column(list(column), kind, depth + 1, encode, inline)
+                           for column, kind in zip(zip(*rows), _TYPED[cls])]
+                return {"r": [_BY_CLASS[cls][0], nodes, paths, *columns]}
             out = []
             for (n, path), x in v.items():
                 out.append(n)
@@ -164,16 +185,31 @@ def _encoder(deep: list, pending: list, inline: frozenset):
         typed = _TYPED.get(t)
         if typed is None:
             return {spec[0]: [x if type(x) in inline else encode(x, depth) for x in v]}
-        out = []
-        for x, kind in zip(v, typed):
-            if kind is None:
-                out.append(x if type(x) in inline else encode(x, depth))
-            elif kind is tuple:
-                out.append([y if type(y) in inline else encode(y, depth) for y in x])
-            else:
-                out.append(x.value)
-        return {spec[0]: out}
+        return {spec[0]: [_typed_column([x], kind, depth, encode, inline)[0] for x, kind in zip(v, typed)]}
     return encode
+
+
+def _typed_column(column: list, kind, depth: int, encode, inline) -> list:
+    """Values of one field of a class with typed fields, written as its ``kind`` says (None: any value)."""
+    if kind is None:
+        return [x if type(x) in inline else encode(x, depth) for x in column]
+    if kind is tuple:
+        return [[y if type(y) in inline else encode(y, depth) for y in x] for x in column]
+    if kind is dict:
+        return [None if x is None else _flat_items(x, depth, encode, inline) for x in column]
+    return [x.value for x in column]  # an enum
+
+
+def _one_typed_class(m: Map):
+    """The class of every value of ``m`` if they are all of one (named tuple) class with typed fields
+    (a state's records), else None."""
+    cls = type(next(iter(m.values())))
+    if cls not in _TYPED or not issubclass(cls, tuple):
+        return None
+    for x in m.values():
+        if type(x) is not cls:
+            return None
+    return cls
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -232,6 +268,8 @@ class _Reader:
             return Map(zip(args[0::2], args[1::2]))
         if tag == "k":
             return _instance_map(args)
+        if tag == "r":
+            return _by_columns(args)
         if tag == "f":
             return _NON_FINITE[args]
         if tag == "@":
@@ -256,15 +294,14 @@ def _builder(name: str, cls):
         def build(args):
             check(args)
             return cls(**dict(zip(fields, args)))
-    elif cls in _TYPED:  # a named tuple with typed fields: turn them back (and check them)
-        conversions = [(i, _typed_reader(name, field, kind))
-                       for i, (field, kind) in enumerate(zip(fields, _TYPED[cls])) if kind is not None]
+    elif cls in _TYPED:  # a named tuple with typed fields: turn them back (and check them), as a column of one
+        readers = _COLUMN_READERS[cls]
 
         def build(args):
             if type(args) is not list or len(args) != count:
                 check(args)
-            for i, read in conversions:
-                args[i] = read(args[i])
+            for i, read in readers:
+                args[i] = read([args[i]])[0]
             return tuple.__new__(cls, args)
     else:  # a named tuple: tuple.__new__ skips the keyword handling of its __new__
         def build(args):
@@ -272,6 +309,17 @@ def _builder(name: str, cls):
                 check(args)
             return tuple.__new__(cls, args)
     return build
+
+
+def _flat_items(d, depth: int, encode, inline) -> list:
+    """A typed dict field's value: [k, v, k, v, ...]; ``SnapshotUnsupported`` if it is not a dict."""
+    if type(d) is not dict:
+        raise SnapshotUnsupported(f"a snapshot holds a dict or None here, not a {type(d).__qualname__}")
+    out = []
+    for k, x in d.items():
+        out.append(k if type(k) in inline else encode(k, depth))
+        out.append(x if type(x) in inline else encode(x, depth))
+    return out
 
 
 def _instance_keyed(m: Map) -> bool:
@@ -288,22 +336,64 @@ def _instance_keyed(m: Map) -> bool:
 def _instance_map(args) -> Map:
     if type(args) is not list or len(args) % 3:
         raise SnapshotInvalid("an instance-keyed map is a list of (node, path, value) triples")
-    keys = []
-    for n, path in zip(args[0::3], args[1::3]):
-        if type(n) is not int or type(path) is not list or not all(type(i) is int for i in path):
-            raise SnapshotInvalid(f"{n!r}, {path!r} is not an instance key")
-        keys.append((n, tuple(path)))
-    return Map(zip(keys, args[2::3]))
+    return Map(zip(_instance_keys(args[0::3], args[1::3]), args[2::3]))
 
 
-def _typed_reader(name: str, field: str, kind):
+def _instance_keys(nodes, paths) -> list:
+    """``(n, (i, ...))`` from a list of node indices and one of paths, checked a column at a time (a
+    loop per key made 100,000 of them 50 ms)."""
+    if type(nodes) is not list or type(paths) is not list or len(nodes) != len(paths):
+        raise SnapshotInvalid("an instance-keyed map has as many nodes as paths")
+    if not (_all_of(int, nodes) and _all_of(list, paths) and _all_of(int, itertools.chain.from_iterable(paths))):
+        n, path = next((n, path) for n, path in zip(nodes, paths)
+                       if type(n) is not int or type(path) is not list or not _all_of(int, path))
+        raise SnapshotInvalid(f"{n!r}, {path!r} is not an instance key")
+    return list(zip(nodes, map(tuple, paths)))
+
+
+def _all_of(cls, values) -> bool:
+    """Every value is exactly of type ``cls`` (a bool is not an int)."""
+    return set(map(type, values)) <= {cls}
+
+
+def _by_columns(args) -> Map:
+    """``{"r": [class name, [n, ...], [path, ...], column, ...]}``: an instance-keyed map whose values
+    are all of one class with typed fields, one column per field (see ``TYPED_FIELDS``)."""
+    cls = CLASSES.get(args[0]) if type(args) is list and args and type(args[0]) is str else None
+    if cls not in _COLUMN_READERS:
+        raise SnapshotInvalid("a map by column names a class whose values a snapshot writes by column")
+    nodes, paths, columns = args[1:2], args[2:3], args[3:]
+    if len(columns) != len(_FIELDS[cls]) or not all(type(c) is list and len(c) == len(nodes[0]) for c in columns):
+        raise SnapshotInvalid(f"a map of {args[0]} needs one column per field, as long as its keys")
+    keys = _instance_keys(nodes[0], paths[0])
+    for i, read in _COLUMN_READERS[cls]:
+        columns[i] = read(columns[i])
+    return Map(zip(keys, map(tuple.__new__, itertools.repeat(cls), zip(*columns))))
+
+
+def _column_reader(what: str, kind):
+    """Turns a column of a typed field (see ``_typed_column``) back; ``SnapshotInvalid`` for a value
+    of another shape."""
     if kind is tuple:
-        def read(value):
-            if type(value) is not list:
-                raise SnapshotInvalid(f"{name}.{field} must be a list, not {value!r}")
-            return tuple(value)
-        return read
-    return _member_reader(kind, f"{name}.{field}")
+        def read(column):
+            if not all(type(x) is list for x in column):
+                raise SnapshotInvalid(f"{what} must be a list, not {next(x for x in column if type(x) is not list)!r}")
+            return list(map(tuple, column))
+    elif kind is dict:
+        def read(column):
+            if not all(x is None or type(x) is list and not len(x) % 2 for x in column):
+                raise SnapshotInvalid(f"{what} must be null or [key, value, ...]")
+            return [x if x is None else dict(zip(x[0::2], x[1::2])) for x in column]
+    else:
+        members = {member.value: member for member in kind}
+
+        def read(column):
+            try:
+                return [members[x] for x in column]
+            except (KeyError, TypeError):
+                bad = next(x for x in column if not isinstance(x, Hashable) or x not in members)
+                raise SnapshotInvalid(f"{what}: {bad!r} is not a {kind.__name__}") from None
+    return read
 
 
 def _member_reader(kind, what: str):
@@ -318,4 +408,8 @@ def _member_reader(kind, what: str):
     return read_member
 
 
+# per class with typed fields: (field index, its column reader) for each typed field
+_COLUMN_READERS = {cls: [(i, _column_reader(f"{_BY_CLASS[cls][0]}.{field}", kind))
+                         for i, (field, kind) in enumerate(zip(_FIELDS[cls], kinds)) if kind is not None]
+                   for cls, kinds in _TYPED.items()}
 _BUILDERS = {name: _builder(name, cls) for name, cls in CLASSES.items()}

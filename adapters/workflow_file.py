@@ -368,12 +368,14 @@ class _TypeFields:
 
     required: frozenset
     plain_keys: frozenset
+    not_config: frozenset  # the plain keys that are not the type's fields
 
 
 @functools.cache
 def _type_fields(impl) -> _TypeFields:
+    own = frozenset({"id", "type", "description"}) - impl.fields.keys()
     return _TypeFields(required=frozenset(key for key, required in impl.fields.items() if required),
-                       plain_keys=frozenset({"id", "type", "description", *impl.fields}) - _PARSED_COMMON_FIELDS)
+                       plain_keys=frozenset({*own, *impl.fields}) - _PARSED_COMMON_FIELDS, not_config=own)
 
 
 def _plain_node(raw) -> Node | None:
@@ -389,8 +391,10 @@ def _plain_node(raw) -> Node | None:
     fields = _type_fields(impl)
     if not (raw.keys() <= fields.plain_keys and fields.required <= raw.keys()):
         return None
-    config = {key: value for key, value in raw.items() if key in impl.fields}
-    return Node(node_id, str(ntype), config, impl.behaviour(config))  # positional: one call per node
+    config = dict(raw)  # a copy less what is not the type's (cheaper than picking the type's fields)
+    for key in fields.not_config:
+        config.pop(key, None)
+    return Node(node_id, ntype, config, impl.behaviour(config))  # positional: one call per node
 
 
 def _parse_node(i: int, raw, problems: list, place: str | None = None):

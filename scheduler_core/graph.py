@@ -309,22 +309,19 @@ def _a_cycle(nodes: Sequence[Node], good: _Connections, order: list[int]) -> lis
     return [nodes[s].id for s, _ in cycle] + [nodes[cycle[0][0]].id]
 
 
-def _fans_out(node: Node) -> bool:
-    return node.behaviour is not None and node.behaviour.kind is Kind.FAN_OUT
-
-
 def _loops(node: Node) -> bool:
     return node.behaviour is not None and node.behaviour.kind is Kind.LOOP
 
 
-def _nests(node: Node) -> bool:
-    """Whether some nodes run one item level deeper than this one (a foreach's items, a loop's body)."""
-    return _fans_out(node) or _loops(node)
+def _behaviour_kinds(nodes: Sequence[Node]) -> set[Kind]:
+    """The kinds of behaviour among ``nodes``: one pass, and what needs no fan-out or loop is skipped
+    (a workflow without any is most of them)."""
+    return {node.behaviour.kind for node in nodes if node.behaviour is not None}
 
 
 def _edge_kind(src: Node, edge: Edge, src_depth: int) -> str:
     b = src.behaviour
-    if b is not None and b.kind is Kind.FAN_OUT and edge.port == b.item_port:  # _fans_out(src), narrowing b
+    if b is not None and b.kind is Kind.FAN_OUT and edge.port == b.item_port:  # (b.kind narrows b)
         return FAN_OUT
     if b is not None and b.kind is Kind.LOOP and edge.port == LOOP_BODY_PORT:
         return LOOP_ENTRY
@@ -333,12 +330,12 @@ def _edge_kind(src: Node, edge: Edge, src_depth: int) -> str:
     return PLAIN
 
 
-def _fan_out_levels(wf: Workflow, good: _Connections, adj: _Adjacency, topo: list[int],
+def _fan_out_levels(wf: Workflow, good: _Connections, adj: _Adjacency, topo: list[int], nests: bool,
                     problems: list[Problem]) -> tuple[list[int], list[int], list[str]]:
     """Each node's depth and origin foreach, and each good edge's kind; every input of a node must
-    agree on the first two."""
+    agree on the first two. ``nests``: some node fans out or loops."""
     n = len(wf.nodes)
-    if not any(map(_nests, wf.nodes)) and not any(edge.map for edge in good.edge):
+    if not nests and not any(edge.map for edge in good.edge):
         return [0] * n, [-1] * n, [PLAIN] * len(good.edge)  # nothing runs per item: depth 0, edges plain
     depth = [0] * n
     origin = [-1] * n
@@ -389,7 +386,11 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
     ``default_max_parallel`` (the engine's default).
     """
     problems: list[Problem] = []
-    wf, sinks = _with_loop_bodies(wf, problems)
+    present = _behaviour_kinds(wf.nodes)
+    sinks: dict[str, str] = {}
+    if Kind.LOOP in present:
+        wf, sinks = _with_loop_bodies(wf, problems)
+        present = _behaviour_kinds(wf.nodes)  # its bodies' nodes too
     _check_settings(wf, problems)
     index = _check_nodes(wf, problems)
     good = _check_edges(wf, index, problems)
@@ -399,12 +400,13 @@ def compile_workflow(wf: Workflow, default_max_parallel: int = 8, max_parallel: 
         cycle = _a_cycle(wf.nodes, good, topo)
         problems.append(Problem("connections", f"cycle: {' -> '.join(cycle)} (a workflow must be acyclic)"))
         raise WorkflowInvalid(problems)
-    depth, origin, kinds = _fan_out_levels(wf, good, adj, topo, problems)
+    nests = Kind.FAN_OUT in present or Kind.LOOP in present
+    depth, origin, kinds = _fan_out_levels(wf, good, adj, topo, nests, problems)
     flow = _control_flow(wf, index, good, adj, depth, origin, kinds, problems)
     if problems:
         raise WorkflowInvalid(problems)
     cap = max_parallel or wf.settings.max_parallel or default_max_parallel
-    graph = _index(wf, index, good, adj, topo, depth, origin, kinds, cap, sinks)
+    graph = _index(wf, index, good, adj, topo, depth, origin, kinds, cap, sinks, Kind.FAN_OUT in present)
     return attrs.evolve(graph, **flow) if flow else graph
 
 
@@ -554,10 +556,10 @@ def _compiled_edges(good: _Connections, adj: _Adjacency, kinds: list[str]) -> li
 
 
 def _index(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjacency, topo: list[int], depth: list[int],
-           origin: list[int], kinds: list[str], cap: int, sinks: dict[str, str]) -> Graph:
+           origin: list[int], kinds: list[str], cap: int, sinks: dict[str, str], fans_out: bool) -> Graph:
     edges = _compiled_edges(good, adj, kinds)
     s = wf.settings
-    cap_origin = _cap_origins(wf.nodes, origin)
+    cap_origin = _cap_origins(wf.nodes, origin) if fans_out else [-1] * len(wf.nodes)
     queues = _queues(wf.nodes, cap_origin)
     rank = _ranks(wf.nodes, good, adj, topo)
     loops = _loop_index(wf, index, edges, adj, topo, origin, sinks) if sinks else {}
@@ -566,8 +568,9 @@ def _index(wf: Workflow, index: dict[str, int], good: _Connections, adj: _Adjace
         name=wf.name, ids=tuple(index), index=index, nodes=tuple(wf.nodes),
         edges=tuple(edges), out_edges=tuple(map(tuple, adj.outs)), in_edges=tuple(map(tuple, adj.ins)),
         depth=tuple(depth), origin=tuple(origin), queue=queues,
-        group_cap=tuple(_group_cap(node) for node in wf.nodes), cap_origin=tuple(cap_origin),
-        plain_queues=_plain_queues(s.pools), group_pools=_group_pools(wf.nodes, cap_origin), rank=tuple(rank),
+        group_cap=tuple(map(_group_cap, wf.nodes)) if fans_out else (None,) * len(wf.nodes),
+        cap_origin=tuple(cap_origin), plain_queues=_plain_queues(s.pools),
+        group_pools=_group_pools(wf.nodes, cap_origin), rank=tuple(rank),
         scope=tuple(_scopes(origin, depth)),
         topo=tuple(topo), roots=tuple(i for i, incoming in enumerate(adj.ins) if not incoming),
         max_parallel=cap, pools=dict(s.pools),
@@ -588,7 +591,7 @@ def _scopes(origin: list[int], depth: list[int]) -> list[int]:
 
 def _group_cap(node: Node) -> int | None:
     b = node.behaviour
-    return b.max_parallel if b is not None and b.kind is Kind.FAN_OUT else None  # (as _fans_out, narrowing b)
+    return b.max_parallel if b is not None and b.kind is Kind.FAN_OUT else None  # (b.kind narrows b)
 
 
 def _plain_queues(pools: Iterable[str]) -> tuple[Queue, ...]:
@@ -634,11 +637,9 @@ def _queues(nodes: Sequence[Node], cap_origin: list[int]) -> tuple[Queue | None,
 
 
 def _with_loop_bodies(wf: Workflow, problems: list[Problem]) -> tuple[Workflow, dict[str, str]]:
-    """``wf`` with every loop's body (nested ones too) added as nodes ``<loop>.<id>``, its connections
+    """``wf`` (which has a loop) with every loop's body (nested ones too) added as nodes ``<loop>.<id>``, its connections
     between them, and an entry edge from the loop to each body root; and each loop's body sink (by
     id). Problems of a body (none, two sinks, unknown ids, a bad ``until``) go to ``problems``."""
-    if not any(map(_loops, wf.nodes)):
-        return wf, {}
     nodes, edges, sinks = list(wf.nodes), list(wf.edges), {}
     inside: set[str] = set()
     i = 0
@@ -695,7 +696,7 @@ def _add_body(loop: Node, nodes: list[Node], edges: list[Edge], inside: set[str]
             problems.append(Problem(f"{where}, body connection #{k + 1} ({edge.source} -> {edge.target})",
                                     f"unknown body node {unknown[0]!r} (a body connects its own nodes only)"))
             continue
-        edges.append(attrs.evolve(edge, source=f"{loop.id}.{edge.source}", target=f"{loop.id}.{edge.target}"))
+        edges.append(edge._replace(source=f"{loop.id}.{edge.source}", target=f"{loop.id}.{edge.target}"))
         has_out.add(edge.source)
         has_in.add(edge.target)
     ids = [node.id for node in b.nodes if node.id in local]

@@ -1,5 +1,6 @@
 """The snapshot format: any state the core makes comes back equal, however deep its values nest,
 and text that is not a snapshot of this format and shape is refused, never run."""
+import json
 import math
 
 import attrs
@@ -8,7 +9,7 @@ from immutables import Map
 
 from adapters import Engine, snapshots
 from adapters.snapshots import SnapshotInvalid, SnapshotUnsupported, decode_state, encode_state
-from scheduler_core.state import Timer
+from scheduler_core.state import Record, Timer
 
 WF = {"nodes": [{"id": "each", "type": "foreach", "max_parallel": 2}, {"id": "x", "type": "noop"},
                 {"id": "ask", "type": "hil", "choices": ["go", "stop"], "timeout": 60},
@@ -50,12 +51,37 @@ def test_floats_that_json_has_no_number_for_come_back():
     assert "NaN" not in encode_state(state) and "Infinity" not in encode_state(state)
 
 
-def test_maps_keyed_by_instance_are_written_as_triples_and_records_with_their_typed_fields():
+def test_maps_keyed_by_instance_are_written_as_triples_and_records_by_column_with_their_typed_fields():
     state = waiting_state()
     text = encode_state(state)
-    assert '"records":' not in text and '["records",{"k":[' in text  # triples, not a tagged tuple per key
-    assert '{"Status":' not in text  # a record's status is its plain value
+    assert '"records":' not in text and '["records",{"r":["Record",' in text  # by column, not a tagged tuple per key
+    assert '{"Status":' not in text and '{"Record":' not in text  # a record's status is its plain value
     assert round_trip(state).records == state.records
+    mixed = Map({(0, ()): state.records[(0, ())], (1, (2,)): "not a record"})  # not all records: triples
+    text = encode_state(attrs.evolve(state, trigger=mixed))
+    assert '["trigger",{"k":[' in text and round_trip(attrs.evolve(state, trigger=mixed)).trigger == mixed
+
+
+def _records_changed(state, **changes) -> str:
+    """The snapshot text of ``state`` with columns of its records changed: field name -> old column -> new."""
+    *lines, last = encode_state(state).split("\n")
+    fields = json.loads(last)  # no hook: the tagged objects stay as they are written
+    args = dict(fields)["records"]["r"]
+    for name, change in changes.items():
+        i = 3 + Record._fields.index(name)
+        args[i] = change(args[i])
+    return "\n".join([*lines, json.dumps(fields)])
+
+
+def test_records_by_column_come_back_and_a_column_of_the_wrong_shape_is_refused():
+    state = waiting_state()
+    assert decode_state(_records_changed(state), state.graph).records == state.records
+    for changes, message in [({"status": lambda c: ["no such status"] * len(c)}, "Record.status: 'no such status'"),
+                             ({"item": lambda c: ["x"] * len(c)}, "Record.item must be a list"),
+                             ({"ports": lambda c: [[1]] * len(c)}, "Record.ports must be null or"),
+                             ({"node": lambda c: c[:-1]}, "one column per field")]:
+        with pytest.raises(SnapshotInvalid, match=message):
+            decode_state(_records_changed(state, **changes), state.graph)
 
 
 def test_tuples_lists_dicts_and_maps_keep_their_types():
@@ -77,6 +103,10 @@ def test_a_value_the_format_does_not_know_is_refused_when_writing():
     '{"format": "%s", "deep": 1}\n{"@": 0}\n[]' % snapshots.FORMAT,
     '{"format": "%s", "deep": 0}\n[["records", {"k": [0, "x", 1]}]]' % snapshots.FORMAT,
     '{"format": "%s", "deep": 0}\n[["records", {"k": [0, []]}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["records", {"r": 5}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["records", {"r": ["os.system", [], []]}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["records", {"r": ["Timer", [], []]}]]' % snapshots.FORMAT,
+    '{"format": "%s", "deep": 0}\n[["records", {"r": ["Record", [0], ["x"]]}]]' % snapshots.FORMAT,
     '{"format": "%s", "deep": 0}\n[["x", {"Record": ["a", "not a list", "succeeded", 0, null, null, null, '
     'null, null, null, [], null]}]]' % snapshots.FORMAT,
     '{"format": "%s", "deep": 0}\n[["x", {"Record": ["a", [], "no such status", 0, null, null, null, '
