@@ -397,15 +397,10 @@ def _column_reader(what: str, kind):
 
 
 def _member_reader(kind, what: str):
-    """The member of enum ``kind`` a snapshot names by its value; ``SnapshotInvalid`` for any other."""
-    members = {member.value: member for member in kind}
-
-    def read_member(value):
-        try:
-            return members[value]
-        except (KeyError, TypeError):
-            raise SnapshotInvalid(f"{what}: {value!r} is not a {kind.__name__}") from None
-    return read_member
+    """The member of enum ``kind`` a snapshot names by its value; ``SnapshotInvalid`` for any other
+    (a column of one, read as a typed field's column is)."""
+    read = _column_reader(what, kind)
+    return lambda value: read([value])[0]
 
 
 # per class with typed fields: (field index, its column reader) for each typed field

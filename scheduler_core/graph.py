@@ -606,15 +606,10 @@ def _cap_origins(nodes: Sequence[Node], origin: list[int]) -> list[int]:
     A foreach inside another starts a count of its own: its items count against its own cap only."""
     out = []
     for o in origin:
-        while o >= 0 and _runs_a_body(nodes[o]):
+        while o >= 0 and _loops(nodes[o]):
             o = origin[o]
         out.append(o if o >= 0 and _group_cap(nodes[o]) else -1)
     return out
-
-
-def _runs_a_body(node: Node) -> bool:
-    b = node.behaviour
-    return b is not None and b.kind is Kind.LOOP
 
 
 def _group_pools(nodes: Sequence[Node], cap_origin: list[int]) -> dict[int, tuple[str | None, ...]]:
