@@ -9,6 +9,12 @@ of workers sharing one store.
   (a commit returns before the server's disk has it: see the README's "PostgreSQL" section).
   Each stored run must be found succeeded in its own schema, and a connection of each URL must show
   the setting it names (checked after the timing, which covers making the schema and the run).
+- Commit floor: what committing each step costs on this server with nothing of flowcore's around it.
+  The batches a run of each runner logged (one untimed PostgreSQL run before the rounds) are
+  inserted again, already encoded, one ``INSERT`` per batch in autocommit (the server's commit
+  settings), by a bare psycopg loop into a fresh table, timed in the same rounds. In-memory time
+  plus that is the least a run that commits every step before carrying out its commands can take
+  here: the ratio no store with write-ahead steps can beat on this machine.
 - Workers: ``RUNS`` runs of the 10-node DAG of ``live`` submitted to a fresh schema (untimed), then
   driven by one ``flowcore worker --db URL --once`` process, or by four started together; timed from
   starting the processes until they exit, every run succeeded and reported by one worker.
@@ -24,6 +30,7 @@ import uuid
 
 from adapters import Engine
 from adapters.postgres_store import url_with_settings
+from adapters.store import _encode_batch
 
 from . import live
 from .durability import SIZE, QUICK_SIZE, FreshDb
@@ -36,6 +43,7 @@ SERVER_VARIABLES = ("FLOWCORE_BENCH_POSTGRES", "FLOWCORE_TEST_POSTGRES")
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 RUNNERS = ("serial", "thread")
 STORES = ("in memory", "SQLite", "PostgreSQL", "PostgreSQL, synchronous_commit=off")
+FLOOR = "bare commits of the run's batches"
 WORKERS = (1, 4)
 RUNS, QUICK_RUNS = live.RUNS, live.QUICK_RUNS
 
@@ -118,21 +126,53 @@ def check_made(schemas, made: list) -> None:
         stored_in(url, run_id)
 
 
+def logged_batches(workflow, runner: str, schemas) -> list[str]:
+    """The batches one run of ``workflow`` on ``runner`` logs in PostgreSQL, encoded as the store writes them."""
+    url = schemas()
+    result = run_workflow(workflow, runner, db=url)
+    _, batches, _ = Engine(db=url).store.load(result.run_id)
+    return [_encode_batch(batch) for batch in batches]
+
+
+def commit_floor(schemas, batches: list[str]):
+    """A contender: ``batches`` inserted into a fresh table, one autocommit ``INSERT`` (one commit) each."""
+    import psycopg
+
+    def commit_each():
+        with psycopg.connect(schemas(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE batches (run_id text NOT NULL, idx integer NOT NULL, events text NOT NULL, "
+                         "fingerprint text NOT NULL, PRIMARY KEY (run_id, idx))")
+            for i, payload in enumerate(batches):
+                conn.execute("INSERT INTO batches (run_id, idx, events, fingerprint) VALUES (%s, %s, %s, %s)",
+                             ("run", i, payload, ""))
+    return commit_each
+
+
 def store_section(cfg, fresh_db, schemas):
     n = QUICK_SIZE if cfg.quick else SIZE
+    workflow = layered_dag(n).workflow()
     made: list = []
-    t = interleaved(store_contenders(layered_dag(n).workflow(), fresh_db, schemas, made), cfg.repeats)
+    contenders = store_contenders(workflow, fresh_db, schemas, made)
+    steps = {}
+    for r in RUNNERS:
+        batches = logged_batches(workflow, r, schemas)
+        steps[r] = len(batches)
+        contenders[(FLOOR, r)] = commit_floor(schemas, batches)
+    t = interleaved(contenders, cfg.repeats)
     check_made(schemas, made)
     rows, checks = [], []
     for r in RUNNERS:
-        memory, sqlite, pg, pg_async = (t[(s, r)] for s in STORES)
-        rows.append([r, ms(memory), ms(sqlite), ms(pg), ms(pg_async), ratio(pg / memory), ratio(pg / sqlite),
+        memory, sqlite, pg, pg_async, floor = (t[(s, r)] for s in (*STORES, FLOOR))
+        rows.append([r, ms(memory), ms(sqlite), ms(pg), ms(pg_async), f"{steps[r]:,}", ms(floor),
+                     ratio(pg / memory), ratio((memory + floor) / memory), ratio(pg / sqlite),
                      ratio(pg_async / memory)])
         checks.append(Check(f"{r}: PostgreSQL / in-memory, {n:,}-node no-op DAG", pg / memory, 2.0))
-    header = ["runner", "in-memory ms", "SQLite ms", "PG ms", "PG async ms", "PG/memory", "PG/SQLite",
-              "PG async/memory"]
+    header = ["runner", "in-memory ms", "SQLite ms", "PG ms", "PG async ms", "steps", "commits ms", "PG/memory",
+              "floor/memory", "PG/SQLite", "PG async/memory"]
     caption = (f"Store: {n:,}-node layered no-op DAG, Engine.run, median of {cfg.repeats} interleaved repeats; "
-               f"PG: the server's commit settings; PG async: synchronous_commit=off in the URL")
+               f"PG: the server's commit settings; PG async: synchronous_commit=off in the URL; commits: the "
+               f"run's logged batches (one per step) inserted again by a bare psycopg loop, one commit each; "
+               f"floor: in-memory + commits, the least a run committing each step can take here")
     return (caption, header, rows), checks
 
 
