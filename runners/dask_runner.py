@@ -208,8 +208,10 @@ class DaskBackend:
         self.grace = grace
         self.cluster = None
         if address is None:
+            # its scheduler serves HTTP whatever the dashboard setting: on a free port, not dask's 8787
+            # (which a user's own cluster, or a child run's cluster beside its parent's, may hold)
             self.cluster = LocalCluster(n_workers=1, threads_per_worker=max_parallel, processes=False,
-                                        dashboard_address=None)
+                                        dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
         try:
             self.client = connect(address or self.cluster, connect_timeout)
         except BaseException:
@@ -287,6 +289,9 @@ class DaskBackend:
         for attempt in [*self.attempts.values(), *self.given_up.values()]:
             if attempt.worker is not None:
                 self.placement.give_back(attempt.worker)
+        # not subscribed while it leaves: the scheduler would tell this very client that it left,
+        # over the connection it is closing, and log that as CRITICAL with a traceback
+        self.client.unsubscribe_topic("all")
         self.client.close()
         if self.cluster is not None:  # its own cluster: no other run will use its placement
             _PLACEMENTS.pop(self.scheduler_address, None)

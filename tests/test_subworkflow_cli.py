@@ -53,6 +53,18 @@ def test_the_wcp22_recursion_example_counts_down_through_child_runs(tmp_path):
     assert (tmp_path / "r_again.html").exists()
 
 
+def test_the_wcp22_recursion_example_runs_on_the_dask_runner_and_says_nothing_on_stderr(tmp_path):
+    """Each child run starts an in-process cluster of its own beside its parent's: none of them may
+    fight over dask's port 8787 (a warning per child), nor log its own shutdown as CRITICAL."""
+    done = flowcore("run", str(EXAMPLE), "--trigger", '{"n": 3}', "--run-id", "r", "--runner", "dask", "--json",
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    records = {r["node"]: r for r in as_json(done)["nodes"]}
+    assert records["done"]["output"] == {"n": 0, "visited": [3, 2, 1]}
+    assert records["again"]["child_run"] == "r/again"
+
+
 def test_the_wcp22_recursion_example_stops_at_max_depth(tmp_path):
     done = flowcore("run", str(EXAMPLE), "--trigger", '{"n": 11}', "--run-id", "r", "--db", "s.db", "--json",
                     cwd=tmp_path)
