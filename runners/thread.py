@@ -122,6 +122,12 @@ class ThreadBackend:
     def wait(self, timeout):
         # cancelling only grows in this thread (cancel), so a stale read can only overstate it
         out = drain(self.results, timeout, winding_down=self.cancelling > 0)
+        if out and self.active:
+            # attempts still running get one turn of the interpreter before the step: those that end
+            # with the first are stepped (and, on a store, committed) with it, not in a step of their
+            # own. A 10,000-node no-op DAG on PostgreSQL: 1,768 steps -> 1,251 (one per 8 nodes)
+            time.sleep(0)
+            out += drain(self.results, 0)
         if self.cancelling:
             self._abandon_overdue()
         return out
