@@ -43,8 +43,8 @@ import urllib.parse
 
 from .leases import LEASE_SECONDS, Lease, lease_blocks, lease_live, lease_message
 from .store import (ENDED, LeaseHeld, LeaseLost, NotAFlowcoreStore, Request, RunExists, RunInfo,
-                    Snapshot, SqlStatements, StoreError, StoreUnavailable, UnknownRun, _encode_batch, canonical_json, decode_event,
-                    text_hash)
+                    Snapshot, SqlStatements, StoreError, StoreUnavailable, UnknownRun, canonical_json, decode_event,
+                    encode_batch, text_hash)
 
 try:
     import psycopg
@@ -254,7 +254,7 @@ class PostgresStore(SqlStatements):
     def create_run(self, info: RunInfo, events, fingerprint: str) -> None:
         """Record a new run together with its first batch, in one transaction (a queued run: with none,
         and the workers hear of it)."""
-        payload = _encode_batch(events)
+        payload = encode_batch(events)
         text = info.definition_text or canonical_json(info.definition)
         dhash = info.definition_hash or text_hash(text)
 
@@ -280,7 +280,7 @@ class PostgresStore(SqlStatements):
         marks of the inbox requests the step applied or refused (``done``: (seq, state, reason)).
         With ``lease``: only while the run's lease is that one (fencing: ``LeaseLost``); the lease
         row stays locked until the step is logged, so no takeover comes in between."""
-        query, args = self._append_statement(run_id, index, _encode_batch(events), fingerprint, summary, done, lease)
+        query, args = self._append_statement(run_id, index, encode_batch(events), fingerprint, summary, done, lease)
         if self.empty:
             raise StoreError(f"{self.path} holds no flowcore store yet; only a command that starts a run makes one")
         try:

@@ -151,7 +151,8 @@ def decode_event(data: dict):
     return cls(**data)
 
 
-def _encode_batch(events) -> str:
+def encode_batch(events) -> str:
+    """A step's events as a store writes them: a JSON list of ``encode_event``'s dicts."""
     return json.dumps([encode_event(e) for e in events], default=str)
 
 
@@ -555,7 +556,7 @@ class SqliteStore(SqlStatements):
 
     def create_run(self, info: RunInfo, events, fingerprint: str) -> None:
         """Record a new run together with its first batch, in one transaction (a queued run: with none)."""
-        payload = _encode_batch(events)
+        payload = encode_batch(events)
         text = info.definition_text or canonical_json(info.definition)
         dhash = info.definition_hash or text_hash(text)
 
@@ -578,7 +579,7 @@ class SqliteStore(SqlStatements):
         """Log a step's events, in one transaction with the run's summary (when it changed) and the
         marks of the inbox requests the step applied or refused (``done``: (seq, state, reason)).
         With ``lease``: only while the run's lease is that one (fencing: ``LeaseLost``)."""
-        payload = _encode_batch(events)
+        payload = encode_batch(events)
 
         def insert(conn):
             self._fence(conn, run_id, lease)

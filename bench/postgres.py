@@ -30,7 +30,7 @@ import uuid
 
 from adapters import Engine
 from adapters.postgres_store import url_with_settings
-from adapters.store import _encode_batch
+from adapters.store import encode_batch
 
 from . import live
 from .durability import SIZE, QUICK_SIZE, FreshDb
@@ -131,7 +131,7 @@ def logged_batches(workflow, runner: str, schemas) -> list[str]:
     url = schemas()
     result = run_workflow(workflow, runner, db=url)
     _, batches, _ = Engine(db=url).store.load(result.run_id)
-    return [_encode_batch(batch) for batch in batches]
+    return [encode_batch(batch) for batch in batches]
 
 
 def commit_floor(schemas, batches: list[str]):
