@@ -391,7 +391,7 @@ class Engine:
             if apply_only:
                 backend = inbox.NoWork()
             else:
-                backend = self._backend(options, session.wf, run_id, options["max_parallel"])
+                backend = self._backend(options, session.wf, run_id, options["max_parallel"], since=state.now)
         except BaseException:
             self.store.release(run_id, session.lease)
             raise
@@ -503,7 +503,9 @@ class Engine:
         except (RunRefused, StoreError):
             pass  # the request stays in the parent's inbox for the next driver
 
-    def _backend(self, options, wf, run_id, max_parallel):
+    def _backend(self, options, wf, run_id, max_parallel, since: float | None = None):
+        """The runner that executes the run's commands. ``since``: the run's latest time (``None``
+        for a new run), where a simulated run's virtual clock goes on from."""
         from .workflow_file import build_invoker
 
         name = options["runner"]
@@ -514,11 +516,23 @@ class Engine:
             extra["address"] = options.get("dask_address")
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
+            extra.setdefault("start_time", self._virtual_start(since))
         try:
             return make_backend(name, build_invoker(wf, json_only=self.store.durable or self.json_only), run_id,
                                 max_parallel, **extra)
         except RunnerUnavailable as exc:
             raise RunRefused(str(exc)) from None
+
+
+    def _virtual_start(self, since: float | None) -> float:
+        """Where a simulated run's virtual clock starts: never before the run's own latest time (a
+        resume that began again at 0 recorded answers before the waits they answered); in a stored
+        database, not before now either, so that its times are Unix seconds like every other run's,
+        which status, runs, workers and other runners read against the wall clock (from 0, its
+        waits looked overdue since 1970: another runner timed them out at once, and a worker drove
+        the run again and again). In memory, a new run starts at 0."""
+        start = since if since is not None else 0.0
+        return max(start, time.time()) if self.store.durable else start
 
 
 def _has_children(wf) -> bool:
