@@ -45,6 +45,7 @@ it learns (a task ended, a worker left or joined) through ``notices``, which ``w
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import queue
 import random
@@ -140,6 +141,19 @@ def _worker_address() -> str:
 
 # -- in this process -----------------------------------------------------------------------------
 
+class _GivenUpTaskNotice(logging.Filter):
+    """Drops the WARNING an in-process worker logs as it closes over an attempt of ours still running
+    ("Async instruction for <Task ... execute('flowcore-...')> ended with CancelledError"): the
+    attempt was abandoned after its grace period, which the run summary already says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("execute('flowcore-" in message and message.endswith("ended with CancelledError"))
+
+
+_GIVEN_UP_TASK_NOTICE = _GivenUpTaskNotice()
+
+
 def connect(address, timeout: float = CONNECT_SECONDS) -> Client:
     """A client of the scheduler at ``address`` (or of a cluster object); ``ClusterUnreachable`` if
     it is not an address or nothing answers there within ``timeout`` seconds."""
@@ -212,6 +226,7 @@ class DaskBackend:
             # (which a user's own cluster, or a child run's cluster beside its parent's, may hold)
             self.cluster = LocalCluster(n_workers=1, threads_per_worker=max_parallel, processes=False,
                                         dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
+            logging.getLogger("distributed.worker.state_machine").addFilter(_GIVEN_UP_TASK_NOTICE)  # once
         try:
             self.client = connect(address or self.cluster, connect_timeout)
         except BaseException:
@@ -295,8 +310,20 @@ class DaskBackend:
         self.client.close()
         if self.cluster is not None:  # its own cluster: no other run will use its placement
             _PLACEMENTS.pop(self.scheduler_address, None)
+            self._close_own_workers()
             self.cluster.close()
         return self.abandoned
+
+    def _close_own_workers(self) -> None:
+        """Close the in-process cluster's workers without waiting for their threads: one that runs an
+        abandoned attempt may run on for as long as its code does (the cluster's own close waited for
+        it, up to 30 s, past the grace period the run had given it). The thread is a daemon's: it
+        does not keep the process alive."""
+        for worker in list(self.cluster.workers.values()):
+            try:
+                self.cluster.sync(worker.close, executor_wait=False, reason="flowcore run ended")
+            except Exception:  # noqa: BLE001 - a worker that failed to close: the cluster's close tries again
+                pass
 
     # -- sending -----------------------------------------------------------------------------------
 
