@@ -239,7 +239,7 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
     ends = [r.finished_at for r in records if r.finished_at is not None]
     span = (state.finished_at or max(ends, default=t0)) - t0
     names = [visible(instance_name(r.node, r.item)) for r in records]
-    node_w, bar_w, out_w = _widths(console.width, max((len(n) for n in names), default=4))
+    node_w, bar_w, out_w = _widths(console.width, max([len("node"), *(len(n) for n in names)]))  # its header too
     table = Table(title=f"run {shown(run_id)} · {shown(state.graph.name)}", title_justify="left",
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, _GAP // 2), collapse_padding=True)
     table.add_column("node", no_wrap=True, min_width=min(4, node_w), max_width=node_w)
