@@ -331,8 +331,14 @@ class Engine:
             raise RunRefused(str(exc)) from None
 
     def _await(self, run_id: str, seq: int, wait: float) -> RunResult:
-        """Wait for the process driving the run to apply request ``seq``."""
-        request = inbox.await_request(self.store, run_id, seq, wait)
+        """Wait for the process driving the run to apply request ``seq`` (Ctrl-C cuts the wait short,
+        as its end would: the request stays pending, and ``RequestPending`` says so)."""
+        try:
+            request = inbox.await_request(self.store, run_id, seq, wait)
+        except KeyboardInterrupt:
+            raise RequestPending(f"run {run_id!r} is driven by another process; interrupted while waiting for it to "
+                                 f"apply the request, which stays in the run's inbox and is applied when that process "
+                                 f"(or the next one to drive the run) gets to it") from None
         if request.state == "pending":
             raise RequestPending(f"run {run_id!r} is driven by another process, which has not applied the request "
                                  f"within {wait:g} s; it stays in the run's inbox and is applied when that process "
