@@ -463,7 +463,8 @@ def cmd_status(args, out: Console) -> int:
         _emit_json(args, result.to_dict())
     else:
         render_table(result.run_id, result.state, out)
-        for line in how_it_continues(result.run_id, result.state, store.driver(args.run_id), time.time()):
+        for line in how_it_continues(result.run_id, result.state, store.driver(args.run_id), time.time(),
+                                     store.pending(args.run_id)):
             out.print(visible(line), highlight=False, markup=False, soft_wrap=True)
     return 0
 

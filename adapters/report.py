@@ -126,9 +126,9 @@ def _when(t: float, now: float) -> str:
     return f"{clock} (in {span})" if delta > 0 else f"{clock} (overdue by {span})"
 
 
-def how_it_continues(run_id: str, state: State, driver, now: float) -> list[str]:
+def how_it_continues(run_id: str, state: State, driver, now: float, pending=()) -> list[str]:
     """For a run that has not ended: who drives it, or, when no live process does, what moves it on
-    next and which command (or a worker) carries that out."""
+    next (``pending``: the requests in its inbox) and which command (or a worker) carries that out."""
     if state.finished:
         return []
     if driver is not None:
@@ -140,8 +140,17 @@ def how_it_continues(run_id: str, state: State, driver, now: float) -> list[str]
     due = parked_timers(state)
     if due:
         lines.append(f"  next timer due {_when(due[0][0], now)}" + (f" ({len(due)} timers in all)" if len(due) > 1 else ""))
-    for name, _, _, prompt, _ in waiting_on(state):
-        lines.append(f"  {name} awaits an answer" + (f" ({prompt})" if prompt else ""))
+    answered = {(r.body.get("node"), tuple(r.body.get("item") or ())) for r in pending if r.kind == "answer"}
+    for name, node, path, prompt, _ in waiting_on(state):
+        lines.append(f"  {name} awaits an answer" + (f" ({prompt})" if prompt else "")
+                     + ("; an answer to it is in the run's inbox" if (node, tuple(path)) in answered else ""))
+    for r in pending:
+        if r.kind == "cancel":
+            lines.append("  a cancel of the run is in the run's inbox")
+        elif r.kind == "cancel_node":
+            item = r.body.get("item")
+            what = instance_name(r.body.get("node"), tuple(item)) if item is not None else r.body.get("node")
+            lines.append(f"  a cancel of {what} is in the run's inbox")
     for n, path in sorted(state.children.keys()):
         node = state.graph.ids[n]
         lines.append(f"  {instance_name(node, path)} awaits its child run {child_run_id(run_id, node, path)}")

@@ -200,6 +200,19 @@ def test_status_of_a_known_run_exits_0_whatever_its_status(workdir, capsys):
     assert code == 0 and result["status"] == "failed" and set(result) == RUN_KEYS
 
 
+def test_status_names_the_answers_and_cancels_waiting_in_the_runs_inbox(workdir, capsys):
+    """An answer given while another process drove the run (``resume --node`` exited 3), that process
+    gone since: status said the node still awaited an answer, inviting a second one."""
+    cli(capsys, "run", "approval.yaml", "--run-id", "a1")
+    store = SqliteStore(str(workdir / "flowcore.db"))
+    store.post("a1", "answer", {"node": "approve", "item": [], "port": "ship", "value": "ok"}, at=time.time())
+    store.post("a1", "cancel_node", {"node": "shipped", "item": None, "reason": "no"}, at=time.time())
+    code, out, _ = cli(capsys, "status", "a1")
+    assert code == 0
+    assert "approve awaits an answer (Ship it?); an answer to it is in the run's inbox" in out
+    assert "a cancel of shipped is in the run's inbox" in out
+
+
 def test_status_of_an_unknown_run_exits_2(workdir, capsys):
     cli(capsys, "run", "failing.yaml")
     code, out, err = cli(capsys, "status", "no-such-run")
