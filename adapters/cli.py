@@ -503,10 +503,14 @@ def cmd_runs(args, out: Console) -> int:
     return 0
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cmd_validate(args, out: Console) -> int:
     wf = load_workflow(args.file)
-    out.print(f"{visible(args.file)}: valid ({len(wf.nodes)} nodes, {len(wf.edges)} connections)", highlight=False,
-              markup=False)
+    out.print(f"{visible(args.file)}: valid ({_count(len(wf.nodes), 'node')}, {_count(len(wf.edges), 'connection')})",
+              highlight=False, markup=False)
     return 0
 
 

@@ -248,7 +248,7 @@ def test_db_flag_overrides_the_environment(workdir, capsys):
 
 def test_validate_accepts_a_good_file_and_rejects_a_bad_one(workdir, capsys):
     code, out, _ = cli(capsys, "validate", "failing.yaml")
-    assert code == 0 and "valid (2 nodes, 1 connections)" in out
+    assert code == 0 and "valid (2 nodes, 1 connection)" in out
     code, _, err = cli(capsys, "validate", "invalid.yaml")
     assert code == 2 and "unknown type 'bogus'" in err
 
