@@ -427,7 +427,7 @@ class Engine:
                 state = drive.run(state, first_events(backend.now()))
             ended = True
         finally:
-            abandoned = backend.close(options["grace"])
+            abandoned = backend.close(0.0 if drive.hurried else options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
                 status = run_status(state)
                 if status == "waiting" and children is not None and children.deferred:

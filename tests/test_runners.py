@@ -193,6 +193,21 @@ def test_a_sync_attempt_that_returns_after_its_run_closed_the_loop_ends_quietly(
     assert errors == []  # not "RuntimeError: Event loop is closed", printed with a traceback
 
 
+def test_a_second_ctrl_c_while_the_cancelled_attempts_wind_down_stops_waiting_for_them():
+    """The first Ctrl-C cancels the run; a second one during the grace period its attempts get gave
+    up on the run's outcome: KeyboardInterrupt, after a second full grace period (no --json object)."""
+    import _thread
+    import threading
+
+    for at in (0.2, 0.4):
+        threading.Timer(at, _thread.interrupt_main).start()
+    stubborn = {"nodes": [task("a", "sleep", params={"seconds": 2}), task("b", "sleep", params={"seconds": 2})]}
+    result, wall = run("thread", stubborn, grace=1.5)
+    assert result.status == "cancelled" and result.to_dict()["error"]["type"] == "cancelled"
+    assert result.abandoned == 2
+    assert wall < 1.2
+
+
 def test_the_asyncio_runner_closes_its_event_loop():
     from runners.async_runner import AsyncioBackend
 
