@@ -463,7 +463,8 @@ def cmd_status(args, out: Console) -> int:
         _emit_json(args, result.to_dict())
     else:
         render_table(result.run_id, result.state, out)
-        for line in how_it_continues(result.run_id, result.state, store.driver(args.run_id), time.time()):
+        for line in how_it_continues(result.run_id, result.state, store.driver(args.run_id), time.time(),
+                                     store.pending(args.run_id)):
             out.print(visible(line), highlight=False, markup=False, soft_wrap=True)
     return 0
 
@@ -502,10 +503,14 @@ def cmd_runs(args, out: Console) -> int:
     return 0
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cmd_validate(args, out: Console) -> int:
     wf = load_workflow(args.file)
-    out.print(f"{visible(args.file)}: valid ({len(wf.nodes)} nodes, {len(wf.edges)} connections)", highlight=False,
-              markup=False)
+    out.print(f"{visible(args.file)}: valid ({_count(len(wf.nodes), 'node')}, {_count(len(wf.edges), 'connection')})",
+              highlight=False, markup=False)
     return 0
 
 

@@ -331,8 +331,14 @@ class Engine:
             raise RunRefused(str(exc)) from None
 
     def _await(self, run_id: str, seq: int, wait: float) -> RunResult:
-        """Wait for the process driving the run to apply request ``seq``."""
-        request = inbox.await_request(self.store, run_id, seq, wait)
+        """Wait for the process driving the run to apply request ``seq`` (Ctrl-C cuts the wait short,
+        as its end would: the request stays pending, and ``RequestPending`` says so)."""
+        try:
+            request = inbox.await_request(self.store, run_id, seq, wait)
+        except KeyboardInterrupt:
+            raise RequestPending(f"run {run_id!r} is driven by another process; interrupted while waiting for it to "
+                                 f"apply the request, which stays in the run's inbox and is applied when that process "
+                                 f"(or the next one to drive the run) gets to it") from None
         if request.state == "pending":
             raise RequestPending(f"run {run_id!r} is driven by another process, which has not applied the request "
                                  f"within {wait:g} s; it stays in the run's inbox and is applied when that process "
@@ -391,7 +397,7 @@ class Engine:
             if apply_only:
                 backend = inbox.NoWork()
             else:
-                backend = self._backend(options, session.wf, run_id, options["max_parallel"])
+                backend = self._backend(options, session.wf, run_id, options["max_parallel"], since=state.now)
         except BaseException:
             self.store.release(run_id, session.lease)
             raise
@@ -421,7 +427,7 @@ class Engine:
                 state = drive.run(state, first_events(backend.now()))
             ended = True
         finally:
-            abandoned = backend.close(options["grace"])
+            abandoned = backend.close(0.0 if drive.hurried else options["grace"])
             if ended:  # after a failure the last logged summary stands: the run can be resumed
                 status = run_status(state)
                 if status == "waiting" and children is not None and children.deferred:
@@ -503,7 +509,9 @@ class Engine:
         except (RunRefused, StoreError):
             pass  # the request stays in the parent's inbox for the next driver
 
-    def _backend(self, options, wf, run_id, max_parallel):
+    def _backend(self, options, wf, run_id, max_parallel, since: float | None = None):
+        """The runner that executes the run's commands. ``since``: the run's latest time (``None``
+        for a new run), where a simulated run's virtual clock goes on from."""
         from .workflow_file import build_invoker
 
         name = options["runner"]
@@ -514,11 +522,23 @@ class Engine:
             extra["address"] = options.get("dask_address")
         if name == "simulated":
             extra.setdefault("estimates", {n.id: n.estimate for n in wf.nodes})
+            extra.setdefault("start_time", self._virtual_start(since))
         try:
             return make_backend(name, build_invoker(wf, json_only=self.store.durable or self.json_only), run_id,
                                 max_parallel, **extra)
         except RunnerUnavailable as exc:
             raise RunRefused(str(exc)) from None
+
+
+    def _virtual_start(self, since: float | None) -> float:
+        """Where a simulated run's virtual clock starts: never before the run's own latest time (a
+        resume that began again at 0 recorded answers before the waits they answered); in a stored
+        database, not before now either, so that its times are Unix seconds like every other run's,
+        which status, runs, workers and other runners read against the wall clock (from 0, its
+        waits looked overdue since 1970: another runner timed them out at once, and a worker drove
+        the run again and again). In memory, a new run starts at 0."""
+        start = since if since is not None else 0.0
+        return max(start, time.time()) if self.store.durable else start
 
 
 def _has_children(wf) -> bool:

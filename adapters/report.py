@@ -126,9 +126,9 @@ def _when(t: float, now: float) -> str:
     return f"{clock} (in {span})" if delta > 0 else f"{clock} (overdue by {span})"
 
 
-def how_it_continues(run_id: str, state: State, driver, now: float) -> list[str]:
+def how_it_continues(run_id: str, state: State, driver, now: float, pending=()) -> list[str]:
     """For a run that has not ended: who drives it, or, when no live process does, what moves it on
-    next and which command (or a worker) carries that out."""
+    next (``pending``: the requests in its inbox) and which command (or a worker) carries that out."""
     if state.finished:
         return []
     if driver is not None:
@@ -140,8 +140,17 @@ def how_it_continues(run_id: str, state: State, driver, now: float) -> list[str]
     due = parked_timers(state)
     if due:
         lines.append(f"  next timer due {_when(due[0][0], now)}" + (f" ({len(due)} timers in all)" if len(due) > 1 else ""))
-    for name, _, _, prompt, _ in waiting_on(state):
-        lines.append(f"  {name} awaits an answer" + (f" ({prompt})" if prompt else ""))
+    answered = {(r.body.get("node"), tuple(r.body.get("item") or ())) for r in pending if r.kind == "answer"}
+    for name, node, path, prompt, _ in waiting_on(state):
+        lines.append(f"  {name} awaits an answer" + (f" ({prompt})" if prompt else "")
+                     + ("; an answer to it is in the run's inbox" if (node, tuple(path)) in answered else ""))
+    for r in pending:
+        if r.kind == "cancel":
+            lines.append("  a cancel of the run is in the run's inbox")
+        elif r.kind == "cancel_node":
+            item = r.body.get("item")
+            what = instance_name(r.body.get("node"), tuple(item)) if item is not None else r.body.get("node")
+            lines.append(f"  a cancel of {what} is in the run's inbox")
     for n, path in sorted(state.children.keys()):
         node = state.graph.ids[n]
         lines.append(f"  {instance_name(node, path)} awaits its child run {child_run_id(run_id, node, path)}")
@@ -239,7 +248,7 @@ def render_table(run_id: str, state: State, console, *, max_rows: int = 60, aban
     ends = [r.finished_at for r in records if r.finished_at is not None]
     span = (state.finished_at or max(ends, default=t0)) - t0
     names = [visible(instance_name(r.node, r.item)) for r in records]
-    node_w, bar_w, out_w = _widths(console.width, max((len(n) for n in names), default=4))
+    node_w, bar_w, out_w = _widths(console.width, max([len("node"), *(len(n) for n in names)]))  # its header too
     table = Table(title=f"run {shown(run_id)} · {shown(state.graph.name)}", title_justify="left",
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, _GAP // 2), collapse_padding=True)
     table.add_column("node", no_wrap=True, min_width=min(4, node_w), max_width=node_w)

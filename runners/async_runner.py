@@ -18,6 +18,10 @@ from scheduler_core import CancelConfirmed
 from .context import NodeContext
 from .drive import DEFAULT_GRACE, drain, ended_event
 
+# how long closing waits for the loop to cancel what is left and stop: a coroutine that blocks the
+# loop (sync code in an async def) never lets it, and must not hold the run past its grace period
+LOOP_STOP_SECONDS = 1.0  # (leftovers get 0.5 s of it)
+
 
 class _Attempt:
     __slots__ = ("cmd", "ctx", "future", "task", "cancelled_at")
@@ -136,7 +140,10 @@ class AsyncioBackend:
                 outcome = (self.invoker.call(cmd, ctx), None)
             except BaseException as exc:  # noqa: B036 - a node's failure is data, whatever it raised
                 outcome = (None, exc)
-            self.loop.call_soon_threadsafe(settle, *outcome)
+            try:
+                self.loop.call_soon_threadsafe(settle, *outcome)
+            except RuntimeError:  # the run closed its loop: the attempt was abandoned, its outcome dropped
+                pass
 
         self.threads.submit(work)
         return await done
@@ -192,15 +199,27 @@ class AsyncioBackend:
         while self.in_flight() and self.clock() < end:
             time.sleep(0.01)
         self._abandon(lambda a: True)
-        asyncio.run_coroutine_threadsafe(self._cancel_leftovers(), self.loop).result()
-        self.loop.call_soon_threadsafe(self.loop.stop)
         self.threads.shutdown()
+        leftovers = asyncio.run_coroutine_threadsafe(self._cancel_leftovers(), self.loop)
+        try:
+            pending = leftovers.result(timeout=LOOP_STOP_SECONDS)
+        except TimeoutError:  # a coroutine blocks the loop (sync code in an async def)
+            pending = True
+        if pending:  # the loop runs on in its daemon thread, with what did not stop (stopped, the tasks
+            return self.abandoned  # would be collected pending: "Task was destroyed but it is pending!")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=LOOP_STOP_SECONDS)
+        if not self.thread.is_alive():
+            self.loop.close()
         return self.abandoned
 
-    async def _cancel_leftovers(self) -> None:
-        """Cancel the tasks of abandoned attempts, so the loop stops with none pending."""
+    async def _cancel_leftovers(self) -> bool:
+        """Cancel the tasks of abandoned attempts, so the loop stops with none pending; whether some
+        are still pending (a coroutine that swallows its cancellation)."""
         tasks = asyncio.all_tasks() - {asyncio.current_task()}
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=0.5)
+        if not tasks:
+            return False
+        _, pending = await asyncio.wait(tasks, timeout=0.5)
+        return bool(pending)

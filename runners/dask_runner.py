@@ -45,6 +45,7 @@ it learns (a task ended, a worker left or joined) through ``notices``, which ``w
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import queue
 import random
@@ -140,6 +141,54 @@ def _worker_address() -> str:
 
 # -- in this process -----------------------------------------------------------------------------
 
+class _GivenUpTaskNotice(logging.Filter):
+    """Drops the WARNING an in-process worker logs as it closes over an attempt of ours still running
+    ("Async instruction for <Task ... execute('flowcore-...')> ended with CancelledError"): the
+    attempt was abandoned after its grace period, which the run summary already says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("execute('flowcore-" in message and message.endswith("ended with CancelledError"))
+
+
+_GIVEN_UP_TASK_NOTICE = _GivenUpTaskNotice()
+
+
+class _QuietWhileClustersOpen:
+    """distributed's stream handlers show warnings and worse only, while any in-process cluster of
+    this process is open. (LocalCluster's own ``silence_logs`` does it per cluster, and only the
+    cluster that found the handlers loud restores them as it closes: with several open at once, a
+    worker driving runs side by side, the first one to close turned INFO back on for the others,
+    which logged their whole shutdown on stderr.)"""
+
+    ROOTS = ("distributed", "bokeh")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.open = 0
+        self.saved: list[tuple[logging.Handler, int]] = []
+
+    def cluster_opens(self) -> None:
+        with self.lock:
+            if self.open == 0:
+                self.saved = [(h, h.level) for root in self.ROOTS for h in logging.getLogger(root).handlers
+                              if isinstance(h, logging.StreamHandler)]
+                for handler, level in self.saved:
+                    handler.setLevel(max(level, logging.WARNING))
+            self.open += 1
+
+    def cluster_closed(self) -> None:
+        with self.lock:
+            self.open -= 1
+            if self.open == 0:
+                for handler, level in self.saved:
+                    handler.setLevel(level)
+                self.saved = []
+
+
+_QUIET = _QuietWhileClustersOpen()
+
+
 def connect(address, timeout: float = CONNECT_SECONDS) -> Client:
     """A client of the scheduler at ``address`` (or of a cluster object); ``ClusterUnreachable`` if
     it is not an address or nothing answers there within ``timeout`` seconds."""
@@ -210,13 +259,20 @@ class DaskBackend:
         if address is None:
             # its scheduler serves HTTP whatever the dashboard setting: on a free port, not dask's 8787
             # (which a user's own cluster, or a child run's cluster beside its parent's, may hold)
-            self.cluster = LocalCluster(n_workers=1, threads_per_worker=max_parallel, processes=False,
-                                        dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
+            _QUIET.cluster_opens()
+            try:
+                self.cluster = LocalCluster(n_workers=1, threads_per_worker=max_parallel, processes=False,
+                                            silence_logs=False, dashboard_address=None,
+                                            scheduler_kwargs={"dashboard_address": ":0"})
+            except BaseException:
+                _QUIET.cluster_closed()
+                raise
+            logging.getLogger("distributed.worker.state_machine").addFilter(_GIVEN_UP_TASK_NOTICE)  # once
         try:
             self.client = connect(address or self.cluster, connect_timeout)
         except BaseException:
             if self.cluster is not None:
-                self.cluster.close()
+                self._close_own_cluster()
             raise
         self.where = address or "the in-process cluster"
         self.scheduler_address = self.client.scheduler.address
@@ -295,8 +351,23 @@ class DaskBackend:
         self.client.close()
         if self.cluster is not None:  # its own cluster: no other run will use its placement
             _PLACEMENTS.pop(self.scheduler_address, None)
-            self.cluster.close()
+            self._close_own_cluster()
         return self.abandoned
+
+    def _close_own_cluster(self) -> None:
+        """Close the in-process cluster, its workers first without waiting for their threads: one that
+        runs an abandoned attempt may run on for as long as its code does (the cluster's own close
+        waited for it, up to 30 s, past the grace period the run had given it). The thread is a
+        daemon's: it does not keep the process alive."""
+        try:
+            for worker in list(self.cluster.workers.values()):
+                try:
+                    self.cluster.sync(worker.close, executor_wait=False, reason="flowcore run ended")
+                except Exception:  # noqa: BLE001 - a worker that failed to close: the cluster's close tries again
+                    pass
+            self.cluster.close()
+        finally:
+            _QUIET.cluster_closed()
 
     # -- sending -----------------------------------------------------------------------------------
 

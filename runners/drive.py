@@ -223,6 +223,7 @@ class Drive:
         self.validate = getattr(backend, "validate", False)  # backends that want every state checked
         self._drain = threading.Event()
         self._drain_until: float | None = None  # set once Draining was fed: when to give up on attempts in flight
+        self.hurried = False  # a second Ctrl-C cut the grace period short: give up on what still runs
         self._next_poll = 0.0
 
     @property
@@ -259,15 +260,19 @@ class Drive:
         """After the run ended: wait up to the grace period for the attempts it cancelled, and step and
         log the results that still come (the core keeps them in their instances' histories and changes
         nothing else: a side effect that happened is never hidden). What has not ended by then is the
-        backend's ``close`` to give up on."""
+        backend's ``close`` to give up on; a second Ctrl-C meanwhile gives up at once (``hurried``)."""
         deadline = time.monotonic() + self.grace
-        while self.backend.in_flight() and (left := deadline - time.monotonic()) > 0:
-            results = [e for e in self.backend.wait(min(left, POLL_SECONDS)) if type(e) in (NodeSucceeded, NodeFailed)]
-            if results:
-                state, commands = step(state, results)
-                if self.validate:
-                    validate_state(state)
-                self.on_step(results, commands, state)
+        try:
+            while self.backend.in_flight() and (left := deadline - time.monotonic()) > 0:
+                results = [e for e in self.backend.wait(min(left, POLL_SECONDS))
+                           if type(e) in (NodeSucceeded, NodeFailed)]
+                if results:
+                    state, commands = step(state, results)
+                    if self.validate:
+                        validate_state(state)
+                    self.on_step(results, commands, state)
+        except KeyboardInterrupt:  # Ctrl-C again while the run's cancelled attempts wind down: stop waiting
+            self.hurried = True
         return state
 
     def execute(self, commands) -> None:

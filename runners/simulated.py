@@ -3,8 +3,10 @@
 Node code still runs (inline, like the serial runner) unless ``execute=False``, in which case a
 task passes its input through; but time is virtual: an instance takes ``estimate × a random
 factor`` seconds of virtual time, timers fire instantly in virtual order, and a graph with hours of
-sleeps runs in milliseconds. Everything random comes from one ``random.Random(seed)``, so the same
-seed gives the same event log, byte for byte. Faults: ``fail_rate`` (injected failures),
+sleeps runs in milliseconds. The clock starts at ``start_time`` (the engine gives a run in a
+stored database the time it starts at, and a resumed run its own latest time, so that the times
+other processes read are Unix seconds; a run in memory starts at 0). Everything random comes from
+one ``random.Random(seed)``, so the same seed gives the same event log, byte for byte. Faults: ``fail_rate`` (injected failures),
 ``duplicate_rate`` (a completion reported twice) and ``late_rate`` (a completion ten times slower,
 which trips node timeouts).
 """

@@ -192,7 +192,8 @@ def _input_problem(g: Graph, awaiting: Map[Key, bool] | MapMutation[Key, bool], 
         assert isinstance(b, ParkForInput)  # it awaits input
     choices = b.choices or ()
     if choices and port not in choices:
-        return f"node {node!r} needs one of the choices {', '.join(choices)} (got {port!r})"
+        given = f"got {port!r}" if port is not None else "none was given"
+        return f"node {node!r} needs one of the choices {', '.join(choices)} ({given})"
     if not choices and port is not None:
         return f"node {node!r} offers no choices; answer it without a port"
     return None

@@ -121,6 +121,12 @@ async def async_echo(value):
     return value
 
 
+async def async_blocking(value, seconds=2.0):
+    """A coroutine that blocks its event loop (sync code in an ``async def``): nothing can cancel it."""
+    time.sleep(seconds)
+    return value
+
+
 async def async_patient(value, seconds=5.0, ctx=None):
     """A coroutine that notes whether a real cancellation (CancelledError) reached it."""
     try:

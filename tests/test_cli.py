@@ -200,6 +200,19 @@ def test_status_of_a_known_run_exits_0_whatever_its_status(workdir, capsys):
     assert code == 0 and result["status"] == "failed" and set(result) == RUN_KEYS
 
 
+def test_status_names_the_answers_and_cancels_waiting_in_the_runs_inbox(workdir, capsys):
+    """An answer given while another process drove the run (``resume --node`` exited 3), that process
+    gone since: status said the node still awaited an answer, inviting a second one."""
+    cli(capsys, "run", "approval.yaml", "--run-id", "a1")
+    store = SqliteStore(str(workdir / "flowcore.db"))
+    store.post("a1", "answer", {"node": "approve", "item": [], "port": "ship", "value": "ok"}, at=time.time())
+    store.post("a1", "cancel_node", {"node": "shipped", "item": None, "reason": "no"}, at=time.time())
+    code, out, _ = cli(capsys, "status", "a1")
+    assert code == 0
+    assert "approve awaits an answer (Ship it?); an answer to it is in the run's inbox" in out
+    assert "a cancel of shipped is in the run's inbox" in out
+
+
 def test_status_of_an_unknown_run_exits_2(workdir, capsys):
     cli(capsys, "run", "failing.yaml")
     code, out, err = cli(capsys, "status", "no-such-run")
@@ -235,7 +248,7 @@ def test_db_flag_overrides_the_environment(workdir, capsys):
 
 def test_validate_accepts_a_good_file_and_rejects_a_bad_one(workdir, capsys):
     code, out, _ = cli(capsys, "validate", "failing.yaml")
-    assert code == 0 and "valid (2 nodes, 1 connections)" in out
+    assert code == 0 and "valid (2 nodes, 1 connection)" in out
     code, _, err = cli(capsys, "validate", "invalid.yaml")
     assert code == 2 and "unknown type 'bogus'" in err
 

@@ -150,3 +150,18 @@ def test_a_long_run_shows_its_last_rows_and_sums_up_the_middle(workdir, monkeypa
 def test_a_wide_terminal_shows_whole_names(workdir, monkeypatch):
     lines = _long_run(workdir, monkeypatch, 160, items=3)
     assert any(line.startswith("enrich_contact_record[2] ") for line in lines)
+
+
+def test_the_node_column_keeps_its_header_when_every_node_id_is_shorter_than_it():
+    import io
+
+    from rich.console import Console
+
+    from adapters import Engine
+    from adapters.report import render_table
+
+    result = Engine(runner="serial").run({"nodes": [{"id": "e", "type": "noop"}]})
+    out = io.StringIO()
+    render_table(result.run_id, result.state, Console(file=out, width=100, color_system=None))
+    header = next(line for line in out.getvalue().splitlines() if "status" in line)
+    assert header.split()[0] == "node"  # was "…": the column as narrow as its one-letter ids

@@ -4,6 +4,9 @@ The in-process cluster runs attempts on threads of this process: a cancelled att
 its cancellation keeps running, and its retry must wait until it returned or the grace period
 (``Engine(grace=...)``) is over, when it counts as abandoned. Bounds are generous.
 """
+import logging
+import time
+
 import nodes_for_tests as probes
 from adapters import Engine
 from nodes_for_tests import task
@@ -37,3 +40,23 @@ def test_a_cooperative_attempt_on_the_in_process_cluster_sees_its_cancellation()
     result = Engine(runner="dask").run({"nodes": [slow]})
     assert result.record("slow")["error"]["type"] == "timeout"
     assert ("slow", "cancelled") in probes.seen
+
+
+def test_an_abandoned_attempt_neither_holds_the_run_past_its_grace_nor_is_logged_as_a_warning():
+    """The in-process cluster closed its worker waiting for the attempt's thread (up to 30 s), and
+    the worker logged the task it gave up on as a WARNING (on stderr, after the run had counted the
+    attempt abandoned)."""
+    warnings = []
+    catch = logging.Handler(logging.WARNING)
+    catch.emit = lambda record: warnings.append(record.getMessage())
+    logger = logging.getLogger("distributed.worker.state_machine")  # dask's own handler writes stderr
+    logger.addHandler(catch)
+    stuck = task("stuck", "sleep", params={"seconds": 5.0}, timeout=0.1)
+    began = time.monotonic()
+    try:
+        result = Engine(runner="dask", grace=0.1).run({"nodes": [stuck]})
+    finally:
+        logger.removeHandler(catch)
+    assert result.abandoned == 1
+    assert time.monotonic() - began < 4.0
+    assert warnings == []

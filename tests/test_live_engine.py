@@ -137,6 +137,23 @@ def test_a_request_another_driver_does_not_apply_in_time_stays_in_the_inbox(tmp_
     assert e.status("slow").status == "succeeded" and e.store.pending("slow") == []
 
 
+def test_a_wait_for_another_driver_cut_short_by_ctrl_c_leaves_the_request_in_the_inbox(tmp_path):
+    """Ctrl-C while waiting: the request is pending, as when the wait runs out (the command exits 3,
+    not 1 as for a run that failed or was cancelled)."""
+    import _thread
+
+    e = engine(tmp_path, linger=0)
+    e.run(ASK, run_id="slow")
+    lease = e._acquire("slow")  # a live driver that never looks into the inbox
+    threading.Timer(0.2, _thread.interrupt_main).start()
+    try:
+        with pytest.raises(RequestPending, match="interrupted while waiting.*stays in the run's inbox"):
+            e.resume("slow", node="ask", port="ship", input="x", wait=10)
+    finally:
+        e.store.release("slow", lease)
+    assert [r.kind for r in e.store.pending("slow")] == ["answer"]
+
+
 def test_an_answer_to_an_instance_that_is_not_waiting_is_refused_at_once_and_not_written(tmp_path):
     e = engine(tmp_path, linger=0)
     wf = {**ASK, "nodes": [*ASK["nodes"], {"id": "other", "type": "hil"}]}

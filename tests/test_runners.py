@@ -169,6 +169,53 @@ def test_a_coroutine_past_its_timeout_is_cancelled_on_the_asyncio_runner():
     assert ("slow", "CancelledError") in probes.seen
 
 
+def test_a_coroutine_blocking_its_event_loop_holds_the_run_no_longer_than_the_grace_period(monkeypatch):
+    """The asyncio runner's close waited on its loop to cancel what was left, which a coroutine
+    that blocks the loop never lets it do: the run ended 0.1 s in, and returned when the call did."""
+    from runners import async_runner
+
+    monkeypatch.setattr(async_runner, "LOOP_STOP_SECONDS", 0.2)
+    result, wall = run("asyncio", {"nodes": [task("stuck", "async_blocking", params={"seconds": 2}, timeout=0.1)]},
+                       grace=0.1)
+    assert result.record("stuck")["error"]["type"] == "timeout"
+    assert result.abandoned == 1
+    assert wall < 1.5
+
+
+def test_a_sync_attempt_that_returns_after_its_run_closed_the_loop_ends_quietly(monkeypatch):
+    import threading
+
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    result, _ = run("asyncio", {"nodes": [task("slow", "sleep", params={"seconds": 0.2}, timeout=0.05)]}, grace=0.05)
+    assert result.abandoned == 1
+    time.sleep(0.3)  # it returns meanwhile, in its daemon thread
+    assert errors == []  # not "RuntimeError: Event loop is closed", printed with a traceback
+
+
+def test_a_second_ctrl_c_while_the_cancelled_attempts_wind_down_stops_waiting_for_them():
+    """The first Ctrl-C cancels the run; a second one during the grace period its attempts get gave
+    up on the run's outcome: KeyboardInterrupt, after a second full grace period (no --json object)."""
+    import _thread
+    import threading
+
+    for at in (0.2, 0.4):
+        threading.Timer(at, _thread.interrupt_main).start()
+    stubborn = {"nodes": [task("a", "sleep", params={"seconds": 2}), task("b", "sleep", params={"seconds": 2})]}
+    result, wall = run("thread", stubborn, grace=1.5)
+    assert result.status == "cancelled" and result.to_dict()["error"]["type"] == "cancelled"
+    assert result.abandoned == 2
+    assert wall < 1.2
+
+
+def test_the_asyncio_runner_closes_its_event_loop():
+    from runners.async_runner import AsyncioBackend
+
+    backend = AsyncioBackend(None, "r")
+    backend.close(0)
+    assert backend.loop.is_closed()  # left open, it warned "unclosed event loop" (python -X dev) when collected
+
+
 @pytest.mark.parametrize("runner", PARALLEL)
 def test_a_thread_ignoring_its_timeout_holds_up_neither_its_retry_nor_the_run(runner):
     stuck = task("stuck", "sleep", params={"seconds": 5}, timeout=0.2, retry={"max_attempts": 2})

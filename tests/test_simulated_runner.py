@@ -1,5 +1,6 @@
 """The simulated runner: virtual time from the run's first event on, seeded and repeatable."""
 import json
+import time
 
 from adapters import Engine
 from adapters.store import encode_event
@@ -33,3 +34,31 @@ def test_the_same_seed_gives_the_same_event_log_byte_for_byte():
     (_, first), (_, again), (_, other) = event_log(7), event_log(7), event_log(8)
     assert first == again
     assert first != other
+
+
+ASK = {"nodes": [{"id": "first", "type": "delay", "seconds": 2},
+                 {"id": "ask", "type": "hil", "choices": ["yes", "no"], "timeout": 3600},
+                 {"id": "after", "type": "noop"}],
+       "connections": [{"from": "first", "to": "ask"}, {"from": "ask", "to": "after", "port": "yes"}]}
+
+
+def test_a_resumed_simulated_run_goes_on_from_its_own_time_never_back_before_it():
+    engine = Engine(runner="simulated")
+    parked = engine.run(ASK, run_id="r")
+    assert parked.status == "waiting"
+    answered = engine.resume("r", node="ask", port="yes", input="ok").to_dict()
+    assert answered["status"] == "succeeded"
+    for record in answered["nodes"]:
+        assert record["finished_at"] >= record["started_at"] >= answered["started_at"], record
+
+
+def test_a_simulated_run_in_a_stored_database_keeps_unix_times_that_a_worker_can_wait_for(tmp_path):
+    from adapters import Worker
+
+    before = time.time()
+    engine = Engine(runner="simulated", db=str(tmp_path / "sim.db"))
+    assert engine.run(ASK, run_id="r").status == "waiting"
+    stored = engine.status("r").to_dict()
+    assert stored["started_at"] >= before  # Unix seconds, as status, runs and workers read them
+    assert Worker(engine).run_once() == 0  # the hour-long wait is not due: nothing to drive (it drove forever)
+    assert engine.resume("r", runner="serial").status == "waiting"  # and another runner does not time it out

@@ -230,7 +230,7 @@ def test_a_hil_without_choices_answers_on_result_only():
 
 @pytest.mark.parametrize("target, port, expected", [
     ("h", "maybe", "needs one of the choices approve, reject"),
-    ("h", None, "needs one of the choices"),
+    ("h", None, "needs one of the choices approve, reject (none was given)"),  # was "(got None)"
     ("w", "approve", "offers no choices"),
     ("x", None, "is not waiting for input"),
     ("ghost", None, "there is no node 'ghost'"),
