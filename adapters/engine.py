@@ -529,7 +529,6 @@ class Engine:
         except RunnerUnavailable as exc:
             raise RunRefused(str(exc)) from None
 
-
     def _virtual_start(self, since: float | None) -> float:
         """Where a simulated run's virtual clock starts: never before the run's own latest time (a
         resume that began again at 0 recorded answers before the waits they answered); in a stored

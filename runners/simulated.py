@@ -6,9 +6,9 @@ factor`` seconds of virtual time, timers fire instantly in virtual order, and a 
 sleeps runs in milliseconds. The clock starts at ``start_time`` (the engine gives a run in a
 stored database the time it starts at, and a resumed run its own latest time, so that the times
 other processes read are Unix seconds; a run in memory starts at 0). Everything random comes from
-one ``random.Random(seed)``, so the same seed gives the same event log, byte for byte. Faults: ``fail_rate`` (injected failures),
-``duplicate_rate`` (a completion reported twice) and ``late_rate`` (a completion ten times slower,
-which trips node timeouts).
+one ``random.Random(seed)``, so the same seed gives the same event log, byte for byte. Faults:
+``fail_rate`` (injected failures), ``duplicate_rate`` (a completion reported twice) and
+``late_rate`` (a completion ten times slower, which trips node timeouts).
 """
 from __future__ import annotations
 
