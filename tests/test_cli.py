@@ -206,6 +206,15 @@ def test_status_of_an_unknown_run_exits_2(workdir, capsys):
     assert code == 2 and out == "" and "no-such-run" in err
 
 
+def test_status_of_a_run_cancelled_while_queued_shows_its_table(workdir, capsys):
+    # the run never started: it has an end but no start, which the table's closing line must bear
+    cli(capsys, "submit", "noisy.yaml", "--run-id", "q1")
+    assert cli(capsys, "cancel", "q1", "--reason", "not needed")[0] == 0
+    code, out, err = cli(capsys, "status", "q1")
+    assert code == 0, err
+    assert "cancelled" in out and "run: cancelled: not needed" in out and "wall time" not in out
+
+
 def test_runs_json_is_an_empty_list_without_a_store(workdir, capsys):
     code, runs, _ = cli_json(capsys, "runs")
     assert code == 0 and runs == []
