@@ -8,6 +8,7 @@ import json
 import urllib.parse
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -71,6 +72,14 @@ def test_events_follow_a_run_until_it_ends(tmp_path, workflows):
         reader.join(30)
         assert not reader.is_alive(), "the event stream did not end with the run"
         final = {r["node"]: r for r in api.run("e1")["nodes"]}
+        # a page still follows a waiting run when the server stops: its stream ends, quietly
+        api.post("/api/workflows/pause/runs", {"run_id": "e2"})
+        api.wait_status("e2", "waiting")
+        still_open = threading.Thread(target=sse_events, args=(api.base + "/api/runs/e2/events",))
+        still_open.start()
+        time.sleep(0.3)  # (the stream has begun)
+    still_open.join(10)
+    assert not still_open.is_alive(), "an event stream outlived the server"
     names = [name for name, _ in got]
     assert names[0] == "run" and names[-1] == "end"
     statuses = [data["run"]["status"] for name, data in got if name == "run"]

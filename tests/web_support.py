@@ -106,7 +106,8 @@ class Api:
 @contextlib.contextmanager
 def served(db: str, workflows: str | None = None, *args, token: str | None = None, host: str = "127.0.0.1"):
     """``flowcore serve`` on a free port, answering; yields (Api, process). Stopped with SIGTERM, which
-    must end it with exit 0."""
+    must end it with exit 0 and nothing on standard error but its own lines (no traceback, no error
+    logged by uvicorn)."""
     port = free_port()
     cmd = flowcore("serve", "--db", db, "--host", host, "--port", port, *args)
     if workflows:
@@ -128,9 +129,12 @@ def served(db: str, workflows: str | None = None, *args, token: str | None = Non
         yield api, proc
         proc.send_signal(signal.SIGTERM)
         try:
-            assert proc.wait(timeout=20) == 0, proc.stderr.read()
+            code = proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             raise AssertionError("flowcore serve did not stop within 20 s of SIGTERM") from None
+        err = proc.stderr.read()
+        assert code == 0, err
+        assert "Traceback" not in err and "ERROR" not in err, err
     finally:
         kill_all([proc])
         for stream in (proc.stdout, proc.stderr):

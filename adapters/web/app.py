@@ -16,6 +16,7 @@ import hmac
 import json
 import math
 import os
+import threading
 import time
 from typing import Any, Literal
 
@@ -149,6 +150,9 @@ class Server:
         self.engine = engine
         self.workflows = workflows
         self.token = token or None
+        # set when the server is asked to stop: event streams end at their next look, so none is
+        # still open (and cancelled, with a traceback) when the server's grace period runs out
+        self.closing = threading.Event()
 
     @property
     def store(self):
@@ -379,8 +383,8 @@ async def _events(server: Server, run_id: str, request: Request):
     records: dict | None = None  # (node, item) -> the record as last sent
     last_beat = time.monotonic()
     while True:
-        if await request.is_disconnected():
-            return
+        if server.closing.is_set() or await request.is_disconnected():
+            return  # (a page following the run says it is reconnecting)
         try:
             info, batches, _ = await asyncio.to_thread(server.store.load, run_id, max(seen, 0))
         except StoreError:

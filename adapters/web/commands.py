@@ -74,12 +74,13 @@ def cmd_serve(args, out, *, db_path, user_error) -> int:
     except OSError as exc:
         raise user_error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     engine = Engine(db=db_path(args))
-    app = create_app(Server(engine, workflows=args.workflows, token=token))
+    served = Server(engine, workflows=args.workflows, token=token)
+    app = create_app(served)
     worker = thread = None
     if not args.no_worker:
         worker = Worker(engine, log=log)
     server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, access_log=False),
-                     worker)
+                     worker, served.closing)
     if worker is not None:
         thread = threading.Thread(target=worker.run_forever, name="flowcore-worker", daemon=True)
         thread.start()
@@ -98,10 +99,11 @@ def cmd_serve(args, out, *, db_path, user_error) -> int:
     return 0
 
 
-def _Server(config, worker):
-    """uvicorn's server, stopped by SIGINT or SIGTERM as a worker is: it stops serving, the worker
-    starts nothing new and lets its attempts finish, and the command exits 0 (uvicorn itself raises
-    the signal again once it has stopped, which would end the process before the worker is done)."""
+def _Server(config, worker, closing: threading.Event):
+    """uvicorn's server, stopped by SIGINT or SIGTERM as a worker is: it stops serving, open event
+    streams end (``closing``), the worker starts nothing new and lets its attempts finish, and the
+    command exits 0 (uvicorn itself raises the signal again once it has stopped, which would end the
+    process before the worker is done)."""
     import contextlib
     import signal
 
@@ -112,6 +114,7 @@ def _Server(config, worker):
         def capture_signals(self):
             def stop(signum, frame):
                 self.should_exit = True
+                closing.set()
                 if worker is not None:
                     worker.request_stop()
             previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
