@@ -189,6 +189,41 @@ def test_give_a_wait_its_input_from_the_page(server, page):
     assert use["output"] == {"go": True}
 
 
+def test_what_a_person_types_in_an_answer_survives_a_live_update(server, page):
+    api, _ = server
+    started(api, "busy_wait", "typing", until=("running",))
+    page.goto(f"{api.base}/runs/typing")
+    sync_api.expect(page.locator("#live")).to_have_text("● live")
+    note = page.locator("#waiting [data-waiting=hold] input.note")
+    note.fill('{"go": "on"}')
+    # while the person types, the run changes: the page redraws from the new data
+    assert api.post("/api/runs/typing/cancel", {"node": "crunch"})[0] == 200
+    sync_api.expect(page.locator("#graph .node[data-node=crunch]")).to_have_class("node s-cancelled")
+    sync_api.expect(note).to_have_value('{"go": "on"}')
+    sync_api.expect(note).to_be_focused()
+    page.click("#waiting [data-waiting=hold] button")
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    hold = next(r for r in api.run("typing")["nodes"] if r["node"] == "hold")
+    assert hold["output"] == {"go": "on"}
+
+
+def test_a_live_update_between_the_two_clicks_of_a_node_cancel_keeps_it_asking(server, page):
+    api, _ = server
+    started(api, "busy_wait", "confirm", until=("running",))
+    page.goto(f"{api.base}/runs/confirm")
+    sync_api.expect(page.locator("#live")).to_have_text("● live")
+    page.click("#graph .node[data-node=crunch]")
+    page.click("#cancel-node")
+    sync_api.expect(page.locator("#cancel-node")).to_have_text("Click again to confirm")
+    assert api.post("/api/runs/confirm/answers", {"node": "hold", "input": 1})[0] == 200  # the run changes
+    sync_api.expect(page.locator("#graph .node[data-node=hold]")).to_have_class("node s-succeeded")
+    sync_api.expect(page.locator("#cancel-node")).to_have_text("Click again to confirm")
+    page.click("#cancel-node")
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    sync_api.expect(page.locator("#graph .node[data-node=crunch]")).to_have_class("node s-cancelled selected")
+    sync_api.expect(page.locator("#panel .pactions .message")).to_have_text("node cancelled")
+
+
 def test_cancel_one_node_from_its_panel_and_the_run_goes_on(server, page):
     api, _ = server
     started(api, "long", "node-cancel", until=("running",))

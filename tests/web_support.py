@@ -37,6 +37,11 @@ WORKFLOWS = {
         {"id": "hold", "type": "wait", "timeout": 3600},
         {"id": "use", "type": "python", "call": "web_nodes:echo"}],
         "connections": [{"from": "hold", "to": "use", "port": "completed"}]},
+    # waits for an input (a `wait`) while another branch runs until cancelled
+    "busy_wait": {"name": "busy_wait", "nodes": [
+        {"id": "hold", "type": "wait", "timeout": 3600},
+        {"id": "crunch", "type": "python", "call": "web_nodes:patient", "params": {"seconds": 60}}],
+        "connections": []},
     # a fan-out: three items, each through a node
     "fanout": {"name": "fanout", "nodes": [
         {"id": "items", "type": "foreach"},
