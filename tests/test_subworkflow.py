@@ -329,6 +329,10 @@ def test_the_web_api_serves_a_child_run_and_its_parents_child_run_field(tmp_path
     assert client.get("/runs/p/sub").status_code == 200
     nodes = client.get("/api/runs/p").json()["nodes"]
     assert [n.get("child_run") for n in nodes] == ["p/sub", None]
+    # the pages' data: the child's run names its parent, and the parent's timeline shows the wait for it
+    assert client.get("/api/runs/p/sub/view").json()["run"] == child.json()
+    waits = [b for b in client.get("/api/runs/p/view").json()["attempts"] if b["kind"] == "wait"]
+    assert [(b["name"], b["waits_for"], b["status"]) for b in waits] == [("sub", "its child run", "succeeded")]
 
 
 def test_cancelling_the_node_of_a_waiting_parent_cancels_its_waiting_child_and_the_run_goes_on(tmp_path):

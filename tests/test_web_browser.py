@@ -224,6 +224,26 @@ def test_a_live_update_between_the_two_clicks_of_a_node_cancel_keeps_it_asking(s
     sync_api.expect(page.locator("#panel .pactions .message")).to_have_text("node cancelled")
 
 
+def test_a_subworkflow_node_leads_to_its_child_run_and_back(server, page):
+    api, _ = server
+    started(api, "nest", "nest-1")
+    page.goto(f"{api.base}/runs/nest-1")
+    sub = page.locator("#graph .node[data-node=sub]")
+    sync_api.expect(page.locator("#timeline")).to_contain_text("sub · waits")
+    sub.click()
+    page.click("#panel a.child-run")
+    sync_api.expect(page.locator("#run-status")).to_have_text("waiting")
+    assert page.url.endswith("/runs/nest-1/sub")
+    sync_api.expect(page.locator("#run-parent")).to_contain_text("child of nest-1 (node sub)")
+    page.click("#waiting [data-waiting=hold] button")  # answering the child carries the parent on
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    api.wait_status("nest-1", "succeeded")
+    page.click("#run-parent a")
+    sync_api.expect(page.locator("#graph .node[data-node=after]")).to_have_class("node s-succeeded")
+    kind, status = sub.locator(".ntype").bounding_box(), sub.locator(".ncount").bounding_box()
+    assert kind["x"] + kind["width"] < status["x"], "the node's type and its status (succeeded) overlap"
+
+
 def test_cancel_one_node_from_its_panel_and_the_run_goes_on(server, page):
     api, _ = server
     started(api, "long", "node-cancel", until=("running",))

@@ -42,6 +42,11 @@ WORKFLOWS = {
         {"id": "hold", "type": "wait", "timeout": 3600},
         {"id": "crunch", "type": "python", "call": "web_nodes:patient", "params": {"seconds": 60}}],
         "connections": []},
+    # a child run (of pause.yaml, beside it) that waits for an input, then a node after it
+    "nest": {"name": "nest", "nodes": [
+        {"id": "sub", "type": "subworkflow", "workflow": "pause.yaml"},
+        {"id": "after", "type": "noop"}],
+        "connections": [{"from": "sub", "to": "after"}]},
     # a fan-out: three items, each through a node
     "fanout": {"name": "fanout", "nodes": [
         {"id": "items", "type": "foreach"},

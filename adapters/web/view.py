@@ -17,14 +17,17 @@ from scheduler_core import NodeFailed, NodeSucceeded, StartNode, initial_state, 
 from scheduler_core import Kind
 from scheduler_core.graph import LOOP_EXIT
 
+from ..engine import RunResult
 from ..recovery import first_cap, read_log, with_cap_history
-from ..report import run_dict, waiting_on
+from ..report import waiting_on
 from ..workflow_file import compiled
 
 # Timeline rows a page draws at most; the rest are summed up (a 10,000-instance run stays usable).
 MAX_BARS = 2000
+# The instances drawn as a wait on the timeline (they run no attempt of their own), and what for.
+WAITS_FOR = {Kind.PARK_INPUT: "an answer", Kind.PARK_TIMER: "a timer", Kind.PARK_CHILD: "its child run"}
 # Layout of the graph (SVG user units).
-NODE_W, NODE_H, GAP_X, GAP_Y = 150, 44, 56, 22
+NODE_W, NODE_H, GAP_X, GAP_Y = 168, 44, 50, 22  # (wide enough for "subworkflow" beside "succeeded")
 
 
 def run_view(store, run_id: str) -> dict:
@@ -61,7 +64,7 @@ def run_view(store, run_id: str) -> dict:
                     a.setdefault("finished_at", None)
                     a.setdefault("error", None)
                     inputs[(c.node, tuple(c.item))] = _input(c.arrivals)
-    run = run_dict(run_id, state)
+    run = RunResult(run_id, state, parent=info.options.get("parent")).to_dict()  # as GET /api/runs/{id} has it
     records = {(r.node, tuple(r.item)): r for r in state.records.values()}
     names: dict[tuple, str] = {}
 
@@ -80,13 +83,12 @@ def run_view(store, run_id: str) -> dict:
                 a["finished_at"] = r.finished_at
         a["kind"], a["name"] = "attempt", name_of(node, item)
         bars.append(a)
-    for r in state.records.values():  # waits: a person or a timer held the instance
-        node = graph.nodes[graph.index[r.node]]
-        if node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT) and r.started_at is not None:
+    for r in state.records.values():  # waits: a person, a timer or a child run held the instance
+        waits_for = WAITS_FOR.get(graph.nodes[graph.index[r.node]].behaviour.kind)
+        if waits_for and r.started_at is not None:
             bars.append({"node": r.node, "item": list(r.item) or None, "attempt": None, "kind": "wait",
                          "name": name_of(r.node, r.item), "status": str(r.status), "started_at": r.started_at,
-                         "finished_at": r.finished_at, "error": None,
-                         "waits_for": "an answer" if node.behaviour.kind == Kind.PARK_INPUT else "a timer"})
+                         "finished_at": r.finished_at, "error": None, "waits_for": waits_for})
     bars.sort(key=lambda b: (b["started_at"] if b["started_at"] is not None else float("inf"), b["name"]))
     instances = {}  # only those with something to show beyond their record
     for key, r in records.items():

@@ -201,6 +201,7 @@ var FlowcoreRun = (function () {
       box.appendChild(el("div", { cls: "ihead" }, el("strong", { text: name }), " ", badge(r.status),
         el("span", { cls: "muted", text: " " + r.attempts + " attempt" + (r.attempts === 1 ? "" : "s") +
           (r.started_at && r.finished_at ? " · " + secs(r.finished_at - r.started_at) : "") })));
+      if (r.child_run) box.appendChild(section("Child run", childLink(r.child_run)));
       if (inst.has_input) box.appendChild(section("Input", el("pre", { text: pretty(inst.input) })));
       if (r.ports && Object.keys(r.ports).length) {
         var ports = Object.keys(r.ports);
@@ -255,6 +256,12 @@ var FlowcoreRun = (function () {
     var said = kept.actions.querySelector(".message").textContent !== "";
     kept.actions.querySelector("#cancel-node").hidden = !cancellable;
     return cancellable || said ? kept.actions : null;
+  }
+
+  // A child run's page, where it is answered and followed (a report is one file: the id only).
+  function childLink(runId) {
+    if (!live) return el("code", { text: runId });
+    return el("a", { cls: "child-run", href: "/runs/" + runId.split("/").map(encodeURIComponent).join("/") }, el("code", { text: runId }));
   }
 
   function select(id) {
