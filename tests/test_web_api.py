@@ -189,6 +189,43 @@ def test_the_run_view_has_a_bar_per_attempt(client):
     assert [line for line in events.text.splitlines() if line.startswith("event:")] == ["event: run", "event: end"]
 
 
+def _points(path: str, samples: int = 20) -> list[tuple[float, float]]:
+    """Points along an SVG path of M, C and L commands (what ``graph_view`` draws)."""
+    import re
+
+    points, at = [], None
+    for command, numbers in re.findall(r"([MCL])([^MCL]*)", path):
+        xy = [tuple(map(float, pair.split(","))) for pair in numbers.split()]
+        if command == "M":
+            at = xy[0]
+            continue
+        ends = [at, *xy] if command == "C" else [at, xy[0], xy[0], xy[0]]
+        for i in range(samples + 1):
+            t = i / samples
+            weights = ((1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3)
+            points.append(tuple(sum(w * p[k] for w, p in zip(weights, ends)) for k in (0, 1)))
+        at = xy[-1]
+    return points
+
+
+def test_no_edge_of_the_graph_is_drawn_across_a_node_it_does_not_join():
+    from adapters.web.view import graph_view
+    from adapters.workflow_file import compiled, load_workflow
+
+    # bottom -> done skips the layer of `again`, and went straight through it
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "patterns",
+                           "wcp22_recursion.yaml")
+    view = graph_view(compiled(load_workflow(example), max_parallel=8), [])
+    boxes = {n["id"]: n for n in view["nodes"]}
+    for edge in view["edges"]:
+        for node in boxes.values():
+            if node["id"] in (edge["from"], edge["to"]):
+                continue
+            inside = [(x, y) for x, y in _points(edge["path"])
+                      if node["x"] < x < node["x"] + node["w"] and node["y"] < y < node["y"] + node["h"]]
+            assert not inside, f"the edge {edge['from']} -> {edge['to']} crosses node {node['id']}"
+
+
 # -- every operation of the OpenAPI document, fuzzed ------------------------------------------
 
 def _fuzzed_app(tmp_path_factory):
