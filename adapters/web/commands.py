@@ -64,7 +64,7 @@ def cmd_serve(args, out, *, db_path, user_error) -> int:
     err = Console(stderr=True, soft_wrap=True)
 
     def log(line: str) -> None:
-        err.print(visible(f"{time.strftime('%H:%M:%S')} serve: {line}"), highlight=False, markup=False)
+        err.print(visible(f"{time.strftime('%H:%M:%S')} serve: {line}", lines=True), highlight=False, markup=False)
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     try:
