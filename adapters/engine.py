@@ -23,7 +23,7 @@ from scheduler_core import CapChanged, Kind, RunStarted, fingerprint, initial_st
 from . import inbox, recovery
 from .inbox import RequestPending, answer_problem
 from .recovery import RunBusy, RunRefused, current_cap, load_run
-from .report import run_dict, run_status
+from .report import child_run_id, run_dict, run_status
 from .leases import HEARTBEAT_SECONDS
 from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, StoreError, UnknownRun,
                     canonical_json, definition_hash, open_store, text_hash)  # noqa: F401 (definition_hash: re-exported)
@@ -413,8 +413,8 @@ class Engine:
 
         drive = Drive(backend, linger=0.0 if apply_only else options["linger"], on_step=on_step, inbox=box,
                       grace=options["grace"], on_child=children)
-        if on_drive is not None:
-            on_drive(drive)  # a worker keeps it, to drain it when told to stop
+        if on_drive is not None:  # a worker keeps it, to drain it when told to stop
+            on_drive(drive if children is None else _DrainsChildren(drive, children))
         ended = False
         try:
             with _Heartbeat(self.store, run_id, session.lease):
@@ -422,6 +422,8 @@ class Engine:
             ended = True
         finally:
             abandoned = backend.close(options["grace"])
+            if ended and children is not None and not state.finished:
+                self._post_unheard_ends(run_id, state)
             if ended:  # after a failure the last logged summary stands: the run can be resumed
                 status = run_status(state)
                 if status == "waiting" and children is not None and children.deferred:
@@ -488,6 +490,23 @@ class Engine:
         except (RunRefused, StoreError):
             pass  # the child is left as it is: `flowcore cancel CHILD` cancels it
 
+    def _post_unheard_ends(self, run_id: str, state) -> None:
+        """A child run that ended as its parent's drive stopped (told to stop, it gave up waiting for the
+        child first): its end reached no one. It goes to the parent's inbox, so the next driver (a
+        worker) applies it, instead of the parent waiting for a child that has ended."""
+        for n, item in state.children.keys():
+            node = state.graph.ids[n]
+            child_id = child_run_id(run_id, node, item)
+            try:
+                info = self.store.info(child_id)
+            except UnknownRun:
+                continue
+            if info.status not in ENDED or (info.options.get("parent") or {}).get("run_id") != run_id:
+                continue
+            child = self.load(child_id)[2]
+            at = child.finished_at if isinstance(child.finished_at, (int, float)) else time.time()
+            self.store.post(run_id, "child_ended", {"node": node, "item": list(item), **ended_body(child)}, at=at)
+
     def _tell_parent(self, parent: dict, state, apply_only: bool) -> None:
         """A child run ended in a drive that is not its parent's: post its end to the parent's inbox,
         and drive the parent on (or only apply it, after a cancel) unless a live process drives it."""
@@ -519,6 +538,19 @@ class Engine:
                                 max_parallel, **extra)
         except RunnerUnavailable as exc:
             raise RunRefused(str(exc)) from None
+
+
+class _DrainsChildren:
+    """What a worker drains for a run with subworkflow nodes: its drive and, at once, the child runs
+    this drive drives."""
+
+    def __init__(self, drive, children: ChildRuns):
+        self.drive = drive
+        self.children = children
+
+    def drain(self) -> None:
+        self.drive.drain()
+        self.children.drain()
 
 
 def _has_children(wf) -> bool:

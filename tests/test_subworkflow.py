@@ -347,6 +347,57 @@ def test_cancelling_the_node_of_a_waiting_parent_cancels_its_waiting_child_and_t
     assert result.record("sub")["status"] == "cancelled" and result.record("after")["status"] == "skipped"
 
 
+def test_a_worker_told_to_stop_starts_nothing_new_in_a_child_and_the_parent_is_carried_on(tmp_path):
+    from adapters.worker import Worker
+
+    marker = str(tmp_path / "starts")
+    step = {"type": "python", "call": "subworkflow_nodes:slow_mark", "params": {"marker": marker, "seconds": 0.3}}
+    write(tmp_path, "child.yaml", {"name": "child", "nodes": [{"id": "one", **step}, {"id": "two", **step}],
+                                   "connections": [{"from": "one", "to": "two"}]})
+    db = str(tmp_path / "flowcore.db")
+    Engine(db=db).submit(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
+    worker = Worker(Engine(db=db), grace=0.5)
+    stopper = threading.Thread(target=lambda: (wait_for_file(marker), worker.stop()))
+    stopper.start()
+    worker.run_forever()  # until stopped while the child's first node runs
+    stopper.join()
+    assert Engine(db=db).status("p/sub").record("two")["status"] == "pending"  # nothing new started after stop
+    Worker(Engine(db=db)).run_once()  # another worker carries the child, and then its parent, on
+    result = Engine(db=db).status("p")
+    assert result.status == "succeeded" and result.record("sub")["status"] == "succeeded"
+    assert open(marker).read().count("start") == 2
+
+
+def test_a_child_that_ends_after_its_parents_drive_stopped_listening_is_not_lost(tmp_path, monkeypatch):
+    from adapters.children import ChildRuns
+    from adapters.worker import Worker
+
+    marker = str(tmp_path / "starts")
+    write(tmp_path, "child.yaml", {"name": "child", "nodes": [
+        {"id": "one", "type": "python", "call": "subworkflow_nodes:slow_mark",
+         "params": {"marker": marker, "seconds": 0.5}}], "connections": []})
+    db = str(tmp_path / "flowcore.db")
+    Engine(db=db).submit(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
+    # the child is told to stop only once the parent's drive gives up waiting for it (grace 0.3 s);
+    # its node ends within its own grace after that, and the child with it, when no one listens
+    monkeypatch.setattr(ChildRuns, "drain", lambda self: None)
+    worker = Worker(Engine(db=db), grace=0.3)
+    stopper = threading.Thread(target=lambda: (wait_for_file(marker), worker.stop()))
+    stopper.start()
+    worker.run_forever()
+    stopper.join()
+    assert Engine(db=db).status("p/sub").status == "succeeded"
+    assert Worker(Engine(db=db)).run_once() == 1  # the child's end is in its parent's inbox: a worker applies it
+    result = Engine(db=db).status("p")
+    assert result.status == "succeeded" and result.record("sub")["output"] == {"n": 1}
+
+
+def wait_for_file(path: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("runner", ["serial", "thread", "asyncio", "simulated"])
 def test_every_runner_drives_the_recursion_example_to_the_same_end(runner):
     example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "patterns",
