@@ -149,8 +149,10 @@ def test_refusals_are_409_and_bad_bodies_422(client):
     for bad in ({"trigger": {"x": float("nan")}}, {"run_id": 5}, {"run_id": ""}):
         assert c.post("/api/workflows/approval/runs", content=json.dumps(bad),
                       headers={"Content-Type": "application/json"}).status_code == 422, bad
-    assert c.post("/api/runs/q1/answers", content=b"{not json", headers={"Content-Type": "application/json"}
-                  ).status_code == 422
+    for unreadable in (b"{not json", b'{"node": "crunch", "input": "\xff"}',  # not UTF-8
+                       b'{"node": "crunch", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}"):  # too deep to parse
+        r = c.post("/api/runs/q1/answers", content=unreadable, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["detail"] == "invalid request", unreadable[:40]
     assert c.post("/api/runs/q1/cancel", json={"item": [1]}).status_code == 422
     assert c.get("/api/runs", params={"limit": 0}).status_code == 422
     assert c.get("/api/runs", params={"status": "sleeping"}).status_code == 422

@@ -21,9 +21,11 @@ import time
 from typing import Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import inbox
 from ..engine import Engine
@@ -225,6 +227,13 @@ def create_app(server: Server) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError):
         problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
         return JSONResponse({"detail": "invalid request", "problems": problems}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI's own, for a body it cannot read: not UTF-8, or nested too deep
+            return JSONResponse({"detail": "invalid request", "problems": [
+                "body: cannot be read as JSON (it is not UTF-8, or it is nested too deep to parse)"]}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(StoreError)
     async def store_failed(request: Request, exc: StoreError):
