@@ -133,7 +133,9 @@ def test_unknown_runs_and_workflows_are_404(client):
     assert c.post("/api/runs/nope/answers", json={"node": "x"}).status_code == 404
     assert c.post("/api/workflows/nope/runs", json={}).status_code == 404
     assert c.post("/api/workflows/..%2Fapproval/runs", json={}).status_code == 404
-    assert c.get("/runs/nope").status_code == 404
+    page = c.get("/runs/nope")  # a page for a person, not JSON
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "No such run" in page.text and "no run &#39;nope&#39;" in page.text
 
 
 def test_refusals_are_409_and_bad_bodies_422(client):

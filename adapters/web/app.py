@@ -369,7 +369,12 @@ def create_app(server: Server) -> FastAPI:
 
     @app.get("/runs/{run_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(run_id: str):
-        return pages.run_page(server.view(run_id), live=True)
+        try:
+            view = server.view(run_id)
+        except HTTPException as exc:  # a page, for a person: not the API's JSON
+            title = "No such run" if exc.status_code == 404 else "This run cannot be shown"
+            return HTMLResponse(pages.problem(title, str(exc.detail)), status_code=exc.status_code)
+        return pages.run_page(view, live=True)
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str):
