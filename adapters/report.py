@@ -387,5 +387,5 @@ def last_frames(traceback: str, frames: int = 3) -> list[str]:
 
 
 def _parks(node) -> bool:
-    """A node that waits for a timer or a person: its time is not work."""
-    return node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT)
+    """A node that waits for a timer, a person or its child run: its time is not work (here)."""
+    return node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD)

@@ -260,6 +260,14 @@ def test_a_child_that_waits_leaves_the_parent_waiting_until_the_child_is_answere
     final = engine.status("p")  # the child's end reached the parent, which was driven on
     assert final.status == "succeeded", final.to_dict()
     assert final.record("after")["output"] == {"yes": True}
+    # the parent's table counts the time its node waited for the child as a wait, not as work done
+    from rich.console import Console
+
+    from adapters.report import render_table
+
+    console = Console(record=True, width=120)
+    render_table("p", final.state, console)
+    assert "waits (sub) included" in console.export_text()
 
 
 def test_cancelling_a_waiting_parent_cancels_its_waiting_child(tmp_path):
