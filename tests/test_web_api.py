@@ -230,6 +230,16 @@ def test_no_edge_of_the_graph_is_drawn_across_a_node_it_does_not_join():
             assert not inside, f"the edge {edge['from']} -> {edge['to']} crosses node {node['id']}"
 
 
+def test_what_follows_a_loop_is_drawn_below_its_body():
+    from adapters.web.view import graph_view
+    from adapters.workflow_file import compiled, load_workflow
+
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "patterns",
+                           "wcp21_structured_loop.yaml")
+    y = {n["id"]: n["y"] for n in graph_view(compiled(load_workflow(example), max_parallel=8), [])["nodes"]}
+    assert y["review"] < y["review.draft"] < y["review.check"] < y["publish"]  # publish runs after the loop
+
+
 # -- every operation of the OpenAPI document, fuzzed ------------------------------------------
 
 def _fuzzed_app(tmp_path_factory):

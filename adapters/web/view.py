@@ -15,7 +15,7 @@ import networkx as nx
 from runners import collector_paused, instance_name
 from scheduler_core import NodeFailed, NodeSucceeded, StartNode, initial_state, step
 from scheduler_core import Kind
-from scheduler_core.graph import LOOP_EXIT
+from scheduler_core.graph import LOOP_ENTRY, LOOP_EXIT
 
 from ..engine import RunResult
 from ..recovery import first_cap, read_log, with_cap_history
@@ -146,7 +146,12 @@ def graph_view(graph, records: list[dict]) -> dict:
     g.add_nodes_from(range(len(graph.ids)))
     drawn = [e for e in graph.edges if e.kind != LOOP_EXIT]  # a loop's body drawn below it, not back into it
     g.add_edges_from((e.source, e.target) for e in drawn)
-    depth = {n: d for d, layer in enumerate(nx.topological_generations(g)) for n in layer}
+    # what follows a loop is placed below its body (it runs after it), not beside it
+    body_sink = {e.target: e.source for e in graph.edges if e.kind == LOOP_EXIT}
+    layering = g.copy()
+    layering.add_edges_from((body_sink[e.source], e.target) for e in drawn
+                            if e.source in body_sink and e.kind != LOOP_ENTRY)
+    depth = {n: d for d, layer in enumerate(nx.topological_generations(layering)) for n in layer}
     layers: list[list] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for n in sorted(depth):
         layers[depth[n]].append(n)
