@@ -422,8 +422,8 @@ class Engine:
             ended = True
         finally:
             abandoned = backend.close(options["grace"])
-            if ended and children is not None and not state.finished:
-                self._post_unheard_ends(run_id, state)
+            if ended and children is not None and drive.drained and not state.finished:
+                self._post_unheard_ends(run_id, state)  # (a drive not told to stop hears every child's end)
             if ended:  # after a failure the last logged summary stands: the run can be resumed
                 status = run_status(state)
                 if status == "waiting" and children is not None and children.deferred:
