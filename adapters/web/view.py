@@ -26,6 +26,9 @@ from ..workflow_file import compiled
 MAX_BARS = 2000
 # The instances drawn as a wait on the timeline (they run no attempt of their own), and what for.
 WAITS_FOR = {Kind.PARK_INPUT: "an answer", Kind.PARK_TIMER: "a timer", Kind.PARK_CHILD: "its child run"}
+# Places of edges that skip layers a graph gets at most (a huge graph's long edges are drawn straight:
+# its layout stays as quick as its nodes).
+MAX_PLACES = 2000
 # Layout of the graph (SVG user units).
 NODE_W, NODE_H, GAP_X, GAP_Y = 168, 44, 50, 22  # (wide enough for "subworkflow" beside "succeeded")
 
@@ -156,8 +159,9 @@ def graph_view(graph, records: list[dict]) -> dict:
     for n in sorted(depth):
         layers[depth[n]].append(n)
     routes = []  # per drawn edge: the places it passes through, one per layer it skips
+    routed = sum(max(0, depth[e.target] - depth[e.source] - 1) for e in drawn) <= MAX_PLACES
     for i, e in enumerate(drawn):
-        routes.append([("via", i, d) for d in range(depth[e.source] + 1, depth[e.target])])
+        routes.append([("via", i, d) for d in range(depth[e.source] + 1, depth[e.target])] if routed else [])
         hops = [e.source, *routes[-1], e.target]
         for place in routes[-1]:
             layers[place[2]].append(place)
@@ -168,8 +172,7 @@ def graph_view(graph, records: list[dict]) -> dict:
             pos[n] = i
     for _ in range(2):  # barycentre sweeps: fewer crossings
         for layer in layers[1:]:
-            layer.sort(key=lambda n: (sum(pos[p] for p in g.predecessors(n) if p in pos) /
-                                      max(1, sum(1 for p in g.predecessors(n) if p in pos)), _order(n)))
+            layer.sort(key=lambda n: (sum(pos[p] for p in g.predecessors(n)) / max(1, g.in_degree(n)), _order(n)))
             for i, n in enumerate(layer):
                 pos[n] = i
     widest = max((len(layer) for layer in layers), default=1)
