@@ -32,6 +32,7 @@ from .workflow_file import WorkflowError, compiled, dask_address_problem, load_w
 from .node_types.subworkflow import load_child_workflow
 
 CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
+AWAIT_SLICE = 0.25  # how often a request waiting for another process to apply it looks whether that process let the run go
 
 
 class RunInterrupted(StoreError):
@@ -225,17 +226,19 @@ class Engine:
             raise RunRefused("--port and --input answer a waiting node: name it with --node")
         elif info.status in ENDED:
             raise RunRefused(f"run {run_id!r} has already finished ({info.status}); there is nothing to resume")
+        def take_over(lease: Lease) -> RunResult:
+            result = self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger,
+                                     grace=grace, observer=observer, dask_address=dask_address)
+            if seq is not None:
+                inbox.raise_if_refused(run_id, self.store.request(seq))
+            return result
         try:
             lease = self._acquire(run_id)
         except RunBusy:
             if seq is None:
                 raise
-            return self._await(run_id, seq, wait)
-        result = self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger,
-                                 grace=grace, observer=observer, dask_address=dask_address)
-        if seq is not None:
-            inbox.raise_if_refused(run_id, self.store.request(seq))
-        return result
+            return self._await(run_id, seq, wait, take_over)
+        return take_over(lease)
 
     def cancel(self, run_id: str, node=None, item=None, reason=None, *, wait: float = 30.0) -> RunResult:
         """Cancel a whole run (``node`` None) or one node's open instances (or one ``item``), wherever
@@ -250,13 +253,15 @@ class Engine:
         seq = self.store.post(run_id, kind, body, at=time.time())
         if node is not None and info.status == "queued":  # applied with its first step, before anything starts
             return RunResult(run_id, loaded.state, applied_by="queued")
+        def take_over(lease: Lease) -> RunResult:
+            result = self._take_over(run_id, lease, apply_only=True)
+            inbox.raise_if_refused(run_id, self.store.request(seq))
+            return result
         try:
             lease = self._acquire(run_id)
         except RunBusy:
-            return self._await(run_id, seq, wait)
-        result = self._take_over(run_id, lease, apply_only=True)
-        inbox.raise_if_refused(run_id, self.store.request(seq))
-        return result
+            return self._await(run_id, seq, wait, take_over)
+        return take_over(lease)
 
     def drive(self, run_id: str, *, runner=None, max_parallel=None, linger=None, grace=None, observer=None,
               on_drive=None, lease: Lease | None = None, dask_address=None) -> RunResult | None:
@@ -330,13 +335,24 @@ class Engine:
         except UnknownRun as exc:
             raise RunRefused(str(exc)) from None
 
-    def _await(self, run_id: str, seq: int, wait: float) -> RunResult:
-        """Wait for the process driving the run to apply request ``seq``."""
-        request = inbox.await_request(self.store, run_id, seq, wait)
-        if request.state == "pending":
-            raise RequestPending(f"run {run_id!r} is driven by another process, which has not applied the request "
-                                 f"within {wait:g} s; it stays in the run's inbox and is applied when that process "
-                                 f"(or the next one to drive the run) gets to it")
+    def _await(self, run_id: str, seq: int, wait: float, take_over) -> RunResult:
+        """Wait for the process driving the run to apply request ``seq``. Should that process let the run go
+        without applying it (a worker told to stop applies no more requests), this one takes the run over
+        (``take_over(lease)``) as if no process had driven it, instead of waiting out ``wait``."""
+        end = time.monotonic() + wait
+        while True:
+            request = inbox.await_request(self.store, run_id, seq, min(AWAIT_SLICE, max(0.0, end - time.monotonic())))
+            if request.state != "pending":
+                break
+            try:
+                lease = self._acquire(run_id)
+            except RunBusy:
+                if time.monotonic() < end:
+                    continue
+                raise RequestPending(f"run {run_id!r} is driven by another process, which has not applied the "
+                                     f"request within {wait:g} s; it stays in the run's inbox and is applied when "
+                                     f"that process (or the next one to drive the run) gets to it") from None
+            return take_over(lease)
         inbox.raise_if_refused(run_id, request)
         return RunResult(run_id, self._load(run_id).state, applied_by="another process")
 
