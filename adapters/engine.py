@@ -226,12 +226,14 @@ class Engine:
             raise RunRefused("--port and --input answer a waiting node: name it with --node")
         elif info.status in ENDED:
             raise RunRefused(f"run {run_id!r} has already finished ({info.status}); there is nothing to resume")
+
         def take_over(lease: Lease) -> RunResult:
             result = self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger,
                                      grace=grace, observer=observer, dask_address=dask_address)
             if seq is not None:
                 inbox.raise_if_refused(run_id, self.store.request(seq))
             return result
+
         try:
             lease = self._acquire(run_id)
         except RunBusy:
@@ -253,10 +255,12 @@ class Engine:
         seq = self.store.post(run_id, kind, body, at=time.time())
         if node is not None and info.status == "queued":  # applied with its first step, before anything starts
             return RunResult(run_id, loaded.state, applied_by="queued")
+
         def take_over(lease: Lease) -> RunResult:
             result = self._take_over(run_id, lease, apply_only=True)
             inbox.raise_if_refused(run_id, self.store.request(seq))
             return result
+
         try:
             lease = self._acquire(run_id)
         except RunBusy:
