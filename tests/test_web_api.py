@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from adapters.engine import Engine  # noqa: E402
 from adapters.web.app import Server, create_app  # noqa: E402
 from live_nodes import child_env, flowcore  # noqa: E402
-from web_support import Api, served, sse_events, write_workflows  # noqa: E402
+from web_support import Api, free_port, served, sse_events, write_workflows  # noqa: E402
 
 
 @pytest.fixture
@@ -114,6 +114,37 @@ def test_a_token_guards_every_request_and_page(tmp_path, workflows):
         with opener.open(api.base + "/api/workflows", timeout=30) as r:
             assert r.status == 200
         assert api.get("/?token=wrong", token=None)[0] == 401
+
+
+def test_a_second_ctrl_c_while_serve_winds_down_does_not_cut_it_short(tmp_path, monkeypatch, capsys):
+    import signal
+    import threading
+    import urllib.request
+
+    from adapters.cli import main
+    from adapters.worker import Worker
+
+    port = free_port()
+    stop = Worker.stop
+
+    def stop_then_ctrl_c(self):
+        os.kill(os.getpid(), signal.SIGINT)  # an impatient second Ctrl-C, while the worker winds down
+        stop(self)
+    monkeypatch.setattr(Worker, "stop", stop_then_ctrl_c)
+
+    def first_ctrl_c():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=first_ctrl_c, daemon=True).start()
+    code = main(["serve", "--db", str(tmp_path / "s.db"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 0 and "interrupted" not in err and err.rstrip().endswith("serve: stopped"), err
 
 
 # -- the app in process (TestClient) -----------------------------------------------------------
