@@ -100,6 +100,8 @@ def test_a_run_page_has_one_timeline_bar_per_attempt(server, page):
     run = answered(api, "bars")
     attempts = sum(r["attempts"] for r in run["nodes"] if r["node"] != "approve")  # approve waits, it is no attempt
     assert attempts == 3  # draft once, publish twice (its first attempt fails)
+    errors = []  # what the browser's console says went wrong (a request that failed: even the icon's)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{api.base}/runs/bars")
     sync_api.expect(page.locator("#timeline .bar[data-kind=attempt]")).to_have_count(attempts)
     sync_api.expect(page.locator("#timeline .bar[data-kind=wait]")).to_have_count(1)
@@ -114,6 +116,7 @@ def test_a_run_page_has_one_timeline_bar_per_attempt(server, page):
     sync_api.expect(folded.locator("pre.tb")).to_contain_text("web_nodes.py")
     sync_api.expect(folded.locator("pre.tb")).to_contain_text("in flaky")
     shot(page, "run-page")
+    assert errors == []
 
 
 def test_approve_on_the_page_and_see_the_run_finish_without_reloading(server, page):
