@@ -243,6 +243,7 @@ def test_a_subworkflow_node_leads_to_its_child_run_and_back(server, page):
     api.wait_status("nest-1", "succeeded")
     page.click("#run-parent a")
     sync_api.expect(page.locator("#graph .node[data-node=after]")).to_have_class("node s-succeeded")
+    page.wait_for_load_state("load")  # (measured with the page's style applied, not before)
     kind, status = sub.locator(".ntype").bounding_box(), sub.locator(".ncount").bounding_box()
     assert kind["x"] + kind["width"] < status["x"], "the node's type and its status (succeeded) overlap"
 
