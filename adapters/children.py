@@ -89,6 +89,7 @@ class ChildRuns:
         self.live: dict[str, threading.Thread] = {}  # child run id -> the thread driving it
         self.drives: dict[str, Any] = {}  # child run id -> its Drive (to drain it when this drive stops)
         self.cancelled: set[str] = set()
+        self.draining = False  # the parent's drive was told to stop: so are its children, at once
 
     def __call__(self, cmd) -> None:
         if type(cmd) is StartChild:
@@ -173,6 +174,9 @@ class ChildRuns:
     def _register(self, child_id: str, drive) -> None:
         with self.lock:
             self.drives[child_id] = drive
+            draining = self.draining and child_id not in self.cancelled
+        if draining:
+            drive.drain()
 
     def _report(self, cmd: StartChild, body: dict) -> None:
         self._deliver(ended_event(cmd.node, cmd.item, body, self.clock()))
@@ -218,6 +222,16 @@ class ChildRuns:
         except queue.Empty:
             return []
         return ([first] if first is not None else []) + self.take()
+
+    def drain(self) -> None:
+        """The parent's drive is told to stop (a worker's SIGTERM): its children start nothing new either,
+        from now on, not only once the parent has given up on them. A child being cancelled is left to
+        apply its cancel."""
+        with self.lock:
+            self.draining = True
+            drives = [d for child_id, d in self.drives.items() if child_id not in self.cancelled]
+        for drive in drives:
+            drive.drain()
 
     def close(self, grace: float) -> None:
         """The parent's drive ends: children it cancelled get ``grace`` seconds to apply it; the others

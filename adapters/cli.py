@@ -406,7 +406,7 @@ def cmd_worker(args, out: Console) -> int:
     me = f"worker {os.getpid()}"
 
     def log(line: str) -> None:
-        err.print(visible(f"{time.strftime('%H:%M:%S')} {me}: {line}"), highlight=False, markup=False)
+        err.print(visible(f"{time.strftime('%H:%M:%S')} {me}: {line}", lines=True), highlight=False, markup=False)
 
     engine = Engine(db=_db_path(args))
     worker = Worker(engine, runner=args.runner, max_parallel=args.max_parallel, max_runs=args.max_runs,

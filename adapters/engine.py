@@ -23,7 +23,7 @@ from scheduler_core import CapChanged, Kind, RunStarted, fingerprint, initial_st
 from . import inbox, recovery
 from .inbox import RequestPending, answer_problem
 from .recovery import RunBusy, RunRefused, current_cap, load_run
-from .report import run_dict, run_status
+from .report import child_run_id, run_dict, run_status
 from .leases import HEARTBEAT_SECONDS
 from .store import (ENDED, LeaseHeld, LeaseLost, Lease, MemoryStore, RunExists, RunInfo, StoreError, UnknownRun,
                     canonical_json, definition_hash, open_store, text_hash)  # noqa: F401 (definition_hash: re-exported)
@@ -32,6 +32,7 @@ from .workflow_file import WorkflowError, compiled, dask_address_problem, load_w
 from .node_types.subworkflow import load_child_workflow
 
 CACHED_RUNS = 8  # final states an engine keeps of the runs it drove last, to resume them without a replay
+AWAIT_SLICE = 0.25  # how often a request waiting for another process to apply it looks whether that process let the run go
 
 
 class RunInterrupted(StoreError):
@@ -225,17 +226,21 @@ class Engine:
             raise RunRefused("--port and --input answer a waiting node: name it with --node")
         elif info.status in ENDED:
             raise RunRefused(f"run {run_id!r} has already finished ({info.status}); there is nothing to resume")
+
+        def take_over(lease: Lease) -> RunResult:
+            result = self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger,
+                                     grace=grace, observer=observer, dask_address=dask_address)
+            if seq is not None:
+                inbox.raise_if_refused(run_id, self.store.request(seq))
+            return result
+
         try:
             lease = self._acquire(run_id)
         except RunBusy:
             if seq is None:
                 raise
-            return self._await(run_id, seq, wait)
-        result = self._take_over(run_id, lease, runner=runner, max_parallel=max_parallel, linger=linger,
-                                 grace=grace, observer=observer, dask_address=dask_address)
-        if seq is not None:
-            inbox.raise_if_refused(run_id, self.store.request(seq))
-        return result
+            return self._await(run_id, seq, wait, take_over)
+        return take_over(lease)
 
     def cancel(self, run_id: str, node=None, item=None, reason=None, *, wait: float = 30.0) -> RunResult:
         """Cancel a whole run (``node`` None) or one node's open instances (or one ``item``), wherever
@@ -250,13 +255,17 @@ class Engine:
         seq = self.store.post(run_id, kind, body, at=time.time())
         if node is not None and info.status == "queued":  # applied with its first step, before anything starts
             return RunResult(run_id, loaded.state, applied_by="queued")
+
+        def take_over(lease: Lease) -> RunResult:
+            result = self._take_over(run_id, lease, apply_only=True)
+            inbox.raise_if_refused(run_id, self.store.request(seq))
+            return result
+
         try:
             lease = self._acquire(run_id)
         except RunBusy:
-            return self._await(run_id, seq, wait)
-        result = self._take_over(run_id, lease, apply_only=True)
-        inbox.raise_if_refused(run_id, self.store.request(seq))
-        return result
+            return self._await(run_id, seq, wait, take_over)
+        return take_over(lease)
 
     def drive(self, run_id: str, *, runner=None, max_parallel=None, linger=None, grace=None, observer=None,
               on_drive=None, lease: Lease | None = None, dask_address=None) -> RunResult | None:
@@ -330,19 +339,31 @@ class Engine:
         except UnknownRun as exc:
             raise RunRefused(str(exc)) from None
 
-    def _await(self, run_id: str, seq: int, wait: float) -> RunResult:
-        """Wait for the process driving the run to apply request ``seq`` (Ctrl-C cuts the wait short,
-        as its end would: the request stays pending, and ``RequestPending`` says so)."""
-        try:
-            request = inbox.await_request(self.store, run_id, seq, wait)
-        except KeyboardInterrupt:
-            raise RequestPending(f"run {run_id!r} is driven by another process; interrupted while waiting for it to "
-                                 f"apply the request, which stays in the run's inbox and is applied when that process "
-                                 f"(or the next one to drive the run) gets to it") from None
-        if request.state == "pending":
-            raise RequestPending(f"run {run_id!r} is driven by another process, which has not applied the request "
-                                 f"within {wait:g} s; it stays in the run's inbox and is applied when that process "
-                                 f"(or the next one to drive the run) gets to it")
+    def _await(self, run_id: str, seq: int, wait: float, take_over) -> RunResult:
+        """Wait for the process driving the run to apply request ``seq``. Should that process let the run go
+        without applying it (a worker told to stop applies no more requests), this one takes the run over
+        (``take_over(lease)``) as if no process had driven it, instead of waiting out ``wait``. Ctrl-C cuts
+        the wait short, as its end would: the request stays pending, and ``RequestPending`` says so."""
+        end = time.monotonic() + wait
+        while True:
+            try:
+                request = inbox.await_request(self.store, run_id, seq,
+                                              min(AWAIT_SLICE, max(0.0, end - time.monotonic())))
+            except KeyboardInterrupt:
+                raise RequestPending(f"run {run_id!r} is driven by another process; interrupted while waiting for "
+                                     f"it to apply the request, which stays in the run's inbox and is applied when "
+                                     f"that process (or the next one to drive the run) gets to it") from None
+            if request.state != "pending":
+                break
+            try:
+                lease = self._acquire(run_id)
+            except RunBusy:
+                if time.monotonic() < end:
+                    continue
+                raise RequestPending(f"run {run_id!r} is driven by another process, which has not applied the "
+                                     f"request within {wait:g} s; it stays in the run's inbox and is applied when "
+                                     f"that process (or the next one to drive the run) gets to it") from None
+            return take_over(lease)
         inbox.raise_if_refused(run_id, request)
         return RunResult(run_id, self._load(run_id).state, applied_by="another process")
 
@@ -419,8 +440,8 @@ class Engine:
 
         drive = Drive(backend, linger=0.0 if apply_only else options["linger"], on_step=on_step, inbox=box,
                       grace=options["grace"], on_child=children)
-        if on_drive is not None:
-            on_drive(drive)  # a worker keeps it, to drain it when told to stop
+        if on_drive is not None:  # a worker keeps it, to drain it when told to stop
+            on_drive(drive if children is None else _DrainsChildren(drive, children))
         ended = False
         try:
             with _Heartbeat(self.store, run_id, session.lease):
@@ -428,6 +449,8 @@ class Engine:
             ended = True
         finally:
             abandoned = backend.close(0.0 if drive.hurried else options["grace"])
+            if ended and children is not None and drive.drained and not state.finished:
+                self._post_unheard_ends(run_id, state)  # (a drive not told to stop hears every child's end)
             if ended:  # after a failure the last logged summary stands: the run can be resumed
                 status = run_status(state)
                 if status == "waiting" and children is not None and children.deferred:
@@ -494,6 +517,23 @@ class Engine:
         except (RunRefused, StoreError):
             pass  # the child is left as it is: `flowcore cancel CHILD` cancels it
 
+    def _post_unheard_ends(self, run_id: str, state) -> None:
+        """A child run that ended as its parent's drive stopped (told to stop, it gave up waiting for the
+        child first): its end reached no one. It goes to the parent's inbox, so the next driver (a
+        worker) applies it, instead of the parent waiting for a child that has ended."""
+        for n, item in state.children.keys():
+            node = state.graph.ids[n]
+            child_id = child_run_id(run_id, node, item)
+            try:
+                info = self.store.info(child_id)
+            except UnknownRun:
+                continue
+            if info.status not in ENDED or (info.options.get("parent") or {}).get("run_id") != run_id:
+                continue
+            child = self.load(child_id)[2]
+            at = child.finished_at if isinstance(child.finished_at, (int, float)) else time.time()
+            self.store.post(run_id, "child_ended", {"node": node, "item": list(item), **ended_body(child)}, at=at)
+
     def _tell_parent(self, parent: dict, state, apply_only: bool) -> None:
         """A child run ended in a drive that is not its parent's: post its end to the parent's inbox,
         and drive the parent on (or only apply it, after a cancel) unless a live process drives it."""
@@ -538,6 +578,19 @@ class Engine:
         the run again and again). In memory, a new run starts at 0."""
         start = since if since is not None else 0.0
         return max(start, time.time()) if self.store.durable else start
+
+
+class _DrainsChildren:
+    """What a worker drains for a run with subworkflow nodes: its drive and, at once, the child runs
+    this drive drives."""
+
+    def __init__(self, drive, children: ChildRuns):
+        self.drive = drive
+        self.children = children
+
+    def drain(self) -> None:
+        self.drive.drain()
+        self.children.drain()
 
 
 def _has_children(wf) -> bool:

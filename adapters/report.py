@@ -299,7 +299,7 @@ def _footer(state, records, abandoned: int, width: int = 80) -> str:
     every string from the run in them is shown literally."""
     status = run_status(state)
     line = f"[bold]{status}[/]"
-    if state.finished_at is not None:
+    if state.finished_at is not None and state.started_at is not None:  # (a run cancelled while queued never started)
         wall = state.finished_at - state.started_at
         waits = {r.node for r in records if _parks(state.graph.nodes[state.graph.index[r.node]])}
         loops = {r.node for r in records if state.graph.nodes[state.graph.index[r.node]].behaviour.kind is Kind.LOOP}
@@ -396,5 +396,5 @@ def last_frames(traceback: str, frames: int = 3) -> list[str]:
 
 
 def _parks(node) -> bool:
-    """A node that waits for a timer or a person: its time is not work."""
-    return node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT)
+    """A node that waits for a timer, a person or its child run: its time is not work (here)."""
+    return node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD)

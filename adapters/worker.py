@@ -24,6 +24,7 @@ from runners import DEFAULT_GRACE, ClusterUnreachable
 from .engine import Engine, RunResult
 from .recovery import RunBusy, RunRefused
 from .store import Lease, StoreError
+from .terminal import visible
 
 POLL_SECONDS = 0.1  # how often an idle worker looks for runs that need it (one query)
 LISTEN_SECONDS = 1.0  # how long one wait for word from a store that announces work lasts (then it looks at _stop)
@@ -47,7 +48,7 @@ class Worker:
         self.grace = grace
         self.linger = linger
         self.poll = poll
-        self.log = log or (lambda line: None)
+        self.log = log or (lambda line: None)  # a line may hold several (a problem list); run ids are escaped
         self.me = Lease.mine()  # what the lease rules compare a held lease with (never held itself)
         self.results: list[RunResult] = []  # the drives that ended, in the order they ended
         # the drives' threads, kept: each keeps its store connection from one drive to the next
@@ -175,7 +176,7 @@ class Worker:
             if result is not None:
                 with self._lock:
                     self.results.append(result)
-                self.log(f"run {run_id}: {result.status}")
+                self.log(f"run {visible(run_id)}: {result.status}")
         finally:
             with self._lock:
                 self._driving.pop(run_id, None)
@@ -184,7 +185,7 @@ class Worker:
 
     def _set_aside(self, run_id: str, why: str) -> None:
         """A run this worker failed to drive: say why, and leave it alone for RETRY_BROKEN_SECONDS."""
-        self.log(f"run {run_id}: {why}")
+        self.log(f"run {visible(run_id)}: {why}")
         with self._lock:
             self._broken[run_id] = time.time()
 

@@ -219,6 +219,29 @@ def test_status_of_an_unknown_run_exits_2(workdir, capsys):
     assert code == 2 and out == "" and "no-such-run" in err
 
 
+def test_a_worker_says_on_lines_of_their_own_why_a_run_cannot_be_driven(workdir, capsys):
+    (workdir / "gone").mkdir()
+    (workdir / "gone" / "vanishing_module.py").write_text("def f(x):\n    return x\n")
+    (workdir / "gone" / "wf.yaml").write_text("name: wf\nnodes:\n  - {id: a, type: python, call: 'vanishing_module:f'}\n")
+    assert cli(capsys, "submit", "gone/wf.yaml", "--run-id", "r\nforged")[0] == 0
+    (workdir / "gone" / "vanishing_module.py").unlink()
+    done = flowcore("worker", "--once", cwd=workdir)  # a process of its own: this one has the module loaded
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
+    assert "\\n" not in err.replace("r\\nforged", ""), err  # no problem list squeezed onto one line
+    assert "\n  - node 'a': call 'vanishing_module:f': cannot import" in err
+    assert "r\\nforged" in err and "\nforged" not in err  # a run id still cannot start a line of its own
+
+
+def test_status_of_a_run_cancelled_while_queued_shows_its_table(workdir, capsys):
+    # the run never started: it has an end but no start, which the table's closing line must bear
+    cli(capsys, "submit", "noisy.yaml", "--run-id", "q1")
+    assert cli(capsys, "cancel", "q1", "--reason", "not needed")[0] == 0
+    code, out, err = cli(capsys, "status", "q1")
+    assert code == 0, err
+    assert "cancelled" in out and "run: cancelled: not needed" in out and "wall time" not in out
+
+
 def test_runs_json_is_an_empty_list_without_a_store(workdir, capsys):
     code, runs, _ = cli_json(capsys, "runs")
     assert code == 0 and runs == []

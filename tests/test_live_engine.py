@@ -313,3 +313,21 @@ def _lease_ran_out(kind: str, db: str, run_id: str) -> None:
         import pg_support
 
         pg_support.execute(db, "UPDATE leases SET host = 'frozen.example', heartbeat = 0 WHERE run_id = %s", (run_id,))
+
+
+def test_a_cancel_waiting_for_a_worker_that_stops_instead_applies_it_itself(tmp_path):
+    e = engine(tmp_path)
+    wf = {"name": "slow", "nodes": [task("a", "sleep", params={"seconds": 1.0}), task("b", "echo")],
+          "connections": [{"from": "a", "to": "b"}]}
+    e.submit(wf, run_id="s")
+    worker = Worker(engine(tmp_path), grace=0.5)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    eventually(lambda: e.status("s").record("a")["status"] == "running")
+    worker.stop()  # it drains: it applies no request any more, and lets the run go once its grace is over
+    time.sleep(0.15)  # (its drive has looked at its inbox for the last time)
+    t0 = time.monotonic()
+    result = e.cancel("s", reason="not now", wait=10)
+    thread.join()
+    assert time.monotonic() - t0 < 5  # it did not wait out its 10 s for a process that had let the run go
+    assert result.status == "cancelled" and result.to_dict()["error"]["message"] == "not now"

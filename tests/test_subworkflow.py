@@ -260,6 +260,14 @@ def test_a_child_that_waits_leaves_the_parent_waiting_until_the_child_is_answere
     final = engine.status("p")  # the child's end reached the parent, which was driven on
     assert final.status == "succeeded", final.to_dict()
     assert final.record("after")["output"] == {"yes": True}
+    # the parent's table counts the time its node waited for the child as a wait, not as work done
+    from rich.console import Console
+
+    from adapters.report import render_table
+
+    console = Console(record=True, width=120)
+    render_table("p", final.state, console)
+    assert "waits (sub) included" in console.export_text()
 
 
 def test_cancelling_a_waiting_parent_cancels_its_waiting_child(tmp_path):
@@ -329,6 +337,10 @@ def test_the_web_api_serves_a_child_run_and_its_parents_child_run_field(tmp_path
     assert client.get("/runs/p/sub").status_code == 200
     nodes = client.get("/api/runs/p").json()["nodes"]
     assert [n.get("child_run") for n in nodes] == ["p/sub", None]
+    # the pages' data: the child's run names its parent, and the parent's timeline shows the wait for it
+    assert client.get("/api/runs/p/sub/view").json()["run"] == child.json()
+    waits = [b for b in client.get("/api/runs/p/view").json()["attempts"] if b["kind"] == "wait"]
+    assert [(b["name"], b["waits_for"], b["status"]) for b in waits] == [("sub", "its child run", "succeeded")]
 
 
 def test_cancelling_the_node_of_a_waiting_parent_cancels_its_waiting_child_and_the_run_goes_on(tmp_path):
@@ -341,6 +353,57 @@ def test_cancelling_the_node_of_a_waiting_parent_cancels_its_waiting_child_and_t
     result = Engine(db=db).status("p")
     assert result.status == "succeeded"  # nothing else was left: the cancel ended it (a cancel is no failure)
     assert result.record("sub")["status"] == "cancelled" and result.record("after")["status"] == "skipped"
+
+
+def test_a_worker_told_to_stop_starts_nothing_new_in_a_child_and_the_parent_is_carried_on(tmp_path):
+    from adapters.worker import Worker
+
+    marker = str(tmp_path / "starts")
+    step = {"type": "python", "call": "subworkflow_nodes:slow_mark", "params": {"marker": marker, "seconds": 0.3}}
+    write(tmp_path, "child.yaml", {"name": "child", "nodes": [{"id": "one", **step}, {"id": "two", **step}],
+                                   "connections": [{"from": "one", "to": "two"}]})
+    db = str(tmp_path / "flowcore.db")
+    Engine(db=db).submit(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
+    worker = Worker(Engine(db=db), grace=0.5)
+    stopper = threading.Thread(target=lambda: (wait_for_file(marker), worker.stop()))
+    stopper.start()
+    worker.run_forever()  # until stopped while the child's first node runs
+    stopper.join()
+    assert Engine(db=db).status("p/sub").record("two")["status"] == "pending"  # nothing new started after stop
+    Worker(Engine(db=db)).run_once()  # another worker carries the child, and then its parent, on
+    result = Engine(db=db).status("p")
+    assert result.status == "succeeded" and result.record("sub")["status"] == "succeeded"
+    assert open(marker).read().count("start") == 2
+
+
+def test_a_child_that_ends_after_its_parents_drive_stopped_listening_is_not_lost(tmp_path, monkeypatch):
+    from adapters.children import ChildRuns
+    from adapters.worker import Worker
+
+    marker = str(tmp_path / "starts")
+    write(tmp_path, "child.yaml", {"name": "child", "nodes": [
+        {"id": "one", "type": "python", "call": "subworkflow_nodes:slow_mark",
+         "params": {"marker": marker, "seconds": 0.5}}], "connections": []})
+    db = str(tmp_path / "flowcore.db")
+    Engine(db=db).submit(write(tmp_path, "parent.yaml", parent()), trigger={"n": 1}, run_id="p")
+    # the child is told to stop only once the parent's drive gives up waiting for it (grace 0.3 s);
+    # its node ends within its own grace after that, and the child with it, when no one listens
+    monkeypatch.setattr(ChildRuns, "drain", lambda self: None)
+    worker = Worker(Engine(db=db), grace=0.3)
+    stopper = threading.Thread(target=lambda: (wait_for_file(marker), worker.stop()))
+    stopper.start()
+    worker.run_forever()
+    stopper.join()
+    assert Engine(db=db).status("p/sub").status == "succeeded"
+    assert Worker(Engine(db=db)).run_once() == 1  # the child's end is in its parent's inbox: a worker applies it
+    result = Engine(db=db).status("p")
+    assert result.status == "succeeded" and result.record("sub")["output"] == {"n": 1}
+
+
+def wait_for_file(path: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("runner", ["serial", "thread", "asyncio", "simulated"])

@@ -8,6 +8,7 @@ import json
 import urllib.parse
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from adapters.engine import Engine  # noqa: E402
 from adapters.web.app import Server, create_app  # noqa: E402
 from live_nodes import child_env, flowcore  # noqa: E402
-from web_support import Api, served, sse_events, write_workflows  # noqa: E402
+from web_support import Api, free_port, served, sse_events, write_workflows  # noqa: E402
 
 
 @pytest.fixture
@@ -71,6 +72,14 @@ def test_events_follow_a_run_until_it_ends(tmp_path, workflows):
         reader.join(30)
         assert not reader.is_alive(), "the event stream did not end with the run"
         final = {r["node"]: r for r in api.run("e1")["nodes"]}
+        # a page still follows a waiting run when the server stops: its stream ends, quietly
+        api.post("/api/workflows/pause/runs", {"run_id": "e2"})
+        api.wait_status("e2", "waiting")
+        still_open = threading.Thread(target=sse_events, args=(api.base + "/api/runs/e2/events",))
+        still_open.start()
+        time.sleep(0.3)  # (the stream has begun)
+    still_open.join(10)
+    assert not still_open.is_alive(), "an event stream outlived the server"
     names = [name for name, _ in got]
     assert names[0] == "run" and names[-1] == "end"
     statuses = [data["run"]["status"] for name, data in got if name == "run"]
@@ -107,6 +116,37 @@ def test_a_token_guards_every_request_and_page(tmp_path, workflows):
         assert api.get("/?token=wrong", token=None)[0] == 401
 
 
+def test_a_second_ctrl_c_while_serve_winds_down_does_not_cut_it_short(tmp_path, monkeypatch, capsys):
+    import signal
+    import threading
+    import urllib.request
+
+    from adapters.cli import main
+    from adapters.worker import Worker
+
+    port = free_port()
+    stop = Worker.stop
+
+    def stop_then_ctrl_c(self):
+        os.kill(os.getpid(), signal.SIGINT)  # an impatient second Ctrl-C, while the worker winds down
+        stop(self)
+    monkeypatch.setattr(Worker, "stop", stop_then_ctrl_c)
+
+    def first_ctrl_c():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=first_ctrl_c, daemon=True).start()
+    code = main(["serve", "--db", str(tmp_path / "s.db"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 0 and "interrupted" not in err and err.rstrip().endswith("serve: stopped"), err
+
+
 # -- the app in process (TestClient) -----------------------------------------------------------
 
 @pytest.fixture
@@ -124,7 +164,9 @@ def test_unknown_runs_and_workflows_are_404(client):
     assert c.post("/api/runs/nope/answers", json={"node": "x"}).status_code == 404
     assert c.post("/api/workflows/nope/runs", json={}).status_code == 404
     assert c.post("/api/workflows/..%2Fapproval/runs", json={}).status_code == 404
-    assert c.get("/runs/nope").status_code == 404
+    page = c.get("/runs/nope")  # a page for a person, not JSON
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "No such run" in page.text and "no run &#39;nope&#39;" in page.text
 
 
 def test_refusals_are_409_and_bad_bodies_422(client):
@@ -140,8 +182,10 @@ def test_refusals_are_409_and_bad_bodies_422(client):
     for bad in ({"trigger": {"x": float("nan")}}, {"run_id": 5}, {"run_id": ""}):
         assert c.post("/api/workflows/approval/runs", content=json.dumps(bad),
                       headers={"Content-Type": "application/json"}).status_code == 422, bad
-    assert c.post("/api/runs/q1/answers", content=b"{not json", headers={"Content-Type": "application/json"}
-                  ).status_code == 422
+    for unreadable in (b"{not json", b'{"node": "crunch", "input": "\xff"}',  # not UTF-8
+                       b'{"node": "crunch", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}"):  # too deep to parse
+        r = c.post("/api/runs/q1/answers", content=unreadable, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["detail"] == "invalid request", unreadable[:40]
     assert c.post("/api/runs/q1/cancel", json={"item": [1]}).status_code == 422
     assert c.get("/api/runs", params={"limit": 0}).status_code == 422
     assert c.get("/api/runs", params={"status": "sleeping"}).status_code == 422
@@ -178,6 +222,53 @@ def test_the_run_view_has_a_bar_per_attempt(client):
                                                                      "collect": "succeeded"}
     events = c.get("/api/runs/done1/events")  # an ended run: its state, then the end
     assert [line for line in events.text.splitlines() if line.startswith("event:")] == ["event: run", "event: end"]
+
+
+def _points(path: str, samples: int = 20) -> list[tuple[float, float]]:
+    """Points along an SVG path of M, C and L commands (what ``graph_view`` draws)."""
+    import re
+
+    points, at = [], None
+    for command, numbers in re.findall(r"([MCL])([^MCL]*)", path):
+        xy = [tuple(map(float, pair.split(","))) for pair in numbers.split()]
+        if command == "M":
+            at = xy[0]
+            continue
+        ends = [at, *xy] if command == "C" else [at, xy[0], xy[0], xy[0]]
+        for i in range(samples + 1):
+            t = i / samples
+            weights = ((1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3)
+            points.append(tuple(sum(w * p[k] for w, p in zip(weights, ends)) for k in (0, 1)))
+        at = xy[-1]
+    return points
+
+
+def test_no_edge_of_the_graph_is_drawn_across_a_node_it_does_not_join():
+    from adapters.web.view import graph_view
+    from adapters.workflow_file import compiled, load_workflow
+
+    # bottom -> done skips the layer of `again`, and went straight through it
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "patterns",
+                           "wcp22_recursion.yaml")
+    view = graph_view(compiled(load_workflow(example), max_parallel=8), [])
+    boxes = {n["id"]: n for n in view["nodes"]}
+    for edge in view["edges"]:
+        for node in boxes.values():
+            if node["id"] in (edge["from"], edge["to"]):
+                continue
+            inside = [(x, y) for x, y in _points(edge["path"])
+                      if node["x"] < x < node["x"] + node["w"] and node["y"] < y < node["y"] + node["h"]]
+            assert not inside, f"the edge {edge['from']} -> {edge['to']} crosses node {node['id']}"
+
+
+def test_what_follows_a_loop_is_drawn_below_its_body():
+    from adapters.web.view import graph_view
+    from adapters.workflow_file import compiled, load_workflow
+
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "patterns",
+                           "wcp21_structured_loop.yaml")
+    y = {n["id"]: n["y"] for n in graph_view(compiled(load_workflow(example), max_parallel=8), [])["nodes"]}
+    assert y["review"] < y["review.draft"] < y["review.check"] < y["publish"]  # publish runs after the loop
 
 
 # -- every operation of the OpenAPI document, fuzzed ------------------------------------------

@@ -100,6 +100,8 @@ def test_a_run_page_has_one_timeline_bar_per_attempt(server, page):
     run = answered(api, "bars")
     attempts = sum(r["attempts"] for r in run["nodes"] if r["node"] != "approve")  # approve waits, it is no attempt
     assert attempts == 3  # draft once, publish twice (its first attempt fails)
+    errors = []  # what the browser's console says went wrong (a request that failed: even the icon's)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{api.base}/runs/bars")
     sync_api.expect(page.locator("#timeline .bar[data-kind=attempt]")).to_have_count(attempts)
     sync_api.expect(page.locator("#timeline .bar[data-kind=wait]")).to_have_count(1)
@@ -114,6 +116,7 @@ def test_a_run_page_has_one_timeline_bar_per_attempt(server, page):
     sync_api.expect(folded.locator("pre.tb")).to_contain_text("web_nodes.py")
     sync_api.expect(folded.locator("pre.tb")).to_contain_text("in flaky")
     shot(page, "run-page")
+    assert errors == []
 
 
 def test_approve_on_the_page_and_see_the_run_finish_without_reloading(server, page):
@@ -187,6 +190,62 @@ def test_give_a_wait_its_input_from_the_page(server, page):
     sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
     use = next(r for r in api.run("pause-me")["nodes"] if r["node"] == "use")
     assert use["output"] == {"go": True}
+
+
+def test_what_a_person_types_in_an_answer_survives_a_live_update(server, page):
+    api, _ = server
+    started(api, "busy_wait", "typing", until=("running",))
+    page.goto(f"{api.base}/runs/typing")
+    sync_api.expect(page.locator("#live")).to_have_text("● live")
+    note = page.locator("#waiting [data-waiting=hold] input.note")
+    note.fill('{"go": "on"}')
+    # while the person types, the run changes: the page redraws from the new data
+    assert api.post("/api/runs/typing/cancel", {"node": "crunch"})[0] == 200
+    sync_api.expect(page.locator("#graph .node[data-node=crunch]")).to_have_class("node s-cancelled")
+    sync_api.expect(note).to_have_value('{"go": "on"}')
+    sync_api.expect(note).to_be_focused()
+    page.click("#waiting [data-waiting=hold] button")
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    hold = next(r for r in api.run("typing")["nodes"] if r["node"] == "hold")
+    assert hold["output"] == {"go": "on"}
+
+
+def test_a_live_update_between_the_two_clicks_of_a_node_cancel_keeps_it_asking(server, page):
+    api, _ = server
+    started(api, "busy_wait", "confirm", until=("running",))
+    page.goto(f"{api.base}/runs/confirm")
+    sync_api.expect(page.locator("#live")).to_have_text("● live")
+    page.click("#graph .node[data-node=crunch]")
+    page.click("#cancel-node")
+    sync_api.expect(page.locator("#cancel-node")).to_have_text("Click again to confirm")
+    assert api.post("/api/runs/confirm/answers", {"node": "hold", "input": 1})[0] == 200  # the run changes
+    sync_api.expect(page.locator("#graph .node[data-node=hold]")).to_have_class("node s-succeeded")
+    sync_api.expect(page.locator("#cancel-node")).to_have_text("Click again to confirm")
+    page.click("#cancel-node")
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    sync_api.expect(page.locator("#graph .node[data-node=crunch]")).to_have_class("node s-cancelled selected")
+    sync_api.expect(page.locator("#panel .pactions .message")).to_have_text("node cancelled")
+
+
+def test_a_subworkflow_node_leads_to_its_child_run_and_back(server, page):
+    api, _ = server
+    started(api, "nest", "nest-1")
+    page.goto(f"{api.base}/runs/nest-1")
+    sub = page.locator("#graph .node[data-node=sub]")
+    sync_api.expect(page.locator("#timeline")).to_contain_text("sub · waits")
+    sub.click()
+    page.click("#panel a.child-run")
+    sync_api.expect(page.locator("#run-status")).to_have_text("waiting")
+    assert page.url.endswith("/runs/nest-1/sub")
+    sync_api.expect(page.locator("#run-parent")).to_contain_text("child of nest-1 (node sub)")
+    page.click("#waiting [data-waiting=hold] button")  # answering the child carries the parent on
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    api.wait_status("nest-1", "succeeded")
+    page.click("#run-parent a")
+    sync_api.expect(page.locator("#graph .node[data-node=after]")).to_have_class("node s-succeeded")
+    page.wait_for_load_state("load")  # (measured with the page's style applied, not before)
+    kind, status = sub.locator(".ntype").bounding_box(), sub.locator(".ncount").bounding_box()
+    assert kind["x"] + kind["width"] < status["x"], "the node's type and its status (succeeded) overlap"
 
 
 def test_cancel_one_node_from_its_panel_and_the_run_goes_on(server, page):

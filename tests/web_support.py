@@ -37,6 +37,16 @@ WORKFLOWS = {
         {"id": "hold", "type": "wait", "timeout": 3600},
         {"id": "use", "type": "python", "call": "web_nodes:echo"}],
         "connections": [{"from": "hold", "to": "use", "port": "completed"}]},
+    # waits for an input (a `wait`) while another branch runs until cancelled
+    "busy_wait": {"name": "busy_wait", "nodes": [
+        {"id": "hold", "type": "wait", "timeout": 3600},
+        {"id": "crunch", "type": "python", "call": "web_nodes:patient", "params": {"seconds": 60}}],
+        "connections": []},
+    # a child run (of pause.yaml, beside it) that waits for an input, then a node after it
+    "nest": {"name": "nest", "nodes": [
+        {"id": "sub", "type": "subworkflow", "workflow": "pause.yaml"},
+        {"id": "after", "type": "noop"}],
+        "connections": [{"from": "sub", "to": "after"}]},
     # a fan-out: three items, each through a node
     "fanout": {"name": "fanout", "nodes": [
         {"id": "items", "type": "foreach"},
@@ -106,7 +116,8 @@ class Api:
 @contextlib.contextmanager
 def served(db: str, workflows: str | None = None, *args, token: str | None = None, host: str = "127.0.0.1"):
     """``flowcore serve`` on a free port, answering; yields (Api, process). Stopped with SIGTERM, which
-    must end it with exit 0."""
+    must end it with exit 0 and nothing on standard error but its own lines (no traceback, no error
+    logged by uvicorn)."""
     port = free_port()
     cmd = flowcore("serve", "--db", db, "--host", host, "--port", port, *args)
     if workflows:
@@ -128,9 +139,12 @@ def served(db: str, workflows: str | None = None, *args, token: str | None = Non
         yield api, proc
         proc.send_signal(signal.SIGTERM)
         try:
-            assert proc.wait(timeout=20) == 0, proc.stderr.read()
+            code = proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             raise AssertionError("flowcore serve did not stop within 20 s of SIGTERM") from None
+        err = proc.stderr.read()
+        assert code == 0, err
+        assert "Traceback" not in err and "ERROR" not in err, err
     finally:
         kill_all([proc])
         for stream in (proc.stdout, proc.stderr):

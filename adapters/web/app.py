@@ -16,13 +16,16 @@ import hmac
 import json
 import math
 import os
+import threading
 import time
 from typing import Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import inbox
 from ..engine import Engine
@@ -149,6 +152,9 @@ class Server:
         self.engine = engine
         self.workflows = workflows
         self.token = token or None
+        # set when the server is asked to stop: event streams end at their next look, so none is
+        # still open (and cancelled, with a traceback) when the server's grace period runs out
+        self.closing = threading.Event()
 
     @property
     def store(self):
@@ -221,6 +227,13 @@ def create_app(server: Server) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError):
         problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
         return JSONResponse({"detail": "invalid request", "problems": problems}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI's own, for a body it cannot read: not UTF-8, or nested too deep
+            return JSONResponse({"detail": "invalid request", "problems": [
+                "body: cannot be read as JSON (it is not UTF-8, or it is nested too deep to parse)"]}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(StoreError)
     async def store_failed(request: Request, exc: StoreError):
@@ -356,7 +369,12 @@ def create_app(server: Server) -> FastAPI:
 
     @app.get("/runs/{run_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(run_id: str):
-        return pages.run_page(server.view(run_id), live=True)
+        try:
+            view = server.view(run_id)
+        except HTTPException as exc:  # a page, for a person: not the API's JSON
+            title = "No such run" if exc.status_code == 404 else "This run cannot be shown"
+            return HTMLResponse(pages.problem(title, str(exc.detail)), status_code=exc.status_code)
+        return pages.run_page(view, live=True)
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str):
@@ -379,8 +397,8 @@ async def _events(server: Server, run_id: str, request: Request):
     records: dict | None = None  # (node, item) -> the record as last sent
     last_beat = time.monotonic()
     while True:
-        if await request.is_disconnected():
-            return
+        if server.closing.is_set() or await request.is_disconnected():
+            return  # (a page following the run says it is reconnecting)
         try:
             info, batches, _ = await asyncio.to_thread(server.store.load, run_id, max(seen, 0))
         except StoreError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import threading
@@ -64,7 +65,7 @@ def cmd_serve(args, out, *, db_path, user_error) -> int:
     err = Console(stderr=True, soft_wrap=True)
 
     def log(line: str) -> None:
-        err.print(visible(f"{time.strftime('%H:%M:%S')} serve: {line}"), highlight=False, markup=False)
+        err.print(visible(f"{time.strftime('%H:%M:%S')} serve: {line}", lines=True), highlight=False, markup=False)
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     try:
@@ -74,12 +75,12 @@ def cmd_serve(args, out, *, db_path, user_error) -> int:
     except OSError as exc:
         raise user_error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     engine = Engine(db=db_path(args))
-    app = create_app(Server(engine, workflows=args.workflows, token=token))
+    served = Server(engine, workflows=args.workflows, token=token)
+    app = create_app(served)
     worker = thread = None
     if not args.no_worker:
         worker = Worker(engine, log=log)
-    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, access_log=False),
-                     worker)
+    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, access_log=False))
     if worker is not None:
         thread = threading.Thread(target=worker.run_forever, name="flowcore-worker", daemon=True)
         thread.start()
@@ -88,38 +89,38 @@ def cmd_serve(args, out, *, db_path, user_error) -> int:
     log(f"http://{host}:{port}/ over {engine.store.path}" + ("" if worker else " (no worker: another process drives "
                                                                                 "the runs)")
         + (", token required" if token else "") + "; stop with Ctrl-C or SIGTERM")
+    def stop(signum, frame):  # flags only: the handler may interrupt a thread holding the worker's locks
+        server.should_exit = True
+        served.closing.set()
+        if worker is not None:
+            worker.request_stop()
+    # SIGINT and SIGTERM stop serving: open event streams end (``closing``), the worker starts nothing
+    # new and lets its attempts finish, and the command exits 0. The handler stays until the worker is
+    # done, so a second Ctrl-C while it winds down does not cut that short.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])  # until SIGINT or SIGTERM
     finally:
         if worker is not None:
             worker.stop()
             thread.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         log("stopped")
     return 0
 
 
-def _Server(config, worker):
-    """uvicorn's server, stopped by SIGINT or SIGTERM as a worker is: it stops serving, the worker
-    starts nothing new and lets its attempts finish, and the command exits 0 (uvicorn itself raises
-    the signal again once it has stopped, which would end the process before the worker is done)."""
+def _Server(config):
+    """uvicorn's server, leaving the signals to ``cmd_serve`` (uvicorn's own handlers would raise the
+    signal again once it has stopped, ending the process before the worker is done)."""
     import contextlib
-    import signal
 
     import uvicorn
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self):
-            def stop(signum, frame):
-                self.should_exit = True
-                if worker is not None:
-                    worker.request_stop()
-            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+            yield
     return Server(config)
 
 

@@ -62,5 +62,10 @@ def run_page(view: dict, *, live: bool, inline: bool = False) -> str:
         js=asset("run.js")[0] if inline else None)  # type: ignore[index]
 
 
+def problem(title: str, message: str) -> str:
+    """A page that says why the page asked for cannot be shown (an unknown run...)."""
+    return _env.get_template("problem.html").render(title=title, message=message, inline=False)
+
+
 def need_token() -> str:
     return _env.get_template("token.html").render(inline=True, css=asset("style.css")[0])  # type: ignore[index]

@@ -15,16 +15,22 @@ import networkx as nx
 from runners import collector_paused, instance_name
 from scheduler_core import NodeFailed, NodeSucceeded, StartNode, initial_state, step
 from scheduler_core import Kind
-from scheduler_core.graph import LOOP_EXIT
+from scheduler_core.graph import LOOP_ENTRY, LOOP_EXIT
 
+from ..engine import RunResult
 from ..recovery import first_cap, read_log, with_cap_history
-from ..report import run_dict, waiting_on
+from ..report import waiting_on
 from ..workflow_file import compiled
 
 # Timeline rows a page draws at most; the rest are summed up (a 10,000-instance run stays usable).
 MAX_BARS = 2000
+# The instances drawn as a wait on the timeline (they run no attempt of their own), and what for.
+WAITS_FOR = {Kind.PARK_INPUT: "an answer", Kind.PARK_TIMER: "a timer", Kind.PARK_CHILD: "its child run"}
+# Places of edges that skip layers a graph gets at most (a huge graph's long edges are drawn straight:
+# its layout stays as quick as its nodes).
+MAX_PLACES = 2000
 # Layout of the graph (SVG user units).
-NODE_W, NODE_H, GAP_X, GAP_Y = 150, 44, 56, 22
+NODE_W, NODE_H, GAP_X, GAP_Y = 168, 44, 50, 22  # (wide enough for "subworkflow" beside "succeeded")
 
 
 def run_view(store, run_id: str) -> dict:
@@ -61,7 +67,7 @@ def run_view(store, run_id: str) -> dict:
                     a.setdefault("finished_at", None)
                     a.setdefault("error", None)
                     inputs[(c.node, tuple(c.item))] = _input(c.arrivals)
-    run = run_dict(run_id, state)
+    run = RunResult(run_id, state, parent=info.options.get("parent")).to_dict()  # as GET /api/runs/{id} has it
     records = {(r.node, tuple(r.item)): r for r in state.records.values()}
     names: dict[tuple, str] = {}
 
@@ -80,13 +86,12 @@ def run_view(store, run_id: str) -> dict:
                 a["finished_at"] = r.finished_at
         a["kind"], a["name"] = "attempt", name_of(node, item)
         bars.append(a)
-    for r in state.records.values():  # waits: a person or a timer held the instance
-        node = graph.nodes[graph.index[r.node]]
-        if node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT) and r.started_at is not None:
+    for r in state.records.values():  # waits: a person, a timer or a child run held the instance
+        waits_for = WAITS_FOR.get(graph.nodes[graph.index[r.node]].behaviour.kind)
+        if waits_for and r.started_at is not None:
             bars.append({"node": r.node, "item": list(r.item) or None, "attempt": None, "kind": "wait",
                          "name": name_of(r.node, r.item), "status": str(r.status), "started_at": r.started_at,
-                         "finished_at": r.finished_at, "error": None,
-                         "waits_for": "an answer" if node.behaviour.kind == Kind.PARK_INPUT else "a timer"})
+                         "finished_at": r.finished_at, "error": None, "waits_for": waits_for})
     bars.sort(key=lambda b: (b["started_at"] if b["started_at"] is not None else float("inf"), b["name"]))
     instances = {}  # only those with something to show beyond their record
     for key, r in records.items():
@@ -137,19 +142,37 @@ def node_summary(records: list[dict]) -> dict:
 
 def graph_view(graph, records: list[dict]) -> dict:
     """Nodes placed in layers (a node one layer below its lowest input; within a layer, ordered by
-    the mean position of its inputs, a few sweeps down), edges as SVG paths."""
+    the mean position of its inputs, a few sweeps down), edges as SVG paths. An edge that skips
+    layers passes through a place of its own in each layer between (as a node would), so it is
+    never drawn across a node it does not touch."""
     g = nx.DiGraph()
     g.add_nodes_from(range(len(graph.ids)))
     drawn = [e for e in graph.edges if e.kind != LOOP_EXIT]  # a loop's body drawn below it, not back into it
     g.add_edges_from((e.source, e.target) for e in drawn)
-    layers = [sorted(layer) for layer in nx.topological_generations(g)]
-    pos: dict[int, float] = {}
+    # what follows a loop is placed below its body (it runs after it), not beside it
+    body_sink = {e.target: e.source for e in graph.edges if e.kind == LOOP_EXIT}
+    layering = g.copy()
+    layering.add_edges_from((body_sink[e.source], e.target) for e in drawn
+                            if e.source in body_sink and e.kind != LOOP_ENTRY)
+    depth = {n: d for d, layer in enumerate(nx.topological_generations(layering)) for n in layer}
+    layers: list[list] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for n in sorted(depth):
+        layers[depth[n]].append(n)
+    routes = []  # per drawn edge: the places it passes through, one per layer it skips
+    routed = sum(max(0, depth[e.target] - depth[e.source] - 1) for e in drawn) <= MAX_PLACES
+    for i, e in enumerate(drawn):
+        routes.append([("via", i, d) for d in range(depth[e.source] + 1, depth[e.target])] if routed else [])
+        hops = [e.source, *routes[-1], e.target]
+        for place in routes[-1]:
+            layers[place[2]].append(place)
+        g.add_edges_from(zip(hops, hops[1:]))
+    pos: dict = {}
     for layer in layers:
         for i, n in enumerate(layer):
             pos[n] = i
     for _ in range(2):  # barycentre sweeps: fewer crossings
         for layer in layers[1:]:
-            layer.sort(key=lambda n: (sum(pos[p] for p in g.predecessors(n)) / max(1, g.in_degree(n)), n))
+            layer.sort(key=lambda n: (sum(pos[p] for p in g.predecessors(n)) / max(1, g.in_degree(n)), _order(n)))
             for i, n in enumerate(layer):
                 pos[n] = i
     widest = max((len(layer) for layer in layers), default=1)
@@ -157,11 +180,13 @@ def graph_view(graph, records: list[dict]) -> dict:
     for r in records:
         by_node.setdefault(r["node"], []).append(r)
     nodes, xy = [], {}
-    for depth, layer in enumerate(layers):
+    for d, layer in enumerate(layers):
         offset = (widest - len(layer)) * (NODE_W + GAP_X) / 2
         for i, n in enumerate(layer):
-            x, y = 20 + offset + i * (NODE_W + GAP_X), 20 + depth * (NODE_H + GAP_Y * 2)
+            x, y = 20 + offset + i * (NODE_W + GAP_X), 20 + d * (NODE_H + GAP_Y * 2)
             xy[n] = (x, y)
+            if isinstance(n, tuple):
+                continue  # a place an edge passes through
             node = graph.nodes[n]
             b = node.behaviour
             nodes.append({"id": node.id, "type": node.type, "x": x, "y": y, "w": NODE_W, "h": NODE_H,
@@ -169,14 +194,36 @@ def graph_view(graph, records: list[dict]) -> dict:
                           "prompt": getattr(b, "prompt", None), "choices": list(getattr(b, "choices", None) or []),
                           **node_summary(by_node.get(node.id, []))})
     edges = []
-    for e in drawn:
-        (x1, y1), (x2, y2) = xy[e.source], xy[e.target]
-        sx, sy, tx, ty = x1 + NODE_W / 2, y1 + NODE_H, x2 + NODE_W / 2, y2
-        mid = (sy + ty) / 2
+    for e, via in zip(drawn, routes):
+        hops = [xy[h] for h in (e.source, *via, e.target)]
+        path, label = _edge_path(hops)
         edges.append({"from": graph.ids[e.source], "to": graph.ids[e.target],
                       "port": e.port if e.port != "result" else None, "kind": e.kind,
-                      "path": f"M{sx:.0f},{sy:.0f} C{sx:.0f},{mid:.0f} {tx:.0f},{mid:.0f} {tx:.0f},{ty - 4:.0f}",
-                      "label_x": (sx + tx) / 2, "label_y": mid})
+                      "path": path, "label_x": label[0], "label_y": label[1]})
     width = 40 + widest * (NODE_W + GAP_X) - GAP_X
     height = 40 + len(layers) * (NODE_H + GAP_Y * 2) - GAP_Y * 2
     return {"nodes": nodes, "edges": edges, "width": max(width, 200), "height": max(height, 80)}
+
+
+def _order(n) -> tuple:
+    """Ties in a layer: nodes by declaration, then the places of edges, by edge."""
+    return (0, n) if not isinstance(n, tuple) else (1, n[1])
+
+
+def _edge_path(hops: list[tuple]) -> tuple[str, tuple[float, float]]:
+    """An SVG path from the bottom of the first box to the top of the last, through the middle of the
+    places between (an S-curve between two layers, straight down through a place); and where its
+    port label goes (the middle of its first curve)."""
+    cx = NODE_W / 2
+    x, y = hops[0][0] + cx, hops[0][1] + NODE_H
+    parts = [f"M{x:.0f},{y:.0f}"]
+    label = None
+    for i, (hx, hy) in enumerate(hops[1:], 1):
+        tx, ty = hx + cx, hy - (4 if i == len(hops) - 1 else 0)
+        mid = (y + ty) / 2
+        parts.append(f"C{x:.0f},{mid:.0f} {tx:.0f},{mid:.0f} {tx:.0f},{ty:.0f}")
+        label = label or ((x + tx) / 2, mid)
+        x, y = tx, hy + NODE_H
+        if i < len(hops) - 1:
+            parts.append(f"L{x:.0f},{y:.0f}")
+    return " ".join(parts), label

@@ -92,42 +92,51 @@ var FlowcoreRun = (function () {
 
   // -- waiting for an answer ---------------------------------------------------------------------
 
+  // An instance still waiting keeps its entry from one update to the next, so what a person typed
+  // there, the focus and a "sending…" survive the redraws while the rest of the run goes on.
   function renderWaiting() {
     var box = $("waiting"), list = $("waiting-list");
     var waiting = live ? data.waiting : [];
     box.hidden = waiting.length === 0;
-    list.textContent = "";
-    waiting.slice(0, 20).forEach(function (w) {
-      var note = el("input", { cls: "note", placeholder: w.choices && w.choices.length ? "the answer, as JSON or text (empty: the choice's name)" : "the input, as JSON or text", spellcheck: "false" });
-      var message = el("span", { cls: "message", role: "status" });
-      var buttons = el("div", { cls: "choices" });
-      function send(port, button) {
-        var text = note.value.trim(), input = port;
-        if (text) { try { input = JSON.parse(text); } catch (e) { input = text; } }
-        var body = { node: w.node, item: w.item, input: input };
-        if (port) body.port = port;
-        button.disabled = true;
-        message.textContent = "sending…";
-        post("/answers", body, message, function () { button.disabled = false; }, "answered");
-      }
-      if (w.choices && w.choices.length) {
-        w.choices.forEach(function (choice, i) {
-          var b = el("button", { cls: i === 0 ? "primary" : (/^(reject|deny|no|decline|cancel)/i.test(choice) ? "danger" : ""),
-            "data-choice": choice, text: choice });
-          b.addEventListener("click", function () { send(choice, b); });
-          buttons.appendChild(b);
-        });
-      } else {
-        var b = el("button", { cls: "primary", text: "Send" });
-        b.addEventListener("click", function () { send(null, b); });
-        buttons.appendChild(b);
-      }
-      list.appendChild(el("div", { cls: "ask", "data-waiting": w.name },
-        el("div", { cls: "ask-head" }, el("strong", { text: w.name }), " ", el("span", { cls: "muted", text: w.type })),
-        w.prompt ? el("p", { cls: "prompt", text: w.prompt }) : null,
-        el("div", { cls: "ask-row" }, note, buttons), message));
+    var shown = {}, entries = list.querySelectorAll(".ask");
+    for (var i = 0; i < entries.length; i++) shown[entries[i].getAttribute("data-waiting")] = entries[i];
+    var wanted = waiting.slice(0, 20).map(function (w) { return shown[w.name] || askEntry(w); });
+    wanted.forEach(function (entry, i) {
+      if (list.children[i] !== entry) list.insertBefore(entry, list.children[i] || null);
     });
+    while (list.children.length > wanted.length) list.removeChild(list.lastChild);
     if (waiting.length > 20) list.appendChild(el("p", { cls: "muted", text: (waiting.length - 20) + " more wait for answers." }));
+  }
+
+  function askEntry(w) {
+    var note = el("input", { cls: "note", placeholder: w.choices && w.choices.length ? "the answer, as JSON or text (empty: the choice's name)" : "the input, as JSON or text", spellcheck: "false" });
+    var message = el("span", { cls: "message", role: "status" });
+    var buttons = el("div", { cls: "choices" });
+    function send(port, button) {
+      var text = note.value.trim(), input = port;
+      if (text) { try { input = JSON.parse(text); } catch (e) { input = text; } }
+      var body = { node: w.node, item: w.item, input: input };
+      if (port) body.port = port;
+      button.disabled = true;
+      message.textContent = "sending…";
+      post("/answers", body, message, function () { button.disabled = false; }, "answered");
+    }
+    if (w.choices && w.choices.length) {
+      w.choices.forEach(function (choice, i) {
+        var b = el("button", { cls: i === 0 ? "primary" : (/^(reject|deny|no|decline|cancel)/i.test(choice) ? "danger" : ""),
+          "data-choice": choice, text: choice });
+        b.addEventListener("click", function () { send(choice, b); });
+        buttons.appendChild(b);
+      });
+    } else {
+      var b = el("button", { cls: "primary", text: "Send" });
+      b.addEventListener("click", function () { send(null, b); });
+      buttons.appendChild(b);
+    }
+    return el("div", { cls: "ask", "data-waiting": w.name },
+      el("div", { cls: "ask-head" }, el("strong", { text: w.name }), " ", el("span", { cls: "muted", text: w.type })),
+      w.prompt ? el("p", { cls: "prompt", text: w.prompt }) : null,
+      el("div", { cls: "ask-row" }, note, buttons), message);
   }
 
   // -- timeline ----------------------------------------------------------------------------------
@@ -183,14 +192,8 @@ var FlowcoreRun = (function () {
       records.length > 1 ? el("span", { cls: "muted", text: " " + records.length + " instances" }) : null);
     body.appendChild(head);
     var open = records.some(function (r) { return OPEN[r.status]; });
-    if (live && open && !ENDED[data.run.status]) {
-      var message = el("span", { cls: "message", role: "status" });
-      var cancel = el("button", { cls: "danger small", id: "cancel-node", text: "Cancel node" });
-      confirming(cancel, "Cancel node", function () {
-        post("/cancel", { node: selected }, message, function () { cancel.disabled = false; }, "node cancelled");
-      });
-      body.appendChild(el("div", { cls: "pactions" }, cancel, message));
-    }
+    var actions = nodeActions(node.id, live && open && !ENDED[data.run.status]);
+    if (actions) body.appendChild(actions);
     records.slice(0, MAX_ROWS_IN_PANEL).forEach(function (r) {
       var name = r.node + (r.item ? r.item.map(function (i) { return "[" + i + "]"; }).join("") : "");
       var inst = data.instances[name] || {};
@@ -198,6 +201,7 @@ var FlowcoreRun = (function () {
       box.appendChild(el("div", { cls: "ihead" }, el("strong", { text: name }), " ", badge(r.status),
         el("span", { cls: "muted", text: " " + r.attempts + " attempt" + (r.attempts === 1 ? "" : "s") +
           (r.started_at && r.finished_at ? " · " + secs(r.finished_at - r.started_at) : "") })));
+      if (r.child_run) box.appendChild(section("Child run", childLink(r.child_run)));
       if (inst.has_input) box.appendChild(section("Input", el("pre", { text: pretty(inst.input) })));
       if (r.ports && Object.keys(r.ports).length) {
         var ports = Object.keys(r.ports);
@@ -233,6 +237,31 @@ var FlowcoreRun = (function () {
       body.appendChild(box);
     });
     if (records.length > MAX_ROWS_IN_PANEL) body.appendChild(el("p", { cls: "muted", text: (records.length - MAX_ROWS_IN_PANEL) + " more instances." }));
+  }
+
+  // The node's "Cancel node" button and what became of a cancel, kept while the same node stays
+  // selected: a live update between the button's two clicks, or the one a cancel brings, redraws
+  // the panel without forgetting the first click or the outcome.
+  var kept = { node: null, actions: null };
+
+  function nodeActions(id, cancellable) {
+    if (kept.node !== id) {
+      var message = el("span", { cls: "message", role: "status" });
+      var cancel = el("button", { cls: "danger small", id: "cancel-node", text: "Cancel node" });
+      confirming(cancel, "Cancel node", function () {
+        post("/cancel", { node: id }, message, function () { cancel.disabled = false; }, "node cancelled");
+      });
+      kept = { node: id, actions: el("div", { cls: "pactions" }, cancel, message) };
+    }
+    var said = kept.actions.querySelector(".message").textContent !== "";
+    kept.actions.querySelector("#cancel-node").hidden = !cancellable;
+    return cancellable || said ? kept.actions : null;
+  }
+
+  // A child run's page, where it is answered and followed (a report is one file: the id only).
+  function childLink(runId) {
+    if (!live) return el("code", { text: runId });
+    return el("a", { cls: "child-run", href: "/runs/" + runId.split("/").map(encodeURIComponent).join("/") }, el("code", { text: runId }));
   }
 
   function select(id) {
