@@ -8,6 +8,7 @@ answering), the driver runs in a thread of this process: the lease rules treat i
 process's, which is what an answer from another process meets (the CLI tests do that with real
 processes).
 """
+import contextlib
 import threading
 import time
 
@@ -123,15 +124,21 @@ def test_an_answer_given_before_the_timeout_fell_due_wins_even_if_applied_later(
     assert statuses(e.status("early"))["shipped"] == "succeeded"
 
 
+@contextlib.contextmanager
+def driven_elsewhere(e, run_id: str):
+    """Meanwhile, a live driver of the run that never looks into its inbox."""
+    lease = e._acquire(run_id)
+    try:
+        yield
+    finally:
+        e.store.release(run_id, lease)
+
+
 def test_a_request_another_driver_does_not_apply_in_time_stays_in_the_inbox(tmp_path):
     e = engine(tmp_path, linger=0)
     e.run(ASK, run_id="slow")
-    lease = e._acquire("slow")  # a live driver that never looks into the inbox
-    try:
-        with pytest.raises(RequestPending, match="stays in the run's inbox"):
-            e.resume("slow", node="ask", port="ship", input="x", wait=0.2)
-    finally:
-        e.store.release("slow", lease)
+    with driven_elsewhere(e, "slow"), pytest.raises(RequestPending, match="stays in the run's inbox"):
+        e.resume("slow", node="ask", port="ship", input="x", wait=0.2)
     assert [r.kind for r in e.store.pending("slow")] == ["answer"]
     Worker(e, linger=0).run_once()  # the next driver applies it
     assert e.status("slow").status == "succeeded" and e.store.pending("slow") == []
@@ -144,13 +151,10 @@ def test_a_wait_for_another_driver_cut_short_by_ctrl_c_leaves_the_request_in_the
 
     e = engine(tmp_path, linger=0)
     e.run(ASK, run_id="slow")
-    lease = e._acquire("slow")  # a live driver that never looks into the inbox
-    threading.Timer(0.2, _thread.interrupt_main).start()
-    try:
+    with driven_elsewhere(e, "slow"):
+        threading.Timer(0.2, _thread.interrupt_main).start()
         with pytest.raises(RequestPending, match="interrupted while waiting.*stays in the run's inbox"):
             e.resume("slow", node="ask", port="ship", input="x", wait=10)
-    finally:
-        e.store.release("slow", lease)
     assert [r.kind for r in e.store.pending("slow")] == ["answer"]
 
 
