@@ -9,7 +9,7 @@ import os
 import re
 import time
 
-from scheduler_core import Kind, Record, RunStatus, State, Status, TimerKind, attempts_of, heap, sequence_keys
+from scheduler_core import PARKS, Kind, Record, RunStatus, State, Status, TimerKind, attempts_of, heap, sequence_keys
 from scheduler_core.state import entry_key
 
 from runners import instance_name
@@ -397,4 +397,4 @@ def last_frames(traceback: str, frames: int = 3) -> list[str]:
 
 def _parks(node) -> bool:
     """A node that waits for a timer, a person or its child run: its time is not work (here)."""
-    return node.behaviour.kind in (Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD)
+    return node.behaviour.kind in PARKS

@@ -2,7 +2,8 @@
 
 Pure: no I/O, no clock, no threads, no randomness. Never imports ``runners`` or ``adapters``.
 """
-from .behaviour import MAX_ITERATIONS, EndRun, FanOut, Kind, Loop, ParkForChild, ParkForInput, ParkForTimer, RunTask
+from .behaviour import (MAX_ITERATIONS, PARKS, EndRun, FanOut, Kind, Loop, ParkForChild, ParkForInput, ParkForTimer,
+                        RunTask)
 from .commands import (AwaitInput, CancelChild, CancelNode, CancelTimer, Refused, RunFinished, StartChild, StartNode,
                        StartTimer)
 from .events import (EVENT_TYPES, CancelConfirmed, ChildEnded, CapChanged, CancelRequested, Draining, InputProvided,
@@ -18,7 +19,7 @@ from .step import InvalidEvent, TimerKind, cancel_problem, input_problem, step
 from .validate import InvalidState, validate_state
 
 __all__ = [
-    "MAX_ITERATIONS", "EndRun", "FanOut", "Kind", "Loop", "ParkForChild", "ParkForInput", "ParkForTimer", "RunTask",
+    "MAX_ITERATIONS", "PARKS", "EndRun", "FanOut", "Kind", "Loop", "ParkForChild", "ParkForInput", "ParkForTimer", "RunTask",
     "AwaitInput", "CancelNode", "CancelTimer", "Refused", "RunFinished", "StartNode", "StartTimer",
     "CancelChild", "StartChild", "ChildEnded",
     "EVENT_TYPES", "CancelConfirmed", "CapChanged", "CancelRequested", "Draining", "InputProvided",

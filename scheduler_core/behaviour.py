@@ -142,4 +142,4 @@ class EndRun:
 
 
 Behaviour = RunTask | FanOut | ParkForTimer | ParkForInput | Loop | ParkForChild | EndRun
-PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD})
+PARKS = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD})  # the kinds that wait, running no attempt

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import attrs
 import jmespath
 
-from .behaviour import LOOP_BODY_PORT, MAX_ITERATIONS, RESULT, Kind
+from .behaviour import LOOP_BODY_PORT, MAX_ITERATIONS, PARKS, RESULT, Kind
 from .model import JOIN_ALL, JOIN_ANY, MAX_SECONDS, ON_ERROR, Edge, Node, Workflow
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def _unused_fields(node: Node, kind: Kind) -> list[str]:
     return bad
 
 
-_NO_ATTEMPT = frozenset({Kind.PARK_TIMER, Kind.PARK_INPUT, Kind.PARK_CHILD, Kind.END})
+_NO_ATTEMPT = PARKS | {Kind.END}
 
 
 def _check_settings(wf: Workflow, problems: list[Problem]) -> None:
